@@ -1,0 +1,53 @@
+"""The port every CRM adapter satisfies; the engine talks to CRMs only through it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from mirror.types import Checkpoint, ObjectSpec, Page, Write, WriteResult
+
+
+@runtime_checkable
+class CrmAdapter(Protocol):
+    """A CRM as the engine sees it: metadata, paged reads with checkpoints, and batched writes.
+
+    Adapters raise only ``MirrorError`` subclasses, mapping their CRM's status and error codes
+    in one table, and handle session renewal and throttling themselves (a ``TransientError``
+    escapes only when waiting no longer helps).
+    """
+
+    name: str
+
+    def check(self) -> None:
+        """Authenticate and reach the CRM; raise ``AuthError`` or ``TransientError`` if not."""
+        ...
+
+    def list_objects(self) -> list[str]:
+        """The names of the objects this CRM can mirror."""
+        ...
+
+    def describe(self, object_name: str) -> ObjectSpec:
+        """Fields, types, keys and relations of one object, from the CRM's metadata."""
+        ...
+
+    def read(self, spec: ObjectSpec, since: Checkpoint | None) -> Iterator[Page]:
+        """Pages of records and tombstones after ``since`` (``None``: full backfill).
+
+        Every page carries the checkpoint that follows it; resuming from any page's checkpoint
+        loses nothing. The last page of a backfill carries a checkpoint in phase
+        ``"incremental"``.
+        """
+        ...
+
+    def read_ids(self, spec: ObjectSpec) -> Iterator[list[str]]:
+        """Every live id of the object, in batches: the delete sweep's input."""
+        ...
+
+    def write(self, spec: ObjectSpec, writes: Sequence[Write]) -> list[WriteResult]:
+        """Apply writes with their preconditions; one result per write, in order."""
+        ...
+
+    def api_calls(self) -> int:
+        """How many HTTP requests this adapter has made to the CRM so far."""
+        ...

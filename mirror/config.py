@@ -1,0 +1,183 @@
+"""The typed configuration: TOML in, a validated ``MirrorConfig`` out, all problems at once.
+
+Secrets never live in the file: any string value may be ``${ENV_VAR}`` (or ``${ENV_VAR:-default}``),
+resolved from the environment when the file is loaded. A missing variable is a problem like any
+other, reported by name only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mirror.errors import ConfigError
+
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+SECRET_KEYS = frozenset(
+    {"password", "security_token", "consumer_secret", "client_secret", "session_id", "access_token"}
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(_Strict):
+    """Where the mirror lives."""
+
+    database: str = Field(
+        default="sqlite:///prm-mirror.db",
+        description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
+    )
+
+    @field_validator("database")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+
+class SyncConfig(_Strict):
+    """How pulls run."""
+
+    prefetch_pages: int = Field(default=1, ge=0, le=8)
+    sweep_after_backfill: bool = False
+
+
+class SourceConfig(_Strict):
+    """One CRM org to mirror; the table prefix is the source's name in ``[sources.<name>]``."""
+
+    crm: Literal["salesforce", "hubspot", "dynamics"]
+    objects: list[str] | None = None
+    instance_url: str | None = None
+    login_url: str | None = None
+    auth: Literal["password", "client_credentials", "session", "token"] = "password"
+    username: str | None = None
+    password: str | None = None
+    security_token: str | None = None
+    consumer_key: str | None = None
+    consumer_secret: str | None = None
+    session_id: str | None = None
+    domain: str = "login"
+    api_version: str = "59.0"
+    page_size: int = Field(default=2000, ge=1, le=10_000)
+    bulk_threshold: int = Field(default=50_000, ge=0)
+    bulk_page_size: int = Field(default=50_000, ge=1)
+    max_retries: int = Field(default=6, ge=0, le=20)
+
+    def adapter_settings(self) -> dict[str, Any]:
+        """The settings an adapter factory receives (every field but ``crm`` and ``objects``)."""
+        return self.model_dump(exclude={"crm", "objects"})
+
+
+class MirrorConfig(_Strict):
+    """The whole configuration file."""
+
+    store: StoreConfig = StoreConfig()
+    sync: SyncConfig = SyncConfig()
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    schemas_dir: str | None = None
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", name):
+                raise ValueError(f"source name {name!r} must be lower-case letters, digits, _")
+        return value
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> MirrorConfig:
+    """Read, resolve and validate a TOML config; raise ``ConfigError`` listing every problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file (run `prm-mirror init` to write one)") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(raw, environ, origin=str(path))
+
+
+def parse_config(
+    raw: Mapping[str, Any], environ: Mapping[str, str] | None = None, origin: str = "config"
+) -> MirrorConfig:
+    """Validate an already-parsed mapping (``${VAR}`` references resolved from ``environ``)."""
+    problems: list[str] = []
+    resolved = _resolve_env(raw, os.environ if environ is None else environ, (), problems)
+    try:
+        config = MirrorConfig.model_validate(resolved)
+    except ValidationError as exc:
+        problems.extend(_describe(error) for error in exc.errors())
+        config = None
+    if config is not None:
+        problems.extend(_check_sources(config))
+    if problems:
+        raise ConfigError([f"{origin}: {p}" for p in problems])
+    assert config is not None
+    return config
+
+
+def _resolve_env(
+    value: Any, environ: Mapping[str, str], where: tuple[str, ...], problems: list[str]
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, environ, (*where, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, environ, (*where, str(i)), problems) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        problems.append(f"{'.'.join(where)}: environment variable {name} is not set")
+        return ""
+
+    return ENV_REFERENCE.sub(substitute, value)
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown option (check the spelling against config/example.toml)"
+    return f"{location}: {message}"
+
+
+def _check_sources(config: MirrorConfig) -> list[str]:
+    problems: list[str] = []
+    if not config.sources:
+        problems.append("sources: at least one [sources.<name>] table is required")
+    for name, source in config.sources.items():
+        problems.extend(f"sources.{name}.{p}" for p in _check_credentials(source))
+    return problems
+
+
+def _check_credentials(source: SourceConfig) -> list[str]:
+    if source.crm != "salesforce":
+        return []
+    needed = {
+        "password": ("username", "password"),
+        "client_credentials": ("consumer_key", "consumer_secret"),
+        "session": ("instance_url", "session_id"),
+    }.get(source.auth, ())
+    missing = [key for key in needed if not getattr(source, key)]
+    if source.auth == "client_credentials" and not (source.instance_url or source.login_url):
+        missing.append("instance_url")
+    return [f"{key}: required when auth = {source.auth!r}" for key in missing]
+
+
+def redact(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``settings`` safe to print: secret values replaced by ``***``."""
+    return {k: ("***" if k in SECRET_KEYS and v else v) for k, v in settings.items()}

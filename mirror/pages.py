@@ -1,0 +1,231 @@
+"""Applying one page to the store, inside the page's transaction (steps 1-5 of docs/guarantees.md).
+
+1. records are checked (malformed ones go to ``mirror_rejects``) and hashed; unchanged records
+   are recognised by hash and skipped;
+2. changed records are diffed field by field against their mirror row;
+3. upserts and tombstones are written, and the field-level changes appended to ``mirror_changes``;
+4. page hooks run (the partner access table keeps itself current here);
+5. the checkpoint is saved.
+The caller commits all of it at once, so a crash re-reads the page and the upsert makes the
+second application a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, insert, update
+
+from mirror.diff import field_changes
+from mirror.records import BadValue, json_safe
+from mirror.store import MirrorTable, Store, utcnow
+from mirror.tables import mirror_changes, mirror_idmap, mirror_rejects
+from mirror.types import Page, Record, Tombstone
+
+
+@dataclass
+class PageOutcome:
+    """What one page did to the mirror."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    written_ids: list[str] = field(default_factory=list)
+    deleted_ids: list[str] = field(default_factory=list)
+
+    def add(self, other: PageOutcome) -> None:
+        """Accumulate ``other``'s counts (ids are per page and not accumulated)."""
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+        self.rejected += other.rejected
+
+
+PageHook = Callable[[Connection, MirrorTable, PageOutcome], None]
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """Who applies the page: the run, whether inserts count as changes, and the page hooks."""
+
+    run_id: int | None
+    log_inserts: bool
+    hooks: Sequence[PageHook] = ()
+
+
+def apply_page(
+    store: Store, conn: Connection, mirrored: MirrorTable, page: Page, ctx: PageContext
+) -> PageOutcome:
+    """Apply ``page`` to ``mirrored`` within ``conn``'s transaction and save its checkpoint."""
+    outcome = PageOutcome()
+    records = _clean(conn, mirrored, page, ctx, outcome)
+    _write_records(store, conn, mirrored, records, ctx, outcome)
+    _write_tombstones(store, conn, mirrored, page.tombstones, ctx, outcome)
+    for hook in ctx.hooks:
+        hook(conn, mirrored, outcome)
+    spec = mirrored.spec
+    store.save_checkpoint(conn, spec.source, spec.name, page.checkpoint)
+    return outcome
+
+
+def _clean(
+    conn: Connection, mirrored: MirrorTable, page: Page, ctx: PageContext, outcome: PageOutcome
+) -> dict[str, Record]:
+    spec = mirrored.spec
+    rejects = [
+        {"record_id": r.record_id, "reason": r.reason, "payload": json_safe(dict(r.payload))}
+        for r in page.rejects
+    ]
+    cleaned: dict[str, Record] = {}
+    for record in page.records:
+        try:
+            clean = mirrored.checker.clean(record)
+        except BadValue as exc:
+            rejects.append(
+                {
+                    "record_id": record.get(spec.key),
+                    "reason": str(exc),
+                    "payload": json_safe(record),
+                }
+            )
+            continue
+        cleaned[clean[spec.key]] = clean
+    if rejects:
+        now = utcnow()
+        rows = [
+            {**r, "source": spec.source, "object": spec.name, "at": now, "run_id": ctx.run_id}
+            for r in rejects
+        ]
+        conn.execute(insert(mirror_rejects), rows)
+        outcome.rejected += len(rows)
+    return cleaned
+
+
+def _write_records(
+    store: Store,
+    conn: Connection,
+    mirrored: MirrorTable,
+    records: dict[str, Record],
+    ctx: PageContext,
+    outcome: PageOutcome,
+) -> None:
+    if not records:
+        return
+    spec, table, checker = mirrored.spec, mirrored.table, mirrored.checker
+    existing = store.rows_by_id(conn, table, spec.key, records, ["_hash", "_deleted"])
+    hashes = {record_id: checker.content_hash(r) for record_id, r in records.items()}
+    changed = [i for i, row in existing.items() if row._hash != hashes[i] or row._deleted]
+    before = store.rows_by_id(conn, table, spec.key, changed, spec.field_names) if changed else {}
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    for record_id, record in records.items():
+        previous = existing.get(record_id)
+        if previous is not None and record_id not in before:
+            outcome.unchanged += 1
+            continue
+        rows.append(
+            {
+                **record,
+                "_modstamp": record.get(spec.cursor_field),
+                "_deleted": False,
+                "_synced_at": now,
+                "_pending": False,
+                "_hash": hashes[record_id],
+            }
+        )
+        outcome.written_ids.append(record_id)
+        if previous is None:
+            outcome.inserted += 1
+            if ctx.log_inserts:
+                changes.append(_change(spec.source, spec.name, record_id, "insert", None, now, ctx))
+            continue
+        outcome.updated += 1
+        old = before[record_id]._mapping
+        diff = field_changes(old, record, spec.field_names)
+        op = "undelete" if previous._deleted else "update"
+        changes.append(_change(spec.source, spec.name, record_id, op, diff, now, ctx))
+    store.upsert(conn, table, rows)
+    if changes:
+        conn.execute(insert(mirror_changes), changes)
+
+
+def _write_tombstones(
+    store: Store,
+    conn: Connection,
+    mirrored: MirrorTable,
+    tombstones: Sequence[Tombstone],
+    ctx: PageContext,
+    outcome: PageOutcome,
+) -> None:
+    if not tombstones:
+        return
+    spec, table = mirrored.spec, mirrored.table
+    by_id = {t.id: t for t in tombstones}
+    live = [
+        i
+        for i, row in store.rows_by_id(conn, table, spec.key, by_id, ["_deleted"]).items()
+        if not row._deleted
+    ]
+    now = utcnow()
+    key = table.c[spec.key]
+    for start in range(0, len(live), 500):
+        chunk = live[start : start + 500]
+        conn.execute(update(table).where(key.in_(chunk)).values(_deleted=True, _synced_at=now))
+    changes = [
+        _change(
+            spec.source, spec.name, record_id, "delete", _merge_note(by_id[record_id]), now, ctx
+        )
+        for record_id in live
+    ]
+    if changes:
+        conn.execute(insert(mirror_changes), changes)
+    merges = [
+        {
+            "source": spec.source,
+            "object": spec.name,
+            "old_id": t.id,
+            "new_id": t.merged_into,
+            "kind": "merge",
+            "at": now,
+        }
+        for t in tombstones
+        if t.merged_into
+    ]
+    store.upsert(conn, mirror_idmap, merges)
+    outcome.deleted += len(live)
+    outcome.deleted_ids.extend(live)
+
+
+def _merge_note(tombstone: Tombstone) -> dict[str, Any] | None:
+    if tombstone.merged_into:
+        return {"merged_into": [None, tombstone.merged_into]}
+    return None
+
+
+def _change(
+    source: str,
+    name: str,
+    record_id: str,
+    op: str,
+    diff: dict[str, Any] | None,
+    now: Any,
+    ctx: PageContext,
+) -> dict[str, Any]:
+    fields = json_safe({k: list(v) for k, v in diff.items()}) if diff is not None else None
+    return {
+        "source": source,
+        "object": name,
+        "record_id": record_id,
+        "op": op,
+        "origin": "crm",
+        "author": None,
+        "fields": fields,
+        "at": now,
+        "run_id": ctx.run_id,
+    }

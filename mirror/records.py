@@ -1,0 +1,162 @@
+"""Records on their way into the store: checked against the column types, and content-hashed.
+
+Adapters convert wire values already; this is the engine's own guard, so that one malformed
+record (or a field whose CRM type changed) is set aside with its reason instead of failing a
+whole page. The content hash lets the sync skip unchanged records before any field comparison.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import xxhash
+
+from mirror.types import FieldType, ObjectSpec, Record
+
+Converter = Callable[[Any], Any]
+
+
+class BadValue(ValueError):
+    """A value that does not fit its column."""
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float | dt.date | dt.time):
+        return value.isoformat() if isinstance(value, dt.date | dt.time) else str(value)
+    raise BadValue(f"{value!r} is not text")
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise BadValue(f"{value!r} is not a boolean")
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise BadValue(f"{value!r} is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise BadValue(f"{value!r} is not an integer")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError as exc:
+            raise BadValue(f"{value!r} is not a number") from exc
+    else:
+        raise BadValue(f"{value!r} is not a number")
+    if number != number or number in (float("inf"), float("-inf")):
+        raise BadValue(f"{value!r} is not a finite number")
+    return number
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value[:10])
+        except ValueError:
+            pass
+    raise BadValue(f"{value!r} is not a date")
+
+
+def _datetime(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise BadValue(f"{value!r} is not a datetime") from exc
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+    raise BadValue(f"{value!r} is not a datetime")
+
+
+def _time(value: Any) -> dt.time:
+    if isinstance(value, dt.time):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.time.fromisoformat(value.rstrip("Z"))
+        except ValueError:
+            pass
+    raise BadValue(f"{value!r} is not a time")
+
+
+def _any(value: Any) -> Any:
+    return value
+
+
+CONVERTERS: dict[FieldType, Converter] = {
+    FieldType.ID: _text,
+    FieldType.REFERENCE: _text,
+    FieldType.STRING: _text,
+    FieldType.TEXT: _text,
+    FieldType.BOOLEAN: _boolean,
+    FieldType.INTEGER: _integer,
+    FieldType.FLOAT: _number,
+    FieldType.DECIMAL: _number,
+    FieldType.DATE: _date,
+    FieldType.DATETIME: _datetime,
+    FieldType.TIME: _time,
+    FieldType.JSON: _any,
+}
+
+
+class RecordChecker:
+    """Checks records of one object against its column types, in the spec's field order."""
+
+    def __init__(self, spec: ObjectSpec) -> None:
+        self.key = spec.key
+        self.cursor = spec.cursor_field
+        self.fields = [(f.name, CONVERTERS[f.type]) for f in spec.fields]
+
+    def clean(self, record: Record) -> Record:
+        """The record with every field present and typed; raises ``BadValue`` naming the field."""
+        if not record.get(self.key):
+            raise BadValue(f"the record has no {self.key}")
+        cleaned: Record = {}
+        for name, convert in self.fields:
+            value = record.get(name)
+            if value is None:
+                cleaned[name] = None
+                continue
+            try:
+                cleaned[name] = convert(value)
+            except BadValue as exc:
+                raise BadValue(f"field {name}: {exc}") from None
+        return cleaned
+
+    def content_hash(self, record: Record) -> str:
+        """A 128-bit hash of the record's values in field order (stable across processes)."""
+        values = [record[name] for name, _ in self.fields]
+        payload = orjson.dumps(values, option=orjson.OPT_PASSTHROUGH_DATACLASS, default=str)
+        return xxhash.xxh3_128_hexdigest(payload)
+
+
+def json_safe(record: Record) -> dict[str, Any]:
+    """``record`` with dates, times and other non-JSON values as strings, for JSON columns."""
+    return orjson.loads(orjson.dumps(record, default=str))

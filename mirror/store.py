@@ -1,0 +1,287 @@
+"""The mirror store: a SQLAlchemy engine (SQLite by default, PostgreSQL to scale out), the engine's
+own tables, and the typed object tables with their additive migrations.
+
+The sync's hot path goes through SQLAlchemy Core with executemany, never the ORM. SQLite runs in
+WAL mode so a portal reads while the daemon writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, func, select
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import insert as sql_insert
+from sqlalchemy import update as sql_update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
+
+from mirror.errors import ConfigError
+from mirror.records import RecordChecker
+from mirror.schema import Migration, field_from_json, plan_migration, spec_from_json, spec_to_json
+from mirror.tables import (
+    column_for,
+    engine_metadata,
+    mirror_checkpoints,
+    mirror_objects,
+    mirror_runs,
+    object_table,
+)
+from mirror.types import Checkpoint, FieldSpec, ObjectSpec
+
+ID_CHUNK = 500
+
+
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class MirrorTable:
+    """One mirrored object as stored: effective spec, table, and fields kept after removal."""
+
+    spec: ObjectSpec
+    table: Table
+    removed: tuple[FieldSpec, ...]
+    checker: RecordChecker
+    migration: Migration | None = None
+
+
+class Store:
+    """The mirror database: engine tables, object tables and the primitives the sync composes."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, echo=echo, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.metadata = MetaData()
+        self._tables: dict[tuple[str, str], MirrorTable] = {}
+        try:
+            engine_metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise ConfigError(f"store.database: cannot open {self.safe_url}: {exc.orig}") from exc
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL with any password hidden."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One database transaction: committed on success, rolled back on any error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def prepare_object(self, described: ObjectSpec) -> MirrorTable:
+        """Create or migrate the object's table to fit ``described``; never drops a column."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                select(mirror_objects).where(
+                    mirror_objects.c.source == described.source,
+                    mirror_objects.c.object == described.name,
+                )
+            ).first()
+            stored = spec_from_json(row.spec) if row else None
+            removed_before = tuple(field_from_json(f) for f in row.removed_fields) if row else ()
+            migration = plan_migration(stored, removed_before, described)
+            removed = _merge_removed(removed_before, migration)
+            table = object_table(migration.effective, self.metadata, removed)
+            self._apply(conn, table, migration)
+            self._save_spec(conn, migration, removed, row is None, row)
+        mirrored = MirrorTable(
+            migration.effective, table, removed, RecordChecker(migration.effective), migration
+        )
+        self._tables[(described.source, described.name)] = mirrored
+        return mirrored
+
+    def _apply(self, conn: Connection, table: Table, migration: Migration) -> None:
+        if migration.new_table:
+            table.create(conn, checkfirst=True)
+            return
+        preparer = self.engine.dialect.identifier_preparer
+        for field in migration.added:
+            column = column_for(field, migration.effective.key)
+            ddl = column.type.compile(dialect=self.engine.dialect)
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.quote(table.name)} "
+                f"ADD COLUMN {preparer.quote(field.name)} {ddl}"
+            )
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+
+    def _save_spec(
+        self,
+        conn: Connection,
+        migration: Migration,
+        removed: tuple[FieldSpec, ...],
+        is_new: bool,
+        row: Any,
+    ) -> None:
+        spec = migration.effective
+        retyped = dict(row.type_changes) if row else {}
+        retyped.update({k: list(v) for k, v in migration.retyped.items()})
+        values = {
+            "table_name": spec.table_name,
+            "spec": spec_to_json(spec),
+            "removed_fields": [_field_json(f) for f in removed],
+            "type_changes": retyped,
+            "updated_at": utcnow(),
+        }
+        if is_new:
+            conn.execute(
+                sql_insert(mirror_objects).values(source=spec.source, object=spec.name, **values)
+            )
+        elif migration.changed or row.spec != values["spec"]:
+            conn.execute(
+                sql_update(mirror_objects)
+                .where(mirror_objects.c.source == spec.source, mirror_objects.c.object == spec.name)
+                .values(**values)
+            )
+
+    def mirrored(self, source: str, name: str) -> MirrorTable:
+        """The prepared object ``name`` of ``source`` (prepared from the stored spec if needed)."""
+        key = (source, name)
+        if key not in self._tables:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(mirror_objects).where(
+                        mirror_objects.c.source == source, mirror_objects.c.object == name
+                    )
+                ).first()
+            if row is None:
+                raise KeyError(f"{source}.{name} is not mirrored yet (run a backfill first)")
+            spec = spec_from_json(row.spec)
+            removed = tuple(field_from_json(f) for f in row.removed_fields)
+            table = object_table(spec, self.metadata, removed)
+            self._tables[key] = MirrorTable(spec, table, removed, RecordChecker(spec))
+        return self._tables[key]
+
+    def objects(self) -> list[tuple[str, str]]:
+        """Every (source, object) the store has a table for."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(mirror_objects.c.source, mirror_objects.c.object)).all()
+        return sorted((r.source, r.object) for r in rows)
+
+    def object_info(self, source: str, name: str) -> Mapping[str, Any]:
+        """The stored schema bookkeeping of one object (removed fields, type changes)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(mirror_objects).where(
+                    mirror_objects.c.source == source, mirror_objects.c.object == name
+                )
+            ).one()
+        return row._asdict()
+
+    def load_checkpoint(self, source: str, name: str) -> Checkpoint | None:
+        """The saved checkpoint of one object, or ``None`` before its first page."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(mirror_checkpoints).where(
+                    mirror_checkpoints.c.source == source, mirror_checkpoints.c.object == name
+                )
+            ).first()
+        if row is None:
+            return None
+        return Checkpoint(row.cursor, tuple(row.ids_at_cursor), row.phase, dict(row.state))
+
+    def save_checkpoint(
+        self, conn: Connection, source: str, name: str, checkpoint: Checkpoint
+    ) -> None:
+        """Save ``checkpoint`` inside the caller's transaction (the page's own)."""
+        values = {
+            "phase": checkpoint.phase,
+            "cursor": checkpoint.cursor,
+            "ids_at_cursor": list(checkpoint.ids_at_cursor),
+            "state": dict(checkpoint.state),
+            "updated_at": utcnow(),
+        }
+        self.upsert(conn, mirror_checkpoints, [{"source": source, "object": name, **values}])
+
+    def reset_checkpoint(self, source: str, name: str) -> None:
+        """Forget an object's checkpoint, so the next sync is a full backfill."""
+        with self.transaction() as conn:
+            conn.execute(
+                sql_delete(mirror_checkpoints).where(
+                    mirror_checkpoints.c.source == source, mirror_checkpoints.c.object == name
+                )
+            )
+
+    def upsert(self, conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows``, replacing rows with the same primary key; one executemany."""
+        if not rows:
+            return
+        keys = [c.name for c in table.primary_key.columns]
+        insert = pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
+        columns = [name for name in rows[0] if name not in keys]
+        if columns:
+            statement = insert.on_conflict_do_update(
+                index_elements=keys, set_={name: insert.excluded[name] for name in columns}
+            )
+        else:
+            statement = insert.on_conflict_do_nothing(index_elements=keys)
+        conn.execute(statement, list(rows))
+
+    def rows_by_id(
+        self, conn: Connection, table: Table, key: str, ids: Iterable[str], columns: Sequence[str]
+    ) -> dict[str, Any]:
+        """The rows whose key is in ``ids``, keyed by id, with ``columns`` selected."""
+        found: dict[str, Any] = {}
+        wanted = list(ids)
+        selected = [table.c[key], *(table.c[name] for name in columns)]
+        for start in range(0, len(wanted), ID_CHUNK):
+            chunk = wanted[start : start + ID_CHUNK]
+            for row in conn.execute(select(*selected).where(table.c[key].in_(chunk))):
+                found[row[0]] = row
+        return found
+
+    def count(self, table: Table, *, include_deleted: bool = False) -> int:
+        """How many rows ``table`` holds (live rows only unless ``include_deleted``)."""
+        query = select(func.count()).select_from(table)
+        if not include_deleted:
+            query = query.where(table.c._deleted.is_(False))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def recent_runs(self, limit: int = 20) -> list[Mapping[str, Any]]:
+        """The latest sync runs, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(mirror_runs).order_by(mirror_runs.c.id.desc()).limit(limit))
+            return [row._asdict() for row in rows]
+
+
+def _merge_removed(before: tuple[FieldSpec, ...], migration: Migration) -> tuple[FieldSpec, ...]:
+    present = {f.name for f in migration.effective.fields}
+    kept = {f.name: f for f in before if f.name not in present}
+    kept.update({f.name: f for f in migration.removed})
+    return tuple(kept.values())
+
+
+def _field_json(field: FieldSpec) -> dict[str, Any]:
+    data = spec_to_json(ObjectSpec(source="", name="", key="", cursor_field="", fields=(field,)))[
+        "fields"
+    ][0]
+    return dict(data)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,205 @@
+"""Table definitions: the engine's own tables and one typed table per mirrored object.
+
+Object tables are named ``<source>__<object>`` and carry the CRM's field names as columns plus
+system columns: ``_modstamp`` (the record's change-cursor value), ``_deleted``, ``_synced_at``,
+``_pending`` (a portal edit is waiting to be pushed) and ``_hash`` (a content hash that lets the
+sync recognise unchanged records without comparing fields).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    Time,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from mirror.types import FieldSpec, FieldType, ObjectSpec
+
+SYSTEM_COLUMNS = ("_modstamp", "_deleted", "_synced_at", "_pending", "_hash")
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored as UTC and always read back as an aware UTC datetime."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """Normalise to UTC (naive on SQLite, which keeps no zone)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        """Attach UTC to what the database returns."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+COLUMN_TYPES: dict[FieldType, TypeEngine[Any]] = {
+    FieldType.ID: String(),
+    FieldType.REFERENCE: String(),
+    FieldType.STRING: Text(),
+    FieldType.TEXT: Text(),
+    FieldType.BOOLEAN: Boolean(),
+    FieldType.INTEGER: BigInteger(),
+    FieldType.FLOAT: Float(precision=53),
+    FieldType.DECIMAL: Numeric(),
+    FieldType.DATE: Date(),
+    FieldType.DATETIME: UtcDateTime(),
+    FieldType.TIME: Time(),
+    FieldType.JSON: JSON(),
+}
+
+engine_metadata = MetaData()
+
+mirror_objects = Table(
+    "mirror_objects",
+    engine_metadata,
+    Column("source", String(64), primary_key=True),
+    Column("object", String(128), primary_key=True),
+    Column("table_name", String(200), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("removed_fields", JSON, nullable=False, default=list),
+    Column("type_changes", JSON, nullable=False, default=dict),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+mirror_checkpoints = Table(
+    "mirror_checkpoints",
+    engine_metadata,
+    Column("source", String(64), primary_key=True),
+    Column("object", String(128), primary_key=True),
+    Column("phase", String(16), nullable=False),
+    Column("cursor", String(64)),
+    Column("ids_at_cursor", JSON, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+mirror_runs = Table(
+    "mirror_runs",
+    engine_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("object", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("pages", Integer, nullable=False, default=0),
+    Column("inserted", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("unchanged", Integer, nullable=False, default=0),
+    Column("deleted", Integer, nullable=False, default=0),
+    Column("rejected", Integer, nullable=False, default=0),
+    Column("api_calls", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Index("ix_mirror_runs_object", "source", "object", "id"),
+)
+
+mirror_changes = Table(
+    "mirror_changes",
+    engine_metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("object", String(128), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("op", String(16), nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("author", String(128)),
+    Column("fields", JSON),
+    Column("at", UtcDateTime, nullable=False),
+    Column("run_id", Integer),
+    Index("ix_mirror_changes_record", "source", "object", "record_id"),
+)
+
+mirror_rejects = Table(
+    "mirror_rejects",
+    engine_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("object", String(128), nullable=False),
+    Column("record_id", String(64)),
+    Column("reason", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("run_id", Integer),
+    Index("ix_mirror_rejects_record", "source", "object", "record_id"),
+)
+
+mirror_idmap = Table(
+    "mirror_idmap",
+    engine_metadata,
+    Column("source", String(64), primary_key=True),
+    Column("object", String(128), primary_key=True),
+    Column("old_id", String(64), primary_key=True),
+    Column("new_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+
+mirror_sweep = Table(
+    "mirror_sweep",
+    engine_metadata,
+    Column("source", String(64), primary_key=True),
+    Column("object", String(128), primary_key=True),
+    Column("record_id", String(64), primary_key=True),
+)
+
+
+def column_for(field: FieldSpec, key: str) -> Column[Any]:
+    """The mirror column of one CRM field (the key field is the primary key)."""
+    return Column(field.name, COLUMN_TYPES[field.type], primary_key=field.name == key)
+
+
+def system_columns() -> list[Column[Any]]:
+    """Fresh copies of the system columns every object table carries."""
+    return [
+        Column("_modstamp", UtcDateTime),
+        Column("_deleted", Boolean, nullable=False, default=False),
+        Column("_synced_at", UtcDateTime, nullable=False),
+        Column("_pending", Boolean, nullable=False, default=False),
+        Column("_hash", String(32)),
+    ]
+
+
+def object_table(spec: ObjectSpec, metadata: MetaData, extra: tuple[FieldSpec, ...] = ()) -> Table:
+    """The typed table of ``spec``, plus ``extra`` fields kept after the CRM dropped them."""
+    if spec.table_name in metadata.tables:
+        metadata.remove(metadata.tables[spec.table_name])
+    columns = [column_for(f, spec.key) for f in (*spec.fields, *extra)]
+    table = Table(spec.table_name, metadata, *columns, *system_columns())
+    Index(f"ix_{spec.table_name}__modstamp", table.c._modstamp)
+    if spec.partner_field and spec.has_field(spec.partner_field):
+        Index(
+            f"ix_{spec.table_name}__partner",
+            table.c[spec.partner_field],
+            table.c[spec.key],
+        )
+    return table
