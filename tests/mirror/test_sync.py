@@ -93,7 +93,9 @@ def test_tombstones_merges_and_undeletes(store: Store) -> None:
     sync(store, crm)
     assert rows(store, crm)["a"]["_deleted"] is False
     with store.engine.connect() as conn:
-        ops = [r.op for r in conn.execute(select(mirror_changes.c.op).order_by(mirror_changes.c.seq))]
+        ops = [
+            r.op for r in conn.execute(select(mirror_changes.c.op).order_by(mirror_changes.c.seq))
+        ]
     assert ops == ["delete", "undelete"]
 
 
@@ -106,7 +108,9 @@ def test_malformed_records_are_set_aside_and_the_sync_goes_on(store: Store) -> N
     result = sync(store, crm)
     assert (result.totals.inserted, result.totals.rejected) == (1, 2)
     with store.engine.connect() as conn:
-        reasons = dict(conn.execute(select(mirror_rejects.c.record_id, mirror_rejects.c.reason)).all())
+        reasons = dict(
+            conn.execute(select(mirror_rejects.c.record_id, mirror_rejects.c.reason)).all()
+        )
     assert "Amount" in reasons["bad"] and "twelve" in reasons["bad"]
     assert "CloseDate" in reasons["flagged"]
 

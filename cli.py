@@ -1,0 +1,255 @@
+"""``prm-mirror``: the command line, a thin shell over ``mirror.Mirror``.
+
+It wires the config, the schemas and the adapters into the engine; everything it does, an
+embedding app can do through ``Mirror`` too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mirror import Mirror, MirrorError
+from mirror.config import ConfigError, load_config
+from mirror.pages import PageOutcome
+from mirror.sync import RunResult
+from mirror.types import Page
+
+console = Console()
+EXAMPLE_CONFIG = Path(__file__).resolve().parent / "config" / "example.toml"
+
+
+def _config_path(ctx: click.Context) -> str:
+    return str(ctx.obj["config"])
+
+
+@click.group()
+@click.option(
+    "-c",
+    "--config",
+    default=lambda: os.environ.get("PRM_MIRROR_CONFIG", "prm-mirror.toml"),
+    show_default="prm-mirror.toml or $PRM_MIRROR_CONFIG",
+    help="Config file.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log what the engine does.")
+@click.pass_context
+def main(ctx: click.Context, config: str, verbose: bool) -> None:
+    """Mirror a CRM into a local database, partner by partner, both ways."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@contextmanager
+def _mirror(ctx: click.Context) -> Iterator[Mirror]:
+    with _errors():
+        mirror = Mirror.open(_config_path(ctx))
+    try:
+        with _errors():
+            yield mirror
+    finally:
+        mirror.close()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        sys.exit(2)
+    except MirrorError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--path", default="prm-mirror.toml", show_default=True, help="Where to write it.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: str, force: bool) -> None:
+    """Write a documented config file to start from."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise click.ClickException(f"{target} exists; pass --force to overwrite it")
+    target.write_text(EXAMPLE_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+    console.print(f"wrote {target}: set the SF_* environment variables, then `prm-mirror check`")
+
+
+@main.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate the config and reach every CRM source."""
+    with _errors():
+        load_config(_config_path(ctx))
+    with _mirror(ctx) as mirror:
+        console.print(f"config ok; store {mirror.store.safe_url}")
+        failures = 0
+        for source, problem in mirror.check().items():
+            if problem is None:
+                console.print(f"[green]ok[/green]   {source}")
+            else:
+                failures += 1
+                console.print(f"[red]fail[/red] {source}: {problem}")
+    if failures:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--object", "objects", multiple=True, help="Only this object (repeatable).")
+@click.option("--restart", is_flag=True, help="Forget the checkpoint and read everything anew.")
+@click.pass_context
+def backfill(ctx: click.Context, objects: tuple[str, ...], restart: bool) -> None:
+    """Backfill objects (an interrupted backfill resumes where it stopped)."""
+    with _mirror(ctx) as mirror, _progress() as progress:
+        results = mirror.backfill(objects or None, restart=restart, progress=progress)
+    _print_results(results)
+
+
+@main.command()
+@click.option("--object", "objects", multiple=True, help="Only this object (repeatable).")
+@click.pass_context
+def sync(ctx: click.Context, objects: tuple[str, ...]) -> None:
+    """Bring the mirror up to date (backfilling objects never synced)."""
+    with _mirror(ctx) as mirror, _progress() as progress:
+        results = mirror.sync(objects or None, progress=progress)
+    _print_results(results)
+
+
+@main.command()
+@click.option("--object", "objects", multiple=True, help="Only this object (repeatable).")
+@click.pass_context
+def sweep(ctx: click.Context, objects: tuple[str, ...]) -> None:
+    """Find records deleted in the CRM that it no longer reports, and mark them deleted."""
+    with _mirror(ctx) as mirror:
+        for name, count in mirror.sweep(objects or None).items():
+            console.print(f"{name}: {count} marked deleted")
+
+
+@main.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Per object: phase, cursor, rows, rejects and the last run."""
+    with _mirror(ctx) as mirror:
+        table = Table("object", "phase", "cursor", "rows", "deleted", "rejects", "last run")
+        for s in mirror.status():
+            last = (
+                f"{s.last_run_status} {s.last_run_at:%Y-%m-%d %H:%M:%S}" if s.last_run_at else "-"
+            )
+            if s.last_error:
+                last += f" ({s.last_error[:60]})"
+            table.add_row(
+                f"{s.source}.{s.object}",
+                s.phase or "-",
+                s.cursor or "-",
+                str(s.rows),
+                str(s.deleted),
+                str(s.rejects),
+                last,
+            )
+        console.print(table)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, PageOutcome, Page], None]]:
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=None),
+        TextColumn("{task.fields[records]} records, {task.fields[pages]} pages"),
+        TimeElapsedColumn(),
+    )
+    tasks: dict[str, Any] = {}
+    with Progress(*columns, console=console, transient=False) as bar:
+
+        def advance(name: str, outcome: PageOutcome, page: Page) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=None, records=0, pages=0)
+            task = bar.tasks[tasks[name]]
+            bar.update(
+                tasks[name],
+                records=task.fields["records"] + len(page.records) + len(page.tombstones),
+                pages=task.fields["pages"] + 1,
+            )
+
+        yield advance
+
+
+def _print_results(results: list[RunResult]) -> None:
+    table = Table(
+        "object", "run", "pages", "new", "changed", "same", "deleted", "rejected", "calls"
+    )
+    for r in results:
+        t = r.totals
+        table.add_row(
+            f"{r.source}.{r.object}",
+            r.kind,
+            str(r.pages),
+            str(t.inserted),
+            str(t.updated),
+            str(t.unchanged),
+            str(t.deleted + r.swept),
+            str(t.rejected),
+            str(r.api_calls),
+        )
+    console.print(table)
+
+
+@main.group()
+def sandbox() -> None:
+    """Local CRM sandboxes that speak the real wire protocols."""
+
+
+@sandbox.command("serve")
+@click.option("--crm", type=click.Choice(["salesforce"]), default="salesforce", show_default=True)
+@click.option("--port", default=8765, show_default=True)
+@click.option(
+    "--size",
+    default="small",
+    show_default=True,
+    help="tiny|small|medium|large, or a number of opportunities.",
+)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--db", "db_path", default=None, help="The sandbox's own SQLite file.")
+def sandbox_serve(crm: str, port: int, size: str, seed: int, db_path: str | None) -> None:
+    """Serve a seeded sandbox CRM in the foreground (Ctrl-C stops it)."""
+    from adapters.sandbox.salesforce import SalesforceSandbox
+
+    path = db_path or f"prm-sandbox-{crm}-{size}-{seed}.db"
+    box = SalesforceSandbox(path, seed=seed, size=_size(size), port=port)
+    console.print(f"generating or opening {path} ...")
+    console.print(
+        f"Salesforce sandbox on http://127.0.0.1:{port}  "
+        f"(user {box.username}; see config/demo.toml)"
+    )
+    box.serve_forever()
+
+
+def _size(size: str) -> str | int:
+    return int(size) if size.isdigit() else size
+
+
+@main.command()
+@click.option("--db", "db_path", default="prm-mirror-demo.db", show_default=True)
+@click.option("--size", default="small", show_default=True, help="Sandbox size.")
+@click.option("--seed", default=7, show_default=True)
+def demo(db_path: str, size: str, seed: int) -> None:
+    """Start a seeded Salesforce sandbox, mirror it into SQLite and show what happened."""
+    from adapters.sandbox.demo import run_demo
+
+    with _errors(), tempfile.TemporaryDirectory(prefix="prm-demo-") as workdir:
+        run_demo(console, Path(db_path), Path(workdir), _size(size), seed)
+
+
+if __name__ == "__main__":
+    main()
