@@ -97,7 +97,7 @@ class FakeCrm:
                     rejects.append(Reject(record_id, self.bad[record_id], dict(record)))
                 else:
                     records.append({k: v for k, v in record.items() if spec.has_field(k)})
-                ids = ids + [record_id] if when == last_cursor else [record_id]
+                ids = [*ids, record_id] if when == last_cursor else [record_id]
                 last_cursor = when
             done = start + self.page_size >= len(events)
             checkpoint = Checkpoint(
