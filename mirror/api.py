@@ -17,15 +17,18 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from mirror.access import AccessMaintainer
 from mirror.adapter import CrmAdapter
 from mirror.config import MirrorConfig, load_config
-from mirror.errors import ConfigError
+from mirror.errors import AccessDenied, ConfigError
 from mirror.pages import PageHook
+from mirror.partner import PartnerView
 from mirror.schema import apply_schema, load_crm_schema
 from mirror.store import Store
 from mirror.sync import ProgressCallback, Puller, RunResult
-from mirror.tables import mirror_rejects, mirror_runs
+from mirror.tables import mirror_access, mirror_rejects, mirror_runs
 from mirror.types import ObjectSpec
+from mirror.visibility import VisibilityRules, merge_settings, parse_rules, validate_rules
 
 log = logging.getLogger("prm_mirror")
 ADAPTER_GROUP = "prm_mirror.adapters"
@@ -61,6 +64,7 @@ class Mirror:
         self.store = Store(config.store.database)
         self._adapters: dict[str, CrmAdapter] = dict(adapters or {})
         self._specs: dict[tuple[str, str], ObjectSpec] = {}
+        self._rules: dict[str, VisibilityRules] = {}
         self.hooks: list[PageHook] = list(hooks)
 
     @classmethod
@@ -133,16 +137,123 @@ class Mirror:
         """Bring objects up to date (backfilling those never synced); one run per object."""
         results = []
         for source in sources or self.config.sources:
+            names = list(objects or self.object_names(source))
+            specs = {name: self.spec(source, name, refresh=True) for name in names}
+            rules = self.visibility(source)
+            validate_rules(rules, specs)
             puller = Puller(
                 self.store,
                 self.adapter(source),
                 prefetch_pages=self.config.sync.prefetch_pages,
-                hooks=self.hooks,
+                hooks=[*self.hooks, AccessMaintainer(self.store, rules)],
+                indexes=_path_indexes(rules),
             )
-            for name in objects or self.object_names(source):
-                spec = self.spec(source, name, refresh=True)
-                results.append(puller.sync_object(spec, restart=restart, progress=progress))
+            for name in names:
+                results.append(puller.sync_object(specs[name], restart=restart, progress=progress))
         return results
+
+    def visibility(self, source: str | None = None) -> VisibilityRules:
+        """The partner-slice rules of ``source``: its schema's defaults with the config's
+        overrides."""
+        source = source or self.default_source
+        if source not in self._rules:
+            settings = self._source(source)
+            schema = load_crm_schema(settings.crm, self.config.schemas_dir)
+            raw = merge_settings(
+                {
+                    k: schema.raw.get(k, {})
+                    for k in ("partners", "partner_users", "slices", "fields")
+                },
+                settings.visibility,
+            )
+            self._rules[source] = parse_rules(source, raw)
+        return self._rules[source]
+
+    @property
+    def default_source(self) -> str:
+        """The only source, when there is one (else name it explicitly)."""
+        if len(self.config.sources) != 1:
+            raise ConfigError("several sources are configured: name the one you mean")
+        return next(iter(self.config.sources))
+
+    def as_partner(
+        self,
+        partner_id: str,
+        user: str | None = None,
+        *,
+        role: str | None = None,
+        source: str | None = None,
+    ) -> PartnerView:
+        """A view of one partner's slice: as the partner itself (its whole slice), or as one
+        of its users, whose role (``admin`` or ``rep``) comes from ``role`` or the CRM."""
+        rules = self.visibility(source)
+        if user is None:
+            return PartnerView(self.store, rules, partner_id, role=role or "admin")
+        return PartnerView(
+            self.store,
+            rules,
+            partner_id,
+            user_id=user,
+            role=role or self._user_role(rules, partner_id, user),
+        )
+
+    def _user_role(self, rules: VisibilityRules, partner_id: str, user: str) -> str:
+        if not (rules.user_object and rules.user_partner_field):
+            return "rep"
+        try:
+            users = self.store.mirrored(rules.source, rules.user_object)
+        except KeyError:
+            raise AccessDenied(f"user {user} is not known (users are not mirrored)") from None
+        table = users.table
+        columns = [table.c[rules.user_partner_field]]
+        if rules.user_role_field:
+            columns.append(table.c[rules.user_role_field])
+        query = select(*columns).where(table.c[users.spec.key] == user, table.c._deleted.is_(False))
+        with self.store.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row[0] != partner_id:
+            raise AccessDenied(f"user {user} is not a user of partner {partner_id}")
+        if rules.user_role_field and row[1] in rules.admin_roles:
+            return "admin"
+        return "rep"
+
+    def rebuild_access(self, source: str | None = None) -> int:
+        """Recompute the partner access table from scratch; returns how many grants it holds."""
+        rules = self.visibility(source)
+        with self.store.transaction() as conn:
+            return AccessMaintainer(self.store, rules).rebuild(conn)
+
+    def access_rows(self, source: str | None = None) -> set[tuple[str, ...]]:
+        """Every grant of ``source`` (for audits and tests comparing with a rebuild)."""
+        a = mirror_access.c
+        query = select(
+            a.object, a.record_id, a.partner_id, a.owner_id, a.path, a.via_object, a.via_id
+        ).where(a.source == (source or self.default_source))
+        with self.store.engine.connect() as conn:
+            return {tuple(row) for row in conn.execute(query)}
+
+    def partners(self, source: str | None = None) -> list[dict[str, Any]]:
+        """Every partner with the size of its slice per object."""
+        rules = self.visibility(source)
+        mirrored = self.store.mirrored(rules.source, rules.partner_object)
+        table = mirrored.table
+        key = table.c[mirrored.spec.key]
+        name_column = table.c.get("Name", key)
+        query = select(key, name_column).where(table.c._deleted.is_(False))
+        if rules.partner_flag:
+            query = query.where(table.c[rules.partner_flag].is_(True))
+        a = mirror_access.c
+        sizes = (
+            select(a.partner_id, a.object, func.count(a.record_id.distinct()))
+            .where(a.source == rules.source)
+            .group_by(a.partner_id, a.object)
+        )
+        with self.store.engine.connect() as conn:
+            partners = conn.execute(query.order_by(name_column)).all()
+            counts: dict[str, dict[str, int]] = {}
+            for partner, obj, count in conn.execute(sizes):
+                counts.setdefault(partner, {})[obj] = count
+        return [{"id": p, "name": n, "slice": counts.get(p, {})} for p, n in partners]
 
     def backfill(
         self,
@@ -223,3 +334,17 @@ def _build_adapter(crm: str, source: str, settings: Mapping[str, Any]) -> CrmAda
     factory = factories[crm].load()
     adapter: CrmAdapter = factory(source, dict(settings))
     return adapter
+
+
+def _path_indexes(rules: VisibilityRules) -> dict[str, tuple[str, ...]]:
+    """The reference fields slice paths follow, per object, so upkeep and queries use indexes."""
+    wanted: dict[str, set[str]] = {}
+    for rule in rules.slices.values():
+        if rule.owner_field:
+            wanted.setdefault(rule.object, set()).add(rule.owner_field)
+        for path in rule.paths:
+            if path.kind in ("direct", "parent") and path.field:
+                wanted.setdefault(rule.object, set()).add(path.field)
+            elif path.kind == "child" and path.other and path.field:
+                wanted.setdefault(path.other, set()).add(path.field)
+    return {name: tuple(sorted(fields)) for name, fields in wanted.items()}

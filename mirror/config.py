@@ -71,10 +71,11 @@ class SourceConfig(_Strict):
     bulk_threshold: int = Field(default=50_000, ge=0)
     bulk_page_size: int = Field(default=50_000, ge=1)
     max_retries: int = Field(default=6, ge=0, le=20)
+    visibility: dict[str, Any] = Field(default_factory=dict)
 
     def adapter_settings(self) -> dict[str, Any]:
         """The settings an adapter factory receives (every field but ``crm`` and ``objects``)."""
-        return self.model_dump(exclude={"crm", "objects"})
+        return self.model_dump(exclude={"crm", "objects", "visibility"})
 
 
 class MirrorConfig(_Strict):

@@ -88,8 +88,12 @@ class Store:
         with self.engine.begin() as conn:
             yield conn
 
-    def prepare_object(self, described: ObjectSpec) -> MirrorTable:
-        """Create or migrate the object's table to fit ``described``; never drops a column."""
+    def prepare_object(self, described: ObjectSpec, indexed: tuple[str, ...] = ()) -> MirrorTable:
+        """Create or migrate the object's table to fit ``described``; never drops a column.
+
+        ``indexed`` names fields to index besides the cursor and partner fields (the
+        reference fields that partner-slice paths follow).
+        """
         with self.transaction() as conn:
             row = conn.execute(
                 select(mirror_objects).where(
@@ -101,7 +105,7 @@ class Store:
             removed_before = tuple(field_from_json(f) for f in row.removed_fields) if row else ()
             migration = plan_migration(stored, removed_before, described)
             removed = _merge_removed(removed_before, migration)
-            table = object_table(migration.effective, self.metadata, removed)
+            table = object_table(migration.effective, self.metadata, removed, indexed)
             self._apply(conn, table, migration)
             self._save_spec(conn, migration, removed, row is None, row)
         mirrored = MirrorTable(

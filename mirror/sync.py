@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +52,10 @@ class Puller:
         *,
         prefetch_pages: int = 1,
         hooks: Sequence[PageHook] = (),
+        indexes: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.store = store
+        self.indexes = dict(indexes or {})
         self.adapter = adapter
         self.prefetch_pages = prefetch_pages
         self.hooks = tuple(hooks)
@@ -63,7 +65,7 @@ class Puller:
     ) -> RunResult:
         """Bring one object up to date: a backfill (resumed if one was interrupted) or an
         incremental read. ``restart`` forgets the checkpoint and backfills from scratch."""
-        mirrored = self.store.prepare_object(spec)
+        mirrored = self.store.prepare_object(spec, self.indexes.get(spec.name, ()))
         if restart:
             self.store.reset_checkpoint(spec.source, spec.name)
         since = self.store.load_checkpoint(spec.source, spec.name)

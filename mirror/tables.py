@@ -135,7 +135,9 @@ mirror_changes = Table(
     Column("fields", JSON),
     Column("at", UtcDateTime, nullable=False),
     Column("run_id", Integer),
+    Column("partner_id", String(64)),
     Index("ix_mirror_changes_record", "source", "object", "record_id"),
+    Index("ix_mirror_changes_partner", "partner_id", "seq"),
 )
 
 mirror_rejects = Table(
@@ -164,6 +166,21 @@ mirror_idmap = Table(
 )
 
 
+mirror_access = Table(
+    "mirror_access",
+    engine_metadata,
+    Column("source", String(64), primary_key=True),
+    Column("object", String(128), primary_key=True),
+    Column("record_id", String(64), primary_key=True),
+    Column("partner_id", String(64), primary_key=True),
+    Column("owner_id", String(64), primary_key=True),
+    Column("path", String(200), primary_key=True),
+    Column("via_object", String(128), primary_key=True),
+    Column("via_id", String(64), primary_key=True),
+    Index("ix_mirror_access_partner", "partner_id", "source", "object", "record_id"),
+    Index("ix_mirror_access_via", "source", "via_object", "via_id"),
+)
+
 mirror_sweep = Table(
     "mirror_sweep",
     engine_metadata,
@@ -189,13 +206,21 @@ def system_columns() -> list[Column[Any]]:
     ]
 
 
-def object_table(spec: ObjectSpec, metadata: MetaData, extra: tuple[FieldSpec, ...] = ()) -> Table:
+def object_table(
+    spec: ObjectSpec,
+    metadata: MetaData,
+    extra: tuple[FieldSpec, ...] = (),
+    indexed: tuple[str, ...] = (),
+) -> Table:
     """The typed table of ``spec``, plus ``extra`` fields kept after the CRM dropped them."""
     if spec.table_name in metadata.tables:
         metadata.remove(metadata.tables[spec.table_name])
     columns = [column_for(f, spec.key) for f in (*spec.fields, *extra)]
     table = Table(spec.table_name, metadata, *columns, *system_columns())
     Index(f"ix_{spec.table_name}__modstamp", table.c._modstamp)
+    for name in indexed:
+        if name in table.c and name != spec.key:
+            Index(f"ix_{spec.table_name}__{name.lower()}", table.c[name])
     if spec.partner_field and spec.has_field(spec.partner_field):
         Index(
             f"ix_{spec.table_name}__partner",

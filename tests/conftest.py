@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine
 
 PG_URL = os.environ.get("PRM_MIRROR_TEST_PG_URL")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-def _postgres_schema_url() -> Iterator[str]:
+@contextmanager
+def fresh_database(backend: str) -> Iterator[str]:
+    """A new empty database URL: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="prm-test-") as folder:
+            yield f"sqlite:///{folder}/mirror.db"
+        return
     if not PG_URL:
         pytest.skip("PostgreSQL suite: set PRM_MIRROR_TEST_PG_URL (see README)")
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -29,10 +37,16 @@ def _postgres_schema_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgresql`` (the latter only when PRM_MIRROR_TEST_PG_URL is set)."""
+    if request.param == "postgresql" and not PG_URL:
+        pytest.skip("PostgreSQL suite: set PRM_MIRROR_TEST_PG_URL (see README)")
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str) -> Iterator[str]:
     """A fresh, empty mirror database URL on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'mirror.db'}"
-    else:
-        yield from _postgres_schema_url()
+    with fresh_database(backend) as url:
+        yield url

@@ -42,44 +42,66 @@ class FakeCrm:
 
     name = "fake"
 
-    def __init__(self, page_size: int = 3) -> None:
+    def __init__(
+        self, page_size: int = 3, objects: dict[str, tuple[FieldSpec, ...]] | None = None
+    ) -> None:
         self.page_size = page_size
-        self.fields: tuple[FieldSpec, ...] = BASE_FIELDS
-        self.records: dict[str, dict[str, Any]] = {}
-        self.deleted: dict[str, tuple[dt.datetime, str | None]] = {}
+        self.schemas = dict(objects or {"Deal": BASE_FIELDS})
+        self.stores: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in self.schemas}
+        self.tombs: dict[str, dict[str, tuple[dt.datetime, str | None]]] = {
+            n: {} for n in self.schemas
+        }
         self.calls = 0
         self.bad: dict[str, str] = {}
         self.sweep_next = False
 
-    def put(self, record_id: str, when: int, **values: Any) -> None:
-        """Create or change a record at time ``when``."""
-        record = self.records.get(record_id, {"Id": record_id, "Name": None, "Amount": None})
-        record.update(values, Modstamp=at(when))
-        self.records[record_id] = record
-        self.deleted.pop(record_id, None)
+    @property
+    def fields(self) -> tuple[FieldSpec, ...]:
+        """The fields of ``Deal``."""
+        return self.schemas["Deal"]
 
-    def remove(self, record_id: str, when: int, merged_into: str | None = None) -> None:
-        """Delete a record at time ``when``."""
-        self.records.pop(record_id)
-        self.deleted[record_id] = (at(when), merged_into)
+    @fields.setter
+    def fields(self, value: tuple[FieldSpec, ...]) -> None:
+        self.schemas["Deal"] = value
+
+    @property
+    def records(self) -> dict[str, dict[str, Any]]:
+        """The live ``Deal`` records."""
+        return self.stores["Deal"]
+
+    def put(self, record_id: str, when: int, obj: str = "Deal", **values: Any) -> None:
+        """Create or change a record of ``obj`` at time ``when``."""
+        blank = {f.name: None for f in self.schemas[obj]}
+        record = self.stores[obj].get(record_id, {**blank, "Id": record_id})
+        record.update(values, Modstamp=at(when))
+        self.stores[obj][record_id] = record
+        self.tombs[obj].pop(record_id, None)
+
+    def remove(
+        self, record_id: str, when: int, merged_into: str | None = None, obj: str = "Deal"
+    ) -> None:
+        """Delete a record of ``obj`` at time ``when``."""
+        self.stores[obj].pop(record_id)
+        self.tombs[obj][record_id] = (at(when), merged_into)
 
     def check(self) -> None:
         """Always reachable."""
 
     def list_objects(self) -> list[str]:
         """The one object."""
-        return ["Deal"]
+        return list(self.schemas)
 
     def describe(self, object_name: str) -> ObjectSpec:
         """The current field list."""
-        return ObjectSpec("fake", object_name, "Id", "Modstamp", self.fields)
+        return ObjectSpec("fake", object_name, "Id", "Modstamp", self.schemas[object_name])
 
     def read(self, spec: ObjectSpec, since: Checkpoint | None) -> Iterator[Page]:
         """Closed-range pages ordered by (Modstamp, Id), deletes as tombstones."""
         cursor = dt.datetime.fromisoformat(since.cursor) if since and since.cursor else None
         skip = set(since.ids_at_cursor) if since else set()
-        events = [(r["Modstamp"], i, r) for i, r in self.records.items()]
-        events += [(when, i, None) for i, (when, _m) in self.deleted.items()]
+        records, deleted = self.stores[spec.name], self.tombs[spec.name]
+        events = [(r["Modstamp"], i, r) for i, r in records.items()]
+        events += [(when, i, None) for i, (when, _m) in deleted.items()]
         events = sorted(e for e in events if cursor is None or e[0] >= cursor)
         events = [e for e in events if not (e[0] == cursor and e[1] in skip)]
         last_cursor, ids = cursor, list(skip)
@@ -89,14 +111,14 @@ class FakeCrm:
         for start in range(0, len(events), self.page_size):
             self.calls += 1
             chunk = events[start : start + self.page_size]
-            records, tombstones, rejects = [], [], []
+            page_records, tombstones, rejects = [], [], []
             for when, record_id, record in chunk:
                 if record is None:
-                    tombstones.append(Tombstone(record_id, when, self.deleted[record_id][1]))
+                    tombstones.append(Tombstone(record_id, when, deleted[record_id][1]))
                 elif record_id in self.bad:
                     rejects.append(Reject(record_id, self.bad[record_id], dict(record)))
                 else:
-                    records.append({k: v for k, v in record.items() if spec.has_field(k)})
+                    page_records.append({k: v for k, v in record.items() if spec.has_field(k)})
                 ids = [*ids, record_id] if when == last_cursor else [record_id]
                 last_cursor = when
             done = start + self.page_size >= len(events)
@@ -105,7 +127,7 @@ class FakeCrm:
                 tuple(ids),
                 "incremental" if done else (since.phase if since else "backfill"),
             )
-            yield Page(records, checkpoint, tombstones, rejects, needs_sweep=self._sweep())
+            yield Page(page_records, checkpoint, tombstones, rejects, needs_sweep=self._sweep())
 
     def _sweep(self) -> bool:
         needed, self.sweep_next = self.sweep_next, False
@@ -113,7 +135,7 @@ class FakeCrm:
 
     def read_ids(self, spec: ObjectSpec) -> Iterator[list[str]]:
         """Every live id, two per batch."""
-        ids = sorted(self.records)
+        ids = sorted(self.stores[spec.name])
         for start in range(0, len(ids), 2):
             self.calls += 1
             yield ids[start : start + 2]

@@ -1,0 +1,296 @@
+"""``PartnerView``: one partner's slice of the mirror, the only way a portal session reads it.
+
+Default deny: a view exists only for a partner id, and every query is driven by that partner's
+rows in ``mirror_access`` (so its cost is the size of the slice, not of the table). Hidden
+fields are never selected, filtered on, ordered by or echoed in errors. A record outside the
+slice raises ``AccessDenied`` and is logged. Views are immutable and safe to share across
+threads; each call takes its own connection from the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
+
+from mirror.errors import AccessDenied
+from mirror.store import MirrorTable, Store
+from mirror.tables import mirror_access, mirror_changes
+from mirror.visibility import SliceRule, VisibilityRules, visible_fields
+
+log = logging.getLogger("prm_mirror.access")
+OPERATORS = {
+    "=": lambda c, v: c == v,
+    "!=": lambda c, v: c != v,
+    "<": lambda c, v: c < v,
+    "<=": lambda c, v: c <= v,
+    ">": lambda c, v: c > v,
+    ">=": lambda c, v: c >= v,
+    "in": lambda c, v: c.in_(list(v)),
+    "like": lambda c, v: c.like(v),
+    "is_null": lambda c, v: c.is_(None) if v else c.is_not(None),
+}
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a record is or is not in a partner's slice."""
+
+    visible: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """Changes in a partner's slice after a cursor; pass ``cursor`` back for the next batch."""
+
+    changes: list[dict[str, Any]]
+    cursor: int
+
+
+class PartnerView:
+    """Read access to one partner's slice (as the partner's admin, or as one of its reps)."""
+
+    def __init__(
+        self,
+        store: Store,
+        rules: VisibilityRules,
+        partner_id: str,
+        *,
+        user_id: str | None = None,
+        role: str = "admin",
+    ) -> None:
+        if not partner_id:
+            raise AccessDenied("no partner context: a partner id is required")
+        if role not in ("admin", "rep"):
+            raise AccessDenied(f"unknown partner role {role!r} (admin or rep)")
+        if role == "rep" and not user_id:
+            raise AccessDenied("a rep view needs the user id")
+        self.store = store
+        self.rules = rules
+        self.partner_id = partner_id
+        self.user_id = user_id
+        self.role = role
+        self.source = rules.source
+
+    def get(self, object_name: str, record_id: str, fields: Sequence[str] | None = None) -> dict:
+        """One record of the slice; ``AccessDenied`` when it is not in it."""
+        mirrored, rule = self._object(object_name)
+        key = mirrored.table.c[mirrored.spec.key]
+        query = self._query(mirrored, rule, fields).where(key == record_id)
+        with self.store.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise self._deny(object_name, record_id)
+        return dict(row._mapping)
+
+    def select(
+        self,
+        object_name: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        fields: Sequence[str] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict]:
+        """Records of the slice, filtered, ordered (``"-Amount"`` for descending) and paged.
+
+        ``where`` maps a field to a value (equality) or to ``(operator, value)`` with operator
+        one of ``= != < <= > >= in like is_null``.
+        """
+        mirrored, rule = self._object(object_name)
+        if not 0 < limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+        query = self._query(mirrored, rule, fields)
+        query = query.where(*self._filters(mirrored, rule, where))
+        query = query.order_by(*self._ordering(mirrored, rule, order_by))
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit).offset(offset)).all()
+        return [dict(row._mapping) for row in rows]
+
+    def count(self, object_name: str, *, where: Mapping[str, Any] | None = None) -> int:
+        """How many records of the slice match ``where``."""
+        mirrored, rule = self._object(object_name)
+        key = mirrored.table.c[mirrored.spec.key]
+        query = self._query(mirrored, rule, [mirrored.spec.key])
+        query = query.where(*self._filters(mirrored, rule, where))
+        counted = select(func.count()).select_from(query.with_only_columns(key).subquery())
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(counted).scalar_one())
+
+    def changes(self, since: int = 0, limit: int = 500) -> ChangeBatch:
+        """What changed in the slice after cursor ``since``: data changes of visible records
+        (hidden fields left out) and records entering or leaving the slice."""
+        c, a = mirror_changes.c, mirror_access.c
+        visible = (
+            select(a.record_id)
+            .where(
+                a.source == c.source,
+                a.object == c.object,
+                a.record_id == c.record_id,
+                *self._access_scope(),
+            )
+            .exists()
+        )
+        public = [name for name, rule in self.rules.slices.items() if rule.public]
+        query = (
+            select(mirror_changes)
+            .where(
+                c.seq > since,
+                c.source == self.source,
+                or_(
+                    c.partner_id == self.partner_id,
+                    and_(c.partner_id.is_(None), or_(visible, c.object.in_(public))),
+                ),
+            )
+            .order_by(c.seq)
+            .limit(limit)
+        )
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return ChangeBatch([self._change(r) for r in rows], rows[-1].seq if rows else since)
+
+    def explain(self, object_name: str, record_id: str) -> Explanation:
+        """Why ``record_id`` is in the slice (each path and what it went through), or why not."""
+        mirrored, rule = self._object(object_name)
+        if rule.public:
+            return Explanation(True, (f"{object_name} is visible to every partner",))
+        with self.store.engine.connect() as conn:
+            reasons = self._reasons(conn, object_name, record_id, depth=0)
+            if reasons:
+                return Explanation(True, tuple(reasons))
+            return Explanation(False, (self._why_not(conn, mirrored, record_id),))
+
+    def _reasons(self, conn: Connection, name: str, record_id: str, depth: int) -> list[str]:
+        a = mirror_access.c
+        query = (
+            select(a.path, a.via_object, a.via_id, a.owner_id)
+            .where(a.object == name, a.record_id == record_id, *self._access_scope())
+            .distinct()
+            .order_by(a.path, a.via_id)
+            .limit(5)
+        )
+        reasons = []
+        for path, via_object, via_id, owner in conn.execute(query):
+            indent = "  " * depth
+            if not via_object:
+                what = "your partner record" if path == "self" else f"attributed to you ({path})"
+                mine = f", owned by {owner}" if owner and self.role == "rep" else ""
+                reasons.append(f"{indent}{name} {record_id}: {what}{mine}")
+                continue
+            reasons.append(f"{indent}{name} {record_id}: via {via_object} {via_id} ({path})")
+            if depth < 6:
+                reasons += self._reasons(conn, via_object, via_id, depth + 1)
+        return reasons
+
+    def _why_not(self, conn: Connection, mirrored: MirrorTable, record_id: str) -> str:
+        table, key = mirrored.table, mirrored.table.c[mirrored.spec.key]
+        row = conn.execute(select(table.c._deleted).where(key == record_id)).first()
+        name = mirrored.spec.name
+        if row is None:
+            return f"{name} {record_id} is not in the mirror"
+        if row._deleted:
+            return f"{name} {record_id} was deleted in the CRM"
+        if self.role == "rep":
+            return f"{name} {record_id} is not reachable from records owned by {self.user_id}"
+        return f"no path of the {name} slice leads from your partner record to {record_id}"
+
+    def _object(self, name: str) -> tuple[MirrorTable, SliceRule]:
+        rule = self.rules.rule(name)
+        if rule is None or (not rule.paths and not rule.public):
+            raise AccessDenied(f"{name} is not shared with partners")
+        try:
+            return self.store.mirrored(self.source, name), rule
+        except KeyError:
+            raise AccessDenied(f"{name} is not mirrored") from None
+
+    def _columns(
+        self, mirrored: MirrorTable, rule: SliceRule, fields: Sequence[str] | None
+    ) -> list:
+        allowed = visible_fields(rule, mirrored.spec.field_names)
+        if fields is None:
+            return [mirrored.table.c[name] for name in allowed]
+        unknown = [f for f in fields if f not in allowed]
+        if unknown:
+            raise AccessDenied(
+                f"{mirrored.spec.name} has no field {unknown[0]!r} shared with partners"
+            )
+        return [mirrored.table.c[name] for name in fields]
+
+    def _query(
+        self, mirrored: MirrorTable, rule: SliceRule, fields: Sequence[str] | None
+    ) -> Select:
+        table = mirrored.table
+        columns = self._columns(mirrored, rule, fields)
+        live = table.c._deleted.is_(False)
+        if rule.public:
+            return select(*columns).where(live)
+        a = mirror_access.c
+        key = table.c[mirrored.spec.key]
+        granted = (
+            select(a.record_id)
+            .where(a.object == mirrored.spec.name, *self._access_scope())
+            .distinct()
+            .subquery("granted")
+        )
+        return select(*columns).join_from(table, granted, granted.c.record_id == key).where(live)
+
+    def _access_scope(self) -> list[ColumnElement[bool]]:
+        a = mirror_access.c
+        scope = [a.source == self.source, a.partner_id == self.partner_id]
+        if self.role == "rep":
+            scope.append(a.owner_id == self.user_id)
+        return scope
+
+    def _filters(
+        self, mirrored: MirrorTable, rule: SliceRule, where: Mapping[str, Any] | None
+    ) -> list[ColumnElement[bool]]:
+        conditions = []
+        for name, condition in (where or {}).items():
+            column = self._columns(mirrored, rule, [name])[0]
+            operator, value = condition if isinstance(condition, tuple) else ("=", condition)
+            if operator not in OPERATORS:
+                raise ValueError(f"unknown operator {operator!r} (one of {', '.join(OPERATORS)})")
+            conditions.append(OPERATORS[operator](column, value))
+        return conditions
+
+    def _ordering(
+        self, mirrored: MirrorTable, rule: SliceRule, order_by: Sequence[str] | str | None
+    ) -> list:
+        names = [order_by] if isinstance(order_by, str) else list(order_by or [])
+        ordering = []
+        for name in names:
+            column = self._columns(mirrored, rule, [name.lstrip("-")])[0]
+            ordering.append(column.desc() if name.startswith("-") else column.asc())
+        key = mirrored.table.c[mirrored.spec.key]
+        return [*ordering, key.asc()]
+
+    def _change(self, row: Any) -> dict[str, Any]:
+        rule = self.rules.rule(row.object)
+        fields = row.fields
+        if isinstance(fields, dict) and rule is not None:
+            fields = {k: v for k, v in fields.items() if k not in rule.hidden}
+        return {
+            "seq": row.seq,
+            "object": row.object,
+            "record_id": row.record_id,
+            "op": row.op,
+            "origin": row.origin,
+            "fields": fields,
+            "at": row.at,
+        }
+
+    def _deny(self, object_name: str, record_id: str) -> AccessDenied:
+        log.warning(
+            "access denied: partner %s (user %s) asked for %s %s",
+            self.partner_id,
+            self.user_id,
+            object_name,
+            record_id,
+        )
+        return AccessDenied(f"{object_name} {record_id} is not in your slice")

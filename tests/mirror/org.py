@@ -1,0 +1,128 @@
+"""A small partner org on the fake CRM, synced through the real pull path, plus a reference
+model of who sees what computed straight from the CRM's state (independent of the engine)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from mirror.access import AccessMaintainer
+from mirror.api import _path_indexes
+from mirror.partner import PartnerView
+from mirror.store import Store
+from mirror.sync import Puller
+from mirror.tables import mirror_access
+from mirror.types import FieldSpec, FieldType
+from mirror.visibility import VisibilityRules, parse_rules
+from tests.mirror.fakes import FakeCrm
+
+F = FieldType
+STAMP = FieldSpec("Modstamp", F.DATETIME)
+SCHEMAS = {
+    "User": (FieldSpec("Id", F.ID), FieldSpec("Name", F.STRING),
+             FieldSpec("AccountId", F.REFERENCE), FieldSpec("Role", F.STRING), STAMP),
+    "Account": (FieldSpec("Id", F.ID), FieldSpec("Name", F.STRING),
+                FieldSpec("IsPartner", F.BOOLEAN), FieldSpec("Revenue", F.FLOAT), STAMP),
+    "Contact": (FieldSpec("Id", F.ID), FieldSpec("Name", F.STRING),
+                FieldSpec("AccountId", F.REFERENCE), STAMP),
+    "Opportunity": (FieldSpec("Id", F.ID), FieldSpec("Name", F.STRING),
+                    FieldSpec("AccountId", F.REFERENCE), FieldSpec("PartnerAccountId", F.REFERENCE),
+                    FieldSpec("OwnerId", F.REFERENCE), FieldSpec("Amount", F.FLOAT),
+                    FieldSpec("Secret", F.STRING), STAMP),
+    "LineItem": (FieldSpec("Id", F.ID), FieldSpec("OpportunityId", F.REFERENCE),
+                 FieldSpec("Quantity", F.FLOAT), STAMP),
+    "Product": (FieldSpec("Id", F.ID), FieldSpec("Name", F.STRING), STAMP),
+}  # fmt: skip
+ORDER = ("User", "Account", "Contact", "Product", "Opportunity", "LineItem")
+RULES = {
+    "partners": {"object": "Account", "flag_field": "IsPartner"},
+    "partner_users": {
+        "object": "User",
+        "partner_field": "AccountId",
+        "role_field": "Role",
+        "admin_roles": ["Manager"],
+    },
+    "slices": {
+        "Account": {"paths": ["self", "Opportunity.AccountId <-"]},
+        "Contact": {"paths": ["AccountId -> Account"]},
+        "User": {"paths": ["AccountId"]},
+        "Opportunity": {"paths": ["PartnerAccountId"], "owner_field": "OwnerId"},
+        "LineItem": {"paths": ["OpportunityId -> Opportunity"]},
+        "Product": {"public": True},
+    },
+    "fields": {
+        "Opportunity": {"hidden": ["Secret"], "writable": ["Amount", "Name"]},
+        "Account": {"hidden": ["Revenue"]},
+    },
+}
+
+
+class Org:
+    """The fake CRM, a store, and the pull path with the access hook wired in."""
+
+    def __init__(self, url: str, page_size: int = 4) -> None:
+        self.crm = FakeCrm(page_size=page_size, objects=dict(SCHEMAS))
+        self.store = Store(url)
+        self.rules: VisibilityRules = parse_rules("fake", RULES)
+        self.access = AccessMaintainer(self.store, self.rules)
+        self.clock = 0
+
+    def put(self, obj: str, record_id: str, **values: Any) -> None:
+        """Create or change a CRM record (each edit one second later than the last)."""
+        self.clock += 1
+        self.crm.put(record_id, self.clock, obj=obj, **values)
+
+    def remove(self, obj: str, record_id: str) -> None:
+        """Delete a CRM record."""
+        self.clock += 1
+        self.crm.remove(record_id, self.clock, obj=obj)
+
+    def sync(self) -> None:
+        """Pull every object, parents first, through the real sync path."""
+        puller = Puller(
+            self.store, self.crm, hooks=[self.access], indexes=_path_indexes(self.rules)
+        )
+        for name in ORDER:
+            puller.sync_object(self.crm.describe(name))
+
+    def view(self, partner: str, **kw: Any) -> PartnerView:
+        """The partner's view."""
+        return PartnerView(self.store, self.rules, partner, **kw)
+
+    def access_rows(self) -> set[tuple]:
+        """Every row of the access table."""
+        with self.store.engine.connect() as conn:
+            return {tuple(r) for r in conn.execute(select(mirror_access))}
+
+    def close(self) -> None:
+        """Release the store."""
+        self.store.close()
+
+    def expected(self, partner: str, owner: str | None = None) -> dict[str, set[str]]:
+        """Who should see what, from the CRM's live records alone."""
+        live = self.crm.stores
+        opps = {
+            i for i, o in live["Opportunity"].items()
+            if o["PartnerAccountId"] == partner and (owner is None or o["OwnerId"] == owner)
+        }  # fmt: skip
+        accounts = {live["Opportunity"][o]["AccountId"] for o in opps} & set(live["Account"])
+        own = live["Account"].get(partner)
+        if owner is None and own and own["IsPartner"]:
+            accounts.add(partner)
+        return {
+            "Opportunity": opps,
+            "Account": accounts,
+            "Contact": {i for i, c in live["Contact"].items() if c["AccountId"] in accounts},
+            "LineItem": {i for i, li in live["LineItem"].items() if li["OpportunityId"] in opps},
+            "User": set()
+            if owner
+            else {i for i, u in live["User"].items() if u["AccountId"] == partner},
+        }
+
+    def seen(self, view: PartnerView) -> dict[str, set[str]]:
+        """What ``view`` actually returns, per object."""
+        return {
+            name: {r["Id"] for r in view.select(name, fields=["Id"], limit=1000)}
+            for name in ("Opportunity", "Account", "Contact", "LineItem", "User")
+        }

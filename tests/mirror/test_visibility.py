@@ -1,0 +1,158 @@
+"""Partner slices on both stores: paths, moves, deletes, roles, field rules, feed, explain."""
+
+from __future__ import annotations
+
+import pytest
+
+from mirror.errors import AccessDenied, ConfigError
+from mirror.visibility import parse_path, parse_rules
+from tests.mirror.org import RULES, Org
+
+
+def build(org: Org) -> None:
+    for p in ("P1", "P2"):
+        org.put("Account", p, Name=f"Partner {p}", IsPartner=True, Revenue=1e6)
+        org.put("User", f"U{p}", Name=f"rep of {p}", AccountId=p, Role="Rep")
+        org.put("Contact", f"K{p}", Name=f"contact at {p}", AccountId=p)
+    for c in ("C1", "C2"):
+        org.put("Account", c, Name=f"Customer {c}", IsPartner=False, Revenue=5e6)
+        org.put("Contact", f"K{c}", Name=f"contact at {c}", AccountId=c)
+    org.put("Opportunity", "o1", Name="deal 1", AccountId="C1", PartnerAccountId="P1",
+            OwnerId="UP1", Amount=10.0, Secret="margin 40%")  # fmt: skip
+    org.put("Opportunity", "o2", Name="deal 2", AccountId="C2", PartnerAccountId="P2",
+            OwnerId="UP2", Amount=20.0, Secret="x")  # fmt: skip
+    org.put("Opportunity", "o3", Name="deal 3", AccountId="C1", PartnerAccountId="P2",
+            OwnerId="V1", Amount=30.0, Secret="y")  # fmt: skip
+    org.put("LineItem", "l1", OpportunityId="o1", Quantity=1.0)
+    org.put("LineItem", "l3", OpportunityId="o3", Quantity=3.0)
+    org.put("Product", "pr1", Name="Widget")
+    org.sync()
+
+
+@pytest.fixture
+def org(db_url: str):
+    org = Org(db_url)
+    build(org)
+    yield org
+    org.close()
+
+
+def assert_consistent(org: Org) -> None:
+    incremental = org.access_rows()
+    with org.store.transaction() as conn:
+        org.access.rebuild(conn)
+    assert incremental == org.access_rows()
+    for partner in ("P1", "P2"):
+        assert org.seen(org.view(partner)) == org.expected(partner)
+
+
+def test_each_partner_sees_exactly_its_slice(org: Org) -> None:
+    assert org.seen(org.view("P1")) == {
+        "Opportunity": {"o1"},
+        "Account": {"P1", "C1"},
+        "Contact": {"KP1", "KC1"},
+        "LineItem": {"l1"},
+        "User": {"UP1"},
+    }
+    assert org.seen(org.view("P2"))["Account"] == {"P2", "C1", "C2"}
+    assert_consistent(org)
+
+
+def test_reassignment_moves_the_deal_and_what_it_made_visible(org: Org) -> None:
+    org.put("Opportunity", "o1", PartnerAccountId="P2")
+    org.sync()
+    p1 = org.seen(org.view("P1"))
+    assert p1["Opportunity"] == set() and p1["Account"] == {"P1"}
+    assert p1["LineItem"] == set() and p1["Contact"] == {"KP1"}
+    assert org.seen(org.view("P2"))["LineItem"] == {"l1", "l3"}
+    assert_consistent(org)
+
+
+def test_a_record_stays_visible_while_another_path_grants_it(org: Org) -> None:
+    org.remove("Opportunity", "o3")
+    org.sync()
+    assert "C1" not in org.seen(org.view("P2"))["Account"]
+    assert "C1" in org.seen(org.view("P1"))["Account"]
+    org.put("Opportunity", "o1", AccountId="C2")
+    org.sync()
+    assert "C1" not in org.seen(org.view("P1"))["Account"]
+    assert_consistent(org)
+
+
+def test_outside_records_and_hidden_fields_are_refused(org: Org) -> None:
+    view = org.view("P1")
+    with pytest.raises(AccessDenied, match="not in your slice"):
+        view.get("Opportunity", "o2")
+    record = view.get("Opportunity", "o1")
+    assert "Secret" not in record and record["Amount"] == 10.0
+    assert "Revenue" not in view.get("Account", "C1")
+    for misuse in (
+        lambda: view.select("Opportunity", where={"Secret": "margin 40%"}),
+        lambda: view.select("Opportunity", order_by="Secret"),
+        lambda: view.get("Opportunity", "o1", fields=["Secret"]),
+    ):
+        with pytest.raises(AccessDenied) as caught:
+            misuse()
+        assert "40%" not in str(caught.value)
+    with pytest.raises(AccessDenied, match="not shared"):
+        view.select("Lead")
+    with pytest.raises(AccessDenied, match="partner id is required"):
+        org.view("")
+
+
+def test_filters_ordering_paging_and_count(org: Org) -> None:
+    view = org.view("P2")
+    assert [r["Id"] for r in view.select("Opportunity", order_by="-Amount")] == ["o3", "o2"]
+    assert view.select("Opportunity", where={"Amount": (">", 25)}, fields=["Id"]) == [{"Id": "o3"}]
+    assert [r["Id"] for r in view.select("Account", limit=1, offset=1)] == ["C2"]
+    assert view.count("Account") == 3
+    assert view.count("Opportunity", where={"Name": ("like", "deal%")}) == 2
+    assert {r["Id"] for r in view.select("Product")} == {"pr1"}
+
+
+def test_a_rep_sees_only_what_its_own_records_lead_to(org: Org) -> None:
+    rep = org.view("P2", user_id="UP2", role="rep")
+    assert org.seen(rep) == org.expected("P2", owner="UP2")
+    assert org.seen(rep)["Account"] == {"C2"}
+    with pytest.raises(AccessDenied):
+        rep.get("Opportunity", "o3")
+
+
+def test_the_change_feed_reports_edits_and_records_leaving(org: Org) -> None:
+    p1 = org.view("P1")
+    start = p1.changes().cursor
+    org.put("Opportunity", "o1", Amount=11.0, Secret="margin 45%")
+    org.sync()
+    batch = p1.changes(since=start)
+    edit = next(c for c in batch.changes if c["op"] == "update")
+    assert edit["record_id"] == "o1" and "Secret" not in edit["fields"]
+    assert edit["fields"]["Amount"] == [10.0, 11.0]
+    org.put("Opportunity", "o1", PartnerAccountId="P2")
+    org.sync()
+    left = {(c["object"], c["record_id"]) for c in p1.changes(since=batch.cursor).changes
+            if c["op"] == "leave"}  # fmt: skip
+    assert {("Opportunity", "o1"), ("Account", "C1"), ("LineItem", "l1")} <= left
+    assert all(c["record_id"] != "o2" for c in p1.changes().changes)
+
+
+def test_explain_says_which_path_and_why_not(org: Org) -> None:
+    why = org.view("P1").explain("Contact", "KC1")
+    assert why.visible
+    text = "\n".join(why.reasons)
+    assert "via Account C1" in text and "via Opportunity o1" in text
+    assert "attributed to you (PartnerAccountId)" in text
+    assert not org.view("P1").explain("Opportunity", "o2").visible
+    org.remove("Opportunity", "o2")
+    org.sync()
+    assert "deleted" in org.view("P2").explain("Opportunity", "o2").reasons[0]
+
+
+def test_rules_are_parsed_and_cycles_refused() -> None:
+    assert parse_path("Contact", "AccountId -> Account").text == "AccountId -> Account"
+    assert parse_path("Account", "Opportunity.AccountId <-").kind == "child"
+    with pytest.raises(ValueError):
+        parse_path("Contact", "AccountId => Account")
+    cyclic = {**RULES, "slices": {**RULES["slices"],
+              "Opportunity": {"paths": ["AccountId -> Account"]}}}  # fmt: skip
+    with pytest.raises(ConfigError, match="cycle"):
+        parse_rules("fake", cyclic)
