@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -158,6 +159,121 @@ def status(ctx: click.Context) -> None:
                 last,
             )
         console.print(table)
+
+
+@main.command()
+@click.option("--source", default=None, help="Source name (when several are configured).")
+@click.pass_context
+def partners(ctx: click.Context, source: str | None) -> None:
+    """Partners with the size of their slice per object."""
+    with _mirror(ctx) as mirror:
+        rows = mirror.partners(source)
+        objects = sorted({name for row in rows for name in row["slice"]})
+        table = Table("partner", "id", *objects)
+        for row in rows:
+            table.add_row(row["name"], row["id"], *(str(row["slice"].get(o, 0)) for o in objects))
+        console.print(table)
+
+
+@main.command()
+@click.option("--partner", required=True, help="The partner's CRM id.")
+@click.option("--user", default=None, help="View as this partner user.")
+@click.option("--role", type=click.Choice(["admin", "rep"]), default=None)
+@click.option("--where", "conditions", multiple=True, help="Field=Value, Field>=N, Field~Pat%.")
+@click.option("--fields", default=None, help="Comma-separated fields to show.")
+@click.option("--order", default=None, help="Field to order by; -Field for descending.")
+@click.option("--limit", default=20, show_default=True)
+@click.argument("object_name")
+@click.pass_context
+def query(
+    ctx: click.Context,
+    partner: str,
+    user: str | None,
+    role: str | None,
+    conditions: tuple[str, ...],
+    fields: str | None,
+    order: str | None,
+    limit: int,
+    object_name: str,
+) -> None:
+    """Query OBJECT_NAME as a partner sees it."""
+    with _mirror(ctx) as mirror:
+        view = mirror.as_partner(partner, user, role=role)
+        where = dict(_condition(c) for c in conditions)
+        chosen = fields.split(",") if fields else None
+        rows = view.select(object_name, where=where, fields=chosen, order_by=order, limit=limit)
+        total = view.count(object_name, where=where)
+        columns = list(rows[0]) if rows else (chosen or [])
+        table = Table(*columns, title=f"{object_name}: {len(rows)} of {total}")
+        for row in rows:
+            table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+        console.print(table)
+
+
+_CONDITION = re.compile(r"^(\w+)\s*(!=|>=|<=|=|<|>|~)\s*(.*)$")
+_OPERATORS = {"~": "like"}
+
+
+def _condition(text: str) -> tuple[str, tuple[str, Any]]:
+    match = _CONDITION.match(text)
+    if not match:
+        raise click.BadParameter(f"{text!r}: write Field=Value, Field>=N or Field~Pattern%")
+    name, operator, raw = match.groups()
+    return name, (_OPERATORS.get(operator, operator), _literal(raw))
+
+
+def _literal(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for convert in (int, float):
+        try:
+            return convert(raw)
+        except ValueError:
+            continue
+    return raw
+
+
+@main.command()
+@click.option("--partner", required=True, help="The partner's CRM id.")
+@click.option("--user", default=None, help="Explain for this partner user.")
+@click.argument("object_name")
+@click.argument("record_id")
+@click.pass_context
+def explain(
+    ctx: click.Context, partner: str, user: str | None, object_name: str, record_id: str
+) -> None:
+    """Say why RECORD_ID is (or is not) in the partner's slice."""
+    with _mirror(ctx) as mirror:
+        explanation = mirror.as_partner(partner, user).explain(object_name, record_id)
+        verdict = "[green]visible[/green]" if explanation.visible else "[red]not visible[/red]"
+        console.print(f"{object_name} {record_id}: {verdict}")
+        for reason in explanation.reasons:
+            console.print(f"  {reason}")
+
+
+@main.group()
+def access() -> None:
+    """The partner access table."""
+
+
+@access.command("rebuild")
+@click.option("--source", default=None, help="Source name (when several are configured).")
+@click.pass_context
+def access_rebuild(ctx: click.Context, source: str | None) -> None:
+    """Recompute partner access from scratch and report whether it agreed with the
+    incrementally kept table."""
+    with _mirror(ctx) as mirror:
+        before = mirror.access_rows(source)
+        count = mirror.rebuild_access(source)
+        after = mirror.access_rows(source)
+        if before == after:
+            console.print(f"[green]agrees[/green]: {count} grants, none changed")
+        else:
+            console.print(
+                f"[yellow]repaired[/yellow]: {count} grants; {len(after - before)} added, "
+                f"{len(before - after)} removed"
+            )
 
 
 @contextmanager

@@ -6,34 +6,16 @@ engine's sync into the store, and plain SQL on the mirror tables afterwards.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import create_engine, text
 
 from adapters.sandbox.salesforce import SalesforceSandbox
-from mirror import Mirror
+from mirror import AccessDenied, Mirror
 from mirror.config import MirrorConfig, parse_config
-
-PARTNER_SLICES = text(
-    """
-    SELECT p."Id" AS id, p."Name" AS name,
-           COUNT(o."Id") AS opportunities,
-           COALESCE(SUM(CASE WHEN o."IsClosed" = 0 THEN o."Amount" END), 0) AS open_pipeline,
-           (SELECT COUNT(*) FROM salesforce__deal_registration__c r
-             WHERE r."Partner_Account__c" = p."Id" AND r._deleted = 0) AS registrations
-      FROM salesforce__account p
-      LEFT JOIN salesforce__opportunity o
-             ON o."PartnerAccountId" = p."Id" AND o._deleted = 0
-     WHERE p."IsPartner" = 1 AND p._deleted = 0
-     GROUP BY p."Id", p."Name"
-     ORDER BY opportunities DESC, p."Name"
-     LIMIT :limit
-    """
-)
+from mirror.partner import PartnerView
 
 
 def demo_config(database: str, box: SalesforceSandbox) -> MirrorConfig:
@@ -62,36 +44,73 @@ def run_demo(console: Console, db_path: Path, workdir: Path, size: str | int, se
     console.rule("1. a seeded Salesforce sandbox")
     with SalesforceSandbox(workdir / "sandbox.db", seed=seed, size=size) as box:
         console.print(f"serving the Salesforce REST API on {box.base_url}")
-        database = f"sqlite:///{db_path}"
-        with Mirror.open(demo_config(database, box)) as mirror:
-            console.rule("2. backfill into SQLite")
+        with Mirror.open(demo_config(f"sqlite:///{db_path}", box)) as mirror:
+            console.rule("2. backfill into SQLite, partner access kept as it goes")
             _print_runs(console, mirror.sync())
-            _print_slices(console, database)
-            console.rule("3. the sales team edits the CRM; an incremental sync follows")
-            _print_edits(console, _edit_crm(box))
+            partners = sorted(mirror.partners(), key=lambda p: -p["slice"].get("Opportunity", 0))
+            _print_partners(console, partners)
+            first, other = partners[0]["id"], partners[1]["id"]
+            console.rule(f"3. the portal, as partner {partners[0]['name']}")
+            _show_partner(console, mirror, first, other)
+            console.rule("4. the sales team edits the CRM; an incremental sync follows")
+            view = mirror.as_partner(first)
+            cursor = view.changes().cursor
+            _print_edits(console, _edit_crm(box, view, other))
             _print_runs(console, mirror.sync())
-            _print_changes(console, database)
+            _print_feed(console, view.changes(since=cursor).changes)
     console.rule("done")
     console.print(f"The mirror is in [bold]{db_path}[/bold]; query it with plain SQL, e.g.")
     console.print(
         f'  sqlite3 {db_path} \'SELECT "Name", "StageName", "Amount" '
         "FROM salesforce__opportunity LIMIT 5'"
     )
+    console.print("or as a partner: prm-mirror -c config/demo.toml query --partner ID Opportunity")
 
 
-def _edit_crm(box: SalesforceSandbox) -> list[str]:
-    opportunities = box.ids("Opportunity")
-    partners = [a for a in box.ids("Account") if (box.get("Account", a) or {}).get("IsPartner")]
+def _edit_crm(box: SalesforceSandbox, view: PartnerView, other: str) -> list[str]:
+    mine = [r["Id"] for r in view.select("Opportunity", fields=["Id"], limit=3)]
     box.advance_clock(60)
-    first, second, third = opportunities[:3]
+    first, second, third = mine
     box.update("Opportunity", first, {"Amount": 125000, "StageName": "Negotiation/Review"})
-    box.update("Opportunity", second, {"PartnerAccountId": partners[-1]})
+    box.update("Opportunity", second, {"PartnerAccountId": other})
     box.delete("Opportunity", third)
     return [
         f"Opportunity {first}: Amount -> 125000, StageName -> Negotiation/Review",
-        f"Opportunity {second}: moved to partner {partners[-1]}",
+        f"Opportunity {second}: moved to partner {other}",
         f"Opportunity {third}: deleted",
     ]
+
+
+def _show_partner(console: Console, mirror: Mirror, partner: str, other: str) -> None:
+    view = mirror.as_partner(partner)
+    rows = view.select(
+        "Opportunity",
+        fields=["Id", "Name", "StageName", "Amount", "CloseDate"],
+        order_by="-Amount",
+        limit=5,
+    )
+    table = Table(
+        "Id",
+        "Name",
+        "StageName",
+        "Amount",
+        "CloseDate",
+        title=f"top 5 of {view.count('Opportunity')} opportunities in the slice",
+    )
+    for row in rows:
+        table.add_row(
+            row["Id"], row["Name"], row["StageName"], f"{row['Amount']:,.0f}", str(row["CloseDate"])
+        )
+    console.print(table)
+    foreign = mirror.as_partner(other).select("Opportunity", fields=["Id"], limit=1)[0]["Id"]
+    try:
+        view.get("Opportunity", foreign)
+    except AccessDenied as exc:
+        console.print(f"another partner's deal {foreign}: [red]refused[/red] ({exc})")
+    account = view.select("Account", where={"IsPartner": False}, fields=["Id"], limit=1)[0]["Id"]
+    console.print(f"why can this partner see end customer {account}?")
+    for reason in view.explain("Account", account).reasons[:4]:
+        console.print(f"  {reason}")
 
 
 def _print_runs(console: Console, results: list[Any]) -> None:
@@ -111,27 +130,11 @@ def _print_runs(console: Console, results: list[Any]) -> None:
     console.print(table)
 
 
-def _print_slices(console: Console, database: str) -> None:
-    engine = create_engine(database)
-    with engine.connect() as conn:
-        rows = conn.execute(PARTNER_SLICES, {"limit": 8}).all()
-    engine.dispose()
-    table = Table(
-        "partner",
-        "id",
-        "opportunities",
-        "open pipeline",
-        "registrations",
-        title="partner slices (top 8 by opportunities)",
-    )
-    for row in rows:
-        table.add_row(
-            row.name,
-            row.id,
-            str(row.opportunities),
-            f"{row.open_pipeline:,.0f}",
-            str(row.registrations),
-        )
+def _print_partners(console: Console, partners: list[dict[str, Any]]) -> None:
+    objects = ["Opportunity", "Account", "Contact", "OpportunityLineItem", "Deal_Registration__c"]
+    table = Table("partner", "id", *objects, title=f"{len(partners)} partners and their slices")
+    for row in partners[:8]:
+        table.add_row(row["name"], row["id"], *(str(row["slice"].get(o, 0)) for o in objects))
     console.print(table)
 
 
@@ -140,21 +143,14 @@ def _print_edits(console: Console, edits: list[str]) -> None:
         console.print(f"  CRM: {edit}")
 
 
-def _print_changes(console: Console, database: str) -> None:
-    engine = create_engine(database)
-    query = text(
-        "SELECT object, record_id, op, fields FROM mirror_changes ORDER BY seq DESC LIMIT 10"
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    engine.dispose()
-    table = Table("object", "record", "op", "fields (before -> after)", title="change feed")
-    for row in rows:
-        fields = json.loads(row.fields) if isinstance(row.fields, str) else row.fields
+def _print_feed(console: Console, changes: list[dict[str, Any]]) -> None:
+    table = Table("object", "record", "op", "fields (before -> after)", title="the partner's feed")
+    for change in changes[:12]:
+        fields = change["fields"] or {}
         shown = ", ".join(
             f"{k}: {v[0]!r} -> {v[1]!r}"
-            for k, v in (fields or {}).items()
+            for k, v in fields.items()
             if k not in ("SystemModstamp", "LastModifiedDate")
         )
-        table.add_row(row.object, row.record_id, row.op, shown or "-")
+        table.add_row(change["object"], change["record_id"], change["op"], shown or "-")
     console.print(table)

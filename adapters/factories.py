@@ -1,0 +1,24 @@
+"""Adapter factories, registered as ``prm_mirror.adapters`` entry points.
+
+The engine finds adapters through these (``Mirror.open`` never imports a CRM client itself):
+each factory takes the source's name and its config settings and returns a ``CrmAdapter``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from mirror.adapter import CrmAdapter
+
+
+def salesforce(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
+    """A Salesforce adapter on simple-salesforce, from a ``[sources.<name>]`` table."""
+    from adapters.salesforce import SalesforceAdapter
+    from adapters.salesforce_client import SalesforceSettings
+
+    known = {f.name for f in dataclasses.fields(SalesforceSettings)}
+    chosen = {k: v for k, v in settings.items() if k in known and v is not None}
+    adapter: CrmAdapter = SalesforceAdapter(SalesforceSettings(**chosen), source=source)
+    return adapter
