@@ -8,7 +8,7 @@ an app may also pass ready-made adapters to ``Mirror.open``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -20,15 +20,18 @@ from sqlalchemy import func, select
 from mirror.access import AccessMaintainer
 from mirror.adapter import CrmAdapter
 from mirror.config import MirrorConfig, load_config
+from mirror.conflicts import list_conflicts, resolve_conflict
+from mirror.diff import Policy
 from mirror.errors import AccessDenied, ConfigError
 from mirror.pages import PageHook
 from mirror.partner import PartnerView
 from mirror.schema import apply_schema, load_crm_schema
 from mirror.store import Store
 from mirror.sync import ProgressCallback, Puller, RunResult
-from mirror.tables import mirror_access, mirror_rejects, mirror_runs
+from mirror.tables import mirror_access, mirror_outbox, mirror_rejects, mirror_runs
 from mirror.types import ObjectSpec
 from mirror.visibility import VisibilityRules, merge_settings, parse_rules, validate_rules
+from mirror.writeback import Pusher, PushResult
 
 log = logging.getLogger("prm_mirror")
 ADAPTER_GROUP = "prm_mirror.adapters"
@@ -147,10 +150,66 @@ class Mirror:
                 prefetch_pages=self.config.sync.prefetch_pages,
                 hooks=[*self.hooks, AccessMaintainer(self.store, rules)],
                 indexes=_path_indexes(rules),
+                policy_of=self.policy_of(source),
             )
             for name in names:
-                results.append(puller.sync_object(specs[name], restart=restart, progress=progress))
+                result = puller.sync_object(specs[name], restart=restart, progress=progress)
+                if result.kind == "backfill" and self.config.sync.sweep_after_backfill:
+                    result.swept += puller.sweep(self.store.mirrored(source, name), result.run_id)
+                results.append(result)
         return results
+
+    def policy_of(self, source: str) -> Callable[[str, str], Policy]:
+        """The conflict policy of each object field of ``source`` (``manual`` by default)."""
+        policies = self._source(source).conflicts
+        default = Policy(policies.get("default", "manual"))
+
+        def policy(object_name: str, field_name: str) -> Policy:
+            chosen = policies.get(f"{object_name}.{field_name}") or policies.get(object_name)
+            return Policy(chosen) if chosen else default
+
+        return policy
+
+    def push(self, sources: Iterable[str] | None = None) -> dict[str, PushResult]:
+        """Send pending portal edits to their CRMs; returns what each source's push did."""
+        results = {}
+        for source in sources or self.config.sources:
+            access = AccessMaintainer(self.store, self.visibility(source))
+            pusher = Pusher(
+                self.store,
+                self.adapter(source),
+                source,
+                self._stored_spec(source),
+                batch_size=self.config.sync.push_batch_size,
+                max_attempts=self.config.sync.push_max_attempts,
+                base_delay=self.config.sync.push_retry_delay,
+                on_change=access.refresh,
+            )
+            results[source] = pusher.push()
+        return results
+
+    def _stored_spec(self, source: str) -> Callable[[str], ObjectSpec]:
+        return lambda name: self.store.mirrored(source, name).spec
+
+    def outbox(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Outbox entries, newest first (``status``: pending, sending, blocked, done, failed,
+        superseded)."""
+        o = mirror_outbox.c
+        query = select(mirror_outbox).order_by(o.seq.desc()).limit(limit)
+        if status:
+            query = query.where(o.status == status)
+        with self.store.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def conflicts(self, status: str | None = "open") -> list[dict[str, Any]]:
+        """Conflicts between portal edits and CRM changes (open ones by default)."""
+        return list_conflicts(self.store, status)
+
+    def resolve_conflict(
+        self, conflict_id: int, take: str, value: Any = None, by: str | None = None
+    ) -> dict[str, Any]:
+        """Resolve a parked conflict: take ``crm``, ``portal`` or ``value``."""
+        return resolve_conflict(self.store, conflict_id, take, value, by)
 
     def visibility(self, source: str | None = None) -> VisibilityRules:
         """The partner-slice rules of ``source``: its schema's defaults with the config's
@@ -187,14 +246,16 @@ class Mirror:
         """A view of one partner's slice: as the partner itself (its whole slice), or as one
         of its users, whose role (``admin`` or ``rep``) comes from ``role`` or the CRM."""
         rules = self.visibility(source)
+        access = AccessMaintainer(self.store, rules)
         if user is None:
-            return PartnerView(self.store, rules, partner_id, role=role or "admin")
+            return PartnerView(self.store, rules, partner_id, role=role or "admin", access=access)
         return PartnerView(
             self.store,
             rules,
             partner_id,
             user_id=user,
             role=role or self._user_role(rules, partner_id, user),
+            access=access,
         )
 
     def _user_role(self, rules: VisibilityRules, partner_id: str, user: str) -> str:
@@ -269,7 +330,8 @@ class Mirror:
         """Run the delete sweep: records the CRM no longer has are marked deleted."""
         swept: dict[str, int] = {}
         for source in self.config.sources:
-            puller = Puller(self.store, self.adapter(source), hooks=self.hooks)
+            access = AccessMaintainer(self.store, self.visibility(source))
+            puller = Puller(self.store, self.adapter(source), hooks=[*self.hooks, access])
             for name in objects or self.object_names(source):
                 mirrored = self.store.prepare_object(self.spec(source, name, refresh=True))
                 swept[f"{source}.{name}"] = puller.sweep(mirrored)

@@ -45,10 +45,13 @@ class StoreConfig(_Strict):
 
 
 class SyncConfig(_Strict):
-    """How pulls run."""
+    """How pulls and pushes run."""
 
     prefetch_pages: int = Field(default=1, ge=0, le=8)
     sweep_after_backfill: bool = False
+    push_batch_size: int = Field(default=200, ge=1, le=200)
+    push_max_attempts: int = Field(default=8, ge=1, le=50)
+    push_retry_delay: float = Field(default=1.0, ge=0, le=600)
 
 
 class SourceConfig(_Strict):
@@ -72,10 +75,14 @@ class SourceConfig(_Strict):
     bulk_page_size: int = Field(default=50_000, ge=1)
     max_retries: int = Field(default=6, ge=0, le=20)
     visibility: dict[str, Any] = Field(default_factory=dict)
+    conflicts: dict[str, Literal["crm_wins", "portal_wins", "latest_wins", "manual"]] = Field(
+        default_factory=dict,
+        description='policy per "default", "<Object>" or "<Object>.<Field>"',
+    )
 
     def adapter_settings(self) -> dict[str, Any]:
         """The settings an adapter factory receives (every field but ``crm`` and ``objects``)."""
-        return self.model_dump(exclude={"crm", "objects", "visibility"})
+        return self.model_dump(exclude={"crm", "objects", "visibility", "conflicts"})
 
 
 class MirrorConfig(_Strict):

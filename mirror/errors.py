@@ -53,6 +53,14 @@ class RecordError(MirrorError):
         self.code = code
 
 
+class ValidationError(MirrorError):
+    """A portal write with a value that does not fit its field; nothing was changed."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class ConflictError(MirrorError):
     """The same record changed on both sides since the last sync."""
 

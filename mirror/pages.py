@@ -18,7 +18,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, update
 
-from mirror.diff import field_changes
+from mirror.diff import Policy, field_changes
+from mirror.outbox import fail_open_edits
+from mirror.reconcile import PolicyOf, reconcile
 from mirror.records import BadValue, json_safe
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import mirror_changes, mirror_idmap, mirror_rejects
@@ -49,13 +51,19 @@ class PageOutcome:
 PageHook = Callable[[Connection, MirrorTable, PageOutcome], None]
 
 
+def _manual(_object: str, _field: str) -> Policy:
+    return Policy.MANUAL
+
+
 @dataclass(frozen=True)
 class PageContext:
-    """Who applies the page: the run, whether inserts count as changes, and the page hooks."""
+    """Who applies the page: the run, whether inserts count as changes, the page hooks and
+    the conflict policy for records with open portal edits."""
 
     run_id: int | None
     log_inserts: bool
     hooks: Sequence[PageHook] = ()
+    policy_of: PolicyOf = _manual
 
 
 def apply_page(
@@ -117,10 +125,13 @@ def _write_records(
     if not records:
         return
     spec, table, checker = mirrored.spec, mirrored.table, mirrored.checker
-    existing = store.rows_by_id(conn, table, spec.key, records, ["_hash", "_deleted"])
+    existing = store.rows_by_id(conn, table, spec.key, records, ["_hash", "_deleted", "_pending"])
     hashes = {record_id: checker.content_hash(r) for record_id, r in records.items()}
     changed = [i for i, row in existing.items() if row._hash != hashes[i] or row._deleted]
     before = store.rows_by_id(conn, table, spec.key, changed, spec.field_names) if changed else {}
+    pending = {i: records[i] for i in changed if existing[i]._pending}
+    merged = reconcile(conn, mirrored, pending, ctx.policy_of) if pending else {}
+    system = {f.name for f in spec.fields if not (f.createable or f.updateable)}
     now = utcnow()
     rows: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
@@ -129,13 +140,15 @@ def _write_records(
         if previous is not None and record_id not in before:
             outcome.unchanged += 1
             continue
+        reconciled = merged.get(record_id)
+        values = reconciled.values if reconciled else record
         rows.append(
             {
-                **record,
+                **values,
                 "_modstamp": record.get(spec.cursor_field),
                 "_deleted": False,
                 "_synced_at": now,
-                "_pending": False,
+                "_pending": bool(reconciled and reconciled.pending),
                 "_hash": hashes[record_id],
             }
         )
@@ -147,7 +160,9 @@ def _write_records(
             continue
         outcome.updated += 1
         old = before[record_id]._mapping
-        diff = field_changes(old, record, spec.field_names)
+        diff = field_changes(old, values, spec.field_names)
+        if reconciled and reconciled.confirmed_fields and set(diff) <= system:
+            continue  # the echo of our own write: not a change made in the CRM
         op = "undelete" if previous._deleted else "update"
         changes.append(_change(spec.source, spec.name, record_id, op, diff, now, ctx))
     store.upsert(conn, table, rows)
@@ -185,6 +200,14 @@ def _write_tombstones(
     ]
     if changes:
         conn.execute(insert(mirror_changes), changes)
+    fail_open_edits(
+        conn,
+        spec.source,
+        spec.name,
+        list(by_id),
+        "ENTITY_IS_DELETED",
+        "the record was deleted in the CRM before this edit reached it",
+    )
     merges = [
         {
             "source": spec.source,

@@ -12,14 +12,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
 
+from mirror import portal_writes
 from mirror.errors import AccessDenied
 from mirror.store import MirrorTable, Store
-from mirror.tables import mirror_access, mirror_changes
+from mirror.tables import mirror_access, mirror_changes, mirror_outbox
 from mirror.visibility import SliceRule, VisibilityRules, visible_fields
+
+if TYPE_CHECKING:
+    from mirror.access import AccessMaintainer
 
 log = logging.getLogger("prm_mirror.access")
 OPERATORS = {
@@ -63,6 +67,7 @@ class PartnerView:
         *,
         user_id: str | None = None,
         role: str = "admin",
+        access: AccessMaintainer | None = None,
     ) -> None:
         if not partner_id:
             raise AccessDenied("no partner context: a partner id is required")
@@ -76,6 +81,42 @@ class PartnerView:
         self.user_id = user_id
         self.role = role
         self.source = rules.source
+        self.access = access
+
+    def update(self, object_name: str, record_id: str, changes: Mapping[str, Any]) -> dict:
+        """Change writable fields of a record in the slice; the CRM gets it on the next push."""
+        return portal_writes.update_record(self, object_name, record_id, changes)
+
+    def create(self, object_name: str, values: Mapping[str, Any]) -> str:
+        """Create a record in the slice; returns its local id until the CRM assigns its own."""
+        return portal_writes.create_record(self, object_name, values)
+
+    def delete(self, object_name: str, record_id: str) -> None:
+        """Delete a record of the slice (where partners may delete that object)."""
+        portal_writes.delete_record(self, object_name, record_id)
+
+    def writes(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """This partner's writes on their way to the CRM (or failed, with the CRM's message)."""
+        o = mirror_outbox.c
+        query = select(
+            o.seq,
+            o.object,
+            o.record_id,
+            o.crm_id,
+            o.op,
+            o.status,
+            o.error_code,
+            o.error_message,
+            o.created_at,
+            o.author,
+        ).where(o.source == self.source, o.partner_id == self.partner_id)
+        if self.role == "rep":
+            query = query.where(o.author == self.user_id)
+        if status:
+            query = query.where(o.status == status)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query.order_by(o.seq.desc()).limit(limit)).all()
+        return [dict(r._mapping) for r in rows]
 
     def get(self, object_name: str, record_id: str, fields: Sequence[str] | None = None) -> dict:
         """One record of the slice; ``AccessDenied`` when it is not in it."""

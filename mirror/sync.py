@@ -9,6 +9,7 @@ of the slower of the CRM and the store, not of both added up, while memory holds
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -20,6 +21,7 @@ from sqlalchemy import delete, insert, select, update
 
 from mirror.adapter import CrmAdapter
 from mirror.pages import PageContext, PageHook, PageOutcome, apply_page
+from mirror.reconcile import PolicyOf
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import mirror_changes, mirror_runs, mirror_sweep
 from mirror.types import ObjectSpec, Page
@@ -53,8 +55,10 @@ class Puller:
         prefetch_pages: int = 1,
         hooks: Sequence[PageHook] = (),
         indexes: Mapping[str, tuple[str, ...]] | None = None,
+        policy_of: PolicyOf | None = None,
     ) -> None:
         self.store = store
+        self.policy_of = policy_of
         self.indexes = dict(indexes or {})
         self.adapter = adapter
         self.prefetch_pages = prefetch_pages
@@ -73,6 +77,8 @@ class Puller:
         first_backfill = since is None or kind == "backfill"
         result = RunResult(spec.source, spec.name, kind, self._start_run(spec, kind))
         ctx = PageContext(result.run_id, log_inserts=not first_backfill, hooks=self.hooks)
+        if self.policy_of is not None:
+            ctx = dataclasses.replace(ctx, policy_of=self.policy_of)
         calls_before = self.adapter.api_calls()
         try:
             for page in _prefetched(self.adapter.read(mirrored.spec, since), self.prefetch_pages):

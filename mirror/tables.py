@@ -166,6 +166,57 @@ mirror_idmap = Table(
 )
 
 
+mirror_outbox = Table(
+    "mirror_outbox",
+    engine_metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("object", String(128), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("op", String(16), nullable=False),
+    Column("new_values", JSON, nullable=False),
+    Column("old_values", JSON, nullable=False),
+    Column("base_version", String(64)),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("partner_id", String(64)),
+    Column("author", String(128)),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("force", Boolean, nullable=False, default=False),
+    Column("crm_id", String(64)),
+    Column("pushed_version", String(64)),
+    Column("confirmed", Boolean, nullable=False, default=False),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_mirror_outbox_status", "status", "seq"),
+    Index("ix_mirror_outbox_record", "source", "object", "record_id"),
+)
+
+mirror_conflicts = Table(
+    "mirror_conflicts",
+    engine_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("object", String(128), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("field", String(128), nullable=False),
+    Column("base", JSON),
+    Column("portal", JSON),
+    Column("crm", JSON),
+    Column("outbox_seq", Integer),
+    Column("policy", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("resolution", String(16)),
+    Column("resolved_value", JSON),
+    Column("detected_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime),
+    Column("resolved_by", String(128)),
+    Index("ix_mirror_conflicts_status", "status", "source", "object"),
+)
+
 mirror_access = Table(
     "mirror_access",
     engine_metadata,

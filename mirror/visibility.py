@@ -69,6 +69,8 @@ class SliceRule:
     public: bool = False
     hidden: frozenset[str] = frozenset()
     writable: frozenset[str] = frozenset()
+    creatable: bool = False
+    deletable: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ def parse_rules(source: str, raw: Mapping[str, Any]) -> VisibilityRules:
             public=bool(settings.get("public", False)),
             hidden=frozenset(field_rules.get("hidden", [])),
             writable=frozenset(field_rules.get("writable", [])),
+            creatable=bool(settings.get("creatable", False)),
+            deletable=bool(settings.get("deletable", False)),
         )
     if "object" not in partners:
         problems.append("partners.object: which object holds the partners is required")

@@ -1,0 +1,311 @@
+"""Salesforce metadata and values: describe JSON -> ``ObjectSpec``, wire values -> Python.
+
+Describe types map onto the engine's ``FieldType``; compound fields (``address``, ``location``)
+are left out because their components are fields of their own, and ``base64`` is left out
+because it cannot be read in bulk queries. Values arrive as REST JSON (typed) or Bulk API CSV
+(all text, empty meaning null) and leave as Python values with 18-char ids and aware UTC
+datetimes; a value that does not fit its field raises ``ValueError`` naming field and value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Relation
+
+KEY_FIELD = "Id"
+CURSOR_CANDIDATES = ("SystemModstamp", "LastModifiedDate", "CreatedDate")
+EXTERNAL_ID_FIELD = "Mirror_Key__c"
+SKIPPED_TYPES = frozenset({"address", "location", "base64"})
+
+TYPE_MAP: Mapping[str, FieldType] = {
+    "id": FieldType.ID,
+    "reference": FieldType.REFERENCE,
+    "string": FieldType.STRING,
+    "picklist": FieldType.STRING,
+    "multipicklist": FieldType.STRING,
+    "email": FieldType.STRING,
+    "phone": FieldType.STRING,
+    "url": FieldType.STRING,
+    "combobox": FieldType.STRING,
+    "encryptedstring": FieldType.STRING,
+    "anyType": FieldType.STRING,
+    "textarea": FieldType.TEXT,
+    "boolean": FieldType.BOOLEAN,
+    "int": FieldType.INTEGER,
+    "long": FieldType.INTEGER,
+    "double": FieldType.FLOAT,
+    "percent": FieldType.FLOAT,
+    "currency": FieldType.FLOAT,
+    "date": FieldType.DATE,
+    "datetime": FieldType.DATETIME,
+    "time": FieldType.TIME,
+}
+
+_SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+# --- ids -----------------------------------------------------------------------------------
+
+
+def to_18(record_id: str) -> str:
+    """The 18-char case-safe form of a 15- or 18-char Salesforce id (others unchanged)."""
+    if len(record_id) != 15:
+        return record_id
+    suffix = []
+    for start in (0, 5, 10):
+        bits = 0
+        for position, char in enumerate(record_id[start : start + 5]):
+            if "A" <= char <= "Z":
+                bits |= 1 << position
+        suffix.append(_SUFFIX_ALPHABET[bits])
+    return record_id + "".join(suffix)
+
+
+# --- datetimes -----------------------------------------------------------------------------
+
+
+def parse_datetime(value: str) -> datetime:
+    """An aware UTC datetime from ``2024-11-05T10:00:00.000+0000`` or ``...Z`` forms."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_cursor(value: datetime) -> str:
+    """The checkpoint form of a cursor value: ISO-8601 UTC with milliseconds and ``Z``."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def soql_datetime(value: datetime) -> str:
+    """A SOQL datetime literal at or before ``value`` (whole seconds, so ranges stay closed)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def wire_datetime(value: datetime) -> str:
+    """A datetime as Salesforce JSON writes it: ``2024-11-05T10:00:00.000+0000``."""
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+
+
+def minus_one_second(value: str) -> str:
+    """The cursor string one second before a Salesforce datetime string."""
+    return format_cursor(parse_datetime(value) - timedelta(seconds=1))
+
+
+# --- describe -> ObjectSpec ----------------------------------------------------------------
+
+
+def field_spec(raw: Mapping[str, Any]) -> FieldSpec | None:
+    """One describe field as a ``FieldSpec``; ``None`` for fields the mirror does not read."""
+    crm_type = raw.get("type", "")
+    if crm_type in SKIPPED_TYPES or crm_type not in TYPE_MAP:
+        return None
+    references = tuple(raw.get("referenceTo") or ()) if crm_type == "reference" else ()
+    return FieldSpec(
+        name=raw["name"],
+        type=TYPE_MAP[crm_type],
+        crm_type=crm_type,
+        label=raw.get("label") or "",
+        nullable=bool(raw.get("nillable", True)),
+        createable=bool(raw.get("createable", False)),
+        updateable=bool(raw.get("updateable", False)),
+        length=raw.get("length") or None,
+        precision=raw.get("precision") or None,
+        scale=raw.get("scale") if crm_type in ("double", "percent", "currency") else None,
+        references=references,
+        relationship_name=raw.get("relationshipName") or None,
+        external_id=bool(raw.get("externalId", False)),
+        unique=bool(raw.get("unique", False)),
+    )
+
+
+def object_spec(describe: Mapping[str, Any], source: str = "salesforce") -> ObjectSpec:
+    """An ``ObjectSpec`` from a Salesforce sObject describe response."""
+    fields = tuple(spec for spec in (field_spec(raw) for raw in describe.get("fields", ())) if spec)
+    names = {spec.name for spec in fields}
+    cursor = next((name for name in CURSOR_CANDIDATES if name in names), None)
+    if cursor is None:
+        raise ValueError(f"{describe.get('name')} has none of the fields {CURSOR_CANDIDATES}")
+    relations = tuple(
+        Relation(field=spec.name, target=target, name=spec.relationship_name)
+        for spec in fields
+        if spec.type is FieldType.REFERENCE
+        for target in spec.references
+    )
+    return ObjectSpec(
+        source=source,
+        name=describe["name"],
+        key=KEY_FIELD,
+        cursor_field=cursor,
+        fields=fields,
+        relations=relations,
+        partner_field=None,
+        external_id_field=EXTERNAL_ID_FIELD if EXTERNAL_ID_FIELD in names else None,
+        label=describe.get("label") or "",
+    )
+
+
+def mirrorable_objects(describe_global: Mapping[str, Any]) -> list[str]:
+    """Names of the objects in a describe-global response that can be queried and retrieved."""
+    return [
+        entry["name"]
+        for entry in describe_global.get("sobjects", ())
+        if entry.get("queryable")
+        and entry.get("retrieveable", True)
+        and not entry.get("deprecatedAndHidden", False)
+    ]
+
+
+# --- values --------------------------------------------------------------------------------
+
+Converter = Callable[[Any], Any]
+
+
+def _to_id(value: Any) -> str:
+    if not isinstance(value, str) or len(value) not in (15, 18):
+        raise ValueError("is not an id")
+    return to_18(value)
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "TRUE", "True", "1"):
+        return True
+    if value in ("false", "FALSE", "False", "0"):
+        return False
+    raise ValueError("is not a boolean")
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        number = float(value)
+        if number.is_integer():
+            return int(number)
+    raise ValueError("is not an integer")
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("is not a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError("is not a number") from None
+
+
+def _to_date(value: Any) -> date:
+    if not isinstance(value, str):
+        raise ValueError("is not a date")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("is not a date") from None
+
+
+def _to_datetime(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("is not a datetime")
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        raise ValueError("is not a datetime") from None
+
+
+def _to_time(value: Any) -> time:
+    if not isinstance(value, str):
+        raise ValueError("is not a time")
+    try:
+        return time.fromisoformat(value).replace(tzinfo=None)
+    except ValueError:
+        raise ValueError("is not a time") from None
+
+
+def _to_str(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+_CONVERTERS: Mapping[FieldType, Converter] = {
+    FieldType.ID: _to_id,
+    FieldType.REFERENCE: _to_id,
+    FieldType.BOOLEAN: _to_bool,
+    FieldType.INTEGER: _to_int,
+    FieldType.FLOAT: _to_float,
+    FieldType.DECIMAL: _to_float,
+    FieldType.DATE: _to_date,
+    FieldType.DATETIME: _to_datetime,
+    FieldType.TIME: _to_time,
+}
+
+
+class RecordConverter:
+    """Turns Salesforce rows (REST JSON or Bulk CSV) into records of one object's fields."""
+
+    def __init__(self, spec: ObjectSpec) -> None:
+        """A converter for the fields of ``spec``."""
+        self.spec = spec
+        self._converters: dict[str, Converter] = {
+            field.name: _CONVERTERS[field.type]
+            for field in spec.fields
+            if field.type in _CONVERTERS
+        }
+        self._string_fields = frozenset(
+            field.name for field in spec.fields if field.name not in self._converters
+        )
+
+    def from_json(self, row: Mapping[str, Any]) -> Record:
+        """A record from a REST query row; raises ``ValueError`` naming the bad field."""
+        record: Record = {}
+        for name, value in row.items():
+            if name == "attributes":
+                continue
+            record[name] = self._convert(name, value)
+        return record
+
+    def from_csv(self, header: list[str], values: list[str]) -> Record:
+        """A record from a Bulk API CSV row (empty text is null)."""
+        record: Record = {}
+        for name, value in zip(header, values, strict=True):
+            if value == "":
+                record[name] = None
+            elif name in self._string_fields:
+                record[name] = value
+            else:
+                record[name] = self._convert(name, value)
+        return record
+
+    def _convert(self, name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        converter = self._converters.get(name)
+        if converter is None:
+            return value if isinstance(value, str) else _to_str(value)
+        try:
+            return converter(value)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"field {name}: {value!r} {error}") from None
+
+
+def to_wire(value: Any) -> Any:
+    """A Python value as Salesforce JSON expects it in a write."""
+    if isinstance(value, datetime):
+        return wire_datetime(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, time):
+        return value.strftime("%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if isinstance(value, Decimal):
+        return float(value)
+    return value

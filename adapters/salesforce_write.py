@@ -1,0 +1,302 @@
+"""Writes to Salesforce through sObject Collections (``composite/sobjects``), 200 per call.
+
+Creates are upserts on the object's ``Mirror_Key__c`` external id when it has one and the write
+carries an idempotency key, so a create retried after a lost answer lands once; otherwise they
+are plain creates, never repeated blindly. Updates and deletes with an ``expected_version`` are
+checked against a fresh read of ``SystemModstamp`` for the whole batch first (collections have
+no conditional headers): records changed since come back ``precondition_failed``. Calls use
+``allOrNone: false`` so one bad record never blocks the rest; records that failed on a row lock
+are retried with backoff, the others keep Salesforce's own error code and message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from adapters.salesforce_client import SalesforceConnection
+from adapters.salesforce_errors import RECORD_RETRYABLE_CODES, OutcomeUnknown, first_error
+from adapters.salesforce_types import KEY_FIELD, format_cursor, parse_datetime, to_18, to_wire
+from mirror.errors import CrmError, MirrorError
+from mirror.types import ObjectSpec, Write, WriteOp, WriteResult
+
+BATCH_SIZE = 200
+ALREADY_DELETED = "ENTITY_IS_DELETED"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One write of a batch with its position in the caller's list."""
+
+    index: int
+    write: Write
+
+
+def runs(writes: Sequence[Write]) -> Iterator[list[Item]]:
+    """Consecutive writes of the same op, cut into batches of at most ``BATCH_SIZE``."""
+    batch: list[Item] = []
+    for index, write in enumerate(writes):
+        if batch and (batch[0].write.op is not write.op or len(batch) == BATCH_SIZE):
+            yield batch
+            batch = []
+        batch.append(Item(index, write))
+    if batch:
+        yield batch
+
+
+def entry_result(entry: Mapping[str, Any] | None, *, created_default: bool = False) -> WriteResult:
+    """A ``WriteResult`` from one collection result entry."""
+    if entry and entry.get("success"):
+        record_id = entry.get("id")
+        return WriteResult(
+            ok=True,
+            record_id=to_18(record_id) if record_id else None,
+            created=bool(entry.get("created", created_default)),
+        )
+    code, message = first_error((entry or {}).get("errors") or [{"message": "no result"}])
+    return WriteResult(
+        ok=False,
+        record_id=(entry or {}).get("id"),
+        error_code=code,
+        message=message,
+        retryable=code in RECORD_RETRYABLE_CODES,
+    )
+
+
+def failed(
+    code: str,
+    message: str,
+    *,
+    retryable: bool = False,
+    record_id: str | None = None,
+    precondition_failed: bool = False,
+    version: str | None = None,
+) -> WriteResult:
+    """A failed ``WriteResult``."""
+    return WriteResult(
+        ok=False,
+        record_id=record_id,
+        error_code=code,
+        message=message,
+        retryable=retryable,
+        precondition_failed=precondition_failed,
+        version=version,
+    )
+
+
+class CollectionWriter:
+    """Applies ``Write`` lists to one object through sObject Collections."""
+
+    def __init__(self, conn: SalesforceConnection, spec: ObjectSpec) -> None:
+        """A writer for ``spec`` over ``conn``."""
+        self.conn = conn
+        self.spec = spec
+
+    def write(self, writes: Sequence[Write]) -> list[WriteResult]:
+        """One result per write, in order.
+
+        An outage, quota or auth failure before anything was applied is raised; after some
+        batches were applied, it fails the remaining writes as retryable instead, so the
+        results of the applied ones are not lost.
+        """
+        results: list[WriteResult | None] = [None] * len(writes)
+        stopped: MirrorError | None = None
+        for batch in runs(writes):
+            if stopped is None:
+                try:
+                    outcome = self._batch(batch)
+                except MirrorError as error:
+                    if all(result is None for result in results):
+                        raise
+                    stopped = error
+            if stopped is not None:
+                outcome = [_not_attempted(stopped) for _ in batch]
+            for item, result in zip(batch, outcome, strict=True):
+                results[item.index] = result
+        self._add_versions(writes, results)
+        return [result for result in results if result is not None]
+
+    def _batch(self, batch: list[Item]) -> list[WriteResult]:
+        op = batch[0].write.op
+        try:
+            if op is WriteOp.CREATE:
+                return self._with_lock_retries(batch, self._create)
+            checked = self._check_versions(batch)
+            pending = [item for item, result in zip(batch, checked, strict=True) if result is None]
+            send = self._update if op is WriteOp.UPDATE else self._delete
+            done = dict(
+                zip(
+                    (i.index for i in pending),
+                    self._with_lock_retries(pending, send) if pending else [],
+                    strict=True,
+                )
+            )
+            return [
+                done[item.index] if result is None else result
+                for item, result in zip(batch, checked, strict=True)
+            ]
+        except OutcomeUnknown as error:
+            return [
+                failed("OUTCOME_UNKNOWN", f"{error}; check the record before retrying")
+                for _ in batch
+            ]
+        except CrmError as error:
+            return [failed(error.code or "CRM_ERROR", str(error)) for _ in batch]
+
+    def _with_lock_retries(self, batch: list[Item], send: Any) -> list[WriteResult]:
+        results: dict[int, WriteResult] = dict(
+            zip((i.index for i in batch), send(batch), strict=True)
+        )
+        policy = self.conn.policy
+        for attempt in range(policy.max_retries):
+            locked = [item for item in batch if results[item.index].retryable]
+            if not locked:
+                break
+            self.conn.sleep(policy.delay(attempt))
+            results.update(zip((i.index for i in locked), send(locked), strict=True))
+        return [results[item.index] for item in batch]
+
+    # --- the three operations ----------------------------------------------------------
+
+    def _record(self, write: Write, **extra: Any) -> dict[str, Any]:
+        values = {name: to_wire(value) for name, value in write.values.items() if name != KEY_FIELD}
+        return {"attributes": {"type": self.spec.name}, **values, **extra}
+
+    def _create(self, batch: list[Item]) -> list[WriteResult]:
+        key_field = self.spec.external_id_field
+        keyed = [i for i in batch if key_field and i.write.idempotency_key]
+        plain = [i for i in batch if not (key_field and i.write.idempotency_key)]
+        results: dict[int, WriteResult] = {}
+        if keyed:
+            records = [
+                self._record(i.write, **{str(key_field): i.write.idempotency_key}) for i in keyed
+            ]
+            answer = self.conn.rest(
+                f"upserting {self.spec.name} records",
+                f"composite/sobjects/{self.spec.name}/{key_field}",
+                method="PATCH",
+                json={"allOrNone": False, "records": records},
+            )
+            results |= zip(
+                (i.index for i in keyed),
+                (entry_result(e, created_default=True) for e in answer),
+                strict=True,
+            )
+        if plain:
+            answer = self.conn.rest(
+                f"creating {self.spec.name} records",
+                "composite/sobjects",
+                method="POST",
+                idempotent=False,
+                json={"allOrNone": False, "records": [self._record(i.write) for i in plain]},
+            )
+            results |= zip(
+                (i.index for i in plain),
+                (entry_result(e, created_default=True) for e in answer),
+                strict=True,
+            )
+        return [results[item.index] for item in batch]
+
+    def _update(self, batch: list[Item]) -> list[WriteResult]:
+        records = [self._record(i.write, id=i.write.record_id) for i in batch]
+        answer = self.conn.rest(
+            f"updating {self.spec.name} records",
+            "composite/sobjects",
+            method="PATCH",
+            json={"allOrNone": False, "records": records},
+        )
+        return [entry_result(entry) for entry in answer]
+
+    def _delete(self, batch: list[Item]) -> list[WriteResult]:
+        ids = ",".join(str(i.write.record_id) for i in batch)
+        answer = self.conn.rest(
+            f"deleting {self.spec.name} records",
+            "composite/sobjects",
+            method="DELETE",
+            params={"ids": ids, "allOrNone": "false"},
+        )
+        results = []
+        for item, entry in zip(batch, answer, strict=True):
+            result = entry_result(entry)
+            if not result.ok and result.error_code == ALREADY_DELETED:
+                result = WriteResult(ok=True, record_id=to_18(str(item.write.record_id)))
+            results.append(result)
+        return results
+
+    # --- versions ------------------------------------------------------------------------
+
+    def _modstamps(self, ids: Sequence[str]) -> dict[str, datetime]:
+        if not ids:
+            return {}
+        cursor = self.spec.cursor_field
+        quoted = ", ".join(f"'{record_id}'" for record_id in ids)
+        answer = self.conn.query(
+            f"SELECT {KEY_FIELD}, {cursor} FROM {self.spec.name} WHERE {KEY_FIELD} IN ({quoted})",
+            action=f"reading {self.spec.name} versions",
+        )
+        return {to_18(row[KEY_FIELD]): parse_datetime(row[cursor]) for row in answer["records"]}
+
+    def _check_versions(self, batch: list[Item]) -> list[WriteResult | None]:
+        """A failure for each write whose record changed or vanished; ``None`` to go ahead."""
+        checked = [i for i in batch if i.write.expected_version and i.write.record_id]
+        current = self._modstamps([to_18(str(i.write.record_id)) for i in checked])
+        verdicts: dict[int, WriteResult] = {}
+        for item in checked:
+            record_id = to_18(str(item.write.record_id))
+            stamp = current.get(record_id)
+            if stamp is None:
+                verdicts[item.index] = (
+                    WriteResult(ok=True, record_id=record_id)
+                    if item.write.op is WriteOp.DELETE
+                    else failed(
+                        ALREADY_DELETED,
+                        "the record no longer exists in Salesforce",
+                        record_id=record_id,
+                    )
+                )
+            elif not _same_version(item.write.expected_version, stamp):
+                verdicts[item.index] = failed(
+                    "PRECONDITION_FAILED",
+                    f"the record changed in Salesforce at "
+                    f"{format_cursor(stamp)}, after the version that was edited",
+                    record_id=record_id,
+                    precondition_failed=True,
+                    version=format_cursor(stamp),
+                )
+        return [verdicts.get(item.index) for item in batch]
+
+    def _add_versions(self, writes: Sequence[Write], results: list[WriteResult | None]) -> None:
+        """Fill in the new version (cursor value) of every created or updated record."""
+        wanted = {
+            index: str(result.record_id)
+            for index, (write, result) in enumerate(zip(writes, results, strict=True))
+            if write.op is not WriteOp.DELETE
+            and result is not None
+            and result.ok
+            and result.record_id
+        }
+        indexes = list(wanted)
+        for start in range(0, len(indexes), BATCH_SIZE):
+            chunk = indexes[start : start + BATCH_SIZE]
+            try:
+                stamps = self._modstamps([wanted[index] for index in chunk])
+            except MirrorError:
+                return  # the writes stand; only their new versions stay unknown
+            for index in chunk:
+                stamp = stamps.get(wanted[index])
+                result = results[index]
+                if stamp is not None and result is not None:
+                    results[index] = replace(result, version=format_cursor(stamp))
+
+
+def _not_attempted(error: MirrorError) -> WriteResult:
+    return failed("NOT_ATTEMPTED", f"not attempted: {error}", retryable=True)
+
+
+def _same_version(expected: str | None, current: datetime) -> bool:
+    try:
+        return parse_datetime(str(expected)) == current
+    except ValueError:
+        return str(expected) == format_cursor(current)

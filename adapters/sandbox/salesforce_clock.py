@@ -1,0 +1,72 @@
+"""The sandbox clock: UTC, whole seconds, never going backwards.
+
+It follows the wall clock plus an offset that ``advance`` and ``set`` move, so timestamps
+written by the sandbox look like a live org's while tests can jump ahead (for example past the
+15-minute query-locator expiry or the getDeleted window) without waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+
+class SandboxClock:
+    """A monotonic, whole-second UTC clock with a movable offset."""
+
+    def __init__(self, offset_seconds: int = 0, floor: datetime | None = None) -> None:
+        """Start at wall time plus ``offset_seconds``, never earlier than ``floor``."""
+        self._lock = threading.Lock()
+        self._offset = offset_seconds
+        self._last = int(floor.timestamp()) if floor else 0
+
+    def _reading(self) -> int:
+        reading = max(int(time.time()) + self._offset, self._last)
+        self._last = reading
+        return reading
+
+    def now(self) -> datetime:
+        """The current sandbox time (aware UTC, whole seconds)."""
+        with self._lock:
+            return datetime.fromtimestamp(self._reading(), UTC)
+
+    def advance(self, seconds: float) -> datetime:
+        """Move the clock forward by ``seconds`` (rounded down to whole seconds)."""
+        if seconds < 0:
+            raise ValueError("the sandbox clock never goes backwards; advance by seconds >= 0")
+        with self._lock:
+            self._offset += int(seconds)
+            self._last += int(seconds)
+            return datetime.fromtimestamp(self._reading(), UTC)
+
+    def set(self, moment: datetime) -> datetime:
+        """Set the clock to ``moment``; refuses to go back before the current reading."""
+        if moment.tzinfo is None:
+            raise ValueError("set_clock needs a timezone-aware datetime")
+        target = int(moment.timestamp())
+        with self._lock:
+            if target < self._reading():
+                current = datetime.fromtimestamp(self._last, UTC)
+                raise ValueError(f"the sandbox clock never goes backwards (now {current})")
+            self._offset = target - int(time.time())
+            self._last = target
+            return datetime.fromtimestamp(target, UTC)
+
+    @property
+    def offset_seconds(self) -> int:
+        """The current offset from the wall clock, in seconds."""
+        return self._offset
+
+    def state(self) -> str:
+        """The clock as a string to persist: ``"<offset> <last reading>"``."""
+        with self._lock:
+            return f"{self._offset} {self._last}"
+
+    @classmethod
+    def from_state(cls, state: str | None) -> SandboxClock:
+        """A clock resumed from :meth:`state` output (or a fresh one)."""
+        if not state:
+            return cls()
+        offset, last = (int(part) for part in state.split())
+        return cls(offset, datetime.fromtimestamp(last, UTC))

@@ -1,0 +1,127 @@
+"""A generic threaded werkzeug server for the CRM sandboxes, plus JSON and fault helpers.
+
+Each sandbox builds a WSGI app and hands it to :class:`SandboxServer`, which serves it on
+127.0.0.1 either in a daemon thread (tests, benchmarks) or in the foreground (the CLI).
+Request logging is silenced: sandboxes count calls themselves and tests read those counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+log = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """A request handler that does not log each request to stderr."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Skip the per-request access log line."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        """Route werkzeug's own messages to this module's logger at debug level."""
+        log.debug("%s: " + message, type, *args)
+
+
+class SandboxServer:
+    """Serves one WSGI app on 127.0.0.1, threaded, in the background or the foreground."""
+
+    def __init__(self, app: WsgiApp, port: int = 0, host: str = "127.0.0.1") -> None:
+        """Bind ``app`` to ``host:port`` (port 0 picks a free port) without serving yet."""
+        self._server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=_QuietHandler
+        )
+        self._server.log = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        return int(self._server.server_port)
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Serve in a daemon thread and return at once."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sandbox-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted."""
+        self._server.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+
+def json_response(
+    payload: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON response of ``payload`` (serialised with orjson)."""
+    return Response(
+        orjson.dumps(payload),
+        status=status,
+        headers=dict(headers or {}),
+        content_type="application/json;charset=UTF-8",
+    )
+
+
+def empty_response(status: int = 204, headers: Mapping[str, str] | None = None) -> Response:
+    """A response without a body (204 No Content by default)."""
+    response = Response(status=status, headers=dict(headers or {}))
+    response.headers.pop("Content-Type", None)
+    return response
+
+
+class BadJson(ValueError):
+    """The request body is not the JSON the endpoint needs."""
+
+
+def read_json(request: Request) -> Any:
+    """The request body parsed as JSON; raises :class:`BadJson` when it is not JSON."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise BadJson("The request body is empty")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise BadJson(str(error)) from error
+
+
+def drop_connection(environ: Mapping[str, Any]) -> None:
+    """Close the client connection without an answer, then unwind the request quietly.
+
+    The werkzeug dev server treats :class:`ConnectionError` from the app as a dropped client
+    and neither answers nor logs, which is exactly what the fault needs.
+    """
+    connection = environ.get("werkzeug.socket")
+    if connection is not None:
+        with contextlib.suppress(OSError):
+            connection.shutdown(socket.SHUT_RDWR)
+    raise ConnectionAbortedError("sandbox dropped the response on purpose")

@@ -1,0 +1,212 @@
+"""Portal writes through a ``PartnerView``: update, create and delete within the slice.
+
+Each write is checked first (the record is in the slice, every field is writable, every value
+fits its field, every reference points into the slice or at a public object) and then applied
+in ONE transaction: the mirror row changes and is marked ``_pending`` (the portal reads its own
+write at once), an outbox entry records each field's before and after values with the author,
+and the partner access table follows. Anything refused changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from mirror.diff import field_changes
+from mirror.errors import AccessDenied, ValidationError
+from mirror.outbox import enqueue, is_local, new_local_id
+from mirror.records import CONVERTERS, BadValue
+from mirror.store import MirrorTable, utcnow
+from mirror.tables import mirror_access, mirror_outbox
+from mirror.types import FieldType, ObjectSpec
+from mirror.visibility import SliceRule
+
+if TYPE_CHECKING:
+    from mirror.partner import PartnerView
+
+
+def update_record(
+    view: PartnerView, name: str, record_id: str, changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Change writable fields of one record in the slice; returns the record as now seen."""
+    mirrored, rule = view._object(name)
+    spec, table = mirrored.spec, mirrored.table
+    values = _checked_values(spec, rule, changes)
+    key = table.c[spec.key]
+    with view.store.transaction() as conn:
+        if (
+            conn.execute(view._query(mirrored, rule, [spec.key]).where(key == record_id)).first()
+            is None
+        ):
+            raise view._deny(name, record_id)
+        _check_references(conn, view, spec, values)
+        row = conn.execute(select(table).where(key == record_id)).one()._mapping
+        before = {f: row[f] for f in values}
+        changed = field_changes(before, values, list(values))
+        if changed:
+            new = {f: after for f, (_, after) in changed.items()}
+            conn.execute(update(table).where(key == record_id).values(**new, _pending=True))
+            enqueue(
+                conn,
+                spec,
+                record_id=record_id,
+                op="update",
+                values=new,
+                before={f: before[f] for f in new},
+                base_version=row["_modstamp"].isoformat() if row["_modstamp"] else None,
+                partner_id=view.partner_id,
+                author=view.user_id,
+            )
+            _refresh_access(view, conn, name, record_id)
+    return view.get(name, record_id)
+
+
+def create_record(view: PartnerView, name: str, values: Mapping[str, Any]) -> str:
+    """Create a record in the slice; returns its local id (the CRM id replaces it once pushed)."""
+    mirrored, rule = view._object(name)
+    if not rule.creatable:
+        raise AccessDenied(f"partners may not create {name} records")
+    spec = mirrored.spec
+    typed = _checked_values(spec, rule, values)
+    typed.update(_attribution(view, rule, typed))
+    local_id = new_local_id()
+    with view.store.transaction() as conn:
+        _check_references(conn, view, spec, typed)
+        row: dict[str, Any] = {f.name: None for f in spec.fields}
+        row.update(typed)
+        row[spec.key] = local_id
+        conn.execute(
+            insert(mirrored.table).values(
+                **row, _deleted=False, _pending=True, _synced_at=utcnow(), _hash=None
+            )
+        )
+        enqueue(
+            conn,
+            spec,
+            record_id=local_id,
+            op="create",
+            values=typed,
+            before={},
+            base_version=None,
+            partner_id=view.partner_id,
+            author=view.user_id,
+        )
+        _refresh_access(view, conn, name, local_id)
+    return local_id
+
+
+def delete_record(view: PartnerView, name: str, record_id: str) -> None:
+    """Delete a record of the slice (where the slice rule allows partners to delete)."""
+    mirrored, rule = view._object(name)
+    if not rule.deletable:
+        raise AccessDenied(f"partners may not delete {name} records")
+    spec, table = mirrored.spec, mirrored.table
+    key = table.c[spec.key]
+    with view.store.transaction() as conn:
+        if (
+            conn.execute(view._query(mirrored, rule, [spec.key]).where(key == record_id)).first()
+            is None
+        ):
+            raise view._deny(name, record_id)
+        row = conn.execute(select(table).where(key == record_id)).one()._mapping
+        conn.execute(update(table).where(key == record_id).values(_deleted=True, _pending=True))
+        enqueue(
+            conn,
+            spec,
+            record_id=record_id,
+            op="delete",
+            values={},
+            before={},
+            base_version=row["_modstamp"].isoformat() if row["_modstamp"] else None,
+            partner_id=view.partner_id,
+            author=view.user_id,
+        )
+        _refresh_access(view, conn, name, record_id)
+
+
+def _checked_values(spec: ObjectSpec, rule: SliceRule, values: Mapping[str, Any]) -> dict[str, Any]:
+    refused = sorted(n for n in values if n not in rule.writable or not spec.has_field(n))
+    if refused:
+        raise AccessDenied(f"{spec.name}: partners may not write {', '.join(refused)}")
+    typed: dict[str, Any] = {}
+    for name, value in values.items():
+        field = spec.field(name)
+        if value is None:
+            if not field.nullable:
+                raise ValidationError(f"{spec.name}.{name} is required", field=name)
+            typed[name] = None
+            continue
+        try:
+            typed[name] = CONVERTERS[field.type](value)
+        except BadValue as exc:
+            raise ValidationError(f"{spec.name}.{name}: {exc}", field=name) from None
+        text = field.type in (FieldType.STRING, FieldType.TEXT)
+        if text and field.length and len(typed[name]) > field.length:
+            raise ValidationError(
+                f"{spec.name}.{name} is longer than {field.length} characters", field=name
+            )
+    return typed
+
+
+def _attribution(view: PartnerView, rule: SliceRule, values: dict[str, Any]) -> dict[str, Any]:
+    """The fields that make a new record the partner's own (and the rep's, for a rep)."""
+    forced: dict[str, Any] = {}
+    for path in rule.paths:
+        if path.kind == "direct":
+            forced[path.field] = view.partner_id
+    if rule.owner_field and view.role == "rep":
+        forced[rule.owner_field] = view.user_id
+    return forced
+
+
+def _check_references(
+    conn: Connection, view: PartnerView, spec: ObjectSpec, values: Mapping[str, Any]
+) -> None:
+    for name, value in values.items():
+        field = spec.field(name)
+        if field.type is not FieldType.REFERENCE or value is None:
+            continue
+        if value == view.partner_id or any(
+            _visible(conn, view, target, value) for target in field.references
+        ):
+            continue
+        if is_local(value) and _created_by(conn, view, value):
+            continue
+        raise AccessDenied(f"{spec.name}.{name} points at a record outside your slice")
+
+
+def _visible(conn: Connection, view: PartnerView, target: str, record_id: str) -> bool:
+    rule = view.rules.rule(target)
+    if rule is None:
+        return False
+    if rule.public:
+        return True
+    a = mirror_access.c
+    query = select(a.record_id).where(
+        a.object == target, a.record_id == record_id, *view._access_scope()
+    )
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def _created_by(conn: Connection, view: PartnerView, local_id: str) -> bool:
+    """Whether the partner itself created ``local_id`` (not yet in the CRM)."""
+    o = mirror_outbox.c
+    query = select(o.seq).where(
+        o.source == view.source,
+        o.record_id == local_id,
+        o.op == "create",
+        o.partner_id == view.partner_id,
+    )
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def _refresh_access(view: PartnerView, conn: Connection, name: str, record_id: str) -> None:
+    if view.access is not None:
+        view.access.refresh(conn, name, [record_id])
+
+
+def as_mirror_table(view: PartnerView, name: str) -> MirrorTable:
+    """The mirrored table behind ``name`` as the view resolves it."""
+    return view._object(name)[0]
