@@ -276,6 +276,107 @@ def access_rebuild(ctx: click.Context, source: str | None) -> None:
             )
 
 
+@main.command()
+@click.pass_context
+def push(ctx: click.Context) -> None:
+    """Send pending portal edits to the CRM."""
+    with _mirror(ctx) as mirror:
+        table = Table("source", "sent", "done", "retrying", "blocked", "failed", "API calls")
+        for source, r in mirror.push().items():
+            table.add_row(
+                source, str(r.sent), str(r.done), str(r.retried), str(r.blocked), str(r.failed),
+                str(r.api_calls),
+            )  # fmt: skip
+            for error in r.errors[:20]:
+                console.print(f"[red]failed[/red] {error}")
+        console.print(table)
+
+
+@main.command()
+@click.option("--failed", is_flag=True, help="Only writes the CRM refused.")
+@click.option("--status", default=None, help="pending, sending, blocked, done, failed, superseded.")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def outbox(ctx: click.Context, failed: bool, status: str | None, limit: int) -> None:
+    """Portal edits on their way to the CRM (newest first)."""
+    with _mirror(ctx) as mirror:
+        entries = mirror.outbox("failed" if failed else status, limit)
+        table = Table("seq", "object", "record", "op", "status", "fields", "author", "error")
+        for e in entries:
+            fields = ", ".join(f"{k}={v!r}" for k, v in e["new_values"].items())
+            table.add_row(
+                str(e["seq"]), e["object"], e["crm_id"] or e["record_id"], e["op"], e["status"],
+                fields[:60], e["author"] or "-", (e["error_message"] or "")[:60],
+            )  # fmt: skip
+        console.print(table)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Resolved conflicts too.")
+@click.pass_context
+def conflicts(ctx: click.Context, show_all: bool) -> None:
+    """Fields changed on both sides (list them; `show` or `resolve` one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _mirror(ctx) as mirror:
+        table = Table("id", "object", "record", "field", "portal", "crm", "policy", "status")
+        for c in mirror.conflicts(None if show_all else "open"):
+            table.add_row(
+                str(c["id"]), c["object"], c["record_id"], c["field"], repr(c["portal"]),
+                repr(c["crm"]), c["policy"], c["resolution"] or c["status"],
+            )  # fmt: skip
+        console.print(table)
+
+
+@conflicts.command("show")
+@click.argument("conflict_id", type=int)
+@click.pass_context
+def conflicts_show(ctx: click.Context, conflict_id: int) -> None:
+    """Everything about one conflict."""
+    with _mirror(ctx) as mirror:
+        found = [c for c in mirror.conflicts(None) if c["id"] == conflict_id]
+        if not found:
+            raise click.ClickException(f"no conflict {conflict_id}")
+        for key, value in found[0].items():
+            console.print(f"{key:>15}: {value!r}")
+
+
+@conflicts.command("resolve")
+@click.argument("conflict_id", type=int)
+@click.option("--take", type=click.Choice(["crm", "portal", "value"]), required=True)
+@click.option("--value", default=None, help="With --take value: the value to write.")
+@click.option("--by", default=lambda: os.environ.get("USER"), help="Who resolves it.")
+@click.pass_context
+def conflicts_resolve(
+    ctx: click.Context, conflict_id: int, take: str, value: str | None, by: str | None
+) -> None:
+    """Resolve a parked conflict (then `prm-mirror push` sends the chosen value)."""
+    if take == "value" and value is None:
+        raise click.BadParameter("--take value needs --value")
+    with _mirror(ctx) as mirror:
+        done = mirror.resolve_conflict(conflict_id, take, _literal(value) if value else None, by)
+        console.print(f"conflict {conflict_id}: {done['field']} = {done['value']!r} ({take})")
+
+
+@main.command()
+@click.argument("object_name")
+@click.argument("record_id")
+@click.pass_context
+def diff(ctx: click.Context, object_name: str, record_id: str) -> None:
+    """Compare one record in the mirror with the CRM (changes nothing)."""
+    with _mirror(ctx) as mirror:
+        result = mirror.diff(object_name, record_id)
+        console.print(f"in mirror: {result['in_mirror']}, in CRM: {result['in_crm']}")
+        table = Table("field", "mirror", "CRM")
+        for name, (mine, theirs) in result["fields"].items():
+            table.add_row(name, repr(mine), repr(theirs))
+        console.print(table if result["fields"] else "no field differs")
+        for entry in result["pending"]:
+            console.print(
+                f"pending portal edit #{entry['seq']} ({entry['status']}): {entry['values']}"
+            )
+
+
 @contextmanager
 def _progress() -> Iterator[Callable[[str, PageOutcome, Page], None]]:
     columns = (

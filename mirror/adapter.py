@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
-from mirror.types import Checkpoint, ObjectSpec, Page, Write, WriteResult
+from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResult
 
 
 @runtime_checkable
@@ -42,6 +42,10 @@ class CrmAdapter(Protocol):
 
     def read_ids(self, spec: ObjectSpec) -> Iterator[list[str]]:
         """Every live id of the object, in batches: the delete sweep's input."""
+        ...
+
+    def fetch(self, spec: ObjectSpec, ids: Sequence[str]) -> list[Record]:
+        """The CRM's current version of the records ``ids`` (missing ones left out)."""
         ...
 
     def write(self, spec: ObjectSpec, writes: Sequence[Write]) -> list[WriteResult]:

@@ -21,8 +21,9 @@ from mirror.access import AccessMaintainer
 from mirror.adapter import CrmAdapter
 from mirror.config import MirrorConfig, load_config
 from mirror.conflicts import list_conflicts, resolve_conflict
-from mirror.diff import Policy
+from mirror.diff import Policy, field_changes
 from mirror.errors import AccessDenied, ConfigError
+from mirror.outbox import open_entries
 from mirror.pages import PageHook
 from mirror.partner import PartnerView
 from mirror.schema import apply_schema, load_crm_schema
@@ -200,6 +201,30 @@ class Mirror:
             query = query.where(o.status == status)
         with self.store.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def diff(self, object_name: str, record_id: str, source: str | None = None) -> dict[str, Any]:
+        """Mirror versus CRM for one record, changing nothing: the fields that differ, and
+        the portal edits still on their way."""
+        source = source or self.default_source
+        mirrored = self.store.mirrored(source, object_name)
+        spec = mirrored.spec
+        key = mirrored.table.c[spec.key]
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(mirrored.table).where(key == record_id)).first()
+            pending = open_entries(conn, source, object_name, [record_id]).get(record_id, [])
+        fetched = self.adapter(source).fetch(spec, [record_id])
+        in_crm = fetched[0] if fetched else None
+        in_mirror = dict(row._mapping) if row else None
+        fields = field_changes(in_mirror or {}, in_crm or {}, spec.field_names)
+        return {
+            "in_mirror": in_mirror is not None,
+            "in_crm": in_crm is not None and not in_crm.get("IsDeleted"),
+            "fields": fields,
+            "pending": [
+                {"seq": e.seq, "op": e.op, "status": e.status, "values": e.new_values}
+                for e in pending
+            ],
+        }
 
     def conflicts(self, status: str | None = "open") -> list[dict[str, Any]]:
         """Conflicts between portal edits and CRM changes (open ones by default)."""

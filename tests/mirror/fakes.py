@@ -140,6 +140,10 @@ class FakeCrm:
             self.calls += 1
             yield ids[start : start + 2]
 
+    def fetch(self, spec: ObjectSpec, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The live records among ``ids``."""
+        return [dict(self.stores[spec.name][i]) for i in ids if i in self.stores[spec.name]]
+
     def write(self, spec: ObjectSpec, writes: Sequence[Write]) -> list[WriteResult]:
         """Not used by pull tests."""
         raise NotImplementedError
