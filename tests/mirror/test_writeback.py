@@ -233,3 +233,70 @@ def test_values_never_flip_flop_over_many_cycles(mirror, box) -> None:  # noqa: 
         assert stale is not None
     assert history == [f"step {i}" for i in range(8)]
     assert all("NextStep" not in (c.fields or {}) for c in crm_changes(mirror, opp["Id"]))
+
+
+def test_a_push_killed_with_sigkill_resumes_without_duplicates(tmp_path, box) -> None:  # noqa: F811
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent.parent
+    database = tmp_path / "mirror.db"
+    config = tmp_path / "prm-mirror.toml"
+    config.write_text(
+        f"""
+[store]
+database = "sqlite:///{database}"
+[sync]
+push_batch_size = 20
+[sources.salesforce]
+crm = "salesforce"
+objects = ["User", "Account", "Contact", "Product2", "Opportunity", "OpportunityLineItem"]
+login_url = "{box.base_url}"
+username = "{box.username}"
+password = "{box.password}"
+security_token = "{box.security_token}"
+"""
+    )
+    mirror = Mirror.open(config)
+    mirror.sync()
+    edits: dict[str, str] = {}
+    for partner in mirror.partners():
+        view = mirror.as_partner(partner["id"])
+        for opp in view.select("Opportunity", fields=["Id"], limit=1000):
+            if opp["Id"] not in USED:
+                edits[opp["Id"]] = f"killed push {len(edits)}"
+                view.update("Opportunity", opp["Id"], {"NextStep": edits[opp["Id"]]})
+    creates = [
+        mirror.as_partner(mirror.partners()[0]["id"]).create("Account", {"Name": f"Kill {i}"})
+        for i in range(30)
+    ]
+    mirror.close()
+    accounts_before = box.count("Account")
+    box.throttle(0.15)
+    command = [sys.executable, "-m", "cli", "-c", str(config), "push"]
+    try:
+        process = subprocess.Popen(
+            command, cwd=root, env=dict(os.environ), stdout=subprocess.DEVNULL
+        )
+        mirror = Mirror.open(config)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            e["status"] == "done" for e in mirror.outbox(limit=1000)
+        ):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        statuses = {e["status"] for e in mirror.outbox(limit=1000)}
+        assert "done" in statuses and statuses & {"pending", "sending"}, statuses
+    finally:
+        box.throttle(0)
+    mirror.push()
+    assert {e["status"] for e in mirror.outbox(limit=1000)} == {"done"}
+    assert box.count("Account") == accounts_before + len(creates)
+    for record_id, value in edits.items():
+        assert crm(box, record_id)["NextStep"] == value
+    mirror.close()
