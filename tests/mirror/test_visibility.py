@@ -156,3 +156,25 @@ def test_rules_are_parsed_and_cycles_refused() -> None:
               "Opportunity": {"paths": ["AccountId -> Account"]}}}  # fmt: skip
     with pytest.raises(ConfigError, match="cycle"):
         parse_rules("fake", cyclic)
+
+
+def test_views_are_safe_to_share_across_threads_while_the_sync_writes(org: Org) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    views = {p: org.view(p) for p in ("P1", "P2")}
+
+    def read(n: int) -> set[str]:
+        partner = "P1" if n % 2 else "P2"
+        seen = {r["Id"] for r in views[partner].select("Opportunity", fields=["Id"])}
+        assert all(r["PartnerAccountId"] == partner for r in views[partner].select("Opportunity"))
+        return seen
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(read, n) for n in range(60)]
+        for i in range(5):
+            org.put("Opportunity", f"t{i}", Name="threaded", AccountId="C2",
+                    PartnerAccountId="P1", OwnerId="V1", Amount=1.0, Secret="s")  # fmt: skip
+            org.sync()
+        results = [f.result() for f in futures]
+    assert all(r <= {"o1", *(f"t{i}" for i in range(5))} or r <= {"o2", "o3"} for r in results)
+    assert org.seen(org.view("P1"))["Opportunity"] == {"o1", *(f"t{i}" for i in range(5))}
