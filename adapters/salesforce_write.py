@@ -3,22 +3,34 @@
 Creates are upserts on the object's ``Mirror_Key__c`` external id when it has one and the write
 carries an idempotency key, so a create retried after a lost answer lands once; otherwise they
 are plain creates, never repeated blindly. Updates and deletes with an ``expected_version`` are
-checked against a fresh read of ``SystemModstamp`` for the whole batch first (collections have
-no conditional headers): records changed since come back ``precondition_failed``. Calls use
-``allOrNone: false`` so one bad record never blocks the rest; records that failed on a row lock
-are retried with backoff, the others keep Salesforce's own error code and message.
+checked against a fresh read first (collections have no conditional headers): one query for the
+whole call lists the object's records changed since the oldest edited version, and records
+changed since their own come back ``precondition_failed``; when that list would be long, each
+collection call checks its own ids instead. A call handed more than 200 writes therefore checks
+once for up to ``len(writes)`` records: fewer API calls, at the price of a wider window between
+check and write. Calls use ``allOrNone: false`` so one bad record never blocks the rest;
+records that failed on a row lock are retried with backoff, the others keep Salesforce's own
+error code and message. The new versions of the written records are read back afterwards, again
+with one query of what changed since the call began where that list is short, else per batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from adapters.salesforce_client import SalesforceConnection
 from adapters.salesforce_errors import RECORD_RETRYABLE_CODES, OutcomeUnknown, first_error
-from adapters.salesforce_types import KEY_FIELD, format_cursor, parse_datetime, to_18, to_wire
+from adapters.salesforce_types import (
+    KEY_FIELD,
+    format_cursor,
+    parse_datetime,
+    soql_datetime,
+    to_18,
+    to_wire,
+)
 from mirror.errors import CrmError, MirrorError
 from mirror.types import ObjectSpec, Write, WriteOp, WriteResult
 
@@ -93,6 +105,7 @@ class CollectionWriter:
         """A writer for ``spec`` over ``conn``."""
         self.conn = conn
         self.spec = spec
+        self._verdicts: dict[int, WriteResult] | None = None
 
     def write(self, writes: Sequence[Write]) -> list[WriteResult]:
         """One result per write, in order.
@@ -103,6 +116,8 @@ class CollectionWriter:
         """
         results: list[WriteResult | None] = [None] * len(writes)
         stopped: MirrorError | None = None
+        self._verdicts = self._check_whole_call(writes)
+        started = self.conn.server_now() - timedelta(seconds=1)
         for batch in runs(writes):
             if stopped is None:
                 try:
@@ -115,7 +130,7 @@ class CollectionWriter:
                 outcome = [_not_attempted(stopped) for _ in batch]
             for item, result in zip(batch, outcome, strict=True):
                 results[item.index] = result
-        self._add_versions(writes, results)
+        self._add_versions(writes, results, started)
         return [result for result in results if result is not None]
 
     def _batch(self, batch: list[Item]) -> list[WriteResult]:
@@ -123,7 +138,11 @@ class CollectionWriter:
         try:
             if op is WriteOp.CREATE:
                 return self._with_lock_retries(batch, self._create)
-            checked = self._check_versions(batch)
+            checked = (
+                [self._verdicts.get(item.index) for item in batch]
+                if self._verdicts is not None
+                else self._check_versions(batch)
+            )
             pending = [item for item, result in zip(batch, checked, strict=True) if result is None]
             send = self._update if op is WriteOp.UPDATE else self._delete
             done = dict(
@@ -257,17 +276,12 @@ class CollectionWriter:
                     )
                 )
             elif not _same_version(item.write.expected_version, stamp):
-                verdicts[item.index] = failed(
-                    "PRECONDITION_FAILED",
-                    f"the record changed in Salesforce at "
-                    f"{format_cursor(stamp)}, after the version that was edited",
-                    record_id=record_id,
-                    precondition_failed=True,
-                    version=format_cursor(stamp),
-                )
+                verdicts[item.index] = _changed(record_id, stamp)
         return [verdicts.get(item.index) for item in batch]
 
-    def _add_versions(self, writes: Sequence[Write], results: list[WriteResult | None]) -> None:
+    def _add_versions(
+        self, writes: Sequence[Write], results: list[WriteResult | None], started: datetime
+    ) -> None:
         """Fill in the new version (cursor value) of every created or updated record."""
         wanted = {
             index: str(result.record_id)
@@ -277,18 +291,75 @@ class CollectionWriter:
             and result.ok
             and result.record_id
         }
-        indexes = list(wanted)
-        for start in range(0, len(indexes), BATCH_SIZE):
-            chunk = indexes[start : start + BATCH_SIZE]
-            try:
-                stamps = self._modstamps([wanted[index] for index in chunk])
-            except MirrorError:
-                return  # the writes stand; only their new versions stay unknown
-            for index in chunk:
-                stamp = stamps.get(wanted[index])
-                result = results[index]
-                if stamp is not None and result is not None:
-                    results[index] = replace(result, version=format_cursor(stamp))
+        try:
+            stamps = self._versions_of(list(wanted.values()), started)
+        except MirrorError:
+            return  # the writes stand; only their new versions stay unknown
+        for index, record_id in wanted.items():
+            stamp = stamps.get(to_18(record_id))
+            result = results[index]
+            if stamp is not None and result is not None:
+                results[index] = replace(result, version=format_cursor(stamp))
+
+    def _versions_of(self, ids: list[str], started: datetime) -> dict[str, datetime]:
+        if len(ids) > BATCH_SIZE:
+            changed = self._changed_since(started, limit=2 * len(ids))
+            if changed is not None:
+                return changed
+        stamps: dict[str, datetime] = {}
+        for start in range(0, len(ids), BATCH_SIZE):
+            stamps |= self._modstamps(ids[start : start + BATCH_SIZE])
+        return stamps
+
+    def _check_whole_call(self, writes: Sequence[Write]) -> dict[int, WriteResult] | None:
+        """Verdicts for every versioned update or delete of the call from ONE query of what
+        changed since the oldest edited version; ``None`` when too much changed to list."""
+        items = [
+            Item(index, write)
+            for index, write in enumerate(writes)
+            if write.op is not WriteOp.CREATE and write.expected_version and write.record_id
+        ]
+        if len(items) <= BATCH_SIZE:
+            return None
+        oldest = min(parse_datetime(str(i.write.expected_version)) for i in items)
+        changed = self._changed_since(oldest, limit=len(items))
+        if changed is None:
+            return None
+        verdicts: dict[int, WriteResult] = {}
+        for item in items:
+            record_id = to_18(str(item.write.record_id))
+            stamp = changed.get(record_id)
+            if stamp is not None and not _same_version(item.write.expected_version, stamp):
+                verdicts[item.index] = _changed(record_id, stamp)
+        return verdicts
+
+    def _changed_since(self, oldest: datetime, limit: int) -> dict[str, datetime] | None:
+        cursor = self.spec.cursor_field
+        answer = self.conn.query(
+            f"SELECT {KEY_FIELD}, {cursor} FROM {self.spec.name} "
+            f"WHERE {cursor} > {soql_datetime(oldest)}",
+            action=f"reading recent {self.spec.name} versions",
+        )
+        if int(answer.get("totalSize", 0)) > limit:
+            return None
+        changed: dict[str, datetime] = {}
+        while True:
+            for row in answer["records"]:
+                changed[to_18(row[KEY_FIELD])] = parse_datetime(row[cursor])
+            if answer.get("done", True) or not answer.get("nextRecordsUrl"):
+                return changed
+            answer = self.conn.query_more(answer["nextRecordsUrl"])
+
+
+def _changed(record_id: str, stamp: datetime) -> WriteResult:
+    return failed(
+        "PRECONDITION_FAILED",
+        f"the record changed in Salesforce at {format_cursor(stamp)}, "
+        "after the version that was edited",
+        record_id=record_id,
+        precondition_failed=True,
+        version=format_cursor(stamp),
+    )
 
 
 def _not_attempted(error: MirrorError) -> WriteResult:

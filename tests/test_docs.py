@@ -28,7 +28,8 @@ def test_example_config_documents_every_source_option() -> None:
     text = (ROOT / "config" / "example.toml").read_text()
     options = [*SourceConfig.model_fields, *SyncConfig.model_fields, *StoreConfig.model_fields]
     for option in options:
-        assert re.search(rf"^#? ?{option} =", text, re.MULTILINE), option
+        pattern = rf"^#? ?({option} =|\[sources\.\w+\.{option}\])"
+        assert re.search(pattern, text, re.MULTILINE), option
 
 
 def test_example_and_demo_configs_load(monkeypatch) -> None:
