@@ -159,6 +159,13 @@ def status(ctx: click.Context) -> None:
                 last,
             )
         console.print(table)
+        queue = mirror.queue_summary()
+        waiting = sum(queue.get(k, 0) for k in ("pending", "sending", "blocked"))
+        console.print(
+            f"outbox: {waiting} waiting ({queue.get('blocked', 0)} blocked), "
+            f"{queue.get('failed', 0)} failed, {queue.get('done', 0)} done; "
+            f"open conflicts: {queue['conflicts']}"
+        )
 
 
 @main.command()

@@ -29,7 +29,13 @@ from mirror.partner import PartnerView
 from mirror.schema import apply_schema, load_crm_schema
 from mirror.store import Store
 from mirror.sync import ProgressCallback, Puller, RunResult
-from mirror.tables import mirror_access, mirror_outbox, mirror_rejects, mirror_runs
+from mirror.tables import (
+    mirror_access,
+    mirror_conflicts,
+    mirror_outbox,
+    mirror_rejects,
+    mirror_runs,
+)
 from mirror.types import ObjectSpec
 from mirror.visibility import VisibilityRules, merge_settings, parse_rules, validate_rules
 from mirror.writeback import Pusher, PushResult
@@ -386,6 +392,16 @@ class Mirror:
                 )
             )
         return statuses
+
+    def queue_summary(self) -> dict[str, int]:
+        """Outbox entries per status, plus ``conflicts``: the open conflicts."""
+        o, c = mirror_outbox.c, mirror_conflicts.c
+        with self.store.engine.connect() as conn:
+            counts = dict(conn.execute(select(o.status, func.count()).group_by(o.status)).all())
+            counts["conflicts"] = conn.execute(
+                select(func.count()).where(c.status == "open")
+            ).scalar_one()
+        return {str(k): int(v) for k, v in counts.items()}
 
     def _last_run(self, source: str, name: str) -> dict[str, Any]:
         query = (

@@ -88,7 +88,7 @@ def test_backfill_sync_status_and_partner_commands(tmp_path, box) -> None:
     assert backfill.exit_code == 0, backfill.output
     assert "salesforce.Opportunity" in backfill.output
     status = run(config, "status", password=ok)
-    assert "incremental" in status.output
+    assert "incremental" in status.output and "open conflicts: 0" in status.output
     partners = run(config, "partners", password=ok)
     assert partners.exit_code == 0 and "Opportunity" in partners.output
     with sqlite3.connect(tmp_path / "mirror.db") as db:
