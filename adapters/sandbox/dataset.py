@@ -15,59 +15,17 @@ modification.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.sandbox import dataset_words as words
 from adapters.sandbox.dataset_draw import KINDS, Draw, stream_base
+from adapters.sandbox.dataset_sizes import SIZES, Counts
 
-SIZES = {"tiny": 50, "small": 500, "medium": 10_000, "large": 1_000_000}
 YEAR_SECONDS = 365 * 86_400
 MASS_UPDATE_EVERY_SECONDS = 3 * 86_400 + 7_200
 
 Record = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Counts:
-    """How many records of each kind a dataset holds."""
-
-    opportunities: int
-    partners: int
-    customers: int
-    contacts: int
-    internal_users: int
-    leads: int
-    products: int
-    deal_registrations: int
-
-    @property
-    def users(self) -> int:
-        """Internal users plus one partner user per partner."""
-        return self.internal_users + self.partners
-
-    @classmethod
-    def for_size(cls, size: str | int) -> Counts:
-        """The counts for a named size or a number of opportunities."""
-        if isinstance(size, str):
-            if size not in SIZES:
-                raise ValueError(f"unknown size {size!r}; use one of {sorted(SIZES)} or an int")
-            size = SIZES[size]
-        if size < 0:
-            raise ValueError("size must not be negative")
-        partners = min(max(size // 50, 3), 2_000)
-        customers = size // 6 + 10
-        return cls(
-            opportunities=size,
-            partners=partners,
-            customers=customers,
-            contacts=3 * partners + 2 * customers,
-            internal_users=min(max(size // 200, 5), 500),
-            leads=size // 4 + 5,
-            products=min(max(size // 100, 10), 500),
-            deal_registrations=size // 10 + 3,
-        )
 
 
 class Dataset:
@@ -82,6 +40,7 @@ class Dataset:
         self.seed = seed
         self.size = size
         self._bases = {kind: stream_base(seed, kind) for kind in KINDS}
+        self._list_prices: dict[int, float] = {}
         self.counts = Counts.for_size(size)
         default_anchor = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         self.anchor = (anchor or default_anchor).astimezone(UTC).replace(microsecond=0)
@@ -241,13 +200,19 @@ class Dataset:
             **self._stamps(draw),
         }
 
+    def _list_price(self, product_index: int) -> float:
+        price = self._list_prices.get(product_index)
+        if price is None:
+            price = self._list_prices[product_index] = self.product(product_index)["list_price"]
+        return price
+
     def line_items_of(self, opportunity_index: int) -> list[Record]:
-        """The line items of one opportunity (zero to three), without their keys."""
+        """The line items of one opportunity (zero to two), without their keys."""
         draw = self._draw("lines", opportunity_index)
         lines = []
-        for _ in range(draw.pick((0, 1, 1, 1, 1, 2, 3))):
+        for _ in range(draw.pick((0, 1, 1, 1, 1, 1, 2))):
             product_index = draw.below(self.counts.products)
-            list_price = float(50 * (1 + self._draw("product", product_index).below(400)))
+            list_price = self._list_price(product_index)
             discount = draw.pick((1.0, 1.0, 0.95, 0.9, 0.8))
             lines.append(
                 {
@@ -270,9 +235,10 @@ class Dataset:
         return record
 
     def _opportunity(self, index: int) -> Record:
-        partner_key = self.opportunity_partner_key(index)
         draw = self._draw("opportunity", index)
-        draw.skip(2)
+        direct = draw.real() < 0.2
+        partner_index = draw.below(self.counts.partners)
+        partner_key = None if direct else f"partner-{partner_index}"
         customer_index = draw.below(self.counts.customers)
         stage, probability = draw.pick(words.STAGES)
         stamps = self._stamps(draw)
@@ -409,3 +375,6 @@ def _domain(name: str) -> str:
 
 def _phone(draw: Draw) -> str:
     return f"+1 {200 + draw.below(800)} {draw.below(1000):03d} {draw.below(10000):04d}"
+
+
+__all__ = ["SIZES", "Counts", "Dataset", "Record", "key_index"]

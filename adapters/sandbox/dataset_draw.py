@@ -52,8 +52,3 @@ class Draw:
         """One of ``choices``."""
         self._state = state = (self._state * _MULTIPLIER + _INCREMENT) & _MASK64
         return choices[((state >> 32) * len(choices)) >> 32]
-
-    def skip(self, count: int) -> None:
-        """Advance the stream by ``count`` draws."""
-        for _ in range(count):
-            self._state = (self._state * _MULTIPLIER + _INCREMENT) & _MASK64

@@ -76,7 +76,7 @@ def stage_fields(stage: str | None, probability: Any, amount: Any) -> dict[str, 
 def fiscal_fields(close_date: Any) -> dict[str, Any]:
     """FiscalYear, FiscalQuarter and Fiscal (``"2024 4"``) for a calendar fiscal year."""
     try:
-        day = date.fromisoformat(close_date)
+        day = close_date if isinstance(close_date, date) else date.fromisoformat(close_date)
     except (TypeError, ValueError):
         return {"FiscalYear": None, "FiscalQuarter": None, "Fiscal": None}
     quarter = (day.month - 1) // 3 + 1

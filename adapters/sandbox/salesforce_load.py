@@ -4,11 +4,14 @@ Rows stream from :class:`SalesforceShaper` straight into ``executemany`` batches
 flat at any size. Large datasets are shaped in forked worker processes, a few chunks ahead of
 the inserts, which keeps every core busy; chunks are inserted in order, so the result is the
 same as a serial load. Fork (not spawn) is used so that a caller's script is never re-imported
-in the workers; where fork is unavailable the load is serial. Indexes are built last.
+in the workers; where fork is unavailable the load is serial. The cyclic garbage collector is
+paused while rows stream (they hold no cycles, and its scans of millions of live tuples would
+dominate the run). Indexes are built last.
 """
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -35,6 +38,7 @@ def _shape_in_worker(seed: int, size: str | int, anchor: str, task: Task) -> lis
     """Worker-process entry: shape one chunk (the shaper is built once per worker)."""
     global _worker_shaper
     if _worker_shaper is None:
+        gc.disable()
         from datetime import datetime
 
         dataset = Dataset(seed, size, datetime.fromisoformat(anchor))
@@ -69,13 +73,19 @@ class DatasetLoader:
             and "fork" in get_all_start_methods()
         )
         chunks = self._shaped_in_workers() if parallel else self._shaped_here()
-        for shaped in chunks:
-            for sobject, rows in shaped:
-                obj = self.store.schema.objects[sobject.lower()]
-                columns = [f["name"] for f in obj.stored_fields()]
-                counts[sobject] = counts.get(sobject, 0) + self.store.insert_many(
-                    obj, columns, rows
-                )
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for shaped in chunks:
+                for sobject, rows in shaped:
+                    obj = self.store.schema.objects[sobject.lower()]
+                    columns = [f["name"] for f in obj.stored_fields()]
+                    counts[sobject] = counts.get(sobject, 0) + self.store.insert_many(
+                        obj, columns, rows
+                    )
+        finally:
+            if collecting:
+                gc.enable()
         self._set_sequences()
         self.store.create_indexes()
         return counts

@@ -55,7 +55,11 @@ class Records:
     def row(self, obj: SObject, record_id: str, *, include_deleted: bool = False) -> dict[str, Any]:
         """The stored row of a record; 404 NOT_FOUND or ENTITY_IS_DELETED like Salesforce."""
         canonical = normalize_id(record_id)
-        if canonical is None or canonical[:3] != obj.key_prefix:
+        if canonical is None:
+            raise not_found(
+                f"Provided external ID field does not exist or is not accessible: {record_id}"
+            )
+        if canonical[:3] != obj.key_prefix:
             raise not_found()
         row = self.store.fetch_row(obj, canonical)
         if row is None:

@@ -111,6 +111,8 @@ class SalesforceShaper:
         to_opportunity, to_line = self._tuples["Opportunity"], self._tuples["OpportunityLineItem"]
         for opportunity, lines in self.dataset.opportunities_with_line_items(start, stop):
             row = self._opportunity(opportunity)
+            if lines:
+                row["TotalOpportunityQuantity"] = sum(line["quantity"] for line in lines)
             row["Id"] = make_id("006", key_index(opportunity["key"]) + 1)
             opportunity_rows.append(to_opportunity(row))
             for line in lines:
@@ -224,7 +226,7 @@ class SalesforceShaper:
             "IsPrivate": 0, "HasOpportunityLineItem": int(record["line_count"] > 0),
             "HasOpenActivity": 0, "HasOverdueTask": 0,
             **stage_fields(stage, record["probability"], record["amount"]),
-            **fiscal_fields(close_date),
+            **fiscal_fields(record["close_date"]),
         }  # fmt: skip
 
     def _line_item(self, record: dict[str, Any], opportunity: dict[str, Any]) -> dict[str, Any]:

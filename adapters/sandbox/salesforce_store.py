@@ -39,7 +39,12 @@ CREATE TABLE IF NOT EXISTS sandbox_fields (
     sobject TEXT NOT NULL, name TEXT NOT NULL, describe TEXT NOT NULL,
     PRIMARY KEY (sobject, name));
 """
-_INDEXED_REFERENCE_TARGETS = ("Account", "Contact", "Opportunity", "Product2", "Lead")
+# The lookups partner slices and parent/child reads follow; other lookups stay unindexed.
+INDEXED_REFERENCES = frozenset(
+    ("Contact.AccountId", "Opportunity.AccountId", "Opportunity.PartnerAccountId",
+     "OpportunityLineItem.OpportunityId", "Deal_Registration__c.Partner_Account__c",
+     "Deal_Registration__c.Opportunity__c", "User.AccountId", "Account.ParentId")
+)  # fmt: skip
 
 
 def quote(identifier: str) -> str:
@@ -145,12 +150,10 @@ class Store:
         column = quote(field["name"])
         if field["externalId"] or field["unique"]:
             conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {name}"
-                f" ON {quote(obj.sql_table)} ({column} COLLATE NOCASE)"
+                f"CREATE INDEX IF NOT EXISTS {name} ON {quote(obj.sql_table)}"
+                f" ({column} COLLATE NOCASE)"
             )
-        elif field["type"] == "reference" and any(
-            target in _INDEXED_REFERENCE_TARGETS for target in field["referenceTo"]
-        ):
+        elif f"{obj.name}.{field['name']}" in INDEXED_REFERENCES:
             conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {quote(obj.sql_table)} ({column})")
 
     def add_column(self, obj: SObject, field: dict[str, Any]) -> None:

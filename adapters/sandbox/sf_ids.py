@@ -90,7 +90,7 @@ def encode_base62(number: int, width: int) -> str:
     return head + "".join(reversed(pairs))
 
 
-@lru_cache(maxsize=262_144)
+@lru_cache(maxsize=65_536)
 def make_id(key_prefix: str, sequence: int) -> str:
     """The 18-char id of record number ``sequence`` of the object with ``key_prefix``."""
     if len(key_prefix) != 3:
