@@ -384,6 +384,89 @@ def diff(ctx: click.Context, object_name: str, record_id: str) -> None:
             )
 
 
+@main.group()
+def registrations() -> None:
+    """Deal registrations: list, show (with conflicts), approve, reject, expire."""
+
+
+def _registrations(mirror: Mirror) -> Any:
+    found = mirror.registrations()
+    if found is None:
+        raise click.ClickException("this CRM's schema configures no deal registration")
+    return found
+
+
+@registrations.command("list")
+@click.option("--status", default=None, help="Submitted, Approved, Rejected or Expired.")
+@click.pass_context
+def registrations_list(ctx: click.Context, status: str | None) -> None:
+    """Registrations, newest first."""
+    with _mirror(ctx) as mirror:
+        regs = _registrations(mirror)
+        rows = regs.recent(status)
+        columns = ("id", "partner", "company", "status", "verdict", "opportunity")
+        table = Table(*columns)
+        for r in rows:
+            table.add_row(*(str(r.get(k) or "-") for k in columns))
+        console.print(table)
+
+
+@registrations.command("show")
+@click.argument("registration_id")
+@click.pass_context
+def registrations_show(ctx: click.Context, registration_id: str) -> None:
+    """One registration with every match: other partners' deals and the open pipeline."""
+    with _mirror(ctx) as mirror:
+        detail = _registrations(mirror).show(registration_id)
+        for key, value in detail["registration"].items():
+            if not key.startswith("_") and value is not None:
+                console.print(f"{key:>22}: {value}")
+        console.print(f"verdict: [bold]{detail['verdict']}[/bold] (score {detail['score']:.2f})")
+        table = Table("kind", "id", "partner", "company", "score", "reasons")
+        for m in detail["matches"]:
+            table.add_row(
+                m["kind"],
+                m["id"],
+                m["partner"] or "direct",
+                m["company"],
+                f"{m['score']:.2f}",
+                "; ".join(m["reasons"]),
+            )
+        console.print(table)
+
+
+@registrations.command("approve")
+@click.argument("registration_id")
+@click.option("--by", default=lambda: os.environ.get("USER"), help="Who approves it.")
+@click.pass_context
+def registrations_approve(ctx: click.Context, registration_id: str, by: str | None) -> None:
+    """Approve: one opportunity attributed to the partner (then `prm-mirror push`)."""
+    with _mirror(ctx) as mirror:
+        opportunity = _registrations(mirror).approve(registration_id, by=by)
+        console.print(f"approved; opportunity {opportunity} (pushed by `prm-mirror push`)")
+
+
+@registrations.command("reject")
+@click.argument("registration_id")
+@click.option("--reason", required=True, help="What the partner is told.")
+@click.option("--by", default=lambda: os.environ.get("USER"), help="Who rejects it.")
+@click.pass_context
+def registrations_reject(ctx: click.Context, registration_id: str, reason: str, by: str | None):
+    """Reject with a reason."""
+    with _mirror(ctx) as mirror:
+        _registrations(mirror).reject(registration_id, reason, by=by)
+        console.print("rejected (pushed by `prm-mirror push`)")
+
+
+@registrations.command("expire")
+@click.pass_context
+def registrations_expire(ctx: click.Context) -> None:
+    """Expire submitted registrations with no progress for `expire_after_days`."""
+    with _mirror(ctx) as mirror:
+        expired = _registrations(mirror).expire()
+        console.print(f"{len(expired)} registration(s) expired")
+
+
 @contextmanager
 def _progress() -> Iterator[Callable[[str, PageOutcome, Page], None]]:
     columns = (

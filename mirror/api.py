@@ -26,6 +26,7 @@ from mirror.errors import AccessDenied, ConfigError
 from mirror.outbox import open_entries
 from mirror.pages import PageHook
 from mirror.partner import PartnerView
+from mirror.registrations import Registrations, RegistrationSettings
 from mirror.schema import apply_schema, load_crm_schema
 from mirror.store import Store
 from mirror.sync import ProgressCallback, Puller, RunResult
@@ -151,11 +152,13 @@ class Mirror:
             specs = {name: self.spec(source, name, refresh=True) for name in names}
             rules = self.visibility(source)
             validate_rules(rules, specs)
+            registrations = self.registrations(source)
+            extra = [registrations.on_page] if registrations else []
             puller = Puller(
                 self.store,
                 self.adapter(source),
                 prefetch_pages=self.config.sync.prefetch_pages,
-                hooks=[*self.hooks, AccessMaintainer(self.store, rules)],
+                hooks=[*self.hooks, AccessMaintainer(self.store, rules), *extra],
                 indexes=_path_indexes(rules),
                 policy_of=self.policy_of(source),
             )
@@ -278,8 +281,16 @@ class Mirror:
         of its users, whose role (``admin`` or ``rep``) comes from ``role`` or the CRM."""
         rules = self.visibility(source)
         access = AccessMaintainer(self.store, rules)
+        registrations = self.registrations(rules.source)
         if user is None:
-            return PartnerView(self.store, rules, partner_id, role=role or "admin", access=access)
+            return PartnerView(
+                self.store,
+                rules,
+                partner_id,
+                role=role or "admin",
+                access=access,
+                registrations=registrations,
+            )
         return PartnerView(
             self.store,
             rules,
@@ -287,7 +298,19 @@ class Mirror:
             user_id=user,
             role=role or self._user_role(rules, partner_id, user),
             access=access,
+            registrations=registrations,
         )
+
+    def registrations(self, source: str | None = None) -> Registrations | None:
+        """Deal registration for ``source`` (``None`` when its schema configures none)."""
+        source = source or self.default_source
+        settings = self._source(source)
+        raw = load_crm_schema(settings.crm, self.config.schemas_dir).raw.get("registrations")
+        if not raw:
+            return None
+        merged = merge_settings(raw, settings.registrations)
+        access = AccessMaintainer(self.store, self.visibility(source))
+        return Registrations(self.store, source, RegistrationSettings.from_raw(merged), access)
 
     def _user_role(self, rules: VisibilityRules, partner_id: str, user: str) -> str:
         if not (rules.user_object and rules.user_partner_field):

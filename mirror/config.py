@@ -75,6 +75,7 @@ class SourceConfig(_Strict):
     bulk_page_size: int = Field(default=50_000, ge=1)
     max_retries: int = Field(default=6, ge=0, le=20)
     visibility: dict[str, Any] = Field(default_factory=dict)
+    registrations: dict[str, Any] = Field(default_factory=dict)
     conflicts: dict[str, Literal["crm_wins", "portal_wins", "latest_wins", "manual"]] = Field(
         default_factory=dict,
         description='policy per "default", "<Object>" or "<Object>.<Field>"',
@@ -82,7 +83,9 @@ class SourceConfig(_Strict):
 
     def adapter_settings(self) -> dict[str, Any]:
         """The settings an adapter factory receives (every field but ``crm`` and ``objects``)."""
-        return self.model_dump(exclude={"crm", "objects", "visibility", "conflicts"})
+        return self.model_dump(
+            exclude={"crm", "objects", "visibility", "conflicts", "registrations"}
+        )
 
 
 class MirrorConfig(_Strict):

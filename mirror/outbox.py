@@ -54,10 +54,16 @@ def enqueue(
     base_version: str | None,
     partner_id: str | None,
     author: str | None,
+    idempotency_key: str | None = None,
 ) -> int:
-    """Append one outbox entry and its change-feed entry; returns the entry's sequence."""
+    """Append one outbox entry and its change-feed entry; returns the entry's sequence.
+
+    ``idempotency_key`` (random when not given) makes a create land once in the CRM however
+    often it is sent; a caller that derives it from what it creates (an approval from its
+    registration) gets one record even when it asks twice.
+    """
     now = utcnow()
-    key = uuid.uuid4().hex
+    key = idempotency_key or uuid.uuid4().hex
     result = conn.execute(
         insert(mirror_outbox).values(
             source=spec.source,
@@ -233,3 +239,10 @@ def fail_open_edits(
             )
             .values(status="failed", error_code=code, error_message=message, updated_at=utcnow())
         )
+
+
+def entry_by_key(conn: Connection, source: str, key: str) -> Any:
+    """The outbox entry created with idempotency key ``key``, if any."""
+    o = mirror_outbox.c
+    query = select(mirror_outbox).where(o.source == source, o.idempotency_key == key)
+    return conn.execute(query.limit(1)).first()

@@ -38,6 +38,7 @@ class PageOutcome:
     rejected: int = 0
     written_ids: list[str] = field(default_factory=list)
     deleted_ids: list[str] = field(default_factory=list)
+    initial: bool = False
 
     def add(self, other: PageOutcome) -> None:
         """Accumulate ``other``'s counts (ids are per page and not accumulated)."""
@@ -70,7 +71,7 @@ def apply_page(
     store: Store, conn: Connection, mirrored: MirrorTable, page: Page, ctx: PageContext
 ) -> PageOutcome:
     """Apply ``page`` to ``mirrored`` within ``conn``'s transaction and save its checkpoint."""
-    outcome = PageOutcome()
+    outcome = PageOutcome(initial=not ctx.log_inserts)
     records = _clean(conn, mirrored, page, ctx, outcome)
     _write_records(store, conn, mirrored, records, ctx, outcome)
     _write_tombstones(store, conn, mirrored, page.tombstones, ctx, outcome)

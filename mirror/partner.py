@@ -24,6 +24,7 @@ from mirror.visibility import SliceRule, VisibilityRules, visible_fields
 
 if TYPE_CHECKING:
     from mirror.access import AccessMaintainer
+    from mirror.registrations import Receipt, Registrations
 
 log = logging.getLogger("prm_mirror.access")
 OPERATORS = {
@@ -68,6 +69,7 @@ class PartnerView:
         user_id: str | None = None,
         role: str = "admin",
         access: AccessMaintainer | None = None,
+        registrations: Registrations | None = None,
     ) -> None:
         if not partner_id:
             raise AccessDenied("no partner context: a partner id is required")
@@ -82,6 +84,20 @@ class PartnerView:
         self.role = role
         self.source = rules.source
         self.access = access
+        self.registrations = registrations
+
+    def register_deal(self, request: Mapping[str, Any]) -> Receipt:
+        """Register a deal (company, domain, country, contact, amount, currency, close date,
+        products, notes); returns its id, status and verdict, never another partner's details."""
+        if self.registrations is None:
+            raise AccessDenied("deal registration is not configured for this CRM")
+        return self.registrations.register(self, request)
+
+    def my_registrations(self) -> list[dict[str, Any]]:
+        """This partner's registrations with their status and verdict."""
+        if self.registrations is None:
+            return []
+        return self.registrations.of_partner(self)
 
     def update(self, object_name: str, record_id: str, changes: Mapping[str, Any]) -> dict:
         """Change writable fields of a record in the slice; the CRM gets it on the next push."""

@@ -32,33 +32,15 @@ def update_record(
 ) -> dict[str, Any]:
     """Change writable fields of one record in the slice; returns the record as now seen."""
     mirrored, rule = view._object(name)
-    spec, table = mirrored.spec, mirrored.table
+    spec = mirrored.spec
     values = _checked_values(spec, rule, changes)
-    key = table.c[spec.key]
+    key = mirrored.table.c[spec.key]
     with view.store.transaction() as conn:
-        if (
-            conn.execute(view._query(mirrored, rule, [spec.key]).where(key == record_id)).first()
-            is None
-        ):
+        visible = view._query(mirrored, rule, [spec.key]).where(key == record_id)
+        if conn.execute(visible).first() is None:
             raise view._deny(name, record_id)
         _check_references(conn, view, spec, values)
-        row = conn.execute(select(table).where(key == record_id)).one()._mapping
-        before = {f: row[f] for f in values}
-        changed = field_changes(before, values, list(values))
-        if changed:
-            new = {f: after for f, (_, after) in changed.items()}
-            conn.execute(update(table).where(key == record_id).values(**new, _pending=True))
-            enqueue(
-                conn,
-                spec,
-                record_id=record_id,
-                op="update",
-                values=new,
-                before={f: before[f] for f in new},
-                base_version=row["_modstamp"].isoformat() if row["_modstamp"] else None,
-                partner_id=view.partner_id,
-                author=view.user_id,
-            )
+        if apply_update(conn, mirrored, record_id, values, view.partner_id, view.user_id):
             _refresh_access(view, conn, name, record_id)
     return view.get(name, record_id)
 
@@ -68,32 +50,80 @@ def create_record(view: PartnerView, name: str, values: Mapping[str, Any]) -> st
     mirrored, rule = view._object(name)
     if not rule.creatable:
         raise AccessDenied(f"partners may not create {name} records")
-    spec = mirrored.spec
-    typed = _checked_values(spec, rule, values)
+    typed = _checked_values(mirrored.spec, rule, values)
     typed.update(_attribution(view, rule, typed))
-    local_id = new_local_id()
     with view.store.transaction() as conn:
-        _check_references(conn, view, spec, typed)
-        row: dict[str, Any] = {f.name: None for f in spec.fields}
-        row.update(typed)
-        row[spec.key] = local_id
-        conn.execute(
-            insert(mirrored.table).values(
-                **row, _deleted=False, _pending=True, _synced_at=utcnow(), _hash=None
-            )
-        )
-        enqueue(
-            conn,
-            spec,
-            record_id=local_id,
-            op="create",
-            values=typed,
-            before={},
-            base_version=None,
-            partner_id=view.partner_id,
-            author=view.user_id,
-        )
+        _check_references(conn, view, mirrored.spec, typed)
+        local_id = insert_local(conn, mirrored, typed, view.partner_id, view.user_id)
         _refresh_access(view, conn, name, local_id)
+    return local_id
+
+
+def apply_update(
+    conn: Connection,
+    mirrored: MirrorTable,
+    record_id: str,
+    values: Mapping[str, Any],
+    partner_id: str | None,
+    author: str | None,
+) -> bool:
+    """Write already-checked ``values`` to the mirror row and queue them for the CRM, in the
+    caller's transaction; ``False`` when nothing actually changed."""
+    spec, table = mirrored.spec, mirrored.table
+    key = table.c[spec.key]
+    row = conn.execute(select(table).where(key == record_id)).one()._mapping
+    before = {f: row[f] for f in values}
+    changed = field_changes(before, values, list(values))
+    if not changed:
+        return False
+    new = {f: after for f, (_, after) in changed.items()}
+    conn.execute(update(table).where(key == record_id).values(**new, _pending=True))
+    enqueue(
+        conn,
+        spec,
+        record_id=record_id,
+        op="update",
+        values=new,
+        before={f: before[f] for f in new},
+        base_version=row["_modstamp"].isoformat() if row["_modstamp"] else None,
+        partner_id=partner_id,
+        author=author,
+    )
+    return True
+
+
+def insert_local(
+    conn: Connection,
+    mirrored: MirrorTable,
+    values: Mapping[str, Any],
+    partner_id: str | None,
+    author: str | None,
+    idempotency_key: str | None = None,
+) -> str:
+    """Insert a new record under a local id and queue its creation, in the caller's
+    transaction; returns the local id."""
+    spec = mirrored.spec
+    local_id = new_local_id()
+    row: dict[str, Any] = {f.name: None for f in spec.fields}
+    row.update(values)
+    row[spec.key] = local_id
+    conn.execute(
+        insert(mirrored.table).values(
+            **row, _deleted=False, _pending=True, _synced_at=utcnow(), _hash=None
+        )
+    )
+    enqueue(
+        conn,
+        spec,
+        record_id=local_id,
+        op="create",
+        values=dict(values),
+        before={},
+        base_version=None,
+        partner_id=partner_id,
+        author=author,
+        idempotency_key=idempotency_key,
+    )
     return local_id
 
 
@@ -130,6 +160,11 @@ def _checked_values(spec: ObjectSpec, rule: SliceRule, values: Mapping[str, Any]
     refused = sorted(n for n in values if n not in rule.writable or not spec.has_field(n))
     if refused:
         raise AccessDenied(f"{spec.name}: partners may not write {', '.join(refused)}")
+    return typed_values(spec, values)
+
+
+def typed_values(spec: ObjectSpec, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` converted to their fields' types; ``ValidationError`` naming the field."""
     typed: dict[str, Any] = {}
     for name, value in values.items():
         field = spec.field(name)

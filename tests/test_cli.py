@@ -188,3 +188,42 @@ def _mid_backfill(database: Path) -> bool:
             return bool(rows)
     except sqlite3.Error:
         return False
+
+
+def test_registration_commands(tmp_path, box) -> None:
+    from mirror import Mirror
+
+    config = write_config(tmp_path, box)
+    text = config.read_text().replace(
+        '"OpportunityLineItem"]', '"OpportunityLineItem", "Deal_Registration__c"]'
+    )
+    config.write_text(text)
+    os.environ["SANDBOX_PASSWORD"] = box.password
+    try:
+        assert run(config, "sync", password=box.password).exit_code == 0
+        with Mirror.open(config) as mirror:
+            partner = mirror.partners()[0]["id"]
+            mirror.as_partner(partner).register_deal({
+                "company": "Platypus Data", "domain": "platypus.dev", "amount": 1000,
+                "close_date": "2099-01-01"})  # fmt: skip
+        run(config, "push", password=box.password)
+        listed = run(
+            config, "registrations", "list", "--status", "Submitted", password=box.password
+        )
+        assert "Platypus Data" in listed.output
+        with Mirror.open(config) as mirror:
+            reg = next(
+                r for r in mirror.registrations().recent() if r["company"] == "Platypus Data"
+            )
+        shown = run(config, "registrations", "show", reg["id"], password=box.password)
+        assert "verdict" in shown.output and "platypus.dev" in shown.output
+        approved = run(config, "registrations", "approve", reg["id"], password=box.password)
+        assert approved.exit_code == 0 and "opportunity" in approved.output
+        run(config, "push", password=box.password)
+        assert box.get("Deal_Registration__c", reg["id"])["Status__c"] == "Approved"
+        rejected = run(config, "registrations", "reject", reg["id"], "--reason", "late",
+                       password=box.password)  # fmt: skip
+        assert rejected.exit_code == 1 and "already approved" in rejected.output
+        assert "expired" in run(config, "registrations", "expire", password=box.password).output
+    finally:
+        os.environ.pop("SANDBOX_PASSWORD", None)

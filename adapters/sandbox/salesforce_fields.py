@@ -234,6 +234,7 @@ def line_item_fields() -> list[dict[str, Any]]:
 
 
 DEAL_STATUSES = ["Submitted", "Approved", "Rejected", "Expired"]
+CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF", "SEK"]
 
 
 def deal_registration_fields() -> list[dict[str, Any]]:
@@ -255,6 +256,16 @@ def deal_registration_fields() -> list[dict[str, Any]]:
         make_field("Status__c", "picklist", "Status", values=DEAL_STATUSES,
                    restrictedPicklist=True, defaultedOnCreate=True, defaultValue="Submitted"),
         reference("Opportunity__c", "Opportunity", "Opportunity__r", label="Opportunity"),
+        make_field("Contact_Name__c", "string", "Contact Name", length=120),
+        make_field("Contact_Email__c", "email", "Contact Email", length=128),
+        make_field("Currency__c", "picklist", "Currency", values=CURRENCIES,
+                   restrictedPicklist=True),
+        make_field("Products__c", "string", "Product Codes", length=255),
+        make_field("Notes__c", "textarea", "Notes", length=4000),
+        make_field("Conflict_Status__c", "picklist", "Conflict Status",
+                   values=["Clear", "Possible Duplicate", "Conflict"], restrictedPicklist=True),
+        make_field("Conflict_Score__c", "percent", "Conflict Score", precision=5, scale=1),
+        make_field("Rejection_Reason__c", "string", "Rejection Reason", length=255),
         mirror_key(),
     ]  # fmt: skip
 
