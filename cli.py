@@ -264,6 +264,27 @@ def access() -> None:
     """The partner access table."""
 
 
+@access.command("grant")
+@click.option("--role", required=True, help="The portal's PostgreSQL role (not the owner).")
+@click.option("--source", default=None, help="Source name (when several are configured).")
+@click.pass_context
+def access_grant(ctx: click.Context, role: str, source: str | None) -> None:
+    """Install row-level security and column grants for a portal role (PostgreSQL)."""
+    with _mirror(ctx) as mirror:
+        report = mirror.install_partner_security(role, source)
+        console.print(f"role {report.role} in schema {report.schema}:")
+        console.print(f"  partner-sliced: {', '.join(report.sliced) or '-'}")
+        console.print(f"  public: {', '.join(report.public) or '-'}")
+        console.print(f"  denied: {', '.join(report.denied) or '-'}")
+        if report.unmirrored:
+            console.print(
+                f"  not mirrored yet (run again after a sync): {', '.join(report.unmirrored)}"
+            )
+        console.print(
+            "the portal sets its partner per transaction: SET LOCAL prm.partner_id = '...'"
+        )
+
+
 @access.command("rebuild")
 @click.option("--source", default=None, help="Source name (when several are configured).")
 @click.pass_context

@@ -22,3 +22,24 @@ def salesforce(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
     chosen = {k: v for k, v in settings.items() if k in known and v is not None}
     adapter: CrmAdapter = SalesforceAdapter(SalesforceSettings(**chosen), source=source)
     return adapter
+
+
+def hubspot(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
+    """A HubSpot adapter on hubspot-api-client, from a ``[sources.<name>]`` table."""
+    from adapters.hubspot import HubSpotAdapter, HubSpotSettings
+
+    adapter: CrmAdapter = HubSpotAdapter(_settings(HubSpotSettings, settings), source=source)
+    return adapter
+
+
+def dynamics(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
+    """A Dynamics 365 (Dataverse) adapter on msal + requests, from a ``[sources.<name>]``."""
+    from adapters.dynamics import DynamicsAdapter, DynamicsSettings
+
+    adapter: CrmAdapter = DynamicsAdapter(_settings(DynamicsSettings, settings), source=source)
+    return adapter
+
+
+def _settings(kind: Any, settings: Mapping[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in settings.items() if k in known and v is not None})

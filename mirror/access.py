@@ -8,6 +8,9 @@ table incremental: when a record changes, exactly the grants it derived are drop
 derived again, and the records whose partner set changed pass the change on to their
 dependents, until nothing changes. ``rebuild`` computes the same table from scratch, object by
 object in dependency order.
+
+On PostgreSQL, each sliced object table's ``_partners`` column (what the row-level-security
+policies of ``mirror.rls`` compare) follows ``mirror_access`` in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, and_, delete, insert, select
 
+from mirror import rls
 from mirror.pages import PageOutcome
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import mirror_access, mirror_changes
@@ -95,6 +99,8 @@ class AccessMaintainer:
                 rows = self._own_rows(conn, name, batch)
                 _insert(conn, rows)
                 total += len(rows)
+        if conn.dialect.name == "postgresql":
+            rls.refresh_partner_columns(conn, self.store, self.rules)
         return total
 
     def grants(self, conn: Connection, name: str, ids: Iterable[str]) -> Grants:
@@ -311,6 +317,8 @@ class AccessMaintainer:
                 events.append(self._event(name, record_id, "leave", partner, now))
         if events:
             conn.execute(insert(mirror_changes), events)
+        if changed and conn.dialect.name == "postgresql":
+            rls.track_partner_changes(conn, self.rules, self.table(name), changed)
 
     def _event(self, name: str, record_id: str, op: str, partner: str, now: Any) -> dict[str, Any]:
         return {

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from mirror import rls
 from mirror.access import AccessMaintainer
 from mirror.adapter import CrmAdapter
 from mirror.config import MirrorConfig, load_config
@@ -27,6 +28,7 @@ from mirror.outbox import open_entries
 from mirror.pages import PageHook
 from mirror.partner import PartnerView
 from mirror.registrations import Registrations, RegistrationSettings
+from mirror.rls import SecurityReport
 from mirror.schema import apply_schema, load_crm_schema
 from mirror.store import Store
 from mirror.sync import ProgressCallback, Puller, RunResult
@@ -331,6 +333,11 @@ class Mirror:
         if rules.user_role_field and row[1] in rules.admin_roles:
             return "admin"
         return "rep"
+
+    def install_partner_security(self, role: str, source: str | None = None) -> SecurityReport:
+        """PostgreSQL row-level security and column grants for a portal's database role, so
+        plain SQL as that role sees only the partner set with ``SET prm.partner_id``."""
+        return rls.install_partner_security(self.store, self.visibility(source), role)
 
     def rebuild_access(self, source: str | None = None) -> int:
         """Recompute the partner access table from scratch; returns how many grants it holds."""

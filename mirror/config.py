@@ -74,6 +74,15 @@ class SourceConfig(_Strict):
     bulk_threshold: int = Field(default=50_000, ge=0)
     bulk_page_size: int = Field(default=50_000, ge=1)
     max_retries: int = Field(default=6, ge=0, le=20)
+    access_token: str | None = None
+    host: str | None = None
+    org_url: str | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    certificate_path: str | None = None
+    certificate_thumbprint: str | None = None
+    authority_url: str | None = None
     visibility: dict[str, Any] = Field(default_factory=dict)
     registrations: dict[str, Any] = Field(default_factory=dict)
     conflicts: dict[str, Literal["crm_wins", "portal_wins", "latest_wins", "manual"]] = Field(
@@ -176,8 +185,14 @@ def _check_sources(config: MirrorConfig) -> list[str]:
 
 
 def _check_credentials(source: SourceConfig) -> list[str]:
-    if source.crm != "salesforce":
-        return []
+    if source.crm == "hubspot":
+        return [] if source.access_token else ["access_token: required for HubSpot"]
+    if source.crm == "dynamics":
+        keys = ("org_url", "tenant_id", "client_id")
+        missing = [f"{k}: required for Dynamics 365" for k in keys if not getattr(source, k)]
+        if not (source.client_secret or source.certificate_path):
+            missing.append("client_secret or certificate_path: required for Dynamics 365")
+        return missing
     needed = {
         "password": ("username", "password"),
         "client_credentials": ("consumer_key", "consumer_secret"),
