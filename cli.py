@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from mirror import Mirror, MirrorError
-from mirror.config import ConfigError, load_config
+from mirror.config import SECRET_KEYS, ConfigError, load_config
 from mirror.pages import PageOutcome
 from mirror.sync import RunResult
 from mirror.types import Page
@@ -486,6 +486,34 @@ def registrations_expire(ctx: click.Context) -> None:
     with _mirror(ctx) as mirror:
         expired = _registrations(mirror).expire()
         console.print(f"{len(expired)} registration(s) expired")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run every sync and push once, then exit.")
+@click.option("--worker-id", default=None, help="This worker's name (default: host-pid).")
+@click.pass_context
+def daemon(ctx: click.Context, once: bool, worker_id: str | None) -> None:
+    """Run the scheduled syncs, pushes, sweeps and audits until SIGTERM."""
+    from mirror.daemon import Daemon
+    from mirror.observability import configure_logging
+
+    with _mirror(ctx) as mirror:
+        secrets = [
+            str(value)
+            for source in mirror.config.sources.values()
+            for key, value in source.model_dump().items()
+            if key in SECRET_KEYS and value
+        ]
+        if not once:
+            configure_logging(mirror.config.daemon.log_format, secrets)
+        worker = Daemon(mirror, worker_id=worker_id)
+        if once:
+            snapshot = worker.run_once()
+            for job, state in sorted(snapshot["jobs"].items()):
+                outcome = "[red]failed[/red]" if "error" in state else "ok"
+                console.print(f"{job}: {outcome} {state.get('error') or state.get('note') or ''}")
+        else:
+            worker.run()
 
 
 @contextmanager

@@ -92,6 +92,7 @@ class RequestLog:
         self._count = 0
         self.last_retry_after: float | None = None
         self.last_server_date: datetime | None = None
+        self.last_usage: tuple[int, int] | None = None
 
     @property
     def count(self) -> int:
@@ -119,8 +120,22 @@ class RequestLog:
         server_date = parse_http_date(response.headers.get("Date"))
         if server_date is not None:
             self.last_server_date = server_date
+        usage = parse_usage(response.headers.get("Sforce-Limit-Info"))
+        if usage is not None:
+            self.last_usage = usage
 
     def take_retry_after(self) -> float | None:
         """The last response's ``Retry-After`` in seconds, cleared so it is used once."""
         value, self.last_retry_after = self.last_retry_after, None
         return value
+
+
+def parse_usage(value: str | None) -> tuple[int, int] | None:
+    """``(used, limit)`` from a usage header such as ``api-usage=18/15000``."""
+    if not value or "api-usage=" not in value:
+        return None
+    try:
+        used, limit = value.split("api-usage=", 1)[1].split(",")[0].strip().split("/")
+        return int(used), int(limit)
+    except ValueError:
+        return None

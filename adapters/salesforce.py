@@ -121,6 +121,10 @@ class SalesforceAdapter:
         """Apply ``writes`` through sObject Collections; one result per write, in order."""
         return CollectionWriter(self.connection, spec).write(writes)
 
+    def api_usage(self) -> tuple[int, int] | None:
+        """The org's daily API requests ``(used, limit)`` as its last answer reported."""
+        return self.connection.log.last_usage
+
     def api_calls(self) -> int:
         """HTTP requests made so far, logins and retries included."""
         return self.connection.log.count

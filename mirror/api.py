@@ -8,6 +8,7 @@ an app may also pass ready-made adapters to ``Mirror.open``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -146,8 +147,11 @@ class Mirror:
         sources: Iterable[str] | None = None,
         restart: bool = False,
         progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None,
     ) -> list[RunResult]:
-        """Bring objects up to date (backfilling those never synced); one run per object."""
+        """Bring objects up to date (backfilling those never synced); one run per object.
+        When ``stop`` is set, the object being synced ends after its current page and no
+        further object starts."""
         results = []
         for source in sources or self.config.sources:
             names = list(objects or self.object_names(source))
@@ -165,7 +169,11 @@ class Mirror:
                 policy_of=self.policy_of(source),
             )
             for name in names:
-                result = puller.sync_object(specs[name], restart=restart, progress=progress)
+                if stop is not None and stop.is_set():
+                    break
+                result = puller.sync_object(
+                    specs[name], restart=restart, progress=progress, stop=stop
+                )
                 if result.kind == "backfill" and self.config.sync.sweep_after_backfill:
                     result.swept += puller.sweep(self.store.mirrored(source, name), result.run_id)
                 results.append(result)

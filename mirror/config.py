@@ -54,6 +54,25 @@ class SyncConfig(_Strict):
     push_retry_delay: float = Field(default=1.0, ge=0, le=600)
 
 
+class DaemonConfig(_Strict):
+    """How `prm-mirror daemon` schedules the work."""
+
+    sync_interval: float = Field(default=60.0, gt=0, description="seconds between syncs")
+    push_interval: float = Field(default=5.0, gt=0, description="seconds between pushes")
+    sweep_cron: str = Field(default="0 3 * * *", description="crontab: the delete sweep")
+    audit_cron: str = Field(default="30 3 * * 0", description="crontab: the self-audit")
+    jitter: float = Field(default=5.0, ge=0, description="random seconds added to each run")
+    lease_seconds: float = Field(default=300.0, gt=0)
+    worker_id: str | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0: no endpoint")
+    api_reserve: float = Field(
+        default=0.2, ge=0, lt=1, description="share of the org's daily API limit left free"
+    )
+    audit_sample: int = Field(default=200, ge=0, le=100_000)
+    log_format: Literal["json", "text"] = "json"
+
+
 class SourceConfig(_Strict):
     """One CRM org to mirror; the table prefix is the source's name in ``[sources.<name>]``."""
 
@@ -102,6 +121,7 @@ class MirrorConfig(_Strict):
 
     store: StoreConfig = StoreConfig()
     sync: SyncConfig = SyncConfig()
+    daemon: DaemonConfig = DaemonConfig()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     schemas_dir: str | None = None
 

@@ -64,9 +64,19 @@ class Store:
         self.metadata = MetaData()
         self._tables: dict[tuple[str, str], MirrorTable] = {}
         try:
-            engine_metadata.create_all(self.engine)
+            with self.transaction() as conn:
+                self.lock_schema(conn)
+                engine_metadata.create_all(conn)
         except OperationalError as exc:
             raise ConfigError(f"store.database: cannot open {self.safe_url}: {exc.orig}") from exc
+
+    def lock_schema(self, conn: Connection) -> None:
+        """Serialise schema changes between processes sharing the store, for the rest of
+        ``conn``'s transaction (PostgreSQL: an advisory lock; SQLite: the write lock)."""
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7262606)")
+        else:
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS mirror_schema_lock (id INTEGER)")
 
     @property
     def safe_url(self) -> str:
@@ -95,6 +105,7 @@ class Store:
         reference fields that partner-slice paths follow).
         """
         with self.transaction() as conn:
+            self.lock_schema(conn)
             row = conn.execute(
                 select(mirror_objects).where(
                     mirror_objects.c.source == described.source,

@@ -42,6 +42,7 @@ class RunResult:
     totals: PageOutcome = field(default_factory=PageOutcome)
     api_calls: int = 0
     swept: int = 0
+    stopped: bool = False
 
 
 class Puller:
@@ -65,10 +66,16 @@ class Puller:
         self.hooks = tuple(hooks)
 
     def sync_object(
-        self, spec: ObjectSpec, *, restart: bool = False, progress: ProgressCallback | None = None
+        self,
+        spec: ObjectSpec,
+        *,
+        restart: bool = False,
+        progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None,
     ) -> RunResult:
         """Bring one object up to date: a backfill (resumed if one was interrupted) or an
-        incremental read. ``restart`` forgets the checkpoint and backfills from scratch."""
+        incremental read. ``restart`` forgets the checkpoint and backfills from scratch; when
+        ``stop`` is set the run ends after the page it is writing (committed, resumable)."""
         mirrored = self.store.prepare_object(spec, self.indexes.get(spec.name, ()))
         if restart:
             self.store.reset_checkpoint(spec.source, spec.name)
@@ -90,19 +97,25 @@ class Puller:
                 result.totals.add(outcome)
                 if progress is not None:
                     progress(spec.name, outcome, page)
+                if stop is not None and stop.is_set():
+                    result.stopped = True
+                    break
         except BaseException as exc:
             result.api_calls = self.adapter.api_calls() - calls_before
             self._finish_run(result, _status_of(exc), repr(exc)[:2000])
             raise
         result.api_calls = self.adapter.api_calls() - calls_before
-        self._finish_run(result, "ok", None)
+        self._finish_run(result, "stopped" if result.stopped else "ok", None)
         return result
 
-    def sweep(self, mirrored: MirrorTable, run_id: int | None = None) -> int:
+    def sweep(
+        self, mirrored: MirrorTable, run_id: int | None = None, keep_staged: bool = False
+    ) -> int:
         """Mark deleted every mirrored record the CRM no longer has; returns how many.
 
         The CRM's live ids are staged in ``mirror_sweep`` in short transactions (a long read
-        never holds a write lock), then compared with the mirror in one transaction.
+        never holds a write lock), then compared with the mirror in one transaction;
+        ``keep_staged`` leaves them there for the caller (the self-audit).
         """
         spec, table = mirrored.spec, mirrored.table
         scope = (mirror_sweep.c.source == spec.source, mirror_sweep.c.object == spec.name)
@@ -133,7 +146,8 @@ class Puller:
             outcome = PageOutcome(deleted=len(gone), deleted_ids=gone)
             for hook in self.hooks:
                 hook(conn, mirrored, outcome)
-            conn.execute(delete(mirror_sweep).where(*scope))
+            if not keep_staged:
+                conn.execute(delete(mirror_sweep).where(*scope))
         log.info("sweep of %s.%s marked %d records deleted", spec.source, spec.name, len(gone))
         return len(gone)
 

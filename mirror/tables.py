@@ -232,6 +232,15 @@ mirror_access = Table(
     Index("ix_mirror_access_via", "source", "via_object", "via_id"),
 )
 
+mirror_leases = Table(
+    "mirror_leases",
+    engine_metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+)
+
 mirror_sweep = Table(
     "mirror_sweep",
     engine_metadata,

@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-from mirror.config import SourceConfig, StoreConfig, SyncConfig, load_config
+from mirror.config import DaemonConfig, SourceConfig, StoreConfig, SyncConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,12 @@ def test_readme_has_the_two_commands_and_ci_runs_the_test_one_exactly() -> None:
 
 def test_example_config_documents_every_source_option() -> None:
     text = (ROOT / "config" / "example.toml").read_text()
-    options = [*SourceConfig.model_fields, *SyncConfig.model_fields, *StoreConfig.model_fields]
+    options = [
+        *SourceConfig.model_fields,
+        *SyncConfig.model_fields,
+        *StoreConfig.model_fields,
+        *DaemonConfig.model_fields,
+    ]
     for option in options:
         pattern = rf"^#? ?({option} =|\[sources\.\w+\.{option}\])"
         assert re.search(pattern, text, re.MULTILINE), option

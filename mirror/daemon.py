@@ -1,0 +1,318 @@
+"""The sync daemon: APScheduler jobs per source and object, shared out by leases.
+
+Jobs: an incremental sync of every object every ``sync_interval`` seconds, the pusher every
+``push_interval``, the delete sweep and the self-audit on cron schedules, and a metrics refresh.
+Each job runs under a lease in the store (``mirror.leases``), so several daemons sharing one
+PostgreSQL store split the objects between them and take over a dead worker's work when its
+lease expires; one job never overlaps itself (``max_instances=1``, ``coalesce``), and runs are
+jittered. SIGTERM or SIGINT finish the page being written, commit, and exit; a restart resumes
+from the checkpoints. Before each CRM job the org's API budget, as the CRM's own usage headers
+report it, is checked: the daemon leaves ``api_reserve`` of the daily limit free for the
+vendor's people and waits for the quota to reset.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import text
+
+from mirror.api import Mirror
+from mirror.audit import audit_object
+from mirror.errors import MirrorError, QuotaExceeded
+from mirror.leases import Leases
+from mirror.observability import Health, Metrics, ObservabilityServer
+from mirror.store import utcnow
+from mirror.sync import Puller, RunResult
+
+log = logging.getLogger("prm_mirror.daemon")
+
+
+class Daemon:
+    """Schedules and runs the mirror's work for one worker process."""
+
+    def __init__(self, mirror: Mirror, *, worker_id: str | None = None) -> None:
+        self.mirror = mirror
+        self.settings = mirror.config.daemon
+        self.worker_id = worker_id or self.settings.worker_id or _default_worker()
+        self.leases = Leases(mirror.store, self.worker_id, self.settings.lease_seconds)
+        self.stopping = threading.Event()
+        self.metrics = Metrics()
+        self.health = Health()
+        self.server: ObservabilityServer | None = None
+        self.scheduler: BaseScheduler | None = None
+
+    # --- running ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run in the foreground until SIGTERM/SIGINT; then finish the current page and exit."""
+        scheduler = BlockingScheduler(timezone="UTC", executors=_executors())
+        self._install(scheduler)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+        self._start_server()
+        log.info("daemon %s starting", self.worker_id)
+        self.health.running = True
+        try:
+            scheduler.start()
+        finally:
+            self.health.running = False
+            if self.server is not None:
+                self.server.stop()
+            log.info("daemon %s stopped", self.worker_id)
+
+    def start_background(self) -> BackgroundScheduler:
+        """Run the schedule on background threads (for apps embedding the daemon, and tests)."""
+        scheduler = BackgroundScheduler(timezone="UTC", executors=_executors())
+        self._install(scheduler)
+        self._start_server()
+        self.health.running = True
+        scheduler.start()
+        return scheduler
+
+    def stop(self) -> None:
+        """Ask every job to end after its current page, then shut the scheduler down."""
+        self.stopping.set()
+        scheduler = self.scheduler
+        if scheduler is not None and scheduler.running:
+            threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}).start()
+
+    def run_once(self) -> dict[str, Any]:
+        """Every job once, in order (syncs, push, metrics): for cron-style use and tests."""
+        for source in self.mirror.config.sources:
+            for name in self.mirror.object_names(source):
+                self.sync_job(source, name)
+            self.push_job(source)
+        self.refresh_metrics()
+        return self.health.snapshot()
+
+    def _install(self, scheduler: BaseScheduler) -> None:
+        self.scheduler = scheduler
+        s = self.settings
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        for source in self.mirror.config.sources:
+            for name in self.mirror.object_names(source):
+                scheduler.add_job(
+                    self.sync_job,
+                    "interval",
+                    args=(source, name),
+                    seconds=s.sync_interval,
+                    jitter=s.jitter,
+                    id=f"sync:{source}:{name}",
+                    next_run_time=utcnow(),
+                    **common,
+                )
+            scheduler.add_job(
+                self.push_job,
+                "interval",
+                args=(source,),
+                seconds=s.push_interval,
+                jitter=min(s.jitter, s.push_interval),
+                id=f"push:{source}",
+                **common,
+            )
+            scheduler.add_job(
+                self.sweep_job,
+                CronTrigger.from_crontab(s.sweep_cron, "UTC"),
+                args=(source,),
+                jitter=s.jitter,
+                id=f"sweep:{source}",
+                **common,
+            )
+            scheduler.add_job(
+                self.audit_job,
+                CronTrigger.from_crontab(s.audit_cron, "UTC"),
+                args=(source,),
+                jitter=s.jitter,
+                id=f"audit:{source}",
+                **common,
+            )
+        scheduler.add_job(
+            self.refresh_metrics,
+            "interval",
+            seconds=15,
+            id="metrics",
+            next_run_time=utcnow(),
+            **common,
+        )
+
+    def _start_server(self) -> None:
+        if self.settings.metrics_port and self.server is None:
+            self.server = ObservabilityServer(
+                self.metrics,
+                self.health,
+                self._store_ok,
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+            ).start()
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def sync_job(self, source: str, name: str) -> None:
+        """Incremental sync of one object, under its lease."""
+        job = f"sync:{source}:{name}"
+        if self.stopping.is_set() or self._over_budget(source, job):
+            return
+        with self.leases.held(job) as ours:
+            if not ours:
+                return
+            local_stop = threading.Event()
+            renew = self._renewer(job, local_stop)
+            self._guard(
+                job,
+                lambda: self._record_sync(
+                    self.mirror.sync([name], sources=[source], stop=local_stop, progress=renew)
+                ),
+            )
+
+    def push_job(self, source: str) -> None:
+        """Push the source's outbox, under its lease (one pusher per source keeps the order)."""
+        job = f"push:{source}"
+        if self.stopping.is_set() or self._over_budget(source, job):
+            return
+        with self.leases.held(job) as ours:
+            if ours:
+                self._guard(job, lambda: self.mirror.push([source]))
+
+    def sweep_job(self, source: str) -> None:
+        """The delete sweep of every object of the source."""
+        job = f"sweep:{source}"
+        if self.stopping.is_set() or self._over_budget(source, job):
+            return
+        with self.leases.held(job) as ours:
+            if ours:
+                self._guard(job, lambda: self.mirror.sweep())
+
+    def audit_job(self, source: str) -> None:
+        """The self-audit of every object of the source."""
+        job = f"audit:{source}"
+        if self.stopping.is_set() or self._over_budget(source, job):
+            return
+        with self.leases.held(job) as ours:
+            if ours:
+                self._guard(job, lambda: self.audit(source))
+
+    def audit(self, source: str) -> list[Any]:
+        """Audit every mirrored object of ``source``; returns the reports."""
+        from mirror.access import AccessMaintainer
+
+        access = AccessMaintainer(self.mirror.store, self.mirror.visibility(source))
+        puller = Puller(
+            self.mirror.store,
+            self.mirror.adapter(source),
+            hooks=[access],
+            policy_of=self.mirror.policy_of(source),
+        )
+        reports = []
+        for name in self.mirror.object_names(source):
+            mirrored = self.mirror.store.prepare_object(self.mirror.spec(source, name))
+            reports.append(audit_object(puller, mirrored, self.settings.audit_sample))
+        return reports
+
+    def refresh_metrics(self) -> None:
+        """Lag per object, outbox depth and open conflicts, from the store."""
+        now = time.time()
+        for status in self.mirror.status():
+            if status.cursor:
+                cursor = _parse(status.cursor)
+                if cursor is not None:
+                    self.metrics.lag.labels(status.source, status.object).set(now - cursor)
+        for state, count in self.mirror.queue_summary().items():
+            if state == "conflicts":
+                self.metrics.conflicts.set(count)
+            else:
+                self.metrics.outbox.labels(state).set(count)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _guard(self, job: str, work: Callable[[], Any]) -> None:
+        try:
+            work()
+        except QuotaExceeded as exc:
+            self.health.record(job, False, f"API quota used up: {exc}")
+            log.warning("%s: API quota used up; waiting for it to reset", job)
+        except MirrorError as exc:
+            self.metrics.errors.labels(job).inc()
+            self.health.record(job, False, str(exc))
+            log.error("%s failed: %s", job, exc)
+        except Exception as exc:
+            self.metrics.errors.labels(job).inc()
+            self.health.record(job, False, repr(exc))
+            log.exception("%s failed", job)
+        else:
+            self.metrics.last_success.labels(job).set(time.time())
+            self.health.record(job, True)
+
+    def _record_sync(self, results: list[RunResult]) -> None:
+        for r in results:
+            t = r.totals
+            for op, count in (
+                ("insert", t.inserted),
+                ("update", t.updated),
+                ("delete", t.deleted + r.swept),
+            ):
+                if count:
+                    self.metrics.records.labels(r.source, r.object, op).inc(count)
+            if t.rejected:
+                self.metrics.rejects.labels(r.source, r.object).inc(t.rejected)
+            if r.api_calls:
+                self.metrics.api_calls.labels(r.source).inc(r.api_calls)
+
+    def _renewer(self, job: str, local_stop: threading.Event) -> Callable[..., None]:
+        def renew(*_: Any) -> None:
+            if self.stopping.is_set() or not self.leases.acquire(job):
+                local_stop.set()
+
+        return renew
+
+    def _over_budget(self, source: str, job: str) -> bool:
+        usage = getattr(self.mirror.adapter(source), "api_usage", lambda: None)()
+        if not usage:
+            return False
+        used, limit = usage
+        self.metrics.budget.labels(source).set(max(limit - used, 0))
+        if limit and used >= limit * (1 - self.settings.api_reserve):
+            note = f"paused: {used} of {limit} daily API requests used (reserve kept free)"
+            self.health.record(job, True, note)
+            log.info("%s %s", job, note)
+            return True
+        return False
+
+    def _store_ok(self) -> bool:
+        try:
+            with self.mirror.store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+
+def _executors() -> dict[str, Any]:
+    # a few objects at once: more would only queue on the store's write lock (SQLite) and the
+    # CRM's concurrency limits
+    return {"default": ThreadPoolExecutor(max_workers=4)}
+
+
+def _default_worker() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _parse(cursor: str) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(cursor.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,176 @@
+"""Metrics, health and logs for the daemon.
+
+- Prometheus metrics on ``/metrics`` (records synced, lag per object, API calls and remaining
+  budget, outbox depth, open conflicts, rejects, job errors) from a registry of our own, so
+  several daemons in one process (tests) do not collide;
+- ``/healthz``: 200 with the jobs' last outcomes while the scheduler runs and the store
+  answers, 503 otherwise;
+- JSON log lines (one object per line) with every configured secret value redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+
+class Metrics:
+    """The daemon's Prometheus metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "prm_records_synced", "Records applied by pulls", ["source", "object", "op"], registry=r
+        )
+        self.rejects = Counter(
+            "prm_rejects", "CRM records set aside", ["source", "object"], registry=r
+        )
+        self.lag = Gauge(
+            "prm_sync_lag_seconds",
+            "Now minus the object's cursor",
+            ["source", "object"],
+            registry=r,
+        )
+        self.api_calls = Counter(
+            "prm_api_calls", "HTTP requests to the CRM", ["source"], registry=r
+        )
+        self.budget = Gauge(
+            "prm_api_budget_remaining", "Daily API requests left", ["source"], registry=r
+        )
+        self.outbox = Gauge(
+            "prm_outbox_entries", "Outbox entries by status", ["status"], registry=r
+        )
+        self.conflicts = Gauge("prm_conflicts_open", "Conflicts waiting for a person", registry=r)
+        self.errors = Counter("prm_job_errors", "Failed job runs", ["job"], registry=r)
+        self.last_success = Gauge(
+            "prm_job_last_success_timestamp", "Unix time of the last good run", ["job"], registry=r
+        )
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return bytes(generate_latest(self.registry))
+
+
+class Health:
+    """What the jobs last did, for ``/healthz`` and ``prm-mirror status``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.running = False
+
+    def record(self, job: str, ok: bool, detail: str | None = None) -> None:
+        """Remember a job's outcome."""
+        with self._lock:
+            entry = self.jobs.setdefault(job, {})
+            entry["last_success" if ok else "last_error"] = datetime.now().astimezone().isoformat()
+            if not ok:
+                entry["error"] = detail
+            elif detail:
+                entry["note"] = detail
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-serialisable copy."""
+        with self._lock:
+            return {"running": self.running, "jobs": {k: dict(v) for k, v in self.jobs.items()}}
+
+
+class ObservabilityServer:
+    """``/metrics`` and ``/healthz`` on a background thread."""
+
+    def __init__(
+        self, metrics: Metrics, health: Health, store_ok: Callable[[], bool], host: str, port: int
+    ) -> None:
+        self.metrics = metrics
+        self.health = health
+        self.store_ok = store_ok
+        self._server: BaseWSGIServer = make_server(host, port, self._app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (useful with port 0)."""
+        return int(self._server.server_port)
+
+    def start(self) -> ObservabilityServer:
+        """Serve in the background."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        if request.path == "/metrics":
+            response = Response(self.metrics.render(), content_type=CONTENT_TYPE_LATEST)
+        elif request.path == "/healthz":
+            body = self.health.snapshot()
+            body["store"] = self.store_ok()
+            healthy = body["running"] and body["store"]
+            response = Response(
+                json.dumps(body), status=200 if healthy else 503, content_type="application/json"
+            )
+        else:
+            response = Response("not found", status=404)
+        return response(environ, start_response)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as JSON (time, level, logger, message, exception)."""
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created).astimezone().isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces every known secret value in log messages with ``***``."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact in place; never drops a record."""
+        message = record.getMessage()
+        redacted = message
+        for secret in self.secrets:
+            redacted = redacted.replace(secret, "***")
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def configure_logging(fmt: str, secrets: Iterable[str], level: int = logging.INFO) -> None:
+    """Route the root logger to stderr in ``fmt`` (json or text), secrets redacted."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    handler.addFilter(RedactSecrets(secrets))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

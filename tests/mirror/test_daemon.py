@@ -1,0 +1,307 @@
+"""The daemon: leases on both stores, jobs against the sandbox, metrics and health, the API
+budget, the self-audit, SIGTERM, and three workers sharing PostgreSQL with one killed."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from adapters.sandbox.salesforce import SalesforceSandbox
+from mirror import Mirror
+from mirror.config import parse_config
+from mirror.daemon import Daemon
+from mirror.leases import Leases
+from mirror.store import Store
+from mirror.tables import mirror_runs
+from tests.adapters.conftest import sandbox_adapter
+from tests.conftest import PG_URL
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+OBJECTS = ["User", "Account", "Contact", "Opportunity", "OpportunityLineItem"]
+
+
+def test_a_lease_is_exclusive_until_released_or_expired(db_url: str) -> None:
+    store = Store(db_url)
+    first, second = Leases(store, "w1", ttl_seconds=60), Leases(store, "w2", ttl_seconds=60)
+    assert first.acquire("sync:x") and first.acquire("sync:x")
+    assert not second.acquire("sync:x")
+    first.release("sync:x")
+    assert second.acquire("sync:x")
+    short = Leases(store, "w3", ttl_seconds=0.2)
+    assert short.acquire("push:y")
+    assert not first.acquire("push:y")
+    time.sleep(0.3)
+    assert first.acquire("push:y")
+    assert set(first.holders()) == {"sync:x", "push:y"}
+    store.close()
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[SalesforceSandbox]:
+    with SalesforceSandbox(tmp_path / "sf.db", size="small") as sandbox:
+        yield sandbox
+
+
+def mirror_for(url: str, box: SalesforceSandbox, **daemon: Any) -> Mirror:
+    config = parse_config(
+        {
+            "store": {"database": url},
+            "daemon": {"metrics_port": 0, "log_format": "text", **daemon},
+            "sources": {
+                "salesforce": {
+                    "crm": "salesforce",
+                    "username": "u",
+                    "password": "p",
+                    "objects": OBJECTS,
+                }
+            },
+        }
+    )
+    return Mirror(config, adapters={"salesforce": sandbox_adapter(box)})
+
+
+def test_run_once_syncs_pushes_and_reports_metrics_and_health(db_url, box) -> None:
+    mirror = mirror_for(db_url, box)
+    worker = Daemon(mirror, worker_id="solo")
+    snapshot = worker.run_once()
+    assert all("error" not in state for state in snapshot["jobs"].values()), snapshot
+    assert {f"sync:salesforce:{o}" for o in OBJECTS} <= set(snapshot["jobs"])
+    partner = max(mirror.partners(), key=lambda p: p["slice"].get("Opportunity", 0))["id"]
+    view = mirror.as_partner(partner)
+    opp = view.select("Opportunity", where={"IsClosed": False}, limit=1)[0]["Id"]
+    view.update("Opportunity", opp, {"NextStep": "via the daemon"})
+    worker.run_once()
+    assert box.get("Opportunity", opp)["NextStep"] == "via the daemon"
+    rendered = worker.metrics.render().decode()
+    assert (
+        'prm_records_synced_total{object="Opportunity",op="insert",source="salesforce"} 500.0'
+        in rendered
+    )
+    assert "prm_sync_lag_seconds" in rendered and "prm_outbox_entries" in rendered
+    mirror.close()
+
+
+def test_the_metrics_and_health_endpoints(tmp_path, box) -> None:
+    mirror = mirror_for(f"sqlite:///{tmp_path / 'm.db'}", box, metrics_port=0)
+    worker = Daemon(mirror, worker_id="web")
+    worker.settings = worker.settings.model_copy(update={"metrics_port": 0})
+    from mirror.observability import ObservabilityServer
+
+    server = ObservabilityServer(worker.metrics, worker.health, worker._store_ok, "127.0.0.1", 0)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        with pytest.raises(urllib.error.HTTPError) as down:
+            urllib.request.urlopen(f"{base}/healthz")
+        assert down.value.code == 503
+        worker.health.running = True
+        worker.run_once()
+        health = json.load(urllib.request.urlopen(f"{base}/healthz"))
+        assert health["store"] is True and "sync:salesforce:Account" in health["jobs"]
+        metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()
+        assert "prm_records_synced_total" in metrics
+    finally:
+        server.stop()
+        mirror.close()
+
+
+def test_the_api_reserve_pauses_crm_jobs(tmp_path, box) -> None:
+    mirror = mirror_for(f"sqlite:///{tmp_path / 'm.db'}", box, api_reserve=0.5)
+    worker = Daemon(mirror, worker_id="thrifty")
+    worker.sync_job("salesforce", "Account")
+    box.set_daily_limit(box.api_usage + 5)
+    worker.sync_job("salesforce", "User")
+    calls = box.call_count()
+    worker.sync_job("salesforce", "Contact")
+    assert box.call_count() == calls
+    note = worker.health.snapshot()["jobs"]["sync:salesforce:Contact"]["note"]
+    assert "paused" in note
+    box.set_daily_limit(1_000_000)
+    mirror.close()
+
+
+def test_the_self_audit_heals_what_the_sync_missed(db_url, box) -> None:
+    mirror = mirror_for(db_url, box, audit_sample=1000)
+    mirror.sync()
+    worker = Daemon(mirror, worker_id="auditor")
+    contacts = mirror.store.mirrored("salesforce", "Contact").table
+    victim, drifted = box.ids("Contact")[:2]
+    with mirror.store.transaction() as conn:
+        conn.execute(contacts.delete().where(contacts.c.Id == victim))
+        conn.execute(
+            contacts.update().where(contacts.c.Id == drifted).values(LastName="Stale", _hash="x")
+        )
+    box.hard_delete("Contact", box.ids("Contact")[5])
+    report = {r.object: r for r in worker.audit("salesforce")}["Contact"]
+    assert (report.missing_healed, report.deleted_healed) == (1, 1)
+    assert report.drift_healed == 1 and report.healed == 3
+    with mirror.store.engine.connect() as conn:
+        names = dict(conn.execute(select(contacts.c.Id, contacts.c.LastName)).all())
+    assert victim in names and names[drifted] == box.get("Contact", drifted)["LastName"]
+    mirror.close()
+
+
+def write_config(folder: Path, box: SalesforceSandbox, database: str, **daemon: Any) -> Path:
+    extra = "\n".join(
+        f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in daemon.items()
+    )
+    path = folder / "daemon.toml"
+    path.write_text(f"""
+[store]
+database = "{database}"
+[sync]
+prefetch_pages = 0
+[daemon]
+metrics_port = 0
+log_format = "json"
+{extra}
+[sources.salesforce]
+crm = "salesforce"
+objects = {json.dumps(OBJECTS)}
+login_url = "{box.base_url}"
+username = "{box.username}"
+password = "{box.password}"
+security_token = "{box.security_token}"
+page_size = 200
+""")
+    return path
+
+
+def test_sigterm_finishes_the_page_and_a_restart_resumes(tmp_path, box) -> None:
+    database = f"sqlite:///{tmp_path / 'm.db'}"
+    config = write_config(tmp_path, box, database, sync_interval=3600.0, jitter=0.0)
+    box.throttle(0.05)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "-c", str(config), "daemon"],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        engine = create_engine(database)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _pages_written(engine):
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        box.throttle(0)
+    assert process.returncode == 0, err[-2000:]
+    assert "daemon" in err and "stopped" in err and "s3cret" not in err
+    for line in err.strip().splitlines():
+        json.loads(line)
+    with engine.connect() as conn:
+        statuses = [r[0] for r in conn.execute(select(mirror_runs.c.status))]
+    assert "running" not in statuses and "stopped" in statuses
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "-c", str(config), "daemon", "--once"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    with engine.connect() as conn:
+        ids = set(conn.execute(text('SELECT "Id" FROM salesforce__opportunity')).scalars())
+    assert ids == set(box.ids("Opportunity"))
+
+
+def _pages_written(engine: Any) -> bool:
+    try:
+        with engine.connect() as conn:
+            return bool(conn.execute(text("SELECT COUNT(*) FROM mirror_checkpoints")).scalar())
+    except Exception:
+        return False
+
+
+@pytest.mark.postgres
+def test_three_workers_share_the_work_and_survive_one_killed(tmp_path, box) -> None:
+    if not PG_URL:
+        pytest.skip("PostgreSQL suite: set PRM_MIRROR_TEST_PG_URL")
+    from tests.conftest import fresh_database
+
+    with fresh_database("postgresql") as database:
+        config = write_config(
+            tmp_path,
+            box,
+            database,
+            sync_interval=1.0,
+            jitter=0.2,
+            lease_seconds=3.0,
+            push_interval=1.0,
+        )
+        box.throttle(0.01)
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "cli", "-c", str(config), "daemon", "--worker-id", f"w{i}"],
+                cwd=ROOT,
+                stderr=subprocess.DEVNULL,
+            )
+            for i in range(3)
+        ]
+        try:
+            engine = create_engine(database)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not _pages_written(engine):
+                time.sleep(0.1)
+            workers[0].send_signal(signal.SIGKILL)
+            box.advance_clock(5)
+            changed = box.ids("Opportunity")[:10]
+            for record_id in changed:
+                box.update("Opportunity", record_id, {"NextStep": "after the kill"})
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and not _caught_up(engine, box, changed):
+                time.sleep(0.5)
+            assert _caught_up(engine, box, changed)
+            with engine.connect() as conn:
+                runs = conn.execute(
+                    text(
+                        "SELECT object, started_at, finished_at FROM mirror_runs "
+                        "WHERE status IN ('ok', 'stopped') ORDER BY object, started_at"
+                    )
+                ).all()
+            for before, after in itertools.pairwise(runs):
+                if before.object == after.object:
+                    assert before.finished_at <= after.started_at, (before, after)
+            engine.dispose()
+        finally:
+            box.throttle(0)
+            for worker in workers[1:]:
+                worker.send_signal(signal.SIGTERM)
+            for worker in workers:
+                worker.wait(60)
+
+
+def _caught_up(engine: Any, box: SalesforceSandbox, changed: list[str]) -> bool:
+    try:
+        with engine.connect() as conn:
+            for name in OBJECTS:
+                ids = set(
+                    conn.execute(
+                        text(f'SELECT "Id" FROM salesforce__{name.lower()} WHERE NOT _deleted')
+                    ).scalars()
+                )
+                if ids != set(box.ids(name)):
+                    return False
+            steps = (
+                conn.execute(
+                    text('SELECT "NextStep" FROM salesforce__opportunity WHERE "Id" = ANY(:ids)'),
+                    {"ids": changed},
+                )
+                .scalars()
+                .all()
+            )
+        return len(steps) == len(changed) and set(steps) == {"after the kill"}
+    except Exception:
+        return False
