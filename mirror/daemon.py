@@ -161,48 +161,38 @@ class Daemon:
     # --- jobs ---------------------------------------------------------------------------
 
     def sync_job(self, source: str, name: str) -> None:
-        """Incremental sync of one object, under its lease."""
+        """Incremental sync of one object, under its lease (renewed at every page)."""
         job = f"sync:{source}:{name}"
-        if self.stopping.is_set() or self._over_budget(source, job):
-            return
-        with self.leases.held(job) as ours:
-            if not ours:
-                return
-            local_stop = threading.Event()
-            renew = self._renewer(job, local_stop)
-            self._guard(
-                job,
-                lambda: self._record_sync(
-                    self.mirror.sync([name], sources=[source], stop=local_stop, progress=renew)
-                ),
-            )
+        local_stop = threading.Event()
+        renew = self._renewer(job, local_stop)
+        self._leased(
+            job,
+            source,
+            lambda: self._record_sync(
+                self.mirror.sync([name], sources=[source], stop=local_stop, progress=renew)
+            ),
+        )
 
     def push_job(self, source: str) -> None:
         """Push the source's outbox, under its lease (one pusher per source keeps the order)."""
-        job = f"push:{source}"
-        if self.stopping.is_set() or self._over_budget(source, job):
-            return
-        with self.leases.held(job) as ours:
-            if ours:
-                self._guard(job, lambda: self.mirror.push([source]))
+        self._leased(f"push:{source}", source, lambda: self.mirror.push([source]))
 
     def sweep_job(self, source: str) -> None:
         """The delete sweep of every object of the source."""
-        job = f"sweep:{source}"
-        if self.stopping.is_set() or self._over_budget(source, job):
-            return
-        with self.leases.held(job) as ours:
-            if ours:
-                self._guard(job, lambda: self.mirror.sweep())
+        self._leased(f"sweep:{source}", source, lambda: self.mirror.sweep())
 
     def audit_job(self, source: str) -> None:
         """The self-audit of every object of the source."""
-        job = f"audit:{source}"
+        self._leased(f"audit:{source}", source, lambda: self.audit(source))
+
+    def _leased(self, job: str, source: str, work: Callable[[], Any]) -> None:
+        """Run ``work`` if the daemon is not stopping, the API budget allows it, and this
+        worker holds the job's lease."""
         if self.stopping.is_set() or self._over_budget(source, job):
             return
         with self.leases.held(job) as ours:
             if ours:
-                self._guard(job, lambda: self.audit(source))
+                self._guard(job, work)
 
     def audit(self, source: str) -> list[Any]:
         """Audit every mirrored object of ``source``; returns the reports."""

@@ -31,33 +31,10 @@ from mirror.tables import mirror_access
 from mirror.types import FieldSpec, FieldType
 from mirror.visibility import parse_rules
 from tests.conftest import PG_URL, fresh_database
-from tests.mirror.org import RULES, Org
+from tests.mirror.org import RULES, Org, build_small_org
 
 SLICED = ("Opportunity", "Account", "Contact", "LineItem", "User")
 PARTNERS = ("P1", "P2")
-
-
-def build(org: Org) -> None:
-    """Two partners, two customers, three deals, line items, a catalogue product."""
-    for p in PARTNERS:
-        org.put("Account", p, Name=f"Partner {p}", IsPartner=True, Revenue=1e6)
-        org.put("User", f"U{p}", Name=f"rep of {p}", AccountId=p, Role="Rep")
-        org.put("Contact", f"K{p}", Name=f"contact at {p}", AccountId=p)
-    for c in ("C1", "C2"):
-        org.put("Account", c, Name=f"Customer {c}", IsPartner=False, Revenue=5e6)
-        org.put("Contact", f"K{c}", Name=f"contact at {c}", AccountId=c)
-    org.put("Opportunity", "o1", Name="deal 1", AccountId="C1", PartnerAccountId="P1",
-            OwnerId="UP1", Amount=10.0, Secret="margin 40%")  # fmt: skip
-    org.put("Opportunity", "o2", Name="deal 2", AccountId="C2", PartnerAccountId="P2",
-            OwnerId="UP2", Amount=20.0, Secret="x")  # fmt: skip
-    org.put("Opportunity", "o3", Name="deal 3", AccountId="C1", PartnerAccountId="P2",
-            OwnerId="V1", Amount=30.0, Secret="y")  # fmt: skip
-    org.put("LineItem", "l1", OpportunityId="o1", Quantity=1.0)
-    org.put("LineItem", "l3", OpportunityId="o3", Quantity=3.0)
-    org.put("Product", "pr1", Name="Widget")
-    org.put("Product", "pr2", Name="Retired widget")
-    org.remove("Product", "pr2")
-    org.sync()
 
 
 @contextmanager
@@ -101,7 +78,7 @@ def role(pg_url: str) -> Iterator[str]:
 def org(pg_url: str, role: str) -> Iterator[Org]:
     """The small org, synced, with partner security installed for ``role``."""
     org = Org(pg_url)
-    build(org)
+    build_small_org(org)
     install_partner_security(org.store, org.rules, role)
     yield org
     org.close()
@@ -433,7 +410,7 @@ def test_rls_rows_equal_the_expected_slice_after_random_reassignments(batches) -
         org = Org(url, page_size=3)
         portal = engine_as(url, role)
         try:
-            build(org)
+            build_small_org(org)
             install_partner_security(org.store, org.rules, role)
             for batch in batches:
                 for step in batch:

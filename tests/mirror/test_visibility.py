@@ -6,33 +6,13 @@ import pytest
 
 from mirror.errors import AccessDenied, ConfigError
 from mirror.visibility import parse_path, parse_rules
-from tests.mirror.org import RULES, Org
-
-
-def build(org: Org) -> None:
-    for p in ("P1", "P2"):
-        org.put("Account", p, Name=f"Partner {p}", IsPartner=True, Revenue=1e6)
-        org.put("User", f"U{p}", Name=f"rep of {p}", AccountId=p, Role="Rep")
-        org.put("Contact", f"K{p}", Name=f"contact at {p}", AccountId=p)
-    for c in ("C1", "C2"):
-        org.put("Account", c, Name=f"Customer {c}", IsPartner=False, Revenue=5e6)
-        org.put("Contact", f"K{c}", Name=f"contact at {c}", AccountId=c)
-    org.put("Opportunity", "o1", Name="deal 1", AccountId="C1", PartnerAccountId="P1",
-            OwnerId="UP1", Amount=10.0, Secret="margin 40%")  # fmt: skip
-    org.put("Opportunity", "o2", Name="deal 2", AccountId="C2", PartnerAccountId="P2",
-            OwnerId="UP2", Amount=20.0, Secret="x")  # fmt: skip
-    org.put("Opportunity", "o3", Name="deal 3", AccountId="C1", PartnerAccountId="P2",
-            OwnerId="V1", Amount=30.0, Secret="y")  # fmt: skip
-    org.put("LineItem", "l1", OpportunityId="o1", Quantity=1.0)
-    org.put("LineItem", "l3", OpportunityId="o3", Quantity=3.0)
-    org.put("Product", "pr1", Name="Widget")
-    org.sync()
+from tests.mirror.org import RULES, Org, build_small_org
 
 
 @pytest.fixture
 def org(db_url: str):
     org = Org(db_url)
-    build(org)
+    build_small_org(org)
     yield org
     org.close()
 
