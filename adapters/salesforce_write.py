@@ -10,8 +10,9 @@ collection call checks its own ids instead. A call handed more than 200 writes t
 once for up to ``len(writes)`` records: fewer API calls, at the price of a wider window between
 check and write. Calls use ``allOrNone: false`` so one bad record never blocks the rest;
 records that failed on a row lock are retried with backoff, the others keep Salesforce's own
-error code and message. The new versions of the written records are read back afterwards, again
-with one query of what changed since the call began where that list is short, else per batch.
+error code and message. A written record's new version is the ``Date`` of Salesforce's answer:
+an upper bound of the ``SystemModstamp`` the write set (so using it as a precondition later
+means "not changed since this write"), known without another call.
 """
 
 from __future__ import annotations
@@ -117,7 +118,6 @@ class CollectionWriter:
         results: list[WriteResult | None] = [None] * len(writes)
         stopped: MirrorError | None = None
         self._verdicts = self._check_whole_call(writes)
-        started = self.conn.server_now() - timedelta(seconds=1)
         for batch in runs(writes):
             if stopped is None:
                 try:
@@ -130,7 +130,6 @@ class CollectionWriter:
                 outcome = [_not_attempted(stopped) for _ in batch]
             for item, result in zip(batch, outcome, strict=True):
                 results[item.index] = result
-        self._add_versions(writes, results, started)
         return [result for result in results if result is not None]
 
     def _batch(self, batch: list[Item]) -> list[WriteResult]:
@@ -166,7 +165,7 @@ class CollectionWriter:
 
     def _with_lock_retries(self, batch: list[Item], send: Any) -> list[WriteResult]:
         results: dict[int, WriteResult] = dict(
-            zip((i.index for i in batch), send(batch), strict=True)
+            zip((i.index for i in batch), self._stamped(send(batch)), strict=True)
         )
         policy = self.conn.policy
         for attempt in range(policy.max_retries):
@@ -174,7 +173,7 @@ class CollectionWriter:
             if not locked:
                 break
             self.conn.sleep(policy.delay(attempt))
-            results.update(zip((i.index for i in locked), send(locked), strict=True))
+            results.update(zip((i.index for i in locked), self._stamped(send(locked)), strict=True))
         return [results[item.index] for item in batch]
 
     # --- the three operations ----------------------------------------------------------
@@ -279,37 +278,10 @@ class CollectionWriter:
                 verdicts[item.index] = _changed(record_id, stamp)
         return [verdicts.get(item.index) for item in batch]
 
-    def _add_versions(
-        self, writes: Sequence[Write], results: list[WriteResult | None], started: datetime
-    ) -> None:
-        """Fill in the new version (cursor value) of every created or updated record."""
-        wanted = {
-            index: str(result.record_id)
-            for index, (write, result) in enumerate(zip(writes, results, strict=True))
-            if write.op is not WriteOp.DELETE
-            and result is not None
-            and result.ok
-            and result.record_id
-        }
-        try:
-            stamps = self._versions_of(list(wanted.values()), started)
-        except MirrorError:
-            return  # the writes stand; only their new versions stay unknown
-        for index, record_id in wanted.items():
-            stamp = stamps.get(to_18(record_id))
-            result = results[index]
-            if stamp is not None and result is not None:
-                results[index] = replace(result, version=format_cursor(stamp))
-
-    def _versions_of(self, ids: list[str], started: datetime) -> dict[str, datetime]:
-        if len(ids) > BATCH_SIZE:
-            changed = self._changed_since(started, limit=2 * len(ids))
-            if changed is not None:
-                return changed
-        stamps: dict[str, datetime] = {}
-        for start in range(0, len(ids), BATCH_SIZE):
-            stamps |= self._modstamps(ids[start : start + BATCH_SIZE])
-        return stamps
+    def _stamped(self, results: list[WriteResult]) -> list[WriteResult]:
+        """Successful creates and updates carry the answer's ``Date`` as their new version."""
+        version = format_cursor(self.conn.server_now())
+        return [replace(r, version=version) if r.ok and r.record_id else r for r in results]
 
     def _check_whole_call(self, writes: Sequence[Write]) -> dict[int, WriteResult] | None:
         """Verdicts for every versioned update or delete of the call from ONE query of what
@@ -319,10 +291,15 @@ class CollectionWriter:
             for index, write in enumerate(writes)
             if write.op is not WriteOp.CREATE and write.expected_version and write.record_id
         ]
-        if len(items) <= BATCH_SIZE:
-            return None
+        if not items:
+            return {}
         oldest = min(parse_datetime(str(i.write.expected_version)) for i in items)
-        changed = self._changed_since(oldest, limit=len(items))
+        synced = [parse_datetime(i.write.synced_through) for i in items if i.write.synced_through]
+        if len(synced) == len(items):
+            oldest = max(oldest, min(synced) - timedelta(seconds=1))
+        elif len(items) <= BATCH_SIZE:
+            return None
+        changed = self._changed_since(oldest, limit=max(len(items), BATCH_SIZE))
         if changed is None:
             return None
         verdicts: dict[int, WriteResult] = {}
@@ -367,7 +344,9 @@ def _not_attempted(error: MirrorError) -> WriteResult:
 
 
 def _same_version(expected: str | None, current: datetime) -> bool:
+    """Whether the record is unchanged since ``expected`` (an exact version, or an upper bound
+    such as the answer time of our own write)."""
     try:
-        return parse_datetime(str(expected)) == current
+        return current <= parse_datetime(str(expected))
     except ValueError:
         return str(expected) == format_cursor(current)

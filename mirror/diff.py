@@ -93,13 +93,16 @@ def merge_field(
     """Three-way merge of one field: ``edit.base`` (common ancestor), ``edit.value`` (portal),
     ``crm_value`` (the CRM now, at ``crm_version``).
 
-    An edit already pushed waits for its echo: a CRM version older than the one our write
-    produced is a stale read and does not revert the portal's value (no flip-flop).
+    An edit already pushed waits for its echo: the CRM showing the portal's value confirms it;
+    another value from a version no later than our write's (``pushed_version``, exact or an
+    upper bound such as the write's response time) is a stale read and does not revert the
+    portal's value (no flip-flop); a later version is a change made in the CRM since.
     """
     if edit.pushed_version is not None:
-        if crm_version is not None and crm_version >= edit.pushed_version:
-            agreed = not _differs(crm_value, edit.value)
-            return FieldMerge(crm_value, Outcome.AGREED if agreed else Outcome.CRM, False)
+        if not _differs(crm_value, edit.value):
+            return FieldMerge(crm_value, Outcome.AGREED, False)
+        if crm_version is not None and crm_version > edit.pushed_version:
+            return FieldMerge(crm_value, Outcome.CRM, False)
         return FieldMerge(edit.value, Outcome.PORTAL, True)
     if not _differs(crm_value, edit.value):
         return FieldMerge(crm_value, Outcome.AGREED, False)

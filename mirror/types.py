@@ -180,8 +180,11 @@ class Write:
     """One portal change to push to the CRM.
 
     ``expected_version`` is the version the portal edited (the record's change-cursor value or
-    ETag); the adapter sends it as a precondition. ``idempotency_key`` makes a retried create
-    land once.
+    ETag); the adapter sends it as a precondition: the write fails when the record changed
+    after it. ``idempotency_key`` makes a retried create land once. ``synced_through`` is the
+    object's checkpoint cursor when the write was read from the outbox: every CRM change up to
+    it has already been reconciled with the edit, so an adapter that must look changes up
+    itself need only look after it.
     """
 
     op: WriteOp
@@ -190,6 +193,7 @@ class Write:
     record_id: str | None = None
     expected_version: str | None = None
     idempotency_key: str | None = None
+    synced_through: str | None = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from mirror.outbox import (
     typed,
 )
 from mirror.store import Store, utcnow
-from mirror.tables import mirror_changes, mirror_outbox
+from mirror.tables import mirror_changes, mirror_checkpoints, mirror_outbox
 from mirror.types import ObjectSpec, Write, WriteOp, WriteResult
 
 log = logging.getLogger("prm_mirror.writeback")
@@ -75,6 +75,7 @@ class Pusher:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.on_change = on_change
+        self._synced: dict[str, str] = {}
 
     def push(self, *, max_rounds: int = 20) -> PushResult:
         """Send every ready entry once (a retry waits for a later push); returns the counts.
@@ -86,6 +87,9 @@ class Pusher:
         calls_before = self.adapter.api_calls()
         attempted: set[int] = set()
         for _ in range(max_rounds):
+            # the checkpoints first: every CRM change up to them is already reconciled with the
+            # entries read after
+            self._synced = self._synced_through()
             ready = [row for row in self._ready() if row.seq not in attempted]
             if not ready:
                 break
@@ -94,6 +98,15 @@ class Pusher:
                 self._send(batch, result)
         result.api_calls = self.adapter.api_calls() - calls_before
         return result
+
+    def _synced_through(self) -> dict[str, str]:
+        """Each object's checkpoint cursor (objects still in their backfill have none)."""
+        c = mirror_checkpoints.c
+        query = select(c.object, c.cursor).where(
+            c.source == self.source, c.phase == "incremental", c.cursor.is_not(None)
+        )
+        with self.store.engine.connect() as conn:
+            return {name: cursor for name, cursor in conn.execute(query)}
 
     def _ready(self) -> list[Any]:
         """The oldest open entry of each record, when it is due and references no record the
@@ -156,6 +169,7 @@ class Pusher:
             record_id=None if op is WriteOp.CREATE else row.record_id,
             expected_version=None if row.force or op is WriteOp.CREATE else row.base_version,
             idempotency_key=row.idempotency_key,
+            synced_through=self._synced.get(spec.name),
         )
 
     def _apply(

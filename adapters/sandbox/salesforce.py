@@ -114,7 +114,9 @@ class SalesforceSandbox:
         if self._server is None:
             org = self.org
             self._server = SandboxServer(
-                SalesforceApp(org, self.admin_token, self._control), self._requested_port
+                SalesforceApp(org, self.admin_token, self._control),
+                self._requested_port,
+                clock=org.clock.now,
             )
             org.base_url = self._server.base_url
             self._server.start()
@@ -124,7 +126,9 @@ class SalesforceSandbox:
         """Generate the dataset if needed and serve in the foreground until interrupted."""
         org = self.org
         server = SandboxServer(
-            SalesforceApp(org, self.admin_token, self._control), self._requested_port
+            SalesforceApp(org, self.admin_token, self._control),
+            self._requested_port,
+            clock=org.clock.now,
         )
         self._server = server
         org.base_url = server.base_url

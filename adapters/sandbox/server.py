@@ -8,10 +8,12 @@ Request logging is silenced: sandboxes count calls themselves and tests read tho
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -34,13 +36,32 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("%s: " + message, type, *args)
 
 
+def _clocked_handler(clock: Callable[[], datetime]) -> type[_QuietHandler]:
+    class ClockedHandler(_QuietHandler):
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            """The ``Date`` header from the sandbox's clock."""
+            return email.utils.format_datetime(clock().astimezone(UTC), usegmt=True)
+
+    return ClockedHandler
+
+
 class SandboxServer:
     """Serves one WSGI app on 127.0.0.1, threaded, in the background or the foreground."""
 
-    def __init__(self, app: WsgiApp, port: int = 0, host: str = "127.0.0.1") -> None:
-        """Bind ``app`` to ``host:port`` (port 0 picks a free port) without serving yet."""
+    def __init__(
+        self,
+        app: WsgiApp,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        """Bind ``app`` to ``host:port`` (port 0 picks a free port) without serving yet.
+
+        ``clock`` dates every response's ``Date`` header, as a real CRM's own clock does (so a
+        sandbox whose clock tests move forward still answers with its own time)."""
+        handler = _QuietHandler if clock is None else _clocked_handler(clock)
         self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=_QuietHandler
+            host, port, app, threaded=True, request_handler=handler
         )
         self._server.log = lambda *args, **kwargs: None  # type: ignore[method-assign]
         self._thread: threading.Thread | None = None
