@@ -308,17 +308,33 @@ class AccessMaintainer:
     ) -> None:
         events = []
         now = utcnow()
+        deleted = self._deleted(conn, name, changed)
         for record_id in sorted(changed):
             old = {p for p, _ in before.get(record_id, ())}
             new = {p for p, _ in after.get(record_id, ())}
             for partner in sorted(new - old):
                 events.append(self._event(name, record_id, "enter", partner, now))
+            gone = "delete" if record_id in deleted else "leave"
             for partner in sorted(old - new):
-                events.append(self._event(name, record_id, "leave", partner, now))
+                events.append(self._event(name, record_id, gone, partner, now))
         if events:
             conn.execute(insert(mirror_changes), events)
         if changed and conn.dialect.name == "postgresql":
             rls.track_partner_changes(conn, self.rules, self.table(name), changed)
+
+    def _deleted(self, conn: Connection, name: str, ids: set[str]) -> set[str]:
+        """Which of ``ids`` are deleted (a partner is told "delete", not "leave")."""
+        mirrored = self.table(name)
+        if mirrored is None or not ids:
+            return set()
+        key = mirrored.table.c[mirrored.spec.key]
+        return {
+            i
+            for batch in chunks(ids)
+            for i in conn.execute(
+                select(key).where(key.in_(batch), mirrored.table.c._deleted.is_(True))
+            ).scalars()
+        }
 
     def _event(self, name: str, record_id: str, op: str, partner: str, now: Any) -> dict[str, Any]:
         return {

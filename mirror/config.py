@@ -49,7 +49,7 @@ class SyncConfig(_Strict):
 
     prefetch_pages: int = Field(default=1, ge=0, le=8)
     sweep_after_backfill: bool = False
-    push_batch_size: int = Field(default=2000, ge=1, le=10_000)
+    push_batch_size: int = Field(default=10_000, ge=1, le=50_000)
     push_max_attempts: int = Field(default=8, ge=1, le=50)
     push_retry_delay: float = Field(default=1.0, ge=0, le=600)
 

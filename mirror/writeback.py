@@ -62,7 +62,7 @@ class Pusher:
         source: str,
         spec_of: Callable[[str], ObjectSpec],
         *,
-        batch_size: int = 2000,
+        batch_size: int = 10_000,
         max_attempts: int = 8,
         base_delay: float = 1.0,
         on_change: Hook | None = None,

@@ -158,3 +158,13 @@ def test_views_are_safe_to_share_across_threads_while_the_sync_writes(org: Org) 
         results = [f.result() for f in futures]
     assert all(r <= {"o1", *(f"t{i}" for i in range(5))} or r <= {"o2", "o3"} for r in results)
     assert org.seen(org.view("P1"))["Opportunity"] == {"o1", *(f"t{i}" for i in range(5))}
+
+
+def test_a_deleted_record_leaves_the_feed_as_a_delete(org: Org) -> None:
+    view = org.view("P2")
+    start = view.changes().cursor
+    org.remove("Opportunity", "o2")
+    org.sync()
+    ops = {(c["object"], c["record_id"]): c["op"] for c in view.changes(since=start).changes}
+    assert ops[("Opportunity", "o2")] == "delete"
+    assert ops[("Account", "C2")] == "leave"
