@@ -567,7 +567,12 @@ def sandbox() -> None:
 
 
 @sandbox.command("serve")
-@click.option("--crm", type=click.Choice(["salesforce"]), default="salesforce", show_default=True)
+@click.option(
+    "--crm",
+    type=click.Choice(["salesforce", "hubspot", "dynamics"]),
+    default="salesforce",
+    show_default=True,
+)
 @click.option("--port", default=8765, show_default=True)
 @click.option(
     "--size",
@@ -579,16 +584,34 @@ def sandbox() -> None:
 @click.option("--db", "db_path", default=None, help="The sandbox's own SQLite file.")
 def sandbox_serve(crm: str, port: int, size: str, seed: int, db_path: str | None) -> None:
     """Serve a seeded sandbox CRM in the foreground (Ctrl-C stops it)."""
-    from adapters.sandbox.salesforce import SalesforceSandbox
-
     path = db_path or f"prm-sandbox-{crm}-{size}-{seed}.db"
-    box = SalesforceSandbox(path, seed=seed, size=_size(size), port=port)
     console.print(f"generating or opening {path} ...")
-    console.print(
-        f"Salesforce sandbox on http://127.0.0.1:{port}  "
-        f"(user {box.username}; see config/demo.toml)"
-    )
-    box.serve_forever()
+    if crm == "hubspot":
+        from adapters.sandbox.hubspot import HubSpotSandbox
+
+        hub = HubSpotSandbox(path, seed=seed, size=_size(size), port=port)
+        console.print(
+            f"HubSpot sandbox on http://127.0.0.1:{port} (access token {hub.access_token})"
+        )
+        hub.serve_forever()
+    elif crm == "dynamics":
+        from adapters.sandbox.dynamics import DynamicsSandbox
+
+        dv = DynamicsSandbox(path, seed=seed, size=_size(size), port=port)
+        console.print(
+            f"Dataverse and Entra ID sandbox on {dv.base_url} (tenant {dv.tenant_id}, "
+            f"client {dv.client_id}; the secret is in `source_settings()`)"
+        )
+        dv.serve_forever()
+    else:
+        from adapters.sandbox.salesforce import SalesforceSandbox
+
+        box = SalesforceSandbox(path, seed=seed, size=_size(size), port=port)
+        console.print(
+            f"Salesforce sandbox on http://127.0.0.1:{port}  "
+            f"(user {box.username}; see config/demo.toml)"
+        )
+        box.serve_forever()
 
 
 def _size(size: str) -> str | int:
@@ -599,12 +622,27 @@ def _size(size: str) -> str | int:
 @click.option("--db", "db_path", default="prm-mirror-demo.db", show_default=True)
 @click.option("--size", default="small", show_default=True, help="Sandbox size.")
 @click.option("--seed", default=7, show_default=True)
-def demo(db_path: str, size: str, seed: int) -> None:
-    """Start a seeded Salesforce sandbox, mirror it into SQLite and show what happened."""
-    from adapters.sandbox.demo import run_demo
-
+@click.option(
+    "--crm",
+    type=click.Choice(["salesforce", "hubspot", "dynamics"]),
+    default="salesforce",
+    show_default=True,
+)
+def demo(db_path: str, size: str, seed: int, crm: str) -> None:
+    """Start a seeded sandbox CRM, mirror it into SQLite and show what happened."""
     with _errors(), tempfile.TemporaryDirectory(prefix="prm-demo-") as workdir:
-        run_demo(console, Path(db_path), Path(workdir), _size(size), seed)
+        if crm == "hubspot":
+            from adapters.sandbox.hubspot_demo import run_hubspot_demo
+
+            run_hubspot_demo(console, Path(db_path), Path(workdir), _size(size), seed)
+        elif crm == "dynamics":
+            from adapters.sandbox.dynamics_demo import run_demo as run_dynamics_demo
+
+            run_dynamics_demo(console, Path(db_path), Path(workdir), _size(size), seed)
+        else:
+            from adapters.sandbox.demo import run_demo
+
+            run_demo(console, Path(db_path), Path(workdir), _size(size), seed)
 
 
 if __name__ == "__main__":

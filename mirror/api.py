@@ -368,7 +368,12 @@ class Mirror:
         mirrored = self.store.mirrored(rules.source, rules.partner_object)
         table = mirrored.table
         key = table.c[mirrored.spec.key]
-        name_column = table.c.get("Name", key)
+        name_field = (
+            load_crm_schema(self._source(rules.source).crm, self.config.schemas_dir)
+            .raw.get("partners", {})
+            .get("name_field", "Name")
+        )
+        name_column = table.c.get(name_field, key)
         query = select(key, name_column).where(table.c._deleted.is_(False))
         if rules.partner_flag:
             query = query.where(table.c[rules.partner_flag].is_(True))

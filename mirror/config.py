@@ -102,6 +102,10 @@ class SourceConfig(_Strict):
     certificate_path: str | None = None
     certificate_thumbprint: str | None = None
     authority_url: str | None = None
+    partner_label: str = "Partner"
+    partner_property: str | None = None
+    association_sweep_seconds: float = Field(default=3600.0, ge=0)
+    search_per_second: float = Field(default=4.0, gt=0, le=5)
     visibility: dict[str, Any] = Field(default_factory=dict)
     registrations: dict[str, Any] = Field(default_factory=dict)
     conflicts: dict[str, Literal["crm_wins", "portal_wins", "latest_wins", "manual"]] = Field(

@@ -92,6 +92,8 @@ def _datetime(value: Any) -> dt.datetime:
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time(0), dt.UTC)
     raise BadValue(f"{value!r} is not a datetime")
 
 

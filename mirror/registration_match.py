@@ -35,6 +35,8 @@ class RegistrationSettings:
     customers: Mapping[str, str]
     expire_after_days: int = 90
     match_window_days: int = 365
+    name_field: str = "Name"
+    created_field: str = "CreatedDate"
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> RegistrationSettings:
@@ -50,7 +52,14 @@ class RegistrationSettings:
             customers=dict(raw.get("customers", {})),
             expire_after_days=int(raw.get("expire_after_days", 90)),
             match_window_days=int(raw.get("match_window_days", 365)),
+            name_field=raw.get("name_field") or raw.get("fields", {}).get("name") or "Name",
+            created_field=raw.get("created_field", "CreatedDate"),
         )
+
+    def opportunity_column(self, role: str, default: str) -> str:
+        """The opportunity's field for ``role`` (name, stage, close_date, amount, lead_source),
+        Salesforce's name unless ``[registrations.opportunity] <role>_field`` says otherwise."""
+        return self.opportunity.get(f"{role}_field", default)
 
 
 class RegistrationMatcher:
@@ -94,7 +103,7 @@ class RegistrationMatcher:
             .join(at, at.c[accounts.spec.key] == ot.c[o["account_field"]])
             .where(
                 ot.c._deleted.is_(False),
-                ot.c[c["open_field"]].is_(False),
+                ot.c[c["open_field"]] == c.get("open_value", False),
                 self._like_any(at.c[c["name_field"]], at.c[c["website_field"]], deal),
             )
             .limit(500)
@@ -146,9 +155,9 @@ class RegistrationMatcher:
     def facts(self, row: Mapping[str, Any]) -> DealFacts:
         f, s = self.settings.fields, self.settings
         products = row.get(f.get("products", ""), None) or ""
-        created = row.get("CreatedDate")
+        created = row.get(s.created_field)
         return DealFacts(
-            record_id=row["Id"],
+            record_id=row[self.table(s.object).spec.key],
             kind="registration",
             partner_id=row.get(s.partner_field),
             company=row.get(f["company"]) or "",

@@ -127,8 +127,8 @@ class Registrations:
         wanted = [
             n
             for n in (
-                "Id",
-                "Name",
+                self.matcher.table(self.settings.object).spec.key,
+                self.settings.name_field,
                 f.get("company"),
                 self.settings.status_field,
                 f.get("verdict"),
@@ -171,7 +171,8 @@ class Registrations:
         query = select(t).where(t.c._deleted.is_(False))
         if status:
             query = query.where(t.c[s.status_field] == status)
-        order = t.c["CreatedDate"].desc() if "CreatedDate" in t.c else t.c._synced_at.desc()
+        created = s.created_field
+        order = t.c[created].desc() if created in t.c else t.c._synced_at.desc()
         with self.store.engine.connect() as conn:
             rows = conn.execute(query.order_by(order).limit(limit)).all()
         return [
@@ -266,7 +267,7 @@ class Registrations:
     ) -> dict[str, Any]:
         f, s = self.settings.fields, self.settings
         wanted = {
-            "Name": f"{deal.company} ({deal.close_date:%Y-%m})"[:80],
+            s.name_field: f"{deal.company} ({deal.close_date:%Y-%m})"[:80],
             s.partner_field: partner_id,
             s.status_field: s.statuses["submitted"],
             f.get("company"): deal.company,
@@ -286,14 +287,16 @@ class Registrations:
 
     def _opportunity_for(self, conn: Connection, row: Mapping[str, Any], by: str | None) -> str:
         """The registration's opportunity: the one already made for it, else a new one."""
-        key = f"reg-{row['Id']}"
+        regs = self.matcher.table(self.settings.object)
+        key = f"reg-{row[regs.spec.key]}"
         entry = entry_by_key(conn, self.source, key)
         if entry is not None:
             return str(entry.crm_id or entry.record_id)
         opps = self.matcher.table(self.settings.opportunity["object"])
-        if "Mirror_Key__c" in opps.table.c:
+        mirror_key = opps.spec.external_id_field
+        if mirror_key and mirror_key in opps.table.c:
             existing = conn.execute(
-                select(opps.table.c[opps.spec.key]).where(opps.table.c["Mirror_Key__c"] == key)
+                select(opps.table.c[opps.spec.key]).where(opps.table.c[mirror_key] == key)
             ).first()
             if existing is not None:
                 return str(existing[0])
@@ -308,14 +311,15 @@ class Registrations:
         opps = self.matcher.table(o["object"])
         company = row.get(f["company"]) or "Registered deal"
         close = row.get(f.get("close_date", "")) or (utcnow() + dt.timedelta(days=90)).date()
+        field = self.settings.opportunity_column
         wanted = {
-            "Name": f"{company} - registered deal"[:120],
+            field("name", "Name"): f"{company} - registered deal"[:120],
             o["partner_field"]: row.get(self.settings.partner_field),
             o["account_field"]: self.matcher.customer_account(conn, self.matcher.facts(row)),
-            "StageName": o.get("stage", "Prospecting"),
-            "CloseDate": close,
-            "Amount": row.get(f.get("amount", "")),
-            "LeadSource": o.get("lead_source"),
+            field("stage", "StageName"): o.get("stage", "Prospecting"),
+            field("close_date", "CloseDate"): close,
+            field("amount", "Amount"): row.get(f.get("amount", "")),
+            field("lead_source", "LeadSource"): o.get("lead_source"),
         }
         values = {k: v for k, v in wanted.items() if v is not None and opps.spec.has_field(k)}
         return typed_values(opps.spec, values)

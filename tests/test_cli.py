@@ -227,3 +227,13 @@ def test_registration_commands(tmp_path, box) -> None:
         assert "expired" in run(config, "registrations", "expire", password=box.password).output
     finally:
         os.environ.pop("SANDBOX_PASSWORD", None)
+
+
+@pytest.mark.parametrize("crm", ["salesforce", "hubspot", "dynamics"])
+def test_the_demo_runs_on_every_crm(tmp_path, crm) -> None:
+    db = tmp_path / f"{crm}.db"
+    result = CliRunner().invoke(
+        main, ["demo", "--crm", crm, "--size", "tiny", "--db", str(db)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output[-2000:]
+    assert db.exists() and "done" in result.output

@@ -1,0 +1,221 @@
+"""The Dataverse connection: msal client-credentials tokens and Web API requests with retries.
+
+Tokens come from msal's ``ConfidentialClientApplication`` (client secret, or a certificate's
+private key and thumbprint), built on first use. msal keeps the token in its cache and gets a
+new one shortly before it expires; a 401 mid-run drops the cached token and repeats the request
+once with a fresh one. Every request goes through one ``requests.Session`` whose ``send`` is
+counted (``RequestLog``). Throttling (429 with ``Retry-After``) and server errors wait and
+retry up to ``max_retries`` times, honouring ``Retry-After`` as a floor; a lost connection is
+retried only for requests that are safe to repeat. For a sandbox on the loopback interface the
+session redirects the https URLs msal insists on to plain ``http://127.0.0.1:PORT``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import msal
+import requests
+
+from adapters.dynamics_errors import ErrorAnswer, Outcome, mirror_error, outcome
+from adapters.dynamics_settings import DynamicsSettings
+from adapters.http_retry import CONNECTION_ERRORS, RequestLog, parse_retry_after
+from mirror.errors import AuthError, ConfigError, TransientError
+
+ODATA_HEADERS = {
+    "Accept": "application/json",
+    "OData-MaxVersion": "4.0",
+    "OData-Version": "4.0",
+}
+REFUSED_CLIENT_ERRORS = frozenset(
+    {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_resource",
+     "invalid_request", "unsupported_grant_type", "invalid_tenant", "invalid_grant"}
+)  # fmt: skip
+
+
+class DataverseConnection:
+    """One authenticated session with a Dataverse organisation."""
+
+    def __init__(self, settings: DynamicsSettings, session: requests.Session | None = None):
+        """Prepare (without any request) a connection; ``ConfigError`` lists every problem."""
+        problems = settings.problems()
+        if problems:
+            raise ConfigError(problems)
+        self.settings = settings
+        self.policy = settings.retry_policy
+        self.log = RequestLog(settings.timeout)
+        self.session = session or requests.Session()
+        self._redirect_loopback()
+        self.log.install(self.session)
+        self.sleep: Callable[[float], None] = time.sleep
+        self._app: msal.ConfidentialClientApplication | None = None
+        self.rate_limit: dict[str, str] = {}
+        self.token_renewals = 0
+
+    def _redirect_loopback(self) -> None:
+        bases = self.settings.loopback_bases()
+        if not bases:
+            return
+        from adapters.sandbox.transport import RedirectToLocal
+
+        self.session.trust_env = False
+        for base in bases:
+            port = base.rsplit(":", 1)[-1]
+            adapter = RedirectToLocal(base)
+            for host in ("127.0.0.1", "localhost"):
+                self.session.mount(f"https://{host}:{port}", adapter)
+
+    # --- tokens --------------------------------------------------------------------------
+
+    def _credential(self) -> str | dict[str, str]:
+        settings = self.settings
+        if not settings.certificate_path:
+            return str(settings.client_secret)
+        try:
+            pem = Path(settings.certificate_path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(
+                f"dynamics.certificate_path: cannot read {settings.certificate_path} "
+                f"({error.strerror})"
+            ) from None
+        if settings.certificate_thumbprint:
+            return {"private_key": pem, "thumbprint": settings.certificate_thumbprint}
+        return {"private_key": pem, "public_certificate": pem}
+
+    def _msal(self) -> msal.ConfidentialClientApplication:
+        if self._app is None:
+            settings = self.settings
+            try:
+                self._app = msal.ConfidentialClientApplication(
+                    str(settings.client_id),
+                    client_credential=self._credential(),
+                    authority=settings.authority,
+                    instance_discovery=settings.validates_authority,
+                    http_client=self.session,
+                    token_cache=msal.TokenCache(),
+                )
+            except CONNECTION_ERRORS as error:
+                raise TransientError(
+                    f"Entra ID at {settings.authority} is not reachable ({type(error).__name__})"
+                ) from None
+            except ValueError as error:
+                raise AuthError(
+                    f"Entra ID tenant {settings.tenant_id} could not be discovered at "
+                    f"{settings.authority} ({str(error)[:200]}); check dynamics.tenant_id and "
+                    "dynamics.authority_url"
+                ) from None
+        return self._app
+
+    def token(self) -> str:
+        """A live access token (msal's cache, renewed shortly before it expires)."""
+        app = self._msal()
+        for attempt in range(self.policy.max_retries + 1):
+            try:
+                result = app.acquire_token_for_client(scopes=[self.settings.scope])
+            except CONNECTION_ERRORS as error:
+                if self.policy.gives_up(attempt):
+                    raise TransientError(
+                        f"Entra ID is not reachable ({type(error).__name__}); try again later"
+                    ) from None
+                self.sleep(self.policy.delay(attempt))
+                continue
+            if "access_token" in result:
+                return str(result["access_token"])
+            self._refused(result, attempt)
+        raise TransientError("Entra ID kept failing to issue a token; try again later")
+
+    def _refused(self, result: Mapping[str, Any], attempt: int) -> None:
+        error = str(result.get("error") or "unknown_error")
+        description = str(result.get("error_description") or "").split(" Trace ID:")[0]
+        if error in REFUSED_CLIENT_ERRORS or self.policy.gives_up(attempt):
+            raise AuthError(
+                f"Entra ID refused the client credentials ({error}: {description[:300]}); "
+                f"check {self.settings.credential_hint()}"
+            )
+        self.sleep(self.policy.delay(attempt))
+
+    def renew_token(self) -> None:
+        """Drop the cached token so the next request gets a fresh one."""
+        self._msal().remove_tokens_for_client()
+        self.token_renewals += 1
+
+    # --- requests ------------------------------------------------------------------------
+
+    def url(self, path_or_url: str) -> str:
+        """An absolute Web API URL (links the service sent back are used verbatim)."""
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return f"{self.settings.api_base}/{path_or_url.lstrip('/')}"
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        action: str,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        prefer: str | None = None,
+        idempotent: bool = True,
+    ) -> requests.Response:
+        """Send one request; retries, token renewal and error mapping included.
+
+        Returns responses below 400 (and 304); raises the ``MirrorError`` of anything else.
+        """
+        url = self.url(path_or_url)
+        attempt = 0
+        renewed = False
+        while True:
+            sent = {**ODATA_HEADERS, **(headers or {}), "Authorization": f"Bearer {self.token()}"}
+            if prefer:
+                sent["Prefer"] = prefer
+            if json is not None:
+                sent["Content-Type"] = "application/json"
+            try:
+                response = self.session.request(
+                    method, url, params=params, json=json, data=data, headers=sent
+                )
+            except CONNECTION_ERRORS as error:
+                if not idempotent or self.policy.gives_up(attempt):
+                    raise TransientError(
+                        f"the connection to Dataverse failed while {action} "
+                        f"({type(error).__name__}); try again later"
+                    ) from None
+                self.sleep(self.policy.delay(attempt))
+                attempt += 1
+                continue
+            self._observe(response)
+            if response.status_code < 400:
+                return response
+            answer = ErrorAnswer.from_response(response)
+            kind = outcome(answer)
+            if kind is Outcome.RENEW_TOKEN and not renewed:
+                self.renew_token()
+                renewed = True
+                continue
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if kind is Outcome.RETRY and not self.policy.gives_up(attempt, retry_after):
+                self.sleep(self.policy.delay(attempt, retry_after))
+                attempt += 1
+                continue
+            raise mirror_error(answer, action, retry_after)
+
+    def get_json(
+        self, path_or_url: str, *, action: str, prefer: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """``GET`` and decode the JSON answer."""
+        response = self.request("GET", path_or_url, action=action, prefer=prefer, **kwargs)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def _observe(self, response: requests.Response) -> None:
+        for name in ("x-ms-ratelimit-burst-remaining-xrm-requests",
+                     "x-ms-ratelimit-time-remaining-xrm-requests"):  # fmt: skip
+            value = response.headers.get(name)
+            if value is not None:
+                self.rate_limit[name] = value
