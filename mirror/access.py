@@ -73,7 +73,12 @@ class AccessMaintainer:
             current, record_ids, forced = work.popleft()
             if not record_ids:
                 continue
-            changed = self._rederive(conn, current, record_ids) | forced
+            # records reached as a contribution target already have their new grants (only
+            # their children changed); the rest re-derive from their own fields and parents
+            if forced == record_ids:
+                changed = forced
+            else:
+                changed = self._rederive(conn, current, record_ids) | forced
             for path in self.rules.child_paths_from(current):
                 targets = self._rederive_contributions(conn, path, record_ids)
                 if targets:
