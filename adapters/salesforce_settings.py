@@ -41,7 +41,7 @@ class SalesforceSettings:
     api_version: str = "59.0"
     page_size: int = 2000
     bulk_threshold: int = 50_000
-    bulk_page_size: int = 50_000
+    bulk_page_size: int = 10_000
     max_retries: int = 6
     backoff_base: float = 0.5
     backoff_max: float = 60.0

@@ -91,7 +91,7 @@ class SourceConfig(_Strict):
     api_version: str = "59.0"
     page_size: int = Field(default=2000, ge=1, le=10_000)
     bulk_threshold: int = Field(default=50_000, ge=0)
-    bulk_page_size: int = Field(default=50_000, ge=1)
+    bulk_page_size: int = Field(default=10_000, ge=1)
     max_retries: int = Field(default=6, ge=0, le=20)
     access_token: str | None = None
     host: str | None = None

@@ -98,6 +98,18 @@ class Store:
         with self.engine.begin() as conn:
             yield conn
 
+    def refresh_statistics(self, table_name: str) -> None:
+        """PostgreSQL: re-analyse a growing table and the access table (at pages 1, 2, 4, 8,
+        ... of a sync), so the planner keeps using their indexes instead of planning for the
+        empty tables it last measured. SQLite needs nothing."""
+        if self.dialect != "postgresql":
+            return
+        quote = self.engine.dialect.identifier_preparer.quote
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql(f"ANALYZE {quote(table_name)}")
+            conn.exec_driver_sql("ANALYZE mirror_access")
+
     def prepare_object(self, described: ObjectSpec, indexed: tuple[str, ...] = ()) -> MirrorTable:
         """Create or migrate the object's table to fit ``described``; never drops a column.
 

@@ -95,6 +95,8 @@ class Puller:
                     outcome = apply_page(self.store, conn, mirrored, page, ctx)
                 result.pages += 1
                 result.totals.add(outcome)
+                if result.pages & (result.pages - 1) == 0:
+                    self.store.refresh_statistics(mirrored.table.name)
                 if progress is not None:
                     progress(spec.name, outcome, page)
                 if stop is not None and stop.is_set():
