@@ -1,0 +1,1 @@
+"""Benchmarks of the prm-mirror engine against the local Salesforce sandbox."""

@@ -1,0 +1,49 @@
+"""A Salesforce sandbox in its own process, for the benchmarks.
+
+``python -m bench.sandbox_proc --db PATH --size N --seed S`` generates the dataset into ``PATH``
+if the file is new, serves it on a free port of 127.0.0.1 and prints one JSON line
+``{"port": P}`` once it answers. The admin token of ``POST /__sandbox/<control>`` is read from
+the ``PRM_BENCH_ADMIN_TOKEN`` environment variable, so the parent can drive the sandbox's
+controls without the token ever being printed. The process serves until its stdin closes or it
+receives SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from types import FrameType
+
+from adapters.sandbox.salesforce import SalesforceSandbox
+
+ADMIN_TOKEN_ENV = "PRM_BENCH_ADMIN_TOKEN"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve one sandbox until stdin closes or SIGTERM arrives."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    box = SalesforceSandbox(
+        args.db, seed=args.seed, size=args.size, admin_token=os.environ.get(ADMIN_TOKEN_ENV)
+    )
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    box.start()
+    try:
+        print(json.dumps({"port": box.port}), flush=True)
+        sys.stdin.read()
+    finally:
+        box.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Partner-slice queries and the cost of keeping ``mirror_access`` current, on SQLite.
+
+``python -m bench.visibility --sizes 100000,1000000`` runs, per size (a number of sandbox
+opportunities; the SQLite mirror of ``bench.backfill`` is reused from ``bench/.cache`` when it
+is there, else the sandbox is backfilled first):
+
+1. latency of a partner's first page of 50 opportunities
+   (``Mirror.as_partner(p).select("Opportunity", limit=50)``) and of ``count("Opportunity")``
+   over ``--queries`` random partners, after a warm-up;
+2. beside it, the same page as a plain filtered scan of the opportunity table
+   (``WHERE "PartnerAccountId" = ? ORDER BY "Id" LIMIT 50``) with the (partner, Id) index,
+   with the partner-only index and with no index;
+3. the access upkeep: incremental syncs of ``--changes`` opportunity edits through
+   ``Puller`` without hooks and with ``AccessMaintainer``, alternated over ``--rounds``.
+
+Every engine step runs in its own process; the sandbox serves from another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench import jobs
+from bench.backfill import mirror_cache
+from bench.changes import edit_opportunities, population
+from bench.common import (
+    SandboxProcess,
+    cache_dir,
+    cached_sandbox,
+    copy_sqlite,
+    keep_only,
+    parse_sizes,
+    print_table,
+    remove_sqlite,
+    run_isolated,
+    write_results,
+)
+
+ORDER = (False, True, True, False)  # without, with, with, without: no drift favours either
+
+
+def ensure_mirror(size: int, seed: int, settings: dict[str, Any]) -> Path:
+    """The cached SQLite mirror of ``size``, backfilled now if no earlier run left one."""
+    cached = mirror_cache(size, seed)
+    if not cached.exists():
+        partial = cached.with_suffix(".partial")
+        remove_sqlite(partial)
+        work = copy_sqlite(cached_sandbox(size, seed), cache_dir() / f"work-sandbox-{size}.db")
+        with SandboxProcess(work, size, seed) as sandbox:
+            run_isolated(jobs.sync_all, f"sqlite:///{partial}", sandbox.base_url, settings)
+        remove_sqlite(work)
+        copy_sqlite(partial, cached)
+        remove_sqlite(partial)
+        keep_only(cached)
+    return cached
+
+
+def run_size(size: int, args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, Any]:
+    """Queries and upkeep at one size."""
+    cached = ensure_mirror(size, args.seed, settings)
+    mirror_db = copy_sqlite(cached, cache_dir() / f"work-visibility-mirror-{size}.db")
+    url = f"sqlite:///{mirror_db}"
+    result: dict[str, Any] = {"size": size}
+    result["queries"] = run_isolated(jobs.partner_queries, url, args.queries, args.scans, args.seed)
+    if args.changes:
+        work = copy_sqlite(cached_sandbox(size, args.seed), cache_dir() / f"work-sandbox-{size}.db")
+        rng = random.Random(args.seed)
+        runs = []
+        with SandboxProcess(work, size, args.seed) as sandbox:
+            people = population(mirror_db)
+            for _round in range(args.rounds):
+                for with_access in ORDER:
+                    edit_opportunities(sandbox, people, args.changes, rng)
+                    runs.append(
+                        run_isolated(
+                            jobs.pull_opportunities, url, sandbox.base_url, settings, with_access
+                        )
+                    )
+        remove_sqlite(work)
+        result["upkeep"] = {"changes": args.changes, "runs": runs}
+    remove_sqlite(mirror_db)
+    return result
+
+
+def summarize(size_result: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of one size."""
+    queries = size_result["queries"]
+    summary: dict[str, Any] = {
+        "size": size_result["size"],
+        "partners": queries["partners"],
+        "slice_mean": queries["slice_sizes"]["mean"],
+        "first_page_p50_ms": queries["first_page"]["p50_ms"],
+        "first_page_p99_ms": queries["first_page"]["p99_ms"],
+        "count_p50_ms": queries["count"]["p50_ms"],
+        "count_p99_ms": queries["count"]["p99_ms"],
+    }
+    for label, timing in queries.get("plain", {}).items():
+        summary[f"plain {label} p50_ms"] = timing["p50_ms"]
+    if "upkeep" in size_result:
+        runs = size_result["upkeep"]["runs"]
+        without = statistics.median(r["seconds"] for r in runs if not r["with_access"])
+        with_hook = statistics.median(r["seconds"] for r in runs if r["with_access"])
+        hook = statistics.median(r["hook_seconds"] for r in runs if r["with_access"])
+        summary.update(
+            sync_without_access_s=without,
+            sync_with_access_s=with_hook,
+            hook_s=hook,
+            upkeep_overhead_pct=100.0 * (with_hook - without) / without,
+            changes=size_result["upkeep"]["changes"],
+        )
+    return summary
+
+
+def targets(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target with its figure and whether it is met."""
+    checks = []
+    by_size = {s["size"]: s for s in summaries}
+    for s in summaries:
+        p50 = s["first_page_p50_ms"]
+        checks.append(_check(f"first page p50 < 5 ms ({s['size']:,})", p50, p50 < 5, " ms"))
+        if "upkeep_overhead_pct" in s:
+            overhead = s["upkeep_overhead_pct"]
+            checks.append(
+                _check(f"access upkeep <= +25% ({s['size']:,})", overhead, overhead <= 25, "%")
+            )
+    if 100_000 in by_size and 1_000_000 in by_size:
+        for key in ("first_page_p50_ms", "first_page_p99_ms", "count_p50_ms"):
+            ratio = by_size[1_000_000][key] / by_size[100_000][key]
+            name = key.removesuffix("_ms").replace("_", " ")
+            checks.append(_check(f"{name} 1M / 100k <= 1.5x", ratio, ratio <= 1.5, "x"))
+    return checks
+
+
+def _check(name: str, value: float, met: bool, unit: str) -> dict[str, Any]:
+    return {"target": name, "value": round(value, 2), "unit": unit.strip(), "met": met}
+
+
+def print_results(summaries: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+    """The tables: latencies, plain scans, upkeep and targets."""
+    headers = ["size", "partners", "mean slice", "page p50 ms", "page p99 ms", "count p50 ms",
+               "count p99 ms"]  # fmt: skip
+    rows = [
+        [s["size"], s["partners"], s["slice_mean"], s["first_page_p50_ms"],
+         s["first_page_p99_ms"], s["count_p50_ms"], s["count_p99_ms"]]
+        for s in summaries
+    ]  # fmt: skip
+    print_table("partner first page (50 opportunities) and count", headers, rows)
+    labels = list(jobs.OPPORTUNITY_INDEXES)
+    rows = [[s["size"], *(s.get(f"plain {label} p50_ms") for label in labels)] for s in summaries]
+    print_table("plain filtered scan, p50 ms", ["size", *labels], rows)
+    rows = [
+        [s["size"], s["changes"], s["sync_without_access_s"], s["sync_with_access_s"],
+         s["hook_s"], s["upkeep_overhead_pct"]]
+        for s in summaries
+        if "changes" in s
+    ]  # fmt: skip
+    headers = ["size", "changes", "sync without access s", "with access s", "in the hook s",
+               "overhead %"]  # fmt: skip
+    print_table("access upkeep (medians)", headers, rows)
+    print_table(
+        "targets",
+        ["target", "value", "met"],
+        [[c["target"], f"{c['value']:,}{c['unit']}", "yes" if c["met"] else "NO"] for c in checks],
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench.visibility", description=__doc__)
+    parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("100k,1M"))
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--scans", type=int, default=20, help="Queries of the no-index scan.")
+    parser.add_argument("--changes", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2, help="Rounds of 2 syncs with, 2 without.")
+    return parser.parse_args(argv)
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print its tables, write its JSON; returns what was written."""
+    args = parse_args(argv)
+    settings = {"page_size": 2000, "bulk_threshold": 50_000, "bulk_page_size": 50_000}
+    sizes = [run_size(size, args, settings) for size in args.sizes]
+    summaries = [summarize(s) for s in sizes]
+    checks = targets(summaries)
+    print_results(summaries, checks)
+    payload = {"sizes": sizes, "summary": summaries, "targets": checks}
+    payload["path"] = str(write_results("visibility", payload))
+    return payload
+
+
+if __name__ == "__main__":
+    run()
