@@ -21,9 +21,10 @@ Example::
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import orjson
 
@@ -36,6 +37,7 @@ from adapters.sandbox.dynamics_schema import DataverseSchema, Entity
 from adapters.sandbox.dynamics_store import DataverseStore
 from adapters.sandbox.dynamics_values import epoch, normalize_guid
 from adapters.sandbox.entra import EntraTenant, generate_certificate, thumbprints
+from adapters.sandbox.lifecycle import SandboxLifecycle
 from adapters.sandbox.salesforce_clock import SandboxClock
 from adapters.sandbox.server import SandboxServer
 
@@ -51,7 +53,7 @@ _DATETIME_ARGUMENTS = {"set_clock": "dt", "set_modstamp": "when"}
 UNTRACKED_BY_DEFAULT = ("systemuser",)
 
 
-class DynamicsSandbox:
+class DynamicsSandbox(SandboxLifecycle):
     """A Dynamics 365 organisation on 127.0.0.1, backed by one SQLite file (module docstring)."""
 
     tenant_id = "3f1c6a52-8c1d-4b9e-9a0f-5d2e7b4c1a90"
@@ -82,16 +84,14 @@ class DynamicsSandbox:
         self.token_lifetime = token_lifetime
         self._requested_port = port
         self._server: SandboxServer | None = None
-        self._org: DataverseOrg | None = None
+        self._state: DataverseOrg | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
     def org(self) -> DataverseOrg:
         """The running organisation; opens (and if new, generates) the database on first use."""
-        if self._org is None:
-            self._org = self._open()
-        return self._org
+        return self._world
 
     def _open(self) -> DataverseOrg:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,55 +126,8 @@ class DynamicsSandbox:
     def _app(self) -> DataverseApp:
         return DataverseApp(self.org, self.admin_token, self._control)
 
-    def start(self) -> Self:
-        """Generate the dataset if the file is new and serve in a daemon thread."""
-        if self._server is None:
-            self._server = SandboxServer(self._app(), self._requested_port)
-            self.org.base_url = self._server.base_url
-            self._server.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Generate the dataset if needed and serve in the foreground until interrupted."""
-        server = SandboxServer(self._app(), self._requested_port)
-        self._server = server
-        self.org.base_url = server.base_url
-        try:
-            server.serve_forever()
-        finally:
-            self.stop()
-
-    def stop(self) -> None:
-        """Stop serving and close the database."""
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        if self._org is not None:
-            self._org.store.set_meta("clock", self._org.clock.state())
-            self._org.store.close()
-            self._org = None
-
-    def __enter__(self) -> Self:
-        """Start on entering a ``with`` block."""
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Stop on leaving it."""
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The TCP port served (the requested one before serving, when it is not 0)."""
-        if self._server is not None:
-            return self._server.port
-        if self._requested_port:
-            return self._requested_port
-        raise RuntimeError("the sandbox is not started")
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``: both the organisation and the authority."""
-        return f"http://127.0.0.1:{self.port}"
+    def _date_clock(self) -> Callable[[], datetime]:
+        return self.org.clock.now
 
     @property
     def org_url(self) -> str:

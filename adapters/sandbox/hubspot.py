@@ -26,7 +26,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from adapters.sandbox.dataset import Dataset
 from adapters.sandbox.hubspot_app import HubSpotApp
@@ -36,6 +36,7 @@ from adapters.sandbox.hubspot_schema import PARTNER_LABEL, PortalSchema, propert
 from adapters.sandbox.hubspot_search import contains_token
 from adapters.sandbox.hubspot_store import LIVE, HubSpotClock, Store
 from adapters.sandbox.hubspot_values import ms_to_iso, to_ms, to_python
+from adapters.sandbox.lifecycle import SandboxLifecycle
 from adapters.sandbox.server import SandboxServer
 
 _CONTROLS = (
@@ -47,7 +48,7 @@ _CONTROLS = (
 _PROPERTIES = ("calls", "access_token", "rate_limited")
 
 
-class HubSpotSandbox:
+class HubSpotSandbox(SandboxLifecycle):
     """A HubSpot portal on 127.0.0.1, backed by one SQLite file; see the module docstring."""
 
     portal_id = 48151623
@@ -76,16 +77,14 @@ class HubSpotSandbox:
         self._fixed_token = access_token
         self._requested_port = port
         self._server: SandboxServer | None = None
-        self._portal: Portal | None = None
+        self._state: Portal | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
     def portal(self) -> Portal:
         """The running portal; opens (and on first use generates) the database."""
-        if self._portal is None:
-            self._portal = self._open()
-        return self._portal
+        return self._world
 
     def _open(self) -> Portal:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,53 +107,6 @@ class HubSpotSandbox:
 
     def _app(self) -> HubSpotApp:
         return HubSpotApp(self.portal, self.admin_token, self._control)
-
-    def start(self) -> Self:
-        """Generate the dataset if the file is new and serve in a daemon thread."""
-        if self._server is None:
-            self._server = SandboxServer(self._app(), self._requested_port)
-            self.portal.base_url = self._server.base_url
-            self._server.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Generate the dataset if needed and serve in the foreground until interrupted."""
-        self._server = SandboxServer(self._app(), self._requested_port)
-        self.portal.base_url = self._server.base_url
-        try:
-            self._server.serve_forever()
-        finally:
-            self.stop()
-
-    def stop(self) -> None:
-        """Stop serving and close the database."""
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        if self._portal is not None:
-            self._portal.store.set_meta("clock", self._portal.clock.state())
-            self._portal.store.close()
-            self._portal = None
-
-    def __enter__(self) -> Self:
-        """Start on entering a ``with`` block."""
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Stop on leaving it."""
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The TCP port served."""
-        if self._server is None:
-            raise RuntimeError("the sandbox is not started")
-        return self._server.port
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``: the ``host`` to give hubspot-api-client."""
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def access_token(self) -> str:

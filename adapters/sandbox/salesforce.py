@@ -19,11 +19,13 @@ Example::
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from adapters.sandbox.dataset import Dataset
+from adapters.sandbox.lifecycle import SandboxLifecycle
 from adapters.sandbox.salesforce_app import SalesforceApp
 from adapters.sandbox.salesforce_clock import SandboxClock
 from adapters.sandbox.salesforce_fields import make_field
@@ -45,7 +47,7 @@ _PROPERTIES = ("api_usage", "calls")
 _DATETIME_ARGUMENTS = {"set_clock": "dt", "set_modstamp": "when"}
 
 
-class SalesforceSandbox:
+class SalesforceSandbox(SandboxLifecycle):
     """A Salesforce org on 127.0.0.1, backed by one SQLite file; see the module docstring."""
 
     username = Credentials.username
@@ -83,16 +85,14 @@ class SalesforceSandbox:
             setattr(self, name, value)
         self._requested_port = port
         self._server: SandboxServer | None = None
-        self._org: Org | None = None
+        self._state: Org | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
     def org(self) -> Org:
         """The running org (schema, store, records); opens the database on first use."""
-        if self._org is None:
-            self._org = self._open()
-        return self._org
+        return self._world
 
     def _open(self) -> Org:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,63 +109,11 @@ class SalesforceSandbox:
             clock = SandboxClock(floor=anchor)
         return Org(store, schema, clock, self.credentials)
 
-    def start(self) -> Self:
-        """Generate the dataset if the file is new and serve in a daemon thread."""
-        if self._server is None:
-            org = self.org
-            self._server = SandboxServer(
-                SalesforceApp(org, self.admin_token, self._control),
-                self._requested_port,
-                clock=org.clock.now,
-            )
-            org.base_url = self._server.base_url
-            self._server.start()
-        return self
+    def _app(self) -> SalesforceApp:
+        return SalesforceApp(self.org, self.admin_token, self._control)
 
-    def serve_forever(self) -> None:
-        """Generate the dataset if needed and serve in the foreground until interrupted."""
-        org = self.org
-        server = SandboxServer(
-            SalesforceApp(org, self.admin_token, self._control),
-            self._requested_port,
-            clock=org.clock.now,
-        )
-        self._server = server
-        org.base_url = server.base_url
-        try:
-            server.serve_forever()
-        finally:
-            self.stop()
-
-    def stop(self) -> None:
-        """Stop serving and close the database."""
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        if self._org is not None:
-            self._org.store.set_meta("clock", self._org.clock.state())
-            self._org.store.close()
-            self._org = None
-
-    def __enter__(self) -> Self:
-        """Start on entering a ``with`` block."""
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Stop on leaving it."""
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The TCP port served."""
-        if self._server is None:
-            raise RuntimeError("the sandbox is not started")
-        return self._server.port
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
+    def _date_clock(self) -> Callable[[], datetime]:
+        return self.org.clock.now
 
     def issue_session(self) -> str:
         """A valid access token, as if the integration user had logged in."""
