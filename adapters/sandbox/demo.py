@@ -46,7 +46,7 @@ def run_demo(console: Console, db_path: Path, workdir: Path, size: str | int, se
         console.print(f"serving the Salesforce REST API on {box.base_url}")
         with Mirror.open(demo_config(f"sqlite:///{db_path}", box)) as mirror:
             console.rule("2. backfill into SQLite, partner access kept as it goes")
-            _print_runs(console, mirror.sync())
+            print_runs(console, mirror.sync())
             partners = sorted(mirror.partners(), key=lambda p: -p["slice"].get("Opportunity", 0))
             _print_partners(console, partners)
             first, other = partners[0]["id"], partners[1]["id"]
@@ -55,9 +55,9 @@ def run_demo(console: Console, db_path: Path, workdir: Path, size: str | int, se
             console.rule("4. the sales team edits the CRM; an incremental sync follows")
             view = mirror.as_partner(first)
             cursor = view.changes().cursor
-            _print_edits(console, _edit_crm(box, view, other))
-            _print_runs(console, mirror.sync())
-            _print_feed(console, view.changes(since=cursor).changes)
+            print_edits(console, _edit_crm(box, view, other))
+            print_runs(console, mirror.sync())
+            print_feed(console, view.changes(since=cursor).changes)
     console.rule("done")
     console.print(f"The mirror is in [bold]{db_path}[/bold]; query it with plain SQL, e.g.")
     console.print(
@@ -113,7 +113,8 @@ def _show_partner(console: Console, mirror: Mirror, partner: str, other: str) ->
         console.print(f"  {reason}")
 
 
-def _print_runs(console: Console, results: list[Any]) -> None:
+def print_runs(console: Console, results: list[Any]) -> None:
+    """The sync results as a table."""
     table = Table("object", "run", "pages", "new", "changed", "deleted", "rejected", "API calls")
     for r in results:
         t = r.totals
@@ -138,19 +139,21 @@ def _print_partners(console: Console, partners: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _print_edits(console: Console, edits: list[str]) -> None:
+def print_edits(console: Console, edits: list[str], crm: str = "CRM") -> None:
+    """The edits made in the CRM."""
     for edit in edits:
-        console.print(f"  CRM: {edit}")
+        console.print(f"  {crm}: {edit}")
 
 
-def _print_feed(console: Console, changes: list[dict[str, Any]]) -> None:
+def print_feed(
+    console: Console,
+    changes: list[dict[str, Any]],
+    skip: tuple[str, ...] = ("SystemModstamp", "LastModifiedDate"),
+) -> None:
+    """A partner's change feed, without the system fields in ``skip``."""
     table = Table("object", "record", "op", "fields (before -> after)", title="the partner's feed")
     for change in changes[:12]:
         fields = change["fields"] or {}
-        shown = ", ".join(
-            f"{k}: {v[0]!r} -> {v[1]!r}"
-            for k, v in fields.items()
-            if k not in ("SystemModstamp", "LastModifiedDate")
-        )
+        shown = ", ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in fields.items() if k not in skip)
         table.add_row(change["object"], change["record_id"], change["op"], shown or "-")
     console.print(table)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from adapters.sandbox.demo import print_feed, print_runs
 from adapters.sandbox.dynamics import DynamicsSandbox
 from mirror import AccessDenied, Mirror
 from mirror.config import MirrorConfig, parse_config
@@ -38,7 +39,7 @@ def run_demo(console: Console, db_path: Path, workdir: Path, size: str | int, se
         console.print(f"serving Entra ID and the Dataverse Web API on {box.base_url}")
         with Mirror.open(demo_config(f"sqlite:///{db_path}", box)) as mirror:
             console.rule("2. backfill through change tracking, partner access kept as it goes")
-            _print_runs(console, mirror.sync())
+            print_runs(console, mirror.sync())
             partners = _ranked_partners(mirror)
             _print_partners(console, partners)
             first, other = partners[0]["id"], partners[1]["id"]
@@ -49,8 +50,8 @@ def run_demo(console: Console, db_path: Path, workdir: Path, size: str | int, se
             cursor = view.changes().cursor
             for line in _edit_crm(box, view, other):
                 console.print(f"  Dynamics: {line}")
-            _print_runs(console, mirror.sync())
-            _print_feed(console, view.changes(since=cursor).changes)
+            print_runs(console, mirror.sync())
+            print_feed(console, view.changes(since=cursor).changes, ("modifiedon", "versionnumber"))
     console.rule("done")
     console.print(f"The mirror is in [bold]{db_path}[/bold]; query it with plain SQL, e.g.")
     console.print(
@@ -107,30 +108,8 @@ def _show_partner(console: Console, mirror: Mirror, partner: str, other: str) ->
             console.print(f"  {reason}")
 
 
-def _print_runs(console: Console, results: list[Any]) -> None:
-    table = Table("object", "run", "pages", "new", "changed", "deleted", "rejected", "API calls")
-    for r in results:
-        t = r.totals
-        table.add_row(r.object, r.kind, str(r.pages), str(t.inserted), str(t.updated),
-                      str(t.deleted + r.swept), str(t.rejected), str(r.api_calls))  # fmt: skip
-    console.print(table)
-
-
 def _print_partners(console: Console, partners: list[dict[str, Any]]) -> None:
     table = Table("partner", "id", *SLICE_OBJECTS, title=f"{len(partners)} partners")
     for row in partners[:8]:
         table.add_row(row["name"], row["id"], *(str(row["slice"].get(o, 0)) for o in SLICE_OBJECTS))
-    console.print(table)
-
-
-def _print_feed(console: Console, changes: list[dict[str, Any]]) -> None:
-    table = Table("object", "record", "op", "fields (before -> after)", title="the partner's feed")
-    for change in changes[:12]:
-        fields = change["fields"] or {}
-        shown = ", ".join(
-            f"{k}: {v[0]!r} -> {v[1]!r}"
-            for k, v in fields.items()
-            if k not in ("modifiedon", "versionnumber")
-        )
-        table.add_row(change["object"], change["record_id"], change["op"], shown or "-")
     console.print(table)

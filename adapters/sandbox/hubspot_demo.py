@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from adapters.sandbox.demo import print_edits, print_feed, print_runs
 from adapters.sandbox.hubspot import HubSpotSandbox
 from mirror import AccessDenied, Mirror
 from mirror.config import MirrorConfig, parse_config
@@ -48,7 +49,7 @@ def run_hubspot_demo(
         console.print(f"serving the HubSpot CRM API on {box.base_url}")
         with Mirror.open(hubspot_demo_config(f"sqlite:///{db_path}", box)) as mirror:
             console.rule("2. backfill into SQLite, partner access kept as it goes")
-            _print_runs(console, mirror.sync())
+            print_runs(console, mirror.sync())
             partners = sorted(mirror.partners(), key=lambda p: -p["slice"].get("deals", 0))
             _print_partners(console, partners)
             first, other = partners[0]["id"], partners[1]["id"]
@@ -57,9 +58,13 @@ def run_hubspot_demo(
             console.rule("4. the sales team edits HubSpot; an incremental sync follows")
             view = mirror.as_partner(first)
             cursor = view.changes().cursor
-            _print_edits(console, _edit_crm(box, view, first, other))
-            _print_runs(console, mirror.sync())
-            _print_feed(console, view.changes(since=cursor).changes)
+            print_edits(console, _edit_crm(box, view, first, other), "HubSpot")
+            print_runs(console, mirror.sync())
+            print_feed(
+                console,
+                view.changes(since=cursor).changes,
+                ("hs_lastmodifieddate", "lastmodifieddate", "hs_forecast_amount"),
+            )
     console.rule("done")
     console.print(f"The mirror is in [bold]{db_path}[/bold]; query it with plain SQL, e.g.")
     console.print(
@@ -116,37 +121,8 @@ def _show_partner(console: Console, mirror: Mirror, partner: str, other: str) ->
         console.print(f"  {reason}")
 
 
-def _print_runs(console: Console, results: list[Any]) -> None:
-    table = Table("object", "run", "pages", "new", "changed", "deleted", "rejected", "API calls")
-    for r in results:
-        t = r.totals
-        table.add_row(
-            r.object, r.kind, str(r.pages), str(t.inserted), str(t.updated),
-            str(t.deleted + r.swept), str(t.rejected), str(r.api_calls),
-        )  # fmt: skip
-    console.print(table)
-
-
 def _print_partners(console: Console, partners: list[dict[str, Any]]) -> None:
     table = Table("partner", *SLICE_OBJECTS, title=f"{len(partners)} partners and their slices")
     for row in partners[:8]:
         table.add_row(row["id"], *(str(row["slice"].get(o, 0)) for o in SLICE_OBJECTS))
-    console.print(table)
-
-
-def _print_edits(console: Console, edits: list[str]) -> None:
-    for edit in edits:
-        console.print(f"  HubSpot: {edit}")
-
-
-def _print_feed(console: Console, changes: list[dict[str, Any]]) -> None:
-    table = Table("object", "record", "op", "fields (before -> after)", title="the partner's feed")
-    for change in changes[:12]:
-        fields = change["fields"] or {}
-        shown = ", ".join(
-            f"{k}: {v[0]!r} -> {v[1]!r}"
-            for k, v in fields.items()
-            if k not in ("hs_lastmodifieddate", "lastmodifieddate", "hs_forecast_amount")
-        )
-        table.add_row(change["object"], change["record_id"], change["op"], shown or "-")
     console.print(table)
