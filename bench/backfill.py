@@ -27,6 +27,7 @@ from bench.common import (
     MIRROR_CODE,
     PG_URL,
     SandboxProcess,
+    adapter_settings,
     cache_dir,
     cached_file,
     cached_sandbox,
@@ -253,9 +254,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--changes", type=int, default=1000)
-    parser.add_argument("--page-size", type=int, default=2000)
-    parser.add_argument("--bulk-threshold", type=int, default=50_000)
-    parser.add_argument("--bulk-page-size", type=int, default=50_000)
+    parser.add_argument("--page-size", type=int, help="Default: the engine's config default.")
+    parser.add_argument("--bulk-threshold", type=int, help="Default: as --page-size.")
+    parser.add_argument("--bulk-page-size", type=int, help="Default: as --page-size.")
     parser.add_argument("--keep-work", action="store_true", help="Keep the work databases.")
     parser.add_argument(
         "--no-mirror-cache", action="store_true", help="Do not keep the mirror for visibility."
@@ -266,11 +267,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print its tables, write its JSON; returns what was written."""
     args = parse_args(argv)
-    settings = {
-        "page_size": args.page_size,
-        "bulk_threshold": args.bulk_threshold,
-        "bulk_page_size": args.bulk_page_size,
-    }
+    settings = adapter_settings(
+        page_size=args.page_size,
+        bulk_threshold=args.bulk_threshold,
+        bulk_page_size=args.bulk_page_size,
+    )
     sizes = []
     for size in args.sizes:
         sizes.append(run_size(size, args, settings))

@@ -279,6 +279,20 @@ class SandboxProcess:
         return float(times.user + times.system)
 
 
+ADAPTER_SETTINGS = ("page_size", "bulk_threshold", "bulk_page_size")
+
+
+def adapter_settings(**overrides: int | None) -> dict[str, int]:
+    """The adapter's paging settings: the engine's config defaults unless overridden."""
+    from mirror.config import SourceConfig
+
+    fields = SourceConfig.model_fields
+    return {
+        name: int(overrides.get(name) or fields[name].default)  # type: ignore[arg-type]
+        for name in ADAPTER_SETTINGS
+    }
+
+
 def mirror_config(database: str, base_url: str, **adapter_settings: Any) -> Any:
     """The ``MirrorConfig`` that mirrors the sandbox at ``base_url`` into ``database``."""
     from adapters.sandbox.salesforce_org import Credentials

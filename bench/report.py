@@ -116,7 +116,9 @@ def main(paths: list[str]) -> None:
     for path in paths:
         data = json.loads(Path(path).read_text())
         print(f"<!-- {Path(path).name} -->\n")
-        print(f"Machine: {machine_block(data['machine'])}\n")
+        print(
+            f"Machine: {machine_block(data['machine'])}, commit {data['machine'].get('commit')}\n"
+        )
         if data["benchmark"] == "backfill":
             print(backfill_tables(data))
         else:

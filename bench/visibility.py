@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sqlite3
 import statistics
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from bench.backfill import mirror_cache
 from bench.changes import edit_opportunities, population
 from bench.common import (
     SandboxProcess,
+    adapter_settings,
     cache_dir,
     cached_sandbox,
     copy_sqlite,
@@ -43,9 +45,16 @@ from bench.common import (
 ORDER = (False, True, True, False)  # without, with, with, without: no drift favours either
 
 
-def ensure_mirror(size: int, seed: int, settings: dict[str, Any]) -> Path:
-    """The cached SQLite mirror of ``size``, backfilled now if no earlier run left one."""
+def ensure_mirror(size: int, seed: int, settings: dict[str, Any], any_code: bool) -> Path:
+    """The cached SQLite mirror of ``size``, backfilled now if no earlier run left one.
+
+    ``any_code`` accepts the newest cached mirror even if the engine's code changed since.
+    """
     cached = mirror_cache(size, seed)
+    if not cached.exists() and any_code:
+        older = sorted(cached.parent.glob(f"{cached.name.rsplit('-', 1)[0]}-*.db"))
+        if older:
+            return max(older, key=lambda path: path.stat().st_mtime)
     if not cached.exists():
         partial = cached.with_suffix(".partial")
         remove_sqlite(partial)
@@ -61,10 +70,13 @@ def ensure_mirror(size: int, seed: int, settings: dict[str, Any]) -> Path:
 
 def run_size(size: int, args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, Any]:
     """Queries and upkeep at one size."""
-    cached = ensure_mirror(size, args.seed, settings)
+    cached = ensure_mirror(size, args.seed, settings, args.any_mirror)
     mirror_db = copy_sqlite(cached, cache_dir() / f"work-visibility-mirror-{size}.db")
     url = f"sqlite:///{mirror_db}"
-    result: dict[str, Any] = {"size": size}
+    result: dict[str, Any] = {"size": size, "mirror": cached.name, "analyzed": args.analyze}
+    if args.analyze:
+        with sqlite3.connect(mirror_db) as conn:
+            conn.execute("ANALYZE")
     result["queries"] = run_isolated(jobs.partner_queries, url, args.queries, args.scans, args.seed)
     if args.changes:
         work = copy_sqlite(cached_sandbox(size, args.seed), cache_dir() / f"work-sandbox-{size}.db")
@@ -91,6 +103,7 @@ def summarize(size_result: dict[str, Any]) -> dict[str, Any]:
     queries = size_result["queries"]
     summary: dict[str, Any] = {
         "size": size_result["size"],
+        "analyzed": bool(size_result.get("analyzed")),
         "partners": queries["partners"],
         "slice_mean": queries["slice_sizes"]["mean"],
         "first_page_p50_ms": queries["first_page"]["p50_ms"],
@@ -177,13 +190,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scans", type=int, default=20, help="Queries of the no-index scan.")
     parser.add_argument("--changes", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2, help="Rounds of 2 syncs with, 2 without.")
+    parser.add_argument(
+        "--any-mirror",
+        action="store_true",
+        help="Reuse the newest cached mirror even if the engine's code changed since it was made.",
+    )
+    parser.add_argument(
+        "--analyze",
+        action="store_true",
+        help="Run SQLite's ANALYZE on the mirror copy first (planner statistics).",
+    )
     return parser.parse_args(argv)
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print its tables, write its JSON; returns what was written."""
     args = parse_args(argv)
-    settings = {"page_size": 2000, "bulk_threshold": 50_000, "bulk_page_size": 50_000}
+    settings = adapter_settings()
     sizes = [run_size(size, args, settings) for size in args.sizes]
     summaries = [summarize(s) for s in sizes]
     checks = targets(summaries)
