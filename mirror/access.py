@@ -16,31 +16,22 @@ policies of ``mirror.rls`` compare) follows ``mirror_access`` in the same transa
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, insert, select
+from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select
 
 from mirror import rls
+from mirror.idsets import batches, id_in
 from mirror.pages import PageOutcome
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import mirror_access, mirror_changes
 from mirror.visibility import SlicePath, VisibilityRules
 
-CHUNK = 500
 Grants = dict[str, frozenset[tuple[str, str]]]
-
-
-def chunks(ids: Iterable[str]) -> Iterator[list[str]]:
-    """``ids`` in lists of at most ``CHUNK`` (bound-parameter limits)."""
-    batch: list[str] = []
-    for record_id in ids:
-        batch.append(record_id)
-        if len(batch) == CHUNK:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+# one mirror_access row of an object: record_id, partner_id, owner_id, path, via_object, via_id
+Grant = tuple[str, str, str, str, str, str]
+GRANT_COLUMNS = ("record_id", "partner_id", "owner_id", "path", "via_object", "via_id")
 
 
 class AccessMaintainer:
@@ -50,14 +41,22 @@ class AccessMaintainer:
         self.store = store
         self.rules = rules
         self.source = rules.source
+        self.dialect = store.dialect
 
     def __call__(self, conn: Connection, mirrored: MirrorTable, outcome: PageOutcome) -> None:
         """Page hook: refresh the grants of every record the page wrote or deleted."""
         if mirrored.spec.source != self.source:
             return
-        changed = [*outcome.written_ids, *outcome.deleted_ids]
+        name = mirrored.spec.name
+        relevant = self.rules.access_fields(name)
+        changed = [
+            record_id
+            for record_id in outcome.written_ids
+            if (fields := outcome.changed_fields.get(record_id)) is None or fields & relevant
+        ]
+        changed += outcome.deleted_ids
         if changed:
-            self.refresh(conn, mirrored.spec.name, changed)
+            self.refresh(conn, name, changed)
 
     def table(self, name: str) -> MirrorTable | None:
         """The mirrored table of ``name``, or ``None`` before it is first synced."""
@@ -100,9 +99,9 @@ class AccessMaintainer:
             key = mirrored.table.c[mirrored.spec.key]
             live = select(key).where(mirrored.table.c._deleted.is_(False))
             ids = list(conn.execute(live).scalars())
-            for batch in chunks(ids):
+            for batch in batches(ids):
                 rows = self._own_rows(conn, name, batch)
-                _insert(conn, rows)
+                self._insert(conn, name, rows)
                 total += len(rows)
         if conn.dialect.name == "postgresql":
             rls.refresh_partner_columns(conn, self.store, self.rules)
@@ -110,45 +109,60 @@ class AccessMaintainer:
 
     def grants(self, conn: Connection, name: str, ids: Iterable[str]) -> Grants:
         """Per record: the set of (partner, owner) pairs that see it."""
-        found: dict[str, set[tuple[str, str]]] = {}
+        return _grants(self._stored(conn, name, ids))
+
+    def _stored(self, conn: Connection, name: str, ids: Iterable[str]) -> set[Grant]:
+        """The stored grants of ``ids`` (records of ``name``)."""
         a = mirror_access.c
-        for batch in chunks(ids):
-            query = select(a.record_id, a.partner_id, a.owner_id).where(
-                a.source == self.source, a.object == name, a.record_id.in_(batch)
+        found: set[Grant] = set()
+        for batch in batches(ids):
+            query = select(*(a[c] for c in GRANT_COLUMNS)).where(
+                a.source == self.source, a.object == name, id_in(self.dialect, a.record_id, batch)
             )
-            for record_id, partner, owner in conn.execute(query):
-                found.setdefault(record_id, set()).add((partner, owner))
-        return {k: frozenset(v) for k, v in found.items()}
+            found.update(tuple(row) for row in conn.execute(query))
+        return found
 
     def _rederive(self, conn: Connection, name: str, ids: set[str]) -> set[str]:
-        before = self.grants(conn, name, ids)
-        a = mirror_access.c
-        for batch in chunks(ids):
-            conn.execute(
-                delete(mirror_access).where(
-                    a.source == self.source, a.object == name, a.record_id.in_(batch)
-                )
-            )
-            _insert(conn, self._own_rows(conn, name, batch))
-        after = self.grants(conn, name, ids)
-        changed = {i for i in ids if before.get(i) != after.get(i)}
-        self._log_membership(conn, name, changed, before, after)
+        """Derive the grants of ``ids`` again and store the difference; returns the records
+        whose (partner, owner) set changed."""
+        before = self._stored(conn, name, ids)
+        after: set[Grant] = set()
+        for batch in batches(ids):
+            after.update(self._own_rows(conn, name, batch))
+        return self._apply(conn, name, before, after)
+
+    def _apply(
+        self, conn: Connection, name: str, before: set[Grant], after: set[Grant]
+    ) -> set[str]:
+        """Store ``after`` in place of ``before`` (the grants of the same records), writing
+        only the rows that differ; logs partners entering and leaving; returns the records
+        whose (partner, owner) set changed."""
+        removed, added = before - after, after - before
+        if not removed and not added:
+            return set()
+        self._delete(conn, name, removed)
+        self._insert(conn, name, added)
+        touched = {g[0] for g in removed} | {g[0] for g in added}
+        old = _grants(g for g in before if g[0] in touched)
+        new = _grants(g for g in after if g[0] in touched)
+        changed = {i for i in touched if old.get(i) != new.get(i)}
+        self._log_membership(conn, name, changed, old, new)
         return changed
 
-    def _own_rows(self, conn: Connection, name: str, ids: list[str]) -> list[dict[str, Any]]:
+    def _own_rows(self, conn: Connection, name: str, ids: list[str]) -> set[Grant]:
         rule = self.rules.rule(name)
         mirrored = self.table(name)
         if rule is None or mirrored is None or rule.public:
-            return []
-        rows: list[dict[str, Any]] = []
+            return set()
+        rows: set[Grant] = set()
         for path in rule.paths:
             if path.kind in ("self", "direct"):
-                rows += self._direct_rows(conn, mirrored, path, ids, rule.owner_field)
+                rows |= self._direct_rows(conn, mirrored, path, ids, rule.owner_field)
             elif path.kind == "parent":
-                rows += self._parent_rows(conn, mirrored, path, ids)
+                rows |= self._parent_rows(conn, mirrored, path, ids)
             else:
-                rows += self._child_rows(conn, mirrored, path, ids)
-        return _unique(rows)
+                rows |= self._child_rows(conn, mirrored, path, ids)
+        return rows
 
     def _direct_rows(
         self,
@@ -157,9 +171,9 @@ class AccessMaintainer:
         path: SlicePath,
         ids: list[str],
         owner_field: str | None,
-    ) -> list[dict[str, Any]]:
+    ) -> set[Grant]:
         t, key = mirrored.table, mirrored.table.c[mirrored.spec.key]
-        owner = t.c[owner_field] if owner_field else None
+        owner = t.c[owner_field] if owner_field and path.kind == "direct" else None
         if path.kind == "self":
             flag = self.rules.partner_flag
             partner = key
@@ -167,16 +181,18 @@ class AccessMaintainer:
         else:
             partner = t.c[path.field]
             condition = partner.is_not(None)
-        columns = [key, partner] + ([owner] if owner is not None and path.kind == "direct" else [])
-        query = select(*columns).where(key.in_(ids), t.c._deleted.is_(False), condition)
-        return [
-            self._row(path, row[0], row[1], row[2] if len(row) > 2 else None, "", "")
+        columns = [key, partner] + ([owner] if owner is not None else [])
+        query = select(*columns).where(
+            id_in(self.dialect, key, ids), t.c._deleted.is_(False), condition
+        )
+        return {
+            (row[0], row[1], (row[2] if owner is not None else None) or "", path.text, "", "")
             for row in conn.execute(query)
-        ]
+        }
 
     def _parent_rows(
         self, conn: Connection, mirrored: MirrorTable, path: SlicePath, ids: list[str]
-    ) -> list[dict[str, Any]]:
+    ) -> set[Grant]:
         t, key = mirrored.table, mirrored.table.c[mirrored.spec.key]
         fk = t.c[path.field]
         a = mirror_access.c
@@ -186,38 +202,37 @@ class AccessMaintainer:
                 mirror_access,
                 and_(a.source == self.source, a.object == path.other, a.record_id == fk),
             )
-            .where(key.in_(ids), t.c._deleted.is_(False))
+            .where(id_in(self.dialect, key, ids), t.c._deleted.is_(False))
             .distinct()
         )
-        return [
-            self._row(path, record_id, partner, owner, path.other, parent_id)
+        return {
+            (record_id, partner, owner or "", path.text, path.other, parent_id)
             for record_id, partner, owner, parent_id in conn.execute(query)
-        ]
+        }
 
     def _child_rows(
         self, conn: Connection, mirrored: MirrorTable, path: SlicePath, ids: list[str]
-    ) -> list[dict[str, Any]]:
+    ) -> set[Grant]:
         child = self.table(path.other)
         if child is None:
-            return []
-        t = mirrored.table
-        live = set(
-            conn.execute(
-                select(t.c[mirrored.spec.key]).where(
-                    t.c[mirrored.spec.key].in_(ids), t.c._deleted.is_(False)
-                )
-            ).scalars()
+            return set()
+        return self._contribution_rows(
+            conn, path, child, mirrored, id_in(self.dialect, child.table.c[path.field], ids)
         )
-        if not live:
-            return []
-        return self._contribution_rows(conn, path, child, child.table.c[path.field].in_(live))
 
     def _contribution_rows(
-        self, conn: Connection, path: SlicePath, child: MirrorTable, condition: Any
-    ) -> list[dict[str, Any]]:
+        self,
+        conn: Connection,
+        path: SlicePath,
+        child: MirrorTable,
+        parent: MirrorTable,
+        condition: Any,
+    ) -> set[Grant]:
+        """The grants children matching ``condition`` give their live parents via ``path``."""
         c: Table = child.table
         child_key = c.c[child.spec.key]
         fk = c.c[path.field]
+        p: Table = parent.table
         a = mirror_access.c
         query = (
             select(fk, a.partner_id, a.owner_id, child_key)
@@ -225,13 +240,13 @@ class AccessMaintainer:
                 mirror_access,
                 and_(a.source == self.source, a.object == path.other, a.record_id == child_key),
             )
-            .where(condition, c.c._deleted.is_(False), fk.is_not(None))
-            .distinct()
+            .join(p, and_(p.c[parent.spec.key] == fk, p.c._deleted.is_(False)))
+            .where(condition, c.c._deleted.is_(False))
         )
-        return [
-            self._row(path, target, partner, owner, path.other, child_id)
+        return {
+            (target, partner, owner or "", path.text, path.other, child_id)
             for target, partner, owner, child_id in conn.execute(query)
-        ]
+        }
 
     def _rederive_contributions(
         self, conn: Connection, path: SlicePath, child_ids: set[str]
@@ -242,39 +257,26 @@ class AccessMaintainer:
         if child is None or parent is None:
             return set()
         a = mirror_access.c
-        targets: set[str] = set()
-        scope = (a.source == self.source, a.object == path.object, a.path == path.text)
-        for batch in chunks(child_ids):
-            targets |= set(
-                conn.execute(
-                    select(a.record_id).where(
-                        *scope, a.via_object == path.other, a.via_id.in_(batch)
-                    )
-                ).scalars()
+        given: set[Grant] = set()
+        giving: set[Grant] = set()
+        for batch in batches(child_ids):
+            query = select(*(a[c] for c in GRANT_COLUMNS)).where(
+                a.source == self.source,
+                a.object == path.object,
+                a.path == path.text,
+                a.via_object == path.other,
+                id_in(self.dialect, a.via_id, batch),
             )
-            fk = child.table.c[path.field]
-            key = child.table.c[child.spec.key]
-            targets |= {t for t in conn.execute(select(fk).where(key.in_(batch))).scalars() if t}
-        before = self.grants(conn, path.object, targets)
-        parent_key = parent.table.c[parent.spec.key]
-        live_parents = {
-            i
-            for batch in chunks(targets)
-            for i in conn.execute(
-                select(parent_key).where(parent_key.in_(batch), parent.table.c._deleted.is_(False))
-            ).scalars()
-        }
-        for batch in chunks(child_ids):
-            conn.execute(
-                delete(mirror_access).where(*scope, a.via_object == path.other, a.via_id.in_(batch))
-            )
-            key = child.table.c[child.spec.key]
-            rows = self._contribution_rows(conn, path, child, key.in_(batch))
-            _insert(conn, [r for r in rows if r["record_id"] in live_parents])
-        after = self.grants(conn, path.object, targets)
-        changed = {i for i in targets if before.get(i) != after.get(i)}
-        self._log_membership(conn, path.object, changed, before, after)
-        return changed
+            given.update(tuple(row) for row in conn.execute(query))
+            condition = id_in(self.dialect, child.table.c[child.spec.key], batch)
+            giving |= self._contribution_rows(conn, path, child, parent, condition)
+        if given == giving:
+            return set()
+        targets = {g[0] for g in given ^ giving}
+        # the targets' other grants take part in deciding whether their partner set changed
+        before = self._stored(conn, path.object, targets)
+        after = (before - given) | giving
+        return self._apply(conn, path.object, before, {g for g in after if g[0] in targets})
 
     def _children(self, conn: Connection, path: SlicePath, parent_ids: set[str]) -> set[str]:
         child = self.table(path.object)
@@ -284,29 +286,29 @@ class AccessMaintainer:
         key = child.table.c[child.spec.key]
         return {
             i
-            for batch in chunks(parent_ids)
-            for i in conn.execute(select(key).where(fk.in_(batch))).scalars()
+            for batch in batches(parent_ids)
+            for i in conn.execute(select(key).where(id_in(self.dialect, fk, batch))).scalars()
         }
 
-    def _row(
-        self,
-        path: SlicePath,
-        record_id: str,
-        partner: str,
-        owner: str | None,
-        via_object: str,
-        via_id: str,
-    ) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "object": path.object,
-            "record_id": record_id,
-            "partner_id": partner,
-            "owner_id": owner or "",
-            "path": path.text,
-            "via_object": via_object,
-            "via_id": via_id,
-        }
+    def _insert(self, conn: Connection, name: str, rows: Iterable[Grant]) -> None:
+        values = [
+            {"source": self.source, "object": name, **dict(zip(GRANT_COLUMNS, row, strict=True))}
+            for row in rows
+        ]
+        if values:
+            conn.execute(insert(mirror_access), values)
+
+    def _delete(self, conn: Connection, name: str, rows: Iterable[Grant]) -> None:
+        a = mirror_access.c
+        values = [{f"g_{c}": v for c, v in zip(GRANT_COLUMNS, row, strict=True)} for row in rows]
+        if not values:
+            return
+        statement = delete(mirror_access).where(
+            a.source == self.source,
+            a.object == name,
+            *(a[c] == bindparam(f"g_{c}") for c in GRANT_COLUMNS),
+        )
+        conn.execute(statement, values)
 
     def _log_membership(
         self, conn: Connection, name: str, changed: set[str], before: Grants, after: Grants
@@ -335,9 +337,11 @@ class AccessMaintainer:
         key = mirrored.table.c[mirrored.spec.key]
         return {
             i
-            for batch in chunks(ids)
+            for batch in batches(ids)
             for i in conn.execute(
-                select(key).where(key.in_(batch), mirrored.table.c._deleted.is_(True))
+                select(key).where(
+                    id_in(self.dialect, key, batch), mirrored.table.c._deleted.is_(True)
+                )
             ).scalars()
         }
 
@@ -356,13 +360,8 @@ class AccessMaintainer:
         }
 
 
-def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+def _grants(rows: Iterable[Grant]) -> Grants:
+    found: dict[str, set[tuple[str, str]]] = {}
     for row in rows:
-        seen[tuple(row.values())] = row
-    return list(seen.values())
-
-
-def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(mirror_access), _unique(rows))
+        found.setdefault(row[0], set()).add((row[1], row[2]))
+    return {k: frozenset(v) for k, v in found.items()}

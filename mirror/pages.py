@@ -38,6 +38,7 @@ class PageOutcome:
     rejected: int = 0
     written_ids: list[str] = field(default_factory=list)
     deleted_ids: list[str] = field(default_factory=list)
+    changed_fields: dict[str, frozenset[str]] = field(default_factory=dict)
     initial: bool = False
 
     def add(self, other: PageOutcome) -> None:
@@ -162,6 +163,8 @@ def _write_records(
         outcome.updated += 1
         old = before[record_id]._mapping
         diff = field_changes(old, values, spec.field_names)
+        if not previous._deleted:
+            outcome.changed_fields[record_id] = frozenset(diff)
         if reconciled and reconciled.confirmed_fields and set(diff) <= system:
             continue  # the echo of our own write: not a change made in the CRM
         op = "undelete" if previous._deleted else "update"

@@ -100,6 +100,18 @@ class VisibilityRules:
             if p.kind == "child" and p.other == name
         ]
 
+    def access_fields(self, name: str) -> frozenset[str]:
+        """The fields of ``name`` its records' grants, or the grants they give, are read from:
+        an update that changes none of them changes no grant."""
+        rule = self.rule(name)
+        own = [p.field for p in rule.paths if p.kind in ("direct", "parent")] if rule else []
+        if rule is not None and rule.owner_field:
+            own.append(rule.owner_field)
+        if name == self.partner_object and self.partner_flag:
+            own.append(self.partner_flag)
+        given = [p.field for p in self.child_paths_from(name)]
+        return frozenset(own + given)
+
     def parent_paths_from(self, name: str) -> list[SlicePath]:
         """Paths on other objects that make them visible through a ``name`` parent."""
         return [
