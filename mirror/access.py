@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select
 
 from mirror import rls
+from mirror.bulk import execute_many
 from mirror.idsets import batches, id_in
 from mirror.pages import PageOutcome
 from mirror.store import MirrorTable, Store, utcnow
@@ -55,8 +56,10 @@ class AccessMaintainer:
             if (fields := outcome.changed_fields.get(record_id)) is None or fields & relevant
         ]
         changed += outcome.deleted_ids
+        # an object's first backfill logs no inserts; its records enter the slices as quietly
+        silent = frozenset(outcome.written_ids) if outcome.initial else frozenset()
         if changed:
-            self.refresh(conn, name, changed)
+            self.refresh(conn, name, changed, silent=silent)
 
     def table(self, name: str) -> MirrorTable | None:
         """The mirrored table of ``name``, or ``None`` before it is first synced."""
@@ -65,8 +68,15 @@ class AccessMaintainer:
         except KeyError:
             return None
 
-    def refresh(self, conn: Connection, name: str, ids: Iterable[str]) -> None:
-        """Re-derive the grants of ``ids`` and of everything that depends on them."""
+    def refresh(
+        self,
+        conn: Connection,
+        name: str,
+        ids: Iterable[str],
+        silent: frozenset[str] = frozenset(),
+    ) -> None:
+        """Re-derive the grants of ``ids`` and of everything that depends on them; records of
+        ``name`` in ``silent`` enter partners' slices without an "enter" change."""
         work: deque[tuple[str, set[str], set[str]]] = deque([(name, set(ids), set())])
         while work:
             current, record_ids, forced = work.popleft()
@@ -77,7 +87,8 @@ class AccessMaintainer:
             if forced == record_ids:
                 changed = forced
             else:
-                changed = self._rederive(conn, current, record_ids) | forced
+                quiet = silent if current == name else frozenset()
+                changed = self._rederive(conn, current, record_ids, quiet) | forced
             for path in self.rules.child_paths_from(current):
                 targets = self._rederive_contributions(conn, path, record_ids)
                 if targets:
@@ -122,17 +133,24 @@ class AccessMaintainer:
             found.update(tuple(row) for row in conn.execute(query))
         return found
 
-    def _rederive(self, conn: Connection, name: str, ids: set[str]) -> set[str]:
+    def _rederive(
+        self, conn: Connection, name: str, ids: set[str], silent: frozenset[str] = frozenset()
+    ) -> set[str]:
         """Derive the grants of ``ids`` again and store the difference; returns the records
         whose (partner, owner) set changed."""
         before = self._stored(conn, name, ids)
         after: set[Grant] = set()
         for batch in batches(ids):
             after.update(self._own_rows(conn, name, batch))
-        return self._apply(conn, name, before, after)
+        return self._apply(conn, name, before, after, silent)
 
     def _apply(
-        self, conn: Connection, name: str, before: set[Grant], after: set[Grant]
+        self,
+        conn: Connection,
+        name: str,
+        before: set[Grant],
+        after: set[Grant],
+        silent: frozenset[str] = frozenset(),
     ) -> set[str]:
         """Store ``after`` in place of ``before`` (the grants of the same records), writing
         only the rows that differ; logs partners entering and leaving; returns the records
@@ -146,7 +164,7 @@ class AccessMaintainer:
         old = _grants(g for g in before if g[0] in touched)
         new = _grants(g for g in after if g[0] in touched)
         changed = {i for i in touched if old.get(i) != new.get(i)}
-        self._log_membership(conn, name, changed, old, new)
+        self._log_membership(conn, name, changed, old, new, silent)
         return changed
 
     def _own_rows(self, conn: Connection, name: str, ids: list[str]) -> set[Grant]:
@@ -295,8 +313,7 @@ class AccessMaintainer:
             {"source": self.source, "object": name, **dict(zip(GRANT_COLUMNS, row, strict=True))}
             for row in rows
         ]
-        if values:
-            conn.execute(insert(mirror_access), values)
+        execute_many(conn, insert(mirror_access), values)
 
     def _delete(self, conn: Connection, name: str, rows: Iterable[Grant]) -> None:
         a = mirror_access.c
@@ -308,24 +325,36 @@ class AccessMaintainer:
             a.object == name,
             *(a[c] == bindparam(f"g_{c}") for c in GRANT_COLUMNS),
         )
-        conn.execute(statement, values)
+        execute_many(conn, statement, values)
 
     def _log_membership(
-        self, conn: Connection, name: str, changed: set[str], before: Grants, after: Grants
+        self,
+        conn: Connection,
+        name: str,
+        changed: set[str],
+        before: Grants,
+        after: Grants,
+        silent: frozenset[str],
     ) -> None:
         events = []
         now = utcnow()
-        deleted = self._deleted(conn, name, changed)
+        entered: dict[str, set[str]] = {}
+        left: dict[str, set[str]] = {}
         for record_id in sorted(changed):
             old = {p for p, _ in before.get(record_id, ())}
             new = {p for p, _ in after.get(record_id, ())}
-            for partner in sorted(new - old):
+            if new - old and record_id not in silent:
+                entered[record_id] = new - old
+            if old - new:
+                left[record_id] = old - new
+        deleted = self._deleted(conn, name, set(left))
+        for record_id in sorted(changed):
+            for partner in sorted(entered.get(record_id, ())):
                 events.append(self._event(name, record_id, "enter", partner, now))
             gone = "delete" if record_id in deleted else "leave"
-            for partner in sorted(old - new):
+            for partner in sorted(left.get(record_id, ())):
                 events.append(self._event(name, record_id, gone, partner, now))
-        if events:
-            conn.execute(insert(mirror_changes), events)
+        execute_many(conn, insert(mirror_changes), events)
         if changed and conn.dialect.name == "postgresql":
             rls.track_partner_changes(conn, self.rules, self.table(name), changed)
 

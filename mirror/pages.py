@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, update
 
+from mirror.bulk import execute_many
 from mirror.diff import Policy, field_changes
 from mirror.outbox import fail_open_edits
 from mirror.reconcile import PolicyOf, reconcile
@@ -171,7 +172,7 @@ def _write_records(
         changes.append(_change(spec.source, spec.name, record_id, op, diff, now, ctx))
     store.upsert(conn, table, rows)
     if changes:
-        conn.execute(insert(mirror_changes), changes)
+        execute_many(conn, insert(mirror_changes), changes)
 
 
 def _write_tombstones(
@@ -203,7 +204,7 @@ def _write_tombstones(
         for record_id in live
     ]
     if changes:
-        conn.execute(insert(mirror_changes), changes)
+        execute_many(conn, insert(mirror_changes), changes)
     fail_open_edits(
         conn,
         spec.source,

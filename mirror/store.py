@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 
+from mirror.bulk import execute_many
 from mirror.errors import ConfigError
 from mirror.records import RecordChecker
 from mirror.schema import Migration, field_from_json, plan_migration, spec_from_json, spec_to_json
@@ -262,7 +263,7 @@ class Store:
             )
         else:
             statement = insert.on_conflict_do_nothing(index_elements=keys)
-        conn.execute(statement, list(rows))
+        execute_many(conn, statement, rows)
 
     def rows_by_id(
         self, conn: Connection, table: Table, key: str, ids: Iterable[str], columns: Sequence[str]
