@@ -83,6 +83,8 @@ def _date(value: Any) -> dt.date:
 
 
 def _datetime(value: Any) -> dt.datetime:
+    if type(value) is dt.datetime and value.tzinfo is dt.UTC:
+        return value
     if isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value)
@@ -126,6 +128,17 @@ CONVERTERS: dict[FieldType, Converter] = {
     FieldType.TIME: _time,
     FieldType.JSON: _any,
 }
+# values of exactly this Python type need no conversion (floats do: NaN and infinities)
+ALREADY_CLEAN: dict[FieldType, type] = {
+    FieldType.ID: str,
+    FieldType.REFERENCE: str,
+    FieldType.STRING: str,
+    FieldType.TEXT: str,
+    FieldType.BOOLEAN: bool,
+    FieldType.INTEGER: int,
+    FieldType.DATE: dt.date,
+    FieldType.TIME: dt.time,
+}
 
 
 class RecordChecker:
@@ -135,16 +148,19 @@ class RecordChecker:
         self.key = spec.key
         self.cursor = spec.cursor_field
         self.fields = [(f.name, CONVERTERS[f.type]) for f in spec.fields]
+        self._checks = [
+            (f.name, CONVERTERS[f.type], ALREADY_CLEAN.get(f.type)) for f in spec.fields
+        ]
 
     def clean(self, record: Record) -> Record:
         """The record with every field present and typed; raises ``BadValue`` naming the field."""
         if not record.get(self.key):
             raise BadValue(f"the record has no {self.key}")
         cleaned: Record = {}
-        for name, convert in self.fields:
+        for name, convert, clean_type in self._checks:
             value = record.get(name)
-            if value is None:
-                cleaned[name] = None
+            if value is None or type(value) is clean_type:
+                cleaned[name] = value
                 continue
             try:
                 cleaned[name] = convert(value)
