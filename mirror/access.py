@@ -16,14 +16,14 @@ policies of ``mirror.rls`` compare) follows ``mirror_access`` in the same transa
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select
 
 from mirror import rls
 from mirror.bulk import execute_many
-from mirror.idsets import batches, id_in
+from mirror.idsets import BATCH, batches, id_in
 from mirror.pages import PageOutcome
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import mirror_access, mirror_changes
@@ -107,10 +107,7 @@ class AccessMaintainer:
             mirrored = self.table(name)
             if mirrored is None or self.rules.rule(name) is None:
                 continue
-            key = mirrored.table.c[mirrored.spec.key]
-            live = select(key).where(mirrored.table.c._deleted.is_(False))
-            ids = list(conn.execute(live).scalars())
-            for batch in batches(ids):
+            for batch in _live_id_batches(conn, mirrored):
                 rows = self._own_rows(conn, name, batch)
                 self._insert(conn, name, rows)
                 total += len(rows)
@@ -387,6 +384,24 @@ class AccessMaintainer:
             "run_id": None,
             "partner_id": partner,
         }
+
+
+def _live_id_batches(conn: Connection, mirrored: MirrorTable) -> Iterator[list[str]]:
+    """The live ids of ``mirrored`` in key order, a batch at a time (memory stays flat)."""
+    key = mirrored.table.c[mirrored.spec.key]
+    after = ""
+    while True:
+        query = (
+            select(key)
+            .where(mirrored.table.c._deleted.is_(False), key > after)
+            .order_by(key)
+            .limit(BATCH)
+        )
+        batch = list(conn.execute(query).scalars())
+        if not batch:
+            return
+        yield batch
+        after = batch[-1]
 
 
 def _grants(rows: Iterable[Grant]) -> Grants:
