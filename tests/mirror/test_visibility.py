@@ -168,3 +168,40 @@ def test_a_deleted_record_leaves_the_feed_as_a_delete(org: Org) -> None:
     ops = {(c["object"], c["record_id"]): c["op"] for c in view.changes(since=start).changes}
     assert ops[("Opportunity", "o2")] == "delete"
     assert ops[("Account", "C2")] == "leave"
+
+
+def test_edits_outside_the_slice_fields_leave_the_access_table_alone(org: Org) -> None:
+    assert org.rules.access_fields("Opportunity") == {"PartnerAccountId", "OwnerId", "AccountId"}
+    assert org.rules.access_fields("Account") == {"IsPartner"}
+    before = org.access_rows()
+    with org.store.engine.connect() as conn:
+        conn.exec_driver_sql("DELETE FROM mirror_access WHERE record_id = 'l1'")
+        conn.commit()
+    org.put("Opportunity", "o1", Amount=99.0, Name="renamed")
+    org.sync()
+    # the grant removed behind the engine's back stays removed: o1 was not re-derived
+    assert org.access_rows() == {row for row in before if row[2] != "l1"}
+    org.put("Opportunity", "o1", OwnerId="UP2")
+    org.sync()
+    assert org.access_rows() != before
+    assert_consistent(org)
+
+
+def test_a_first_backfill_enters_slices_without_enter_events(db_url: str) -> None:
+    org = Org(db_url)
+    try:
+        build_small_org(org)
+        feed = org.view("P1").changes()
+        assert [
+            c for c in feed.changes if c["op"] == "enter" and c["object"] == "Opportunity"
+        ] == []
+        org.put("Opportunity", "o2", PartnerAccountId="P1")
+        org.sync()
+        entered = {
+            (c["object"], c["record_id"])
+            for c in org.view("P1").changes(since=feed.cursor).changes
+            if c["op"] == "enter"
+        }
+        assert ("Opportunity", "o2") in entered
+    finally:
+        org.close()
