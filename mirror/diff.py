@@ -25,6 +25,8 @@ def field_changes(
     changes: FieldChanges = {}
     for name in fields:
         before, after = old.get(name), new.get(name)
+        if before == after:  # equal values never differ, whichever comparison _differs picks
+            continue
         if _differs(before, after):
             changes[name] = (before, after)
     return changes

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, insert, update
 
 from mirror.bulk import execute_many
 from mirror.diff import Policy, field_changes
+from mirror.idsets import batches, id_in
 from mirror.outbox import fail_open_edits
 from mirror.reconcile import PolicyOf, reconcile
 from mirror.records import BadValue, json_safe
@@ -194,9 +195,12 @@ def _write_tombstones(
     ]
     now = utcnow()
     key = table.c[spec.key]
-    for start in range(0, len(live), 500):
-        chunk = live[start : start + 500]
-        conn.execute(update(table).where(key.in_(chunk)).values(_deleted=True, _synced_at=now))
+    for batch in batches(live):
+        conn.execute(
+            update(table)
+            .where(id_in(store.dialect, key, batch))
+            .values(_deleted=True, _synced_at=now)
+        )
     changes = [
         _change(
             spec.source, spec.name, record_id, "delete", _merge_note(by_id[record_id]), now, ctx

@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from mirror.bulk import execute_many
 from mirror.errors import ConfigError
+from mirror.idsets import batches, id_in
 from mirror.records import RecordChecker
 from mirror.schema import Migration, field_from_json, plan_migration, spec_from_json, spec_to_json
 from mirror.tables import (
@@ -34,8 +35,6 @@ from mirror.tables import (
     object_table,
 )
 from mirror.types import Checkpoint, FieldSpec, ObjectSpec
-
-ID_CHUNK = 500
 
 
 def utcnow() -> dt.datetime:
@@ -272,9 +271,9 @@ class Store:
         found: dict[str, Any] = {}
         wanted = list(ids)
         selected = [table.c[key], *(table.c[name] for name in columns)]
-        for start in range(0, len(wanted), ID_CHUNK):
-            chunk = wanted[start : start + ID_CHUNK]
-            for row in conn.execute(select(*selected).where(table.c[key].in_(chunk))):
+        for batch in batches(wanted):
+            query = select(*selected).where(id_in(self.dialect, table.c[key], batch))
+            for row in conn.execute(query):
                 found[row[0]] = row
         return found
 
