@@ -5,6 +5,8 @@
 - Backfill: objects above ``bulk_threshold`` records go through one Bulk API 2.0 query job,
   resumable at its results locator (``salesforce_bulk``); smaller ones through paged REST
   queries with a closed-range cursor (``salesforce_read``).
+- Split backfills (``RangeReader``): record-id ranges found with ``COUNT()`` queries, each
+  bounded by the newest SystemModstamp at the start (``salesforce_range_read``).
 - Incremental: ``queryAll`` from the cursor (deleted rows become tombstones, merge losers point
   at their master), plus getDeleted since the last check; when Salesforce no longer remembers
   deletes that far back, the first page asks the engine for an id sweep.
@@ -24,9 +26,11 @@ import requests
 from adapters.salesforce_bulk import bulk_backfill, bulk_ids
 from adapters.salesforce_client import SalesforceConnection
 from adapters.salesforce_cursor import CursorTracker
+from adapters.salesforce_range_read import plan_ranges, range_pages
 from adapters.salesforce_read import (
     DeletedCheck,
     check_deleted,
+    first_query,
     rest_ids,
     rest_pages,
     select_soql,
@@ -34,6 +38,7 @@ from adapters.salesforce_read import (
 from adapters.salesforce_settings import SalesforceSettings
 from adapters.salesforce_types import RecordConverter, mirrorable_objects, object_spec, to_18
 from adapters.salesforce_write import CollectionWriter
+from mirror.adapter import RangePlan
 from mirror.errors import ConfigError
 from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResult
 
@@ -95,6 +100,17 @@ class SalesforceAdapter:
         else:
             yield from self._incremental(spec, since)
 
+    def plan_ranges(self, spec: ObjectSpec, parts: int, min_records: int) -> RangePlan | None:
+        """Record-id ranges splitting the backfill of ``spec`` (``None`` below
+        ``min_records`` records)."""
+        return plan_ranges(self.connection, spec, parts, min_records)
+
+    def read_range(
+        self, spec: ObjectSpec, plan: RangePlan, index: int, since: Checkpoint | None
+    ) -> Iterator[Page]:
+        """Pages of one id range of ``plan`` after ``since``, through paged REST queries."""
+        return range_pages(self.connection, spec, plan, index, since)
+
     def read_ids(self, spec: ObjectSpec) -> Iterator[list[str]]:
         """Every live id, in batches (through Bulk API 2.0 for large objects)."""
         if self.connection.count(spec.name) > self.settings.bulk_threshold:
@@ -135,15 +151,21 @@ class SalesforceAdapter:
         if since is not None and since.state.get("bulk_job"):
             return bulk_backfill(self.connection, spec, since)
         resuming = since is not None and since.cursor is not None
-        if not resuming and self.connection.count(spec.name) > self.settings.bulk_threshold:
-            return bulk_backfill(self.connection, spec, None)
+        tracker = CursorTracker.from_checkpoint(since)
+        first = None
+        if not resuming:
+            # the query's own totalSize picks the API: no separate COUNT() call per object
+            first = first_query(self.connection, spec, tracker, include_deleted=False)
+            if int(first.get("totalSize", 0)) > self.settings.bulk_threshold:
+                return bulk_backfill(self.connection, spec, None)
         return rest_pages(
             self.connection,
             spec,
-            CursorTracker.from_checkpoint(since),
+            tracker,
             phase="backfill",
             include_deleted=resuming,
             state={},
+            first_answer=first,
         )
 
     def _incremental(self, spec: ObjectSpec, since: Checkpoint) -> Iterator[Page]:

@@ -125,20 +125,18 @@ def rest_pages(
     include_deleted: bool,
     state: Mapping[str, Any],
     deleted_check: Callable[[datetime | None], DeletedCheck] | None = None,
+    first_answer: Mapping[str, Any] | None = None,
 ) -> Iterator[Page]:
     """Pages of ``spec`` from the tracker's cursor on; the last one is phase ``incremental``.
 
     ``deleted_check``, if given, runs once the first batch has been taken in and gets the
     newest cursor value seen (the org's clock is at least that); its tombstones and sweep flag
     go on the first page and its ``checked_until`` into every checkpoint's ``deleted_checked``.
+    ``first_answer`` is the query's first answer when the caller has already asked it.
     """
     builder = PageBuilder(spec, RecordConverter(spec), tracker)
     restarts = 0
-    result = conn.query(
-        select_soql(spec, tracker.where(spec.cursor_field)),
-        include_deleted=include_deleted,
-        action=f"reading {spec.name}",
-    )
+    result = first_answer or first_query(conn, spec, tracker, include_deleted)
     extra: list[Tombstone] = []
     sweep = False
     first = True
@@ -169,6 +167,18 @@ def rest_pages(
                 include_deleted=True,
                 action=f"re-reading {spec.name}",
             )
+
+
+def first_query(
+    conn: SalesforceConnection, spec: ObjectSpec, tracker: CursorTracker, include_deleted: bool
+) -> Mapping[str, Any]:
+    """The first answer of the object's paged query from the tracker's cursor on (its
+    ``totalSize`` says how many records the whole query holds)."""
+    return conn.query(
+        select_soql(spec, tracker.where(spec.cursor_field)),
+        include_deleted=include_deleted,
+        action=f"reading {spec.name}",
+    )
 
 
 def check_deleted(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResult
 
@@ -54,4 +55,42 @@ class CrmAdapter(Protocol):
 
     def api_calls(self) -> int:
         """How many HTTP requests this adapter has made to the CRM so far."""
+        ...
+
+
+@dataclass(frozen=True)
+class RangePlan:
+    """One object's backfill split into ranges that workers can read independently.
+
+    ``bounds`` holds each range's ``(lower, upper)`` in the adapter's own terms (ids, dates;
+    ``None``: open). ``after`` is the object's checkpoint once every range has been read: it
+    starts the incremental phase from the watermark the ranges were bounded by, so a change
+    made during the backfill is read then. ``state`` carries what every range read needs.
+    """
+
+    bounds: tuple[tuple[str | None, str | None], ...]
+    after: Checkpoint
+    state: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class RangeReader(Protocol):
+    """Optional: an adapter that can split one object's backfill into ranges.
+
+    The engine checks for it with ``isinstance``; adapters without it backfill every object
+    in one read.
+    """
+
+    def plan_ranges(self, spec: ObjectSpec, parts: int, min_records: int) -> RangePlan | None:
+        """Split the backfill of ``spec`` into about ``parts`` ranges, or ``None`` when the
+        object has fewer than ``min_records`` records (a single read is cheaper)."""
+        ...
+
+    def read_range(
+        self, spec: ObjectSpec, plan: RangePlan, index: int, since: Checkpoint | None
+    ) -> Iterator[Page]:
+        """Pages of range ``index`` of ``plan`` after ``since`` (``None``: from its start).
+
+        Every page carries the range's own checkpoint; the last one is in phase ``"done"``.
+        """
         ...

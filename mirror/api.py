@@ -8,6 +8,8 @@ an app may also pass ready-made adapters to ``Mirror.open``.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,9 +27,11 @@ from mirror.config import MirrorConfig, load_config
 from mirror.conflicts import list_conflicts, resolve_conflict
 from mirror.diff import Policy, field_changes
 from mirror.errors import AccessDenied, ConfigError
+from mirror.leases import Leases
 from mirror.outbox import open_entries
 from mirror.pages import PageHook
 from mirror.partner import PartnerView
+from mirror.ranges import plan_of
 from mirror.registrations import Registrations, RegistrationSettings
 from mirror.rls import SecurityReport
 from mirror.schema import apply_schema, load_crm_schema
@@ -148,26 +152,19 @@ class Mirror:
         restart: bool = False,
         progress: ProgressCallback | None = None,
         stop: threading.Event | None = None,
+        leases: Leases | None = None,
     ) -> list[RunResult]:
         """Bring objects up to date (backfilling those never synced); one run per object.
         When ``stop`` is set, the object being synced ends after its current page and no
-        further object starts."""
+        further object starts. The ranges of split backfills (``[sync] backfill_ranges``) are
+        read under ``leases`` (default: this process's own), so daemon workers reading the
+        same backfill keep theirs."""
+        leases = leases or Leases(self.store, _process_holder(), self.config.daemon.lease_seconds)
         results = []
         for source in sources or self.config.sources:
             names = list(objects or self.object_names(source))
             specs = {name: self.spec(source, name, refresh=True) for name in names}
-            rules = self.visibility(source)
-            validate_rules(rules, specs)
-            registrations = self.registrations(source)
-            extra = [registrations.on_page] if registrations else []
-            puller = Puller(
-                self.store,
-                self.adapter(source),
-                prefetch_pages=self.config.sync.prefetch_pages,
-                hooks=[*self.hooks, AccessMaintainer(self.store, rules), *extra],
-                indexes=_path_indexes(rules),
-                policy_of=self.policy_of(source),
-            )
+            puller = self._puller(source, specs, leases)
             for name in names:
                 if stop is not None and stop.is_set():
                     break
@@ -178,6 +175,52 @@ class Mirror:
                     result.swept += puller.sweep(self.store.mirrored(source, name), result.run_id)
                 results.append(result)
         return results
+
+    def join_backfills(
+        self,
+        source: str,
+        leases: Leases,
+        *,
+        progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[RunResult]:
+        """Read free ranges of the source's split backfills (planned by any worker, or left
+        by a dead one); objects without a split backfill in progress are not touched."""
+        names = [n for n in self.object_names(source) if self._split_backfill(source, n)]
+        if not names:
+            return []
+        specs = {name: self.spec(source, name) for name in names}
+        puller = self._puller(source, specs, leases)
+        results = []
+        for name in names:
+            if stop is not None and stop.is_set():
+                break
+            result = puller.join_backfill(specs[name], progress=progress, stop=stop)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def _split_backfill(self, source: str, name: str) -> bool:
+        return plan_of(self.store.load_checkpoint(source, name)) is not None
+
+    def _puller(
+        self, source: str, specs: Mapping[str, ObjectSpec], leases: Leases | None
+    ) -> Puller:
+        rules = self.visibility(source)
+        validate_rules(rules, specs)
+        registrations = self.registrations(source)
+        extra = [registrations.on_page] if registrations else []
+        return Puller(
+            self.store,
+            self.adapter(source),
+            prefetch_pages=self.config.sync.prefetch_pages,
+            hooks=[*self.hooks, AccessMaintainer(self.store, rules), *extra],
+            indexes=_path_indexes(rules),
+            policy_of=self.policy_of(source),
+            backfill_ranges=self.config.sync.backfill_ranges,
+            range_min_records=self.config.sync.backfill_range_min_records,
+            leases=leases,
+        )
 
     def policy_of(self, source: str) -> Callable[[str, str], Policy]:
         """The conflict policy of each object field of ``source`` (``manual`` by default)."""
@@ -494,3 +537,7 @@ def _path_indexes(rules: VisibilityRules) -> dict[str, tuple[str, ...]]:
             elif path.kind == "child" and path.other and path.field:
                 wanted.setdefault(path.other, set()).add(path.field)
     return {name: tuple(sorted(fields)) for name, fields in wanted.items()}
+
+
+def _process_holder() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"

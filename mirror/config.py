@@ -52,6 +52,12 @@ class SyncConfig(_Strict):
     push_batch_size: int = Field(default=10_000, ge=1, le=50_000)
     push_max_attempts: int = Field(default=8, ge=1, le=50)
     push_retry_delay: float = Field(default=1.0, ge=0, le=600)
+    backfill_ranges: int = Field(
+        default=1, ge=1, le=256, description="ranges one object's backfill is split into"
+    )
+    backfill_range_min_records: int = Field(
+        default=50_000, ge=0, description="objects with fewer records are backfilled whole"
+    )
 
 
 class DaemonConfig(_Strict):
@@ -63,6 +69,9 @@ class DaemonConfig(_Strict):
     audit_cron: str = Field(default="30 3 * * 0", description="crontab: the self-audit")
     jitter: float = Field(default=5.0, ge=0, description="random seconds added to each run")
     lease_seconds: float = Field(default=300.0, gt=0)
+    range_interval: float = Field(
+        default=5.0, gt=0, description="seconds between looks for backfill ranges to work"
+    )
     worker_id: str | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0: no endpoint")

@@ -1,14 +1,16 @@
 """The sync daemon: APScheduler jobs per source and object, shared out by leases.
 
 Jobs: an incremental sync of every object every ``sync_interval`` seconds, the pusher every
-``push_interval``, the delete sweep and the self-audit on cron schedules, and a metrics refresh.
-Each job runs under a lease in the store (``mirror.leases``), so several daemons sharing one
-PostgreSQL store split the objects between them and take over a dead worker's work when its
-lease expires; one job never overlaps itself (``max_instances=1``, ``coalesce``), and runs are
-jittered. SIGTERM or SIGINT finish the page being written, commit, and exit; a restart resumes
-from the checkpoints. Before each CRM job the org's API budget, as the CRM's own usage headers
-report it, is checked: the daemon leaves ``api_reserve`` of the daily limit free for the
-vendor's people and waits for the quota to reset.
+``push_interval``, a look for free ranges of split backfills every ``range_interval``, the
+delete sweep and the self-audit on cron schedules, and a metrics refresh. Each job runs under a
+lease in the store (``mirror.leases``), so several daemons sharing one PostgreSQL store split
+the objects (and the ranges of one object's split backfill, ``mirror.ranges``) between them and
+take over a dead worker's work when its lease expires; one job never overlaps itself
+(``max_instances=1``, ``coalesce``), and runs are jittered. SIGTERM or SIGINT finish the page
+being written, commit, and exit; a restart resumes from the checkpoints. Before each CRM job
+the org's API budget, as the CRM's own usage headers report it, is checked: the daemon leaves
+``api_reserve`` of the daily limit free for the vendor's people and waits for the quota to
+reset.
 """
 
 from __future__ import annotations
@@ -115,6 +117,15 @@ class Daemon:
                     **common,
                 )
             scheduler.add_job(
+                self.ranges_job,
+                "interval",
+                args=(source,),
+                seconds=s.range_interval,
+                jitter=min(s.jitter, s.range_interval),
+                id=f"ranges:{source}",
+                **common,
+            )
+            scheduler.add_job(
                 self.push_job,
                 "interval",
                 args=(source,),
@@ -169,7 +180,22 @@ class Daemon:
             job,
             source,
             lambda: self._record_sync(
-                self.mirror.sync([name], sources=[source], stop=local_stop, progress=renew)
+                self.mirror.sync(
+                    [name], sources=[source], stop=local_stop, progress=renew, leases=self.leases
+                )
+            ),
+        )
+
+    def ranges_job(self, source: str) -> None:
+        """Read free ranges of the source's split backfills, each under its own lease: how
+        this worker joins a backfill another planned, or takes over a dead worker's range."""
+        job = f"ranges:{source}"
+        if self.stopping.is_set() or self._over_budget(source, job):
+            return
+        self._guard(
+            job,
+            lambda: self._record_sync(
+                self.mirror.join_backfills(source, self.leases, stop=self.stopping)
             ),
         )
 

@@ -1,15 +1,16 @@
 """Leases: which worker does which piece of work, with expiry, in the store itself.
 
 Several daemon processes (on one machine or many) share one store. A piece of work (syncing
-one object, pushing one source's outbox) runs only under its lease; a lease that is not renewed
-expires, and another worker takes the work over. Taking a lease is one atomic upsert that only
-succeeds when the lease is free, expired, or already ours, so it works the same on SQLite and
-PostgreSQL without advisory locks.
+one object, pushing one source's outbox, reading one range of a split backfill) runs only under
+its lease; a lease that is not renewed expires, and another worker takes the work over. Taking a
+lease is one atomic upsert that only succeeds when the lease is free, expired, or already ours,
+so it works the same on SQLite and PostgreSQL without advisory locks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,6 +29,8 @@ class Leases:
         self.store = store
         self.holder = holder
         self.ttl = dt.timedelta(seconds=ttl_seconds)
+        self._claimed: set[str] = set()
+        self._claims = threading.Lock()
 
     def acquire(self, name: str) -> bool:
         """Take (or renew) the lease ``name``; ``False`` when another worker holds it."""
@@ -46,8 +49,24 @@ class Leases:
             holder = conn.execute(select(table.c.holder).where(table.c.name == name)).scalar()
         return holder == self.holder
 
+    def claim(self, name: str) -> bool:
+        """Take the lease ``name`` for one thread of this worker: ``False`` when another worker
+        holds it or another thread of ours has claimed it (``acquire`` renews it; ``release``
+        ends the claim)."""
+        with self._claims:
+            if name in self._claimed:
+                return False
+            self._claimed.add(name)
+        if self.acquire(name):
+            return True
+        with self._claims:
+            self._claimed.discard(name)
+        return False
+
     def release(self, name: str) -> None:
         """Give the lease up at once (only if we hold it)."""
+        with self._claims:
+            self._claimed.discard(name)
         with self.store.transaction() as conn:
             conn.execute(
                 update(mirror_leases)

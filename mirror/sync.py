@@ -5,6 +5,10 @@ apply each one with its checkpoint in one transaction. Reading the next page ove
 writing the current one (a bounded prefetch of ``prefetch_pages``), so a sync runs at the speed
 of the slower of the CRM and the store, not of both added up, while memory holds at most
 ``prefetch_pages + 1`` pages.
+
+A first backfill of a large object may instead be split into ranges that several workers read
+at once, each range with its own checkpoint and lease (``mirror.ranges``); the object moves to
+its incremental phase when the last range is done.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
-from mirror.adapter import CrmAdapter
+from mirror.adapter import CrmAdapter, RangePlan, RangeReader
+from mirror.leases import Leases
 from mirror.pages import PageContext, PageHook, PageOutcome, apply_page
+from mirror.ranges import RangeBook, RangeRow, RangeTaken, hooks_lock, plan_of, range_lease
 from mirror.reconcile import PolicyOf
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import mirror_changes, mirror_runs, mirror_sweep
-from mirror.types import ObjectSpec, Page
+from mirror.types import Checkpoint, ObjectSpec, Page
 
 log = logging.getLogger("prm_mirror.sync")
 ProgressCallback = Callable[[str, PageOutcome, Page], None]
@@ -57,13 +63,23 @@ class Puller:
         hooks: Sequence[PageHook] = (),
         indexes: Mapping[str, tuple[str, ...]] | None = None,
         policy_of: PolicyOf | None = None,
+        backfill_ranges: int = 1,
+        range_min_records: int = 0,
+        leases: Leases | None = None,
     ) -> None:
+        """``backfill_ranges`` above 1 splits large first backfills into ranges (see
+        ``mirror.ranges``); ``leases`` shares those ranges out between workers (without it,
+        this puller reads every open range itself)."""
         self.store = store
         self.policy_of = policy_of
         self.indexes = dict(indexes or {})
         self.adapter = adapter
         self.prefetch_pages = prefetch_pages
         self.hooks = tuple(hooks)
+        self.backfill_ranges = backfill_ranges
+        self.range_min_records = range_min_records
+        self.leases = leases
+        self.ranges = RangeBook(store)
 
     def sync_object(
         self,
@@ -79,36 +95,39 @@ class Puller:
         mirrored = self.store.prepare_object(spec, self.indexes.get(spec.name, ()))
         if restart:
             self.store.reset_checkpoint(spec.source, spec.name)
+            self.ranges.forget(spec.source, spec.name)
         since = self.store.load_checkpoint(spec.source, spec.name)
+        calls_before = self.adapter.api_calls()
+        if since is None:
+            since = self._plan(mirrored.spec)
+        plan = plan_of(since)
+        if since is not None and plan is not None:
+            return self._split_backfill(mirrored, plan, since, progress, stop, calls_before)
         kind = "incremental" if since is not None and since.phase == "incremental" else "backfill"
         first_backfill = since is None or kind == "backfill"
         result = RunResult(spec.source, spec.name, kind, self._start_run(spec, kind))
-        ctx = PageContext(result.run_id, log_inserts=not first_backfill, hooks=self.hooks)
-        if self.policy_of is not None:
-            ctx = dataclasses.replace(ctx, policy_of=self.policy_of)
-        calls_before = self.adapter.api_calls()
-        try:
-            for page in _prefetched(self.adapter.read(mirrored.spec, since), self.prefetch_pages):
-                if page.needs_sweep:
-                    result.swept += self.sweep(mirrored, ctx.run_id)
-                with self.store.transaction() as conn:
-                    outcome = apply_page(self.store, conn, mirrored, page, ctx)
-                result.pages += 1
-                result.totals.add(outcome)
-                if result.pages & (result.pages - 1) == 0:
-                    self.store.refresh_statistics(mirrored.table.name)
-                if progress is not None:
-                    progress(spec.name, outcome, page)
-                if stop is not None and stop.is_set():
-                    result.stopped = True
-                    break
-        except BaseException as exc:
-            result.api_calls = self.adapter.api_calls() - calls_before
-            self._finish_run(result, _status_of(exc), repr(exc)[:2000])
-            raise
-        result.api_calls = self.adapter.api_calls() - calls_before
-        self._finish_run(result, "stopped" if result.stopped else "ok", None)
-        return result
+        ctx = self._context(result.run_id, log_inserts=not first_backfill)
+        pages = self.adapter.read(mirrored.spec, since)
+        return self._run(
+            result, lambda: self._apply_pages(mirrored, pages, ctx, result, progress, stop)
+        )
+
+    def join_backfill(
+        self,
+        spec: ObjectSpec,
+        *,
+        progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None,
+    ) -> RunResult | None:
+        """Read the free ranges of ``spec``'s split backfill, if it has one (else ``None``):
+        how further workers join a backfill another worker planned, or take a dead one's
+        ranges over."""
+        since = self.store.load_checkpoint(spec.source, spec.name)
+        plan = plan_of(since)
+        if since is None or plan is None:
+            return None
+        mirrored = self.store.prepare_object(spec, self.indexes.get(spec.name, ()))
+        return self._split_backfill(mirrored, plan, since, progress, stop)
 
     def sweep(
         self, mirrored: MirrorTable, run_id: int | None = None, keep_staged: bool = False
@@ -152,6 +171,163 @@ class Puller:
                 conn.execute(delete(mirror_sweep).where(*scope))
         log.info("sweep of %s.%s marked %d records deleted", spec.source, spec.name, len(gone))
         return len(gone)
+
+    def _plan(self, spec: ObjectSpec) -> Checkpoint | None:
+        """Plan a split backfill when configured and the adapter can; the saved checkpoint."""
+        if self.backfill_ranges < 2 or not isinstance(self.adapter, RangeReader):
+            return None
+        plan = self.adapter.plan_ranges(spec, self.backfill_ranges, self.range_min_records)
+        if plan is None:
+            return None
+        log.info("backfill of %s.%s split into %d ranges", spec.source, spec.name, len(plan.bounds))
+        return self.ranges.start(spec, plan)
+
+    def _split_backfill(
+        self,
+        mirrored: MirrorTable,
+        plan: RangePlan,
+        since: Checkpoint,
+        progress: ProgressCallback | None,
+        stop: threading.Event | None,
+        calls_before: int | None = None,
+    ) -> RunResult:
+        spec = mirrored.spec
+        result = RunResult(spec.source, spec.name, "backfill", self._start_run(spec, "backfill"))
+        ctx = self._context(result.run_id, log_inserts=False)
+        ctx = dataclasses.replace(ctx, hooks=(hooks_lock(self.store), *ctx.hooks))
+
+        def work() -> None:
+            self._read_ranges(mirrored, plan, since, ctx, result, progress, stop)
+            if self.ranges.finish(spec.source, spec.name):
+                log.info("backfill of %s.%s complete in every range", spec.source, spec.name)
+
+        return self._run(result, work, calls_before)
+
+    def _read_ranges(
+        self,
+        mirrored: MirrorTable,
+        plan: RangePlan,
+        since: Checkpoint,
+        ctx: PageContext,
+        result: RunResult,
+        progress: ProgressCallback | None,
+        stop: threading.Event | None,
+    ) -> None:
+        """Read open ranges, each under its lease, until none is left free."""
+        spec = mirrored.spec
+        while stop is None or not stop.is_set():
+            worked = False
+            for row in self.ranges.open_ranges(spec.source, spec.name):
+                lease = range_lease(spec, row.number)
+                if self.leases is not None and not self.leases.claim(lease):
+                    continue
+                try:
+                    current = self.ranges.load(spec.source, spec.name, row.number)
+                    if current is None or current.done:
+                        continue
+                    pages_before = result.pages
+                    self._read_range(
+                        mirrored, plan, since, current, lease, ctx, result, progress, stop
+                    )
+                    # a range that yields no page would be claimed again and again
+                    worked = worked or result.pages > pages_before
+                finally:
+                    if self.leases is not None:
+                        self.leases.release(lease)
+                if result.stopped:
+                    return
+            if not worked:
+                return
+
+    def _read_range(
+        self,
+        mirrored: MirrorTable,
+        plan: RangePlan,
+        since: Checkpoint,
+        row: RangeRow,
+        lease: str,
+        ctx: PageContext,
+        result: RunResult,
+        progress: ProgressCallback | None,
+        stop: threading.Event | None,
+    ) -> None:
+        """Apply range ``row``'s pages, each with the range's checkpoint and the object's
+        unchanged one; ends early when its lease is lost or the run is asked to stop."""
+        assert isinstance(self.adapter, RangeReader)
+        spec = mirrored.spec
+        version = row.version
+        local_stop = threading.Event()
+
+        def advance(conn: Connection, page: Page) -> Page:
+            nonlocal version
+            version = self.ranges.advance(
+                conn, spec.source, spec.name, row.number, version, page.checkpoint
+            )
+            return dataclasses.replace(page, checkpoint=since)
+
+        def renew(name: str, outcome: PageOutcome, page: Page) -> None:
+            if progress is not None:
+                progress(name, outcome, page)
+            stopping = stop is not None and stop.is_set()
+            if stopping or (self.leases is not None and not self.leases.acquire(lease)):
+                local_stop.set()
+
+        pages = self.adapter.read_range(spec, plan, row.number, row.checkpoint)
+        try:
+            self._apply_pages(mirrored, pages, ctx, result, renew, local_stop, advance)
+        except RangeTaken as taken:
+            log.info("%s", taken)
+
+    def _context(self, run_id: int, *, log_inserts: bool) -> PageContext:
+        ctx = PageContext(run_id, log_inserts=log_inserts, hooks=self.hooks)
+        if self.policy_of is not None:
+            ctx = dataclasses.replace(ctx, policy_of=self.policy_of)
+        return ctx
+
+    def _run(
+        self, result: RunResult, work: Callable[[], None], calls_before: int | None = None
+    ) -> RunResult:
+        """Do ``work`` as run ``result``: its API calls (since ``calls_before``, default now)
+        and outcome go to ``mirror_runs``."""
+        if calls_before is None:
+            calls_before = self.adapter.api_calls()
+        try:
+            work()
+        except BaseException as exc:
+            result.api_calls = self.adapter.api_calls() - calls_before
+            self._finish_run(result, _status_of(exc), repr(exc)[:2000])
+            raise
+        result.api_calls = self.adapter.api_calls() - calls_before
+        self._finish_run(result, "stopped" if result.stopped else "ok", None)
+        return result
+
+    def _apply_pages(
+        self,
+        mirrored: MirrorTable,
+        pages: Iterator[Page],
+        ctx: PageContext,
+        result: RunResult,
+        progress: ProgressCallback | None,
+        stop: threading.Event | None,
+        prepare: Callable[[Connection, Page], Page] | None = None,
+    ) -> None:
+        """Apply ``pages`` one transaction each; ``prepare`` runs first in that transaction
+        and may replace the page applied."""
+        for page in _prefetched(pages, self.prefetch_pages):
+            if page.needs_sweep:
+                result.swept += self.sweep(mirrored, ctx.run_id)
+            with self.store.transaction() as conn:
+                applied = page if prepare is None else prepare(conn, page)
+                outcome = apply_page(self.store, conn, mirrored, applied, ctx)
+            result.pages += 1
+            result.totals.add(outcome)
+            if result.pages & (result.pages - 1) == 0:
+                self.store.refresh_statistics(mirrored.table.name)
+            if progress is not None:
+                progress(mirrored.spec.name, outcome, page)
+            if stop is not None and stop.is_set():
+                result.stopped = True
+                return
 
     def _start_run(self, spec: ObjectSpec, kind: str) -> int:
         with self.store.transaction() as conn:

@@ -241,6 +241,22 @@ mirror_leases = Table(
     Column("acquired_at", UtcDateTime, nullable=False),
 )
 
+mirror_ranges = Table(
+    "mirror_ranges",
+    engine_metadata,
+    Column("source", String(64), primary_key=True),
+    Column("object", String(128), primary_key=True),
+    Column("range_no", Integer, primary_key=True),
+    Column("lower", String(64)),
+    Column("upper", String(64)),
+    Column("phase", String(16), nullable=False),
+    Column("cursor", String(64)),
+    Column("ids_at_cursor", JSON, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 mirror_sweep = Table(
     "mirror_sweep",
     engine_metadata,

@@ -152,23 +152,29 @@ def test_the_self_audit_heals_what_the_sync_missed(db_url, box) -> None:
     mirror.close()
 
 
-def write_config(folder: Path, box: SalesforceSandbox, database: str, **daemon: Any) -> Path:
-    extra = "\n".join(
-        f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in daemon.items()
-    )
+def write_config(
+    folder: Path,
+    box: SalesforceSandbox,
+    database: str,
+    *,
+    sync: dict[str, Any] | None = None,
+    objects: list[str] = OBJECTS,
+    **daemon: Any,
+) -> Path:
     path = folder / "daemon.toml"
     path.write_text(f"""
 [store]
 database = "{database}"
 [sync]
 prefetch_pages = 0
+{_toml_lines(sync or {})}
 [daemon]
 metrics_port = 0
 log_format = "json"
-{extra}
+{_toml_lines(daemon)}
 [sources.salesforce]
 crm = "salesforce"
-objects = {json.dumps(OBJECTS)}
+objects = {json.dumps(objects)}
 login_url = "{box.base_url}"
 username = "{box.username}"
 password = "{box.password}"
@@ -176,6 +182,12 @@ security_token = "{box.security_token}"
 page_size = 200
 """)
     return path
+
+
+def _toml_lines(options: dict[str, Any]) -> str:
+    return "\n".join(
+        f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in options.items()
+    )
 
 
 def test_sigterm_finishes_the_page_and_a_restart_resumes(tmp_path, box) -> None:
@@ -305,3 +317,123 @@ def _caught_up(engine: Any, box: SalesforceSandbox, changed: list[str]) -> bool:
         return len(steps) == len(changed) and set(steps) == {"after the kill"}
     except Exception:
         return False
+
+
+SPLIT_OPPORTUNITIES = 3000
+
+
+@pytest.mark.postgres
+def test_three_workers_split_one_backfill_and_survive_one_killed(tmp_path) -> None:
+    if not PG_URL:
+        pytest.skip("PostgreSQL suite: set PRM_MIRROR_TEST_PG_URL")
+    from tests.conftest import fresh_database
+
+    with (
+        SalesforceSandbox(tmp_path / "sf.db", size=SPLIT_OPPORTUNITIES) as box,
+        fresh_database("postgresql") as database,
+    ):
+        config = write_config(
+            tmp_path,
+            box,
+            database,
+            sync={"backfill_ranges": 3, "backfill_range_min_records": 1000},
+            objects=["Account", "Opportunity"],
+            sync_interval=1.0,
+            jitter=0.0,
+            lease_seconds=2.0,
+            range_interval=0.5,
+            push_interval=60.0,
+        )
+        box.throttle(0.02)
+        workers = {
+            f"w{i}": subprocess.Popen(
+                [sys.executable, "-m", "cli", "-c", str(config), "daemon", "--worker-id", f"w{i}"],
+                cwd=ROOT,
+                stderr=subprocess.DEVNULL,
+            )
+            for i in range(3)
+        }
+        engine = create_engine(database)
+        try:
+            deadline = time.monotonic() + 60
+            victim = None
+            while time.monotonic() < deadline and victim is None:
+                victim = _busy_range_holder(engine)
+                time.sleep(0.05)
+            assert victim is not None, "no range was read"
+            workers[victim].send_signal(signal.SIGKILL)
+            workers[victim].wait(10)
+            box.advance_clock(5)
+            changed = box.ids("Opportunity")[::300]
+            for record_id in changed:
+                box.update("Opportunity", record_id, {"NextStep": "during the backfill"})
+            box.throttle(0)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and not _split_caught_up(engine, box, changed):
+                time.sleep(0.5)
+            assert _split_caught_up(engine, box, changed)
+            with engine.connect() as conn:
+                phase = conn.execute(
+                    text("SELECT phase FROM mirror_checkpoints WHERE object = 'Opportunity'")
+                ).scalar()
+                assert phase == "incremental"
+                assert conn.execute(text("SELECT COUNT(*) FROM mirror_ranges")).scalar() == 0
+                mirrored = dict(
+                    conn.execute(text('SELECT "Id", "Name" FROM salesforce__opportunity')).all()
+                )
+                duplicates = conn.execute(
+                    text(
+                        "SELECT object, record_id, op, partner_id FROM mirror_changes "
+                        "GROUP BY object, record_id, op, partner_id HAVING COUNT(*) > 1"
+                    )
+                ).all()
+                crm_changes = conn.execute(
+                    text(
+                        "SELECT record_id FROM mirror_changes WHERE object = 'Opportunity' "
+                        "AND origin = 'crm'"
+                    )
+                ).scalars()
+                # a change the range read itself is part of the backfill, not a change
+                assert set(crm_changes) <= set(changed)
+            assert duplicates == []
+            names = {i: box.get("Opportunity", i)["Name"] for i in box.ids("Opportunity")}
+            assert mirrored == names
+        finally:
+            box.throttle(0)
+            engine.dispose()
+            for worker in workers.values():
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
+            for worker in workers.values():
+                worker.wait(60)
+
+
+def _busy_range_holder(engine: Any) -> str | None:
+    """A worker holding the lease of a range it has already committed pages of."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                text(
+                    "SELECT l.holder FROM mirror_leases l JOIN mirror_ranges r "
+                    "ON l.name = 'backfill:salesforce:Opportunity:' || r.range_no "
+                    "WHERE r.version >= 1 AND r.phase <> 'done' AND l.expires_at > now() "
+                    "LIMIT 1"
+                )
+            ).scalar()
+    except Exception:
+        return None
+
+
+def _split_caught_up(engine: Any, box: SalesforceSandbox, changed: list[str]) -> bool:
+    try:
+        with engine.connect() as conn:
+            steps = dict(
+                conn.execute(
+                    text('SELECT "Id", "NextStep" FROM salesforce__opportunity WHERE NOT _deleted')
+                ).all()
+            )
+    except Exception:
+        return False
+    return sorted(steps) == box.ids("Opportunity") and all(
+        steps[i] == "during the backfill" for i in changed
+    )
