@@ -16,14 +16,14 @@ policies of ``mirror.rls`` compare) follows ``mirror_access`` in the same transa
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select
 
-from mirror import rls
+from mirror import access_sets, rls
 from mirror.bulk import execute_many
-from mirror.idsets import BATCH, batches, id_in
+from mirror.idsets import batches, id_in
 from mirror.pages import PageOutcome
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import mirror_access, mirror_changes
@@ -45,10 +45,15 @@ class AccessMaintainer:
         self.dialect = store.dialect
 
     def __call__(self, conn: Connection, mirrored: MirrorTable, outcome: PageOutcome) -> None:
-        """Page hook: refresh the grants of every record the page wrote or deleted."""
+        """Page hook: refresh the grants of every record the page wrote or deleted; during an
+        object's first backfill, derive them all at once when its last page is written."""
         if mirrored.spec.source != self.source:
             return
         name = mirrored.spec.name
+        if outcome.initial:
+            if outcome.backfill_done:
+                access_sets.settle(conn, self, name)
+            return
         relevant = self.rules.access_fields(name)
         changed = [
             record_id
@@ -56,10 +61,8 @@ class AccessMaintainer:
             if (fields := outcome.changed_fields.get(record_id)) is None or fields & relevant
         ]
         changed += outcome.deleted_ids
-        # an object's first backfill logs no inserts; its records enter the slices as quietly
-        silent = frozenset(outcome.written_ids) if outcome.initial else frozenset()
         if changed:
-            self.refresh(conn, name, changed, silent=silent)
+            self.refresh(conn, name, changed)
 
     def table(self, name: str) -> MirrorTable | None:
         """The mirrored table of ``name``, or ``None`` before it is first synced."""
@@ -68,15 +71,8 @@ class AccessMaintainer:
         except KeyError:
             return None
 
-    def refresh(
-        self,
-        conn: Connection,
-        name: str,
-        ids: Iterable[str],
-        silent: frozenset[str] = frozenset(),
-    ) -> None:
-        """Re-derive the grants of ``ids`` and of everything that depends on them; records of
-        ``name`` in ``silent`` enter partners' slices without an "enter" change."""
+    def refresh(self, conn: Connection, name: str, ids: Iterable[str]) -> None:
+        """Re-derive the grants of ``ids`` and of everything that depends on them."""
         work: deque[tuple[str, set[str], set[str]]] = deque([(name, set(ids), set())])
         while work:
             current, record_ids, forced = work.popleft()
@@ -87,8 +83,7 @@ class AccessMaintainer:
             if forced == record_ids:
                 changed = forced
             else:
-                quiet = silent if current == name else frozenset()
-                changed = self._rederive(conn, current, record_ids, quiet) | forced
+                changed = self._rederive(conn, current, record_ids) | forced
             for path in self.rules.child_paths_from(current):
                 targets = self._rederive_contributions(conn, path, record_ids)
                 if targets:
@@ -102,15 +97,8 @@ class AccessMaintainer:
     def rebuild(self, conn: Connection) -> int:
         """Recompute the whole access table of the source from scratch; returns the row count."""
         conn.execute(delete(mirror_access).where(mirror_access.c.source == self.source))
-        total = 0
-        for name in self.rules.order:
-            mirrored = self.table(name)
-            if mirrored is None or self.rules.rule(name) is None:
-                continue
-            for batch in _live_id_batches(conn, mirrored):
-                rows = self._own_rows(conn, name, batch)
-                self._insert(conn, name, rows)
-                total += len(rows)
+        names = [n for n in self.rules.order if self.table(n) is not None]
+        total = access_sets.derive(conn, self, names)
         if conn.dialect.name == "postgresql":
             rls.refresh_partner_columns(conn, self.store, self.rules)
         return total
@@ -130,24 +118,17 @@ class AccessMaintainer:
             found.update(tuple(row) for row in conn.execute(query))
         return found
 
-    def _rederive(
-        self, conn: Connection, name: str, ids: set[str], silent: frozenset[str] = frozenset()
-    ) -> set[str]:
+    def _rederive(self, conn: Connection, name: str, ids: set[str]) -> set[str]:
         """Derive the grants of ``ids`` again and store the difference; returns the records
         whose (partner, owner) set changed."""
         before = self._stored(conn, name, ids)
         after: set[Grant] = set()
         for batch in batches(ids):
             after.update(self._own_rows(conn, name, batch))
-        return self._apply(conn, name, before, after, silent)
+        return self._apply(conn, name, before, after)
 
     def _apply(
-        self,
-        conn: Connection,
-        name: str,
-        before: set[Grant],
-        after: set[Grant],
-        silent: frozenset[str] = frozenset(),
+        self, conn: Connection, name: str, before: set[Grant], after: set[Grant]
     ) -> set[str]:
         """Store ``after`` in place of ``before`` (the grants of the same records), writing
         only the rows that differ; logs partners entering and leaving; returns the records
@@ -161,7 +142,7 @@ class AccessMaintainer:
         old = _grants(g for g in before if g[0] in touched)
         new = _grants(g for g in after if g[0] in touched)
         changed = {i for i in touched if old.get(i) != new.get(i)}
-        self._log_membership(conn, name, changed, old, new, silent)
+        self._log_membership(conn, name, changed, old, new)
         return changed
 
     def _own_rows(self, conn: Connection, name: str, ids: list[str]) -> set[Grant]:
@@ -331,7 +312,6 @@ class AccessMaintainer:
         changed: set[str],
         before: Grants,
         after: Grants,
-        silent: frozenset[str],
     ) -> None:
         events = []
         now = utcnow()
@@ -340,7 +320,7 @@ class AccessMaintainer:
         for record_id in sorted(changed):
             old = {p for p, _ in before.get(record_id, ())}
             new = {p for p, _ in after.get(record_id, ())}
-            if new - old and record_id not in silent:
+            if new - old:
                 entered[record_id] = new - old
             if old - new:
                 left[record_id] = old - new
@@ -384,24 +364,6 @@ class AccessMaintainer:
             "run_id": None,
             "partner_id": partner,
         }
-
-
-def _live_id_batches(conn: Connection, mirrored: MirrorTable) -> Iterator[list[str]]:
-    """The live ids of ``mirrored`` in key order, a batch at a time (memory stays flat)."""
-    key = mirrored.table.c[mirrored.spec.key]
-    after = ""
-    while True:
-        query = (
-            select(key)
-            .where(mirrored.table.c._deleted.is_(False), key > after)
-            .order_by(key)
-            .limit(BATCH)
-        )
-        batch = list(conn.execute(query).scalars())
-        if not batch:
-            return
-        yield batch
-        after = batch[-1]
 
 
 def _grants(rows: Iterable[Grant]) -> Grants:

@@ -42,6 +42,7 @@ class PageOutcome:
     deleted_ids: list[str] = field(default_factory=list)
     changed_fields: dict[str, frozenset[str]] = field(default_factory=dict)
     initial: bool = False
+    backfill_done: bool = False
 
     def add(self, other: PageOutcome) -> None:
         """Accumulate ``other``'s counts (ids are per page and not accumulated)."""
@@ -75,6 +76,7 @@ def apply_page(
 ) -> PageOutcome:
     """Apply ``page`` to ``mirrored`` within ``conn``'s transaction and save its checkpoint."""
     outcome = PageOutcome(initial=not ctx.log_inserts)
+    outcome.backfill_done = outcome.initial and page.checkpoint.phase == "incremental"
     records = _clean(conn, mirrored, page, ctx, outcome)
     _write_records(store, conn, mirrored, records, ctx, outcome)
     _write_tombstones(store, conn, mirrored, page.tombstones, ctx, outcome)

@@ -12,34 +12,31 @@ ranges (Salesforce: record-id ranges bounded by the newest SystemModstamp at the
   that moves its range row on from the version its reader last saw; a worker whose lease
   expired and whose range another worker took over finds a newer version there, and its
   transaction rolls back (``RangeTaken``) instead of committing a page twice.
-- On PostgreSQL the page hooks of one object's ranges (partner access, which may grant the
-  same parent record to a partner from two pages) run one transaction at a time, under a
-  transaction advisory lock taken just before them; the records themselves are written in
-  parallel.
 - When every range is done, one transaction (locking the range rows, then the checkpoint)
   moves the object's checkpoint to the plan's ``after`` (phase ``incremental`` from the
-  watermark) and deletes the range rows: exactly once, by whichever worker finishes last.
+  watermark) and deletes the range rows: exactly once, by whichever worker finishes last. The
+  page hooks' end of the backfill runs in that transaction too: partner access is derived for
+  the whole object there (``mirror.access_sets``), so range pages themselves write records
+  only and run in parallel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mirror.adapter import RangePlan
 from mirror.errors import TransientError
-from mirror.pages import PageHook, PageOutcome
-from mirror.store import MirrorTable, Store, utcnow
+from mirror.store import Store, utcnow
 from mirror.tables import mirror_checkpoints, mirror_ranges
 from mirror.types import Checkpoint, ObjectSpec
 
 PLAN_KEY = "ranges"
 DONE = "done"
-HOOKS_LOCK = 7262607
 
 
 class RangeTaken(TransientError):
@@ -84,21 +81,6 @@ def plan_of(checkpoint: Checkpoint | None) -> RangePlan | None:
         return None
     bounds = tuple((lower, upper) for lower, upper in raw["bounds"])
     return RangePlan(bounds, _checkpoint_from(raw["after"]), dict(raw.get("state") or {}))
-
-
-def hooks_lock(store: Store) -> PageHook:
-    """A page hook, run before the others, that makes the page hooks of one object's ranges
-    take turns (PostgreSQL; SQLite writes one transaction at a time anyway)."""
-
-    def lock(conn: Connection, mirrored: MirrorTable, _outcome: PageOutcome) -> None:
-        if store.dialect == "postgresql":
-            key = f"{mirrored.spec.source}.{mirrored.spec.name}"
-            conn.execute(
-                text("SELECT pg_advisory_xact_lock(:lock, hashtext(:key))"),
-                {"lock": HOOKS_LOCK, "key": key},
-            )
-
-    return lock
 
 
 class RangeBook:
@@ -179,9 +161,12 @@ class RangeBook:
             )
         return version + 1
 
-    def finish(self, source: str, name: str) -> bool:
+    def finish(
+        self, source: str, name: str, on_finish: Callable[[Connection], None] | None = None
+    ) -> bool:
         """Move the object to its incremental phase if every range is done; ``True`` when
-        this call did it (it happens once, whichever worker calls first)."""
+        this call did it (it happens once, whichever worker calls first). ``on_finish`` runs
+        in the same transaction (the page hooks' end of the backfill)."""
         scope = self._scope(source, name)
         with self.store.transaction() as conn:
             # an update first: row locks on PostgreSQL, the write lock on SQLite, in the same
@@ -203,6 +188,8 @@ class RangeBook:
                 return False
             self.store.save_checkpoint(conn, source, name, plan.after)
             conn.execute(delete(mirror_ranges).where(*scope))
+            if on_finish is not None:
+                on_finish(conn)
         return True
 
     def forget(self, source: str, name: str) -> None:

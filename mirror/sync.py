@@ -26,7 +26,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from mirror.adapter import CrmAdapter, RangePlan, RangeReader
 from mirror.leases import Leases
 from mirror.pages import PageContext, PageHook, PageOutcome, apply_page
-from mirror.ranges import RangeBook, RangeRow, RangeTaken, hooks_lock, plan_of, range_lease
+from mirror.ranges import RangeBook, RangeRow, RangeTaken, plan_of, range_lease
 from mirror.reconcile import PolicyOf
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import mirror_changes, mirror_runs, mirror_sweep
@@ -194,11 +194,15 @@ class Puller:
         spec = mirrored.spec
         result = RunResult(spec.source, spec.name, "backfill", self._start_run(spec, "backfill"))
         ctx = self._context(result.run_id, log_inserts=False)
-        ctx = dataclasses.replace(ctx, hooks=(hooks_lock(self.store), *ctx.hooks))
+
+        def settle(conn: Connection) -> None:
+            outcome = PageOutcome(initial=True, backfill_done=True)
+            for hook in self.hooks:
+                hook(conn, mirrored, outcome)
 
         def work() -> None:
             self._read_ranges(mirrored, plan, since, ctx, result, progress, stop)
-            if self.ranges.finish(spec.source, spec.name):
+            if self.ranges.finish(spec.source, spec.name, settle):
                 log.info("backfill of %s.%s complete in every range", spec.source, spec.name)
 
         return self._run(result, work, calls_before)

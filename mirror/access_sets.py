@@ -1,0 +1,276 @@
+"""Grants derived set-based, in SQL: the whole-table path of the access table.
+
+Page by page, ``AccessMaintainer`` re-derives the grants of the records a page touched. After an
+object's first backfill (and for ``access rebuild``) every record is new, so the grants of the
+object and of every object whose grants depend on it are derived instead with one
+``INSERT ... SELECT`` per path, in dependency order: the database does in one statement what
+would otherwise be done row by row in Python, page after page, as each page's records pass
+their grants on to parents and children already mirrored.
+
+The partners' change feeds learn what such a derivation changed for records that were already
+mirrored: the (object, record, partner) memberships of the affected objects are staged before,
+compared after, and the difference is logged as "enter", "leave" and "delete" changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    Select,
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    except_,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+)
+
+from mirror import rls
+from mirror.store import MirrorTable, utcnow
+from mirror.tables import mirror_access, mirror_changes
+from mirror.visibility import SlicePath
+
+if TYPE_CHECKING:
+    from mirror.access import AccessMaintainer
+
+GRANT_COLUMNS = (
+    "source",
+    "object",
+    "record_id",
+    "partner_id",
+    "owner_id",
+    "path",
+    "via_object",
+    "via_id",
+)
+
+_staging_metadata = MetaData()
+membership_before = Table(
+    "mirror_membership_before",
+    _staging_metadata,
+    Column("object", String(128)),
+    Column("record_id", String(64)),
+    Column("partner_id", String(64)),
+)
+
+
+def dependents(maintainer: AccessMaintainer, name: str) -> list[str]:
+    """``name`` and every object whose grants derive, directly or not, from its records; in
+    the order their grants must be derived."""
+    rules = maintainer.rules
+    affected = {name}
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        paths = [*rules.child_paths_from(current), *rules.parent_paths_from(current)]
+        for path in paths:
+            if path.object not in affected:
+                affected.add(path.object)
+                pending.append(path.object)
+    return [n for n in rules.order if n in affected]
+
+
+def derive(conn: Connection, maintainer: AccessMaintainer, names: Iterable[str]) -> int:
+    """Drop and derive again, in SQL, the grants of every record of ``names`` (given in
+    dependency order); returns how many grants were written."""
+    a = mirror_access.c
+    total = 0
+    for name in names:
+        conn.execute(delete(mirror_access).where(a.source == maintainer.source, a.object == name))
+        for query in grant_queries(maintainer, name):
+            result = conn.execute(insert(mirror_access).from_select(GRANT_COLUMNS, query))
+            total += max(result.rowcount or 0, 0)
+    return total
+
+
+def settle(conn: Connection, maintainer: AccessMaintainer, name: str) -> None:
+    """Derive the grants of ``name`` (at the end of its first backfill) and of its dependents,
+    logging the memberships that changed; the backfilled records themselves enter quietly,
+    as their inserts did."""
+    names = dependents(maintainer, name)
+    conn.exec_driver_sql(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS mirror_membership_before "
+        "(object VARCHAR(128), record_id VARCHAR(64), partner_id VARCHAR(64))"
+    )
+    conn.execute(delete(membership_before))
+    conn.execute(
+        insert(membership_before).from_select(
+            ["object", "record_id", "partner_id"], _memberships(maintainer, names)
+        )
+    )
+    derive(conn, maintainer, names)
+    for current in names:
+        _log_differences(conn, maintainer, current, entering=current != name)
+    conn.exec_driver_sql("DROP TABLE mirror_membership_before")
+    if conn.dialect.name == "postgresql":
+        rls.refresh_partner_columns(conn, maintainer.store, maintainer.rules)
+
+
+def grant_queries(maintainer: AccessMaintainer, name: str) -> list[Select[Any]]:
+    """One ``SELECT`` of grant rows (in ``GRANT_COLUMNS`` order) per path of ``name``."""
+    rule = maintainer.rules.rule(name)
+    mirrored = maintainer.table(name)
+    if rule is None or mirrored is None or rule.public:
+        return []
+    queries = []
+    for path in rule.paths:
+        if path.kind in ("self", "direct"):
+            queries.append(_direct(maintainer, mirrored, path, rule.owner_field))
+        elif path.kind == "parent":
+            queries.append(_through_parent(maintainer, mirrored, path))
+        else:
+            child = maintainer.table(path.other)
+            if child is not None:
+                queries.append(_through_children(maintainer, mirrored, child, path))
+    return queries
+
+
+def _direct(
+    maintainer: AccessMaintainer, mirrored: MirrorTable, path: SlicePath, owner_field: str | None
+) -> Select[Any]:
+    t = mirrored.table
+    key = t.c[mirrored.spec.key]
+    owner: Any
+    if path.kind == "self":
+        flag = maintainer.rules.partner_flag
+        partner, owner = key, literal("")
+        condition = t.c[flag].is_(True) if flag else key.is_not(None)
+    else:
+        partner = t.c[path.field]
+        owner = func.coalesce(t.c[owner_field], "") if owner_field else literal("")
+        condition = partner.is_not(None)
+    return select(
+        literal(maintainer.source),
+        literal(path.object),
+        key,
+        partner,
+        owner,
+        literal(path.text),
+        literal(""),
+        literal(""),
+    ).where(t.c._deleted.is_(False), condition)
+
+
+def _through_parent(
+    maintainer: AccessMaintainer, mirrored: MirrorTable, path: SlicePath
+) -> Select[Any]:
+    t, a = mirrored.table, mirror_access.c
+    fk = t.c[path.field]
+    return (
+        select(
+            literal(maintainer.source),
+            literal(path.object),
+            t.c[mirrored.spec.key],
+            a.partner_id,
+            a.owner_id,
+            literal(path.text),
+            literal(path.other),
+            fk,
+        )
+        .join(
+            mirror_access,
+            and_(a.source == maintainer.source, a.object == path.other, a.record_id == fk),
+        )
+        .where(t.c._deleted.is_(False))
+        .distinct()
+    )
+
+
+def _through_children(
+    maintainer: AccessMaintainer, parent: MirrorTable, child: MirrorTable, path: SlicePath
+) -> Select[Any]:
+    c, p, a = child.table, parent.table, mirror_access.c
+    child_key, fk = c.c[child.spec.key], c.c[path.field]
+    return (
+        select(
+            literal(maintainer.source),
+            literal(path.object),
+            fk,
+            a.partner_id,
+            a.owner_id,
+            literal(path.text),
+            literal(path.other),
+            child_key,
+        )
+        .select_from(c)
+        .join(
+            mirror_access,
+            and_(a.source == maintainer.source, a.object == path.other, a.record_id == child_key),
+        )
+        .join(p, and_(p.c[parent.spec.key] == fk, p.c._deleted.is_(False)))
+        .where(c.c._deleted.is_(False))
+        .distinct()
+    )
+
+
+def _memberships(maintainer: AccessMaintainer, names: list[str]) -> Select[Any]:
+    a = mirror_access.c
+    return (
+        select(a.object, a.record_id, a.partner_id)
+        .where(a.source == maintainer.source, a.object.in_(names))
+        .distinct()
+    )
+
+
+def _log_differences(
+    conn: Connection, maintainer: AccessMaintainer, name: str, *, entering: bool
+) -> None:
+    """Log "enter" for memberships of ``name`` that are new (if ``entering``), "leave" or
+    "delete" for lost ones."""
+    b = membership_before.c
+    before = select(b.object, b.record_id, b.partner_id).where(b.object == name)
+    after = _memberships(maintainer, [name])
+    if entering:
+        _log(conn, maintainer, name, except_(after, before), entering=True)
+    _log(conn, maintainer, name, except_(before, after), entering=False)
+
+
+def _log(
+    conn: Connection, maintainer: AccessMaintainer, name: str, changes: Any, *, entering: bool
+) -> None:
+    mirrored = maintainer.table(name)
+    if mirrored is None:
+        return
+    diff = changes.subquery()
+    t = mirrored.table
+    if entering:
+        op: Any = literal("enter")
+        source: Any = diff
+    else:
+        source = diff.outerjoin(t, t.c[mirrored.spec.key] == diff.c.record_id)
+        op = case((t.c._deleted.is_(True), "delete"), else_="leave")
+    query = select(
+        literal(maintainer.source),
+        literal(name),
+        diff.c.record_id,
+        op,
+        literal("access"),
+        null(),
+        null(),
+        literal(utcnow(), mirror_changes.c.at.type),
+        null(),
+        diff.c.partner_id,
+    ).select_from(source)
+    columns = [
+        "source",
+        "object",
+        "record_id",
+        "op",
+        "origin",
+        "author",
+        "fields",
+        "at",
+        "run_id",
+        "partner_id",
+    ]
+    conn.execute(insert(mirror_changes).from_select(columns, query))
