@@ -205,3 +205,27 @@ def test_a_first_backfill_enters_slices_without_enter_events(db_url: str) -> Non
         assert ("Opportunity", "o2") in entered
     finally:
         org.close()
+
+
+def test_a_backfill_that_ends_logs_what_entered_for_records_already_mirrored(
+    db_url: str,
+) -> None:
+    from mirror.sync import Puller
+
+    org = Org(db_url)
+    try:
+        build_small_org(org)
+        puller = Puller(org.store, org.crm, hooks=[org.access])
+        with org.store.transaction() as conn:
+            conn.exec_driver_sql("DELETE FROM mirror_access WHERE record_id = 'C1'")
+        cursor = org.view("P1").changes().cursor
+        # the first backfill of an object (Opportunity again, from scratch) re-derives the
+        # accounts its records point at: C1 enters P1's slice, o1 itself enters quietly
+        puller.sync_object(org.crm.describe("Opportunity"), restart=True)
+        changes = org.view("P1").changes(since=cursor).changes
+        entered = {(c["object"], c["record_id"]) for c in changes if c["op"] == "enter"}
+        assert ("Account", "C1") in entered and ("Account", "P1") not in entered
+        assert not any(c["object"] == "Opportunity" for c in changes)
+        assert_consistent(org)
+    finally:
+        org.close()
