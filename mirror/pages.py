@@ -80,6 +80,8 @@ def apply_page(
     records = _clean(conn, mirrored, page, ctx, outcome)
     _write_records(store, conn, mirrored, records, ctx, outcome)
     _write_tombstones(store, conn, mirrored, page.tombstones, ctx, outcome)
+    if outcome.backfill_done:
+        store.build_indexes(conn, mirrored)
     for hook in ctx.hooks:
         hook(conn, mirrored, outcome)
     spec = mirrored.spec

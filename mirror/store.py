@@ -20,6 +20,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.schema import CreateTable
 
 from mirror.bulk import execute_many
 from mirror.errors import ConfigError
@@ -110,11 +111,15 @@ class Store:
             conn.exec_driver_sql(f"ANALYZE {quote(table_name)}")
             conn.exec_driver_sql("ANALYZE mirror_access")
 
-    def prepare_object(self, described: ObjectSpec, indexed: tuple[str, ...] = ()) -> MirrorTable:
+    def prepare_object(
+        self, described: ObjectSpec, indexed: tuple[str, ...] = (), *, defer_indexes: bool = False
+    ) -> MirrorTable:
         """Create or migrate the object's table to fit ``described``; never drops a column.
 
         ``indexed`` names fields to index besides the cursor and partner fields (the
-        reference fields that partner-slice paths follow).
+        reference fields that partner-slice paths follow). ``defer_indexes`` leaves missing
+        secondary indexes to ``build_indexes`` (a first backfill: one sorted build at its end
+        costs far less than keeping each index current row by row in random key order).
         """
         with self.transaction() as conn:
             self.lock_schema(conn)
@@ -129,7 +134,7 @@ class Store:
             migration = plan_migration(stored, removed_before, described)
             removed = _merge_removed(removed_before, migration)
             table = object_table(migration.effective, self.metadata, removed, indexed)
-            self._apply(conn, table, migration)
+            self._apply(conn, table, migration, defer_indexes)
             self._save_spec(conn, migration, removed, row is None, row)
         mirrored = MirrorTable(
             migration.effective, table, removed, RecordChecker(migration.effective), migration
@@ -137,9 +142,17 @@ class Store:
         self._tables[(described.source, described.name)] = mirrored
         return mirrored
 
-    def _apply(self, conn: Connection, table: Table, migration: Migration) -> None:
+    def build_indexes(self, conn: Connection, mirrored: MirrorTable) -> None:
+        """Create the object's secondary indexes that do not exist yet."""
+        for index in mirrored.table.indexes:
+            index.create(conn, checkfirst=True)
+
+    def _apply(self, conn: Connection, table: Table, migration: Migration, defer: bool) -> None:
         if migration.new_table:
-            table.create(conn, checkfirst=True)
+            conn.execute(CreateTable(table, if_not_exists=True))
+            if not defer:
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
             return
         preparer = self.engine.dialect.identifier_preparer
         for field in migration.added:
@@ -149,8 +162,9 @@ class Store:
                 f"ALTER TABLE {preparer.quote(table.name)} "
                 f"ADD COLUMN {preparer.quote(field.name)} {ddl}"
             )
-        for index in table.indexes:
-            index.create(conn, checkfirst=True)
+        if not defer:
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
 
     def _save_spec(
         self,
@@ -262,6 +276,9 @@ class Store:
             )
         else:
             statement = insert.on_conflict_do_nothing(index_elements=keys)
+        if len(keys) == 1:
+            # in key order, each batch touches the key's index pages once, not at random
+            rows = sorted(rows, key=lambda row: row[keys[0]])
         execute_many(conn, statement, rows)
 
     def rows_by_id(
@@ -311,4 +328,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # 64 MiB of page cache per connection (SQLite's default is 2 MiB): index pages of a large
+    # mirror stay in memory across pages; a fixed amount, whatever the mirror's size
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()

@@ -92,7 +92,12 @@ class Puller:
         """Bring one object up to date: a backfill (resumed if one was interrupted) or an
         incremental read. ``restart`` forgets the checkpoint and backfills from scratch; when
         ``stop`` is set the run ends after the page it is writing (committed, resumable)."""
-        mirrored = self.store.prepare_object(spec, self.indexes.get(spec.name, ()))
+        saved = None if restart else self.store.load_checkpoint(spec.source, spec.name)
+        mirrored = self.store.prepare_object(
+            spec,
+            self.indexes.get(spec.name, ()),
+            defer_indexes=saved is None or saved.phase != "incremental",
+        )
         if restart:
             self.store.reset_checkpoint(spec.source, spec.name)
             self.ranges.forget(spec.source, spec.name)
@@ -126,7 +131,9 @@ class Puller:
         plan = plan_of(since)
         if since is None or plan is None:
             return None
-        mirrored = self.store.prepare_object(spec, self.indexes.get(spec.name, ()))
+        mirrored = self.store.prepare_object(
+            spec, self.indexes.get(spec.name, ()), defer_indexes=True
+        )
         return self._split_backfill(mirrored, plan, since, progress, stop)
 
     def sweep(
@@ -196,6 +203,7 @@ class Puller:
         ctx = self._context(result.run_id, log_inserts=False)
 
         def settle(conn: Connection) -> None:
+            self.store.build_indexes(conn, mirrored)
             outcome = PageOutcome(initial=True, backfill_done=True)
             for hook in self.hooks:
                 hook(conn, mirrored, outcome)
