@@ -17,14 +17,14 @@ stamped in that second may be read by both, which the idempotent upsert turns in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from itertools import pairwise
+from typing import Any
 
 from adapters.salesforce_client import SalesforceConnection
 from adapters.salesforce_cursor import CursorTracker
-from adapters.salesforce_errors import QueryLocatorExpired
-from adapters.salesforce_read import MAX_LOCATOR_RESTARTS, PageBuilder
+from adapters.salesforce_read import PageBuilder, answers, is_last
 from adapters.salesforce_types import (
     KEY_FIELD,
     RecordConverter,
@@ -135,29 +135,19 @@ def range_pages(
     watermark = parse_datetime(str(plan.state["watermark"]))
     last = since.cursor if since is not None else None
     builder = PageBuilder(spec, RecordConverter(spec), CursorTracker())
-    restarts = 0
-    result = conn.query(
-        _range_soql(spec, lower, upper, watermark, last), action=f"reading {spec.name}"
-    )
-    while True:
+
+    def ask() -> Mapping[str, Any]:
+        return conn.query(
+            _range_soql(spec, lower, upper, watermark, last), action=f"reading {spec.name}"
+        )
+
+    for result in answers(conn, spec, ask(), ask):
         for row in result["records"]:
             builder.add(row)
         if result["records"]:
             last = to_18(str(result["records"][-1][KEY_FIELD]))
-        done = bool(result.get("done", True)) or not result.get("nextRecordsUrl")
-        yield builder.page(Checkpoint(cursor=last, phase="done" if done else "backfill"))
-        if done:
-            return
-        try:
-            result = conn.query_more(result["nextRecordsUrl"], action=f"paging {spec.name}")
-        except QueryLocatorExpired:
-            restarts += 1
-            if restarts > MAX_LOCATOR_RESTARTS:
-                raise
-            result = conn.query(
-                _range_soql(spec, lower, upper, watermark, last),
-                action=f"re-reading {spec.name}",
-            )
+        phase = "done" if is_last(result) else "backfill"
+        yield builder.page(Checkpoint(cursor=last, phase=phase))
 
 
 def _range_soql(

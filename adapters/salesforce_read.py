@@ -135,25 +135,50 @@ def rest_pages(
     ``first_answer`` is the query's first answer when the caller has already asked it.
     """
     builder = PageBuilder(spec, RecordConverter(spec), tracker)
-    restarts = 0
-    result = first_answer or first_query(conn, spec, tracker, include_deleted)
+
+    def again() -> Mapping[str, Any]:
+        tracker.restart()
+        return conn.query(
+            select_soql(spec, tracker.where(spec.cursor_field)),
+            include_deleted=True,
+            action=f"re-reading {spec.name}",
+        )
+
+    first = first_answer or first_query(conn, spec, tracker, include_deleted)
     extra: list[Tombstone] = []
     sweep = False
-    first = True
-    while True:
+    for number, result in enumerate(answers(conn, spec, first, again)):
         for row in result["records"]:
             builder.add(row)
-        if first and deleted_check is not None:
+        if number == 0 and deleted_check is not None:
             deleted = deleted_check(tracker.value)
             extra, sweep = deleted.tombstones, deleted.needs_sweep
             if deleted.checked_until:
                 state = {**state, "deleted_checked": deleted.checked_until}
-        first = False
-        done = bool(result.get("done", True)) or not result.get("nextRecordsUrl")
-        checkpoint = tracker.checkpoint("incremental" if done else phase, state)
+        checkpoint = tracker.checkpoint("incremental" if is_last(result) else phase, state)
         yield builder.page(checkpoint, extra, sweep)
         extra, sweep = [], False
-        if done:
+
+
+def is_last(answer: Mapping[str, Any]) -> bool:
+    """Whether a query answer is the query's last page."""
+    return bool(answer.get("done", True)) or not answer.get("nextRecordsUrl")
+
+
+def answers(
+    conn: SalesforceConnection,
+    spec: ObjectSpec,
+    first: Mapping[str, Any],
+    again: Callable[[], Mapping[str, Any]],
+) -> Iterator[Mapping[str, Any]]:
+    """A query's answers page by page, following ``nextRecordsUrl``. When the query locator
+    has expired, ``again`` asks anew from where the pages taken so far end (read when it is
+    called, so after the caller has taken in every answer yielded before)."""
+    result = first
+    restarts = 0
+    while True:
+        yield result
+        if is_last(result):
             return
         try:
             result = conn.query_more(result["nextRecordsUrl"], action=f"paging {spec.name}")
@@ -161,12 +186,7 @@ def rest_pages(
             restarts += 1
             if restarts > MAX_LOCATOR_RESTARTS:
                 raise
-            tracker.restart()
-            result = conn.query(
-                select_soql(spec, tracker.where(spec.cursor_field)),
-                include_deleted=True,
-                action=f"re-reading {spec.name}",
-            )
+            result = again()
 
 
 def first_query(

@@ -328,7 +328,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
-    # 64 MiB of page cache per connection (SQLite's default is 2 MiB): index pages of a large
-    # mirror stay in memory across pages; a fixed amount, whatever the mirror's size
-    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
