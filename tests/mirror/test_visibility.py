@@ -229,3 +229,14 @@ def test_a_backfill_that_ends_logs_what_entered_for_records_already_mirrored(
         assert_consistent(org)
     finally:
         org.close()
+
+
+def test_the_default_page_read_off_the_access_index_equals_the_ordered_page(org: Org) -> None:
+    view = org.view("P2")
+    for name in ("Account", "Contact", "Opportunity"):
+        total = view.count(name)
+        for offset in range(total + 1):
+            default = [r["Id"] for r in view.select(name, limit=1, offset=offset)]
+            ordered = [r["Id"] for r in view.select(name, limit=1, offset=offset, order_by="Id")]
+            assert default == ordered
+        assert len(view.select(name, limit=50)) == total
