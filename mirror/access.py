@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from mirror import access_sets, rls
 from mirror.bulk import execute_many
@@ -146,111 +146,26 @@ class AccessMaintainer:
         return changed
 
     def _own_rows(self, conn: Connection, name: str, ids: list[str]) -> set[Grant]:
-        rule = self.rules.rule(name)
-        mirrored = self.table(name)
-        if rule is None or mirrored is None or rule.public:
-            return set()
+        """The grants records ``ids`` of ``name`` derive, from their fields and their
+        parents' and children's grants (the paths' queries, narrowed to ``ids``)."""
         rows: set[Grant] = set()
-        for path in rule.paths:
-            if path.kind in ("self", "direct"):
-                rows |= self._direct_rows(conn, mirrored, path, ids, rule.owner_field)
-            elif path.kind == "parent":
-                rows |= self._parent_rows(conn, mirrored, path, ids)
-            else:
-                rows |= self._child_rows(conn, mirrored, path, ids)
+        for query in access_sets.grant_queries(self, name):
+            rows |= self._grant_rows(conn, query.rows.where(id_in(self.dialect, query.record, ids)))
         return rows
 
-    def _direct_rows(
-        self,
-        conn: Connection,
-        mirrored: MirrorTable,
-        path: SlicePath,
-        ids: list[str],
-        owner_field: str | None,
-    ) -> set[Grant]:
-        t, key = mirrored.table, mirrored.table.c[mirrored.spec.key]
-        owner = t.c[owner_field] if owner_field and path.kind == "direct" else None
-        if path.kind == "self":
-            flag = self.rules.partner_flag
-            partner = key
-            condition = t.c[flag].is_(True) if flag else key.is_not(None)
-        else:
-            partner = t.c[path.field]
-            condition = partner.is_not(None)
-        columns = [key, partner] + ([owner] if owner is not None else [])
-        query = select(*columns).where(
-            id_in(self.dialect, key, ids), t.c._deleted.is_(False), condition
-        )
-        return {
-            (row[0], row[1], (row[2] if owner is not None else None) or "", path.text, "", "")
-            for row in conn.execute(query)
-        }
-
-    def _parent_rows(
-        self, conn: Connection, mirrored: MirrorTable, path: SlicePath, ids: list[str]
-    ) -> set[Grant]:
-        t, key = mirrored.table, mirrored.table.c[mirrored.spec.key]
-        fk = t.c[path.field]
-        a = mirror_access.c
-        query = (
-            select(key, a.partner_id, a.owner_id, fk)
-            .join(
-                mirror_access,
-                and_(a.source == self.source, a.object == path.other, a.record_id == fk),
-            )
-            .where(id_in(self.dialect, key, ids), t.c._deleted.is_(False))
-            .distinct()
-        )
-        return {
-            (record_id, partner, owner or "", path.text, path.other, parent_id)
-            for record_id, partner, owner, parent_id in conn.execute(query)
-        }
-
-    def _child_rows(
-        self, conn: Connection, mirrored: MirrorTable, path: SlicePath, ids: list[str]
-    ) -> set[Grant]:
-        child = self.table(path.other)
-        if child is None:
-            return set()
-        return self._contribution_rows(
-            conn, path, child, mirrored, id_in(self.dialect, child.table.c[path.field], ids)
-        )
-
-    def _contribution_rows(
-        self,
-        conn: Connection,
-        path: SlicePath,
-        child: MirrorTable,
-        parent: MirrorTable,
-        condition: Any,
-    ) -> set[Grant]:
-        """The grants children matching ``condition`` give their live parents via ``path``."""
-        c: Table = child.table
-        child_key = c.c[child.spec.key]
-        fk = c.c[path.field]
-        p: Table = parent.table
-        a = mirror_access.c
-        query = (
-            select(fk, a.partner_id, a.owner_id, child_key)
-            .join(
-                mirror_access,
-                and_(a.source == self.source, a.object == path.other, a.record_id == child_key),
-            )
-            .join(p, and_(p.c[parent.spec.key] == fk, p.c._deleted.is_(False)))
-            .where(condition, c.c._deleted.is_(False))
-        )
-        return {
-            (target, partner, owner or "", path.text, path.other, child_id)
-            for target, partner, owner, child_id in conn.execute(query)
-        }
+    def _grant_rows(self, conn: Connection, query: Any) -> set[Grant]:
+        """The rows of a grant query, without their source and object."""
+        return {tuple(row[2:]) for row in conn.execute(query)}
 
     def _rederive_contributions(
         self, conn: Connection, path: SlicePath, child_ids: set[str]
     ) -> set[str]:
         """Re-derive the grants ``child_ids`` give their parents through ``path``; returns
         the parents whose partner set changed."""
-        child, parent = self.table(path.other), self.table(path.object)
-        if child is None or parent is None:
+        through = next(
+            (q for q in access_sets.grant_queries(self, path.object) if q.path == path), None
+        )
+        if through is None or self.table(path.other) is None:
             return set()
         a = mirror_access.c
         given: set[Grant] = set()
@@ -264,8 +179,9 @@ class AccessMaintainer:
                 id_in(self.dialect, a.via_id, batch),
             )
             given.update(tuple(row) for row in conn.execute(query))
-            condition = id_in(self.dialect, child.table.c[child.spec.key], batch)
-            giving |= self._contribution_rows(conn, path, child, parent, condition)
+            giving |= self._grant_rows(
+                conn, through.rows.where(id_in(self.dialect, through.via, batch))
+            )
         if given == giving:
             return set()
         targets = {g[0] for g in given ^ giving}

@@ -15,6 +15,7 @@ compared after, and the difference is logged as "enter", "leave" and "delete" ch
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -88,7 +89,7 @@ def derive(conn: Connection, maintainer: AccessMaintainer, names: Iterable[str])
     for name in names:
         conn.execute(delete(mirror_access).where(a.source == maintainer.source, a.object == name))
         for query in grant_queries(maintainer, name):
-            result = conn.execute(insert(mirror_access).from_select(GRANT_COLUMNS, query))
+            result = conn.execute(insert(mirror_access).from_select(GRANT_COLUMNS, query.rows))
             total += max(result.rowcount or 0, 0)
     return total
 
@@ -116,8 +117,20 @@ def settle(conn: Connection, maintainer: AccessMaintainer, name: str) -> None:
         rls.refresh_partner_columns(conn, maintainer.store, maintainer.rules)
 
 
-def grant_queries(maintainer: AccessMaintainer, name: str) -> list[Select[Any]]:
-    """One ``SELECT`` of grant rows (in ``GRANT_COLUMNS`` order) per path of ``name``."""
+@dataclass(frozen=True)
+class GrantQuery:
+    """The grants one path gives, as a ``SELECT`` of rows in ``GRANT_COLUMNS`` order, and the
+    columns that narrow it: the granted record's id, and the id of the record the grant came
+    through (the child, for a path through children)."""
+
+    path: SlicePath
+    rows: Select[Any]
+    record: Any
+    via: Any = None
+
+
+def grant_queries(maintainer: AccessMaintainer, name: str) -> list[GrantQuery]:
+    """One query of grant rows per path of ``name``."""
     rule = maintainer.rules.rule(name)
     mirrored = maintainer.table(name)
     if rule is None or mirrored is None or rule.public:
@@ -137,7 +150,7 @@ def grant_queries(maintainer: AccessMaintainer, name: str) -> list[Select[Any]]:
 
 def _direct(
     maintainer: AccessMaintainer, mirrored: MirrorTable, path: SlicePath, owner_field: str | None
-) -> Select[Any]:
+) -> GrantQuery:
     t = mirrored.table
     key = t.c[mirrored.spec.key]
     owner: Any
@@ -149,7 +162,7 @@ def _direct(
         partner = t.c[path.field]
         owner = func.coalesce(t.c[owner_field], "") if owner_field else literal("")
         condition = partner.is_not(None)
-    return select(
+    rows = select(
         literal(maintainer.source),
         literal(path.object),
         key,
@@ -159,18 +172,19 @@ def _direct(
         literal(""),
         literal(""),
     ).where(t.c._deleted.is_(False), condition)
+    return GrantQuery(path, rows, key)
 
 
 def _through_parent(
     maintainer: AccessMaintainer, mirrored: MirrorTable, path: SlicePath
-) -> Select[Any]:
+) -> GrantQuery:
     t, a = mirrored.table, mirror_access.c
-    fk = t.c[path.field]
-    return (
+    key, fk = t.c[mirrored.spec.key], t.c[path.field]
+    rows = (
         select(
             literal(maintainer.source),
             literal(path.object),
-            t.c[mirrored.spec.key],
+            key,
             a.partner_id,
             a.owner_id,
             literal(path.text),
@@ -184,14 +198,15 @@ def _through_parent(
         .where(t.c._deleted.is_(False))
         .distinct()
     )
+    return GrantQuery(path, rows, key)
 
 
 def _through_children(
     maintainer: AccessMaintainer, parent: MirrorTable, child: MirrorTable, path: SlicePath
-) -> Select[Any]:
+) -> GrantQuery:
     c, p, a = child.table, parent.table, mirror_access.c
     child_key, fk = c.c[child.spec.key], c.c[path.field]
-    return (
+    rows = (
         select(
             literal(maintainer.source),
             literal(path.object),
@@ -211,6 +226,7 @@ def _through_children(
         .where(c.c._deleted.is_(False))
         .distinct()
     )
+    return GrantQuery(path, rows, fk, child_key)
 
 
 def _memberships(maintainer: AccessMaintainer, names: list[str]) -> Select[Any]:
