@@ -148,6 +148,28 @@ def grant_queries(maintainer: AccessMaintainer, name: str) -> list[GrantQuery]:
     return queries
 
 
+def _grant_rows(
+    maintainer: AccessMaintainer,
+    path: SlicePath,
+    record: Any,
+    partner: Any,
+    owner: Any,
+    via_object: Any,
+    via_id: Any,
+) -> Select[Any]:
+    """A ``SELECT`` of grant rows of ``path`` in ``GRANT_COLUMNS`` order."""
+    return select(
+        literal(maintainer.source),
+        literal(path.object),
+        record,
+        partner,
+        owner,
+        literal(path.text),
+        via_object,
+        via_id,
+    )
+
+
 def _direct(
     maintainer: AccessMaintainer, mirrored: MirrorTable, path: SlicePath, owner_field: str | None
 ) -> GrantQuery:
@@ -162,17 +184,8 @@ def _direct(
         partner = t.c[path.field]
         owner = func.coalesce(t.c[owner_field], "") if owner_field else literal("")
         condition = partner.is_not(None)
-    rows = select(
-        literal(maintainer.source),
-        literal(path.object),
-        key,
-        partner,
-        owner,
-        literal(path.text),
-        literal(""),
-        literal(""),
-    ).where(t.c._deleted.is_(False), condition)
-    return GrantQuery(path, rows, key)
+    rows = _grant_rows(maintainer, path, key, partner, owner, literal(""), literal(""))
+    return GrantQuery(path, rows.where(t.c._deleted.is_(False), condition), key)
 
 
 def _through_parent(
@@ -181,16 +194,7 @@ def _through_parent(
     t, a = mirrored.table, mirror_access.c
     key, fk = t.c[mirrored.spec.key], t.c[path.field]
     rows = (
-        select(
-            literal(maintainer.source),
-            literal(path.object),
-            key,
-            a.partner_id,
-            a.owner_id,
-            literal(path.text),
-            literal(path.other),
-            fk,
-        )
+        _grant_rows(maintainer, path, key, a.partner_id, a.owner_id, literal(path.other), fk)
         .join(
             mirror_access,
             and_(a.source == maintainer.source, a.object == path.other, a.record_id == fk),
@@ -207,16 +211,7 @@ def _through_children(
     c, p, a = child.table, parent.table, mirror_access.c
     child_key, fk = c.c[child.spec.key], c.c[path.field]
     rows = (
-        select(
-            literal(maintainer.source),
-            literal(path.object),
-            fk,
-            a.partner_id,
-            a.owner_id,
-            literal(path.text),
-            literal(path.other),
-            child_key,
-        )
+        _grant_rows(maintainer, path, fk, a.partner_id, a.owner_id, literal(path.other), child_key)
         .select_from(c)
         .join(
             mirror_access,

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -272,10 +272,7 @@ def test_three_workers_share_the_work_and_survive_one_killed(tmp_path, box) -> N
             changed = box.ids("Opportunity")[:10]
             for record_id in changed:
                 box.update("Opportunity", record_id, {"NextStep": "after the kill"})
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and not _caught_up(engine, box, changed):
-                time.sleep(0.5)
-            assert _caught_up(engine, box, changed)
+            assert _eventually(lambda: _caught_up(engine, box, changed))
             with engine.connect() as conn:
                 runs = conn.execute(
                     text(
@@ -368,10 +365,7 @@ def test_three_workers_split_one_backfill_and_survive_one_killed(tmp_path) -> No
             for record_id in changed:
                 box.update("Opportunity", record_id, {"NextStep": "during the backfill"})
             box.throttle(0)
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and not _split_caught_up(engine, box, changed):
-                time.sleep(0.5)
-            assert _split_caught_up(engine, box, changed)
+            assert _eventually(lambda: _split_caught_up(engine, box, changed))
             with engine.connect() as conn:
                 phase = conn.execute(
                     text("SELECT phase FROM mirror_checkpoints WHERE object = 'Opportunity'")
@@ -437,3 +431,13 @@ def _split_caught_up(engine: Any, box: SalesforceSandbox, changed: list[str]) ->
     return sorted(steps) == box.ids("Opportunity") and all(
         steps[i] == "during the backfill" for i in changed
     )
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 90.0) -> bool:
+    """Whether ``check`` comes true within ``seconds`` (asked every half second)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return check()
