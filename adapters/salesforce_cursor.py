@@ -25,6 +25,7 @@ class CursorTracker:
         self._ids: dict[str, None] = dict.fromkeys(ids_at_cursor)
         self._skip_value = self.value
         self._skip_ids = frozenset(self._ids)
+        self.ceiling: datetime | None = None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint | None) -> CursorTracker:
@@ -38,7 +39,14 @@ class CursorTracker:
         return value == self._skip_value and record_id in self._skip_ids
 
     def advance(self, value: datetime, record_id: str) -> None:
-        """Take one delivered row into the cursor (rows arrive in cursor order)."""
+        """Take one delivered row into the cursor (rows arrive in cursor order).
+
+        A row stamped after ``ceiling`` (the org's clock when the query began) was changed
+        while the query's locator paged through its snapshot: it arrives in its old place
+        with its new stamp, ahead of rows not delivered yet, so it does not move the cursor
+        (its new version is read again from the cursor on)."""
+        if self.ceiling is not None and value > self.ceiling:
+            return
         if self.value is None or value > self.value:
             self.value = value
             self._ids = {record_id: None}

@@ -114,7 +114,7 @@ def settle(conn: Connection, maintainer: AccessMaintainer, name: str) -> None:
         _log_differences(conn, maintainer, current, entering=current != name)
     conn.exec_driver_sql("DROP TABLE mirror_membership_before")
     if conn.dialect.name == "postgresql":
-        rls.refresh_partner_columns(conn, maintainer.store, maintainer.rules)
+        rls.refresh_partner_columns(conn, maintainer.store, maintainer.rules, names)
 
 
 @dataclass(frozen=True)

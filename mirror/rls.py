@@ -16,7 +16,7 @@ setting, no rows; an object without a slice, no privileges at all.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,11 +86,17 @@ def track_partner_changes(
         _write_partners(conn, mirrored, list(ids))
 
 
-def refresh_partner_columns(conn: Connection, store: Store, rules: VisibilityRules) -> None:
-    """Recompute ``_partners`` of every sliced table of the source from ``mirror_access``."""
+def refresh_partner_columns(
+    conn: Connection, store: Store, rules: VisibilityRules, names: Iterable[str] | None = None
+) -> None:
+    """Recompute ``_partners`` of the sliced tables of the source (of ``names`` only, when
+    given) from ``mirror_access``."""
     if conn.dialect.name != "postgresql":
         return
+    wanted = None if names is None else set(names)
     for name in _mirrored_names(store, rules.source):
+        if wanted is not None and name not in wanted:
+            continue
         if is_sliced(rules.rule(name)):
             mirrored = store.mirrored(rules.source, name)
             if not ensure_partner_column(conn, mirrored):

@@ -452,3 +452,25 @@ def test_incremental_read_request_sequence_is_pinned(tmp_path):
     assert len(pages) == 1
     assert {t.id for t in pages[0].tombstones} and len(pages[0].records) == 1
     assert "Authorization" not in cassette_path.read_text()
+
+
+def test_a_record_changed_mid_backfill_does_not_move_the_resume_point_past_unread_ones(
+    tmp_path: Path,
+) -> None:
+    from adapters.sandbox.salesforce import SalesforceSandbox
+
+    with SalesforceSandbox(tmp_path / "sf.db", size="small") as box:
+        adapter = sandbox_adapter(box)
+        spec = adapter.describe("Opportunity")
+        order = [[r["Id"] for r in page.records] for page in adapter.read(spec, None)]
+        assert len(order) >= 3
+        pages = adapter.read(spec, None)
+        first = next(pages)
+        # the locator's snapshot keeps the changed record in its old place, with its new stamp
+        box.advance_clock(60)
+        box.update("Opportunity", order[1][0], {"NextStep": "changed mid-backfill"})
+        second = next(pages)
+        assert order[1][0] in {r["Id"] for r in second.records}
+        resumed = list(adapter.read(spec, second.checkpoint))
+        seen = {r["Id"] for page in (first, second, *resumed) for r in page.records}
+        assert seen == {i for page in order for i in page}
