@@ -43,6 +43,8 @@ class AccessMaintainer:
         self.rules = rules
         self.source = rules.source
         self.dialect = store.dialect
+        # objects whose first backfill this maintainer applied (for one sync, one maintainer)
+        self.backfilled: set[str] = set()
 
     def __call__(self, conn: Connection, mirrored: MirrorTable, outcome: PageOutcome) -> None:
         """Page hook: refresh the grants of every record the page wrote or deleted; during an
@@ -51,6 +53,7 @@ class AccessMaintainer:
             return
         name = mirrored.spec.name
         if outcome.initial:
+            self.backfilled.add(name)
             if outcome.backfill_done:
                 access_sets.settle(conn, self, name)
             return

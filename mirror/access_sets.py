@@ -14,7 +14,8 @@ compared after, and the difference is logged as "enter", "leave" and "delete" ch
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +33,11 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     null,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from mirror import rls
 from mirror.store import MirrorTable, utcnow
@@ -85,20 +88,74 @@ def derive(conn: Connection, maintainer: AccessMaintainer, names: Iterable[str])
     """Drop and derive again, in SQL, the grants of every record of ``names`` (given in
     dependency order); returns how many grants were written."""
     a = mirror_access.c
+    names = list(names)
     total = 0
-    for name in names:
-        conn.execute(delete(mirror_access).where(a.source == maintainer.source, a.object == name))
-        for query in grant_queries(maintainer, name):
-            result = conn.execute(insert(mirror_access).from_select(GRANT_COLUMNS, query.rows))
-            total += max(result.rowcount or 0, 0)
+    with _bulk_load(conn, maintainer, names):
+        for name in names:
+            conn.execute(
+                delete(mirror_access).where(a.source == maintainer.source, a.object == name)
+            )
+            for query in grant_queries(maintainer, name):
+                result = conn.execute(_insert_grants(conn, query))
+                total += max(result.rowcount or 0, 0)
     return total
+
+
+def _insert_grants(conn: Connection, query: GrantQuery) -> Any:
+    """``INSERT ... SELECT`` of a path's grants. A grant the query yields twice (a record
+    reached through two grants of the same child with the same partner and owner) is stored
+    once by the primary key, which costs less than a ``DISTINCT`` over the whole answer."""
+    rows = query.rows
+    if query.via is not None:
+        # through children the grants come in the children's order: sorted, they append to
+        # the primary key instead of landing all over it
+        rows = rows.order_by(*(literal_column(str(i)) for i in range(3, 9)))
+    if conn.dialect.name == "postgresql":
+        return pg_insert(mirror_access).from_select(GRANT_COLUMNS, rows).on_conflict_do_nothing()
+    return insert(mirror_access).from_select(GRANT_COLUMNS, rows).prefix_with("OR IGNORE")
+
+
+# from this many records to derive per grant already stored, dropping the access table's
+# secondary indexes and building them again costs less than updating them row by row
+_REBUILD_SHARE = 0.5
+
+
+@contextmanager
+def _bulk_load(conn: Connection, maintainer: AccessMaintainer, names: list[str]) -> Iterator[None]:
+    """On SQLite, when ``names`` hold many records for the grants already stored, drop the
+    access table's secondary indexes for the derivation and build them once afterwards, in
+    the same transaction (readers never see the table without them). PostgreSQL keeps them:
+    dropping one would lock every partner query out for the whole derivation."""
+    if conn.dialect.name != "sqlite" or not _worth_rebuilding(conn, maintainer, names):
+        yield
+        return
+    indexes = sorted(mirror_access.indexes, key=lambda index: str(index.name))
+    for index in indexes:
+        index.drop(conn)
+    yield
+    for index in indexes:
+        index.create(conn)
+
+
+def _worth_rebuilding(conn: Connection, maintainer: AccessMaintainer, names: list[str]) -> bool:
+    # the largest rowid stands in for a table's row count: read off the end of its b-tree
+    # instead of counting millions of rows
+    def size(table: Table) -> int:
+        return int(
+            conn.execute(select(func.max(literal_column("rowid"))).select_from(table)).scalar() or 0
+        )
+
+    tables = [m.table for m in map(maintainer.table, names) if m is not None]
+    return sum(map(size, tables)) >= _REBUILD_SHARE * size(mirror_access)
 
 
 def settle(conn: Connection, maintainer: AccessMaintainer, name: str) -> None:
     """Derive the grants of ``name`` (at the end of its first backfill) and of its dependents,
-    logging the memberships that changed; the backfilled records themselves enter quietly,
-    as their inserts did."""
+    logging the memberships that changed. The backfilled records themselves enter quietly, as
+    their inserts did, and so do the records of dependents first backfilled by the same sync:
+    a portal loads its first view of those once that sync is done."""
     names = dependents(maintainer, name)
+    logged = [n for n in names if n == name or n not in maintainer.backfilled]
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE IF NOT EXISTS mirror_membership_before "
         "(object VARCHAR(128), record_id VARCHAR(64), partner_id VARCHAR(64))"
@@ -106,11 +163,11 @@ def settle(conn: Connection, maintainer: AccessMaintainer, name: str) -> None:
     conn.execute(delete(membership_before))
     conn.execute(
         insert(membership_before).from_select(
-            ["object", "record_id", "partner_id"], _memberships(maintainer, names)
+            ["object", "record_id", "partner_id"], _memberships(maintainer, logged)
         )
     )
     derive(conn, maintainer, names)
-    for current in names:
+    for current in logged:
         _log_differences(conn, maintainer, current, entering=current != name)
     conn.exec_driver_sql("DROP TABLE mirror_membership_before")
     if conn.dialect.name == "postgresql":
@@ -200,7 +257,6 @@ def _through_parent(
             and_(a.source == maintainer.source, a.object == path.other, a.record_id == fk),
         )
         .where(t.c._deleted.is_(False))
-        .distinct()
     )
     return GrantQuery(path, rows, key)
 
@@ -219,7 +275,6 @@ def _through_children(
         )
         .join(p, and_(p.c[parent.spec.key] == fk, p.c._deleted.is_(False)))
         .where(c.c._deleted.is_(False))
-        .distinct()
     )
     return GrantQuery(path, rows, fk, child_key)
 

@@ -13,7 +13,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, func, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+)
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import update as sql_update
@@ -36,6 +46,21 @@ from mirror.tables import (
     object_table,
 )
 from mirror.types import Checkpoint, FieldSpec, ObjectSpec
+
+
+def _upgrade_engine_indexes(conn: Connection) -> None:
+    """Give the engine tables of a store made by an earlier version the indexes of this one
+    (an index whose columns changed is built again)."""
+    inspector = inspect(conn)
+    for table in engine_metadata.sorted_tables:
+        found = {i["name"]: i["column_names"] for i in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            columns = [c.name for c in index.columns]
+            if index.name in found and found[index.name] != columns:
+                index.drop(conn)
+                index.create(conn)
+            elif index.name not in found:
+                index.create(conn)
 
 
 def utcnow() -> dt.datetime:
@@ -68,6 +93,7 @@ class Store:
             with self.transaction() as conn:
                 self.lock_schema(conn)
                 engine_metadata.create_all(conn)
+                _upgrade_engine_indexes(conn)
         except OperationalError as exc:
             raise ConfigError(f"store.database: cannot open {self.safe_url}: {exc.orig}") from exc
 

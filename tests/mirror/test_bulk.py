@@ -82,3 +82,16 @@ def test_nothing_to_write_is_no_statement() -> None:
     engine = create_engine("sqlite://")
     with engine.begin() as conn:
         execute_many(conn, insert(sample), [])  # the table does not even exist
+
+
+def test_a_statement_of_the_same_shape_uses_its_own_constants() -> None:
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        for n in (1, 2, 3):
+            statement = insert(sample).values(flag=n % 2 == 0, n=n)
+            execute_many(conn, statement, [{"id": f"row{n}"}])
+        for n in (1, 3):
+            execute_many(conn, delete(sample).where(sample.c.n == n), [{}])
+        rows = conn.execute(select(sample.c.id, sample.c.flag, sample.c.n).order_by("id")).all()
+    assert [tuple(r) for r in rows] == [("row2", True, 2)]
