@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Boolean, Connection
+from sqlalchemy import Connection
 from sqlalchemy.sql import Executable
 
 from mirror.tables import UtcDateTime
@@ -129,9 +129,6 @@ def _sqlite_many(
 def _converter(compiled: Any, name: str, dialect: Any) -> Callable[[Any], Any]:
     """The bind processor of ``name``, remembering its last input (repeated values are common)."""
     column_type = compiled.binds[name].type
-    if isinstance(column_type, Boolean):
-        # the driver stores a bool as the integer SQLAlchemy would have made of it
-        return _identity
     process = column_type.dialect_impl(dialect).bind_processor(dialect)
     if isinstance(column_type, UtcDateTime):
         process = _utc_text(process)
