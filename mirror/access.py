@@ -153,7 +153,7 @@ class AccessMaintainer:
         parents' and children's grants (the paths' queries, narrowed to ``ids``)."""
         rows: set[Grant] = set()
         for query in access_sets.grant_queries(self, name):
-            rows |= self._grant_rows(conn, query.rows.where(id_in(self.dialect, query.record, ids)))
+            rows |= self._grant_rows(conn, query.narrowed(id_in(self.dialect, query.record, ids)))
         return rows
 
     def _grant_rows(self, conn: Connection, query: Any) -> set[Grant]:
@@ -183,7 +183,7 @@ class AccessMaintainer:
             )
             given.update(tuple(row) for row in conn.execute(query))
             giving |= self._grant_rows(
-                conn, through.rows.where(id_in(self.dialect, through.via, batch))
+                conn, through.narrowed(id_in(self.dialect, through.via, batch))
             )
         if given == giving:
             return set()

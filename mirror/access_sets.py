@@ -185,6 +185,15 @@ class GrantQuery:
     record: Any
     via: Any = None
 
+    def narrowed(self, condition: Any) -> Select[Any]:
+        """The rows meeting ``condition`` (a few records' ids), each once."""
+        rows = self.rows.where(condition)
+        if self.path.kind in ("self", "direct"):
+            return rows
+        # a join answers with duplicates; DISTINCT also keeps SQLite's planner on the
+        # narrowing ids (without it, it reads every grant of the other object)
+        return rows.distinct()
+
 
 def grant_queries(maintainer: AccessMaintainer, name: str) -> list[GrantQuery]:
     """One query of grant rows per path of ``name``."""
