@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -151,6 +152,7 @@ class RecordChecker:
         self._checks = [
             (f.name, CONVERTERS[f.type], ALREADY_CLEAN.get(f.type)) for f in spec.fields
         ]
+        self._values = itemgetter(*(name for name, _ in self.fields)) if self.fields else None
 
     def clean(self, record: Record) -> Record:
         """The record with every field present and typed; raises ``BadValue`` naming the field."""
@@ -170,7 +172,9 @@ class RecordChecker:
 
     def content_hash(self, record: Record) -> str:
         """A 128-bit hash of the record's values in field order (stable across processes)."""
-        values = [record[name] for name, _ in self.fields]
+        values = self._values(record) if self._values else ()
+        if len(self.fields) == 1:
+            values = (values,)
         payload = orjson.dumps(values, option=orjson.OPT_PASSTHROUGH_DATACLASS, default=str)
         return xxhash.xxh3_128_hexdigest(payload)
 
