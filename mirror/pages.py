@@ -12,7 +12,7 @@ second application a no-op.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,8 +77,13 @@ def apply_page(
     """Apply ``page`` to ``mirrored`` within ``conn``'s transaction and save its checkpoint."""
     outcome = PageOutcome(initial=not ctx.log_inserts)
     outcome.backfill_done = outcome.initial and page.checkpoint.phase == "incremental"
-    records = _clean(conn, mirrored, page, ctx, outcome)
-    _write_records(store, conn, mirrored, records, ctx, outcome)
+    adapter_rejects: Sequence[Any] = page.rejects
+    for chunk in _chunks(page.records, mirrored.spec.key):
+        records = _clean(conn, mirrored, chunk, adapter_rejects, ctx, outcome)
+        adapter_rejects = ()
+        _write_records(store, conn, mirrored, records, ctx, outcome)
+    if adapter_rejects:
+        _clean(conn, mirrored, [], adapter_rejects, ctx, outcome)
     _write_tombstones(store, conn, mirrored, page.tombstones, ctx, outcome)
     if outcome.backfill_done:
         store.build_indexes(conn, mirrored)
@@ -89,16 +94,43 @@ def apply_page(
     return outcome
 
 
+# a page's records are checked and written this many at a time (in the page's transaction):
+# the copies made on the way to the database stay this small however large the CRM's pages
+WRITE_CHUNK = 2000
+
+
+def _chunks(records: Sequence[Record], key: str) -> Iterator[list[Record]]:
+    """``records`` in lists of at most ``WRITE_CHUNK``; a record repeated within the page
+    is written once, as its last copy (as a whole page written at once would)."""
+    latest: dict[Any, Record] = {}
+    keyless: list[Record] = []
+    for record in records:
+        record_id = record.get(key)
+        if record_id:
+            latest.pop(record_id, None)
+            latest[record_id] = record
+        else:
+            keyless.append(record)
+    unique = [*latest.values(), *keyless]
+    for start in range(0, len(unique), WRITE_CHUNK):
+        yield unique[start : start + WRITE_CHUNK]
+
+
 def _clean(
-    conn: Connection, mirrored: MirrorTable, page: Page, ctx: PageContext, outcome: PageOutcome
+    conn: Connection,
+    mirrored: MirrorTable,
+    page_records: Sequence[Record],
+    page_rejects: Sequence[Any],
+    ctx: PageContext,
+    outcome: PageOutcome,
 ) -> dict[str, Record]:
     spec = mirrored.spec
     rejects = [
         {"record_id": r.record_id, "reason": r.reason, "payload": json_safe(dict(r.payload))}
-        for r in page.rejects
+        for r in page_rejects
     ]
     cleaned: dict[str, Record] = {}
-    for record in page.records:
+    for record in page_records:
         try:
             clean = mirrored.checker.clean(record)
         except BadValue as exc:
