@@ -100,8 +100,10 @@ WRITE_CHUNK = 2000
 
 
 def _chunks(records: Sequence[Record], key: str) -> Iterator[list[Record]]:
-    """``records`` in lists of at most ``WRITE_CHUNK``; a record repeated within the page
-    is written once, as its last copy (as a whole page written at once would)."""
+    """``records`` in lists of at most ``WRITE_CHUNK``, in key order; a record repeated
+    within the page is written once, as its last copy (as a whole page written at once
+    would). In key order, each list extends the key's index where the one before ended,
+    instead of interleaving with it."""
     latest: dict[Any, Record] = {}
     keyless: list[Record] = []
     for record in records:
@@ -111,7 +113,7 @@ def _chunks(records: Sequence[Record], key: str) -> Iterator[list[Record]]:
             latest[record_id] = record
         else:
             keyless.append(record)
-    unique = [*latest.values(), *keyless]
+    unique = [latest[record_id] for record_id in sorted(latest, key=str)] + keyless
     for start in range(0, len(unique), WRITE_CHUNK):
         yield unique[start : start + WRITE_CHUNK]
 
