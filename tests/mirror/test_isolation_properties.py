@@ -76,12 +76,20 @@ def test_partners_see_exactly_their_slice_and_access_equals_rebuild(backend, bat
                 org.sync()
                 for partner in PARTNERS:
                     view = org.view(partner)
-                    assert org.seen(view) == org.expected(partner)
+                    seen = org.seen(view)
+                    assert seen == org.expected(partner)
+                    assert {name: view.count(name) for name in seen} == {
+                        name: len(ids) for name, ids in seen.items()
+                    }
                     rows = view.select("Opportunity", limit=1000)
                     assert all("Secret" not in r for r in rows)
                     assert all(r["PartnerAccountId"] == partner for r in rows)
                     rep = org.view(partner, user_id=f"U{partner}", role="rep")
-                    assert org.seen(rep) == org.expected(partner, owner=f"U{partner}")
+                    seen_by_rep = org.seen(rep)
+                    assert seen_by_rep == org.expected(partner, owner=f"U{partner}")
+                    assert [rep.count(name) for name in seen_by_rep] == [
+                        len(ids) for ids in seen_by_rep.values()
+                    ]
                 incremental = org.access_rows()
                 with org.store.transaction() as conn:
                     org.access.rebuild(conn)
