@@ -129,7 +129,6 @@ def pull_opportunities(
 
 OPPORTUNITY_INDEXES = {
     "index (partner, Id)": "INDEXED BY ix_salesforce__opportunity__partner",
-    "index (partner)": "INDEXED BY ix_salesforce__opportunity__partneraccountid",
     "no index": "NOT INDEXED",
 }
 NO_CRM = "http://127.0.0.1:9"

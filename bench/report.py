@@ -89,7 +89,7 @@ def visibility_tables(data: dict[str, Any]) -> str:
     headers = ["opportunities", "partners", "mean slice", "first page p50 ms",
                "first page p99 ms", "count p50 ms", "count p99 ms"]  # fmt: skip
     parts = [markdown_table(headers, rows) + "\n"]
-    labels = ["index (partner, Id)", "index (partner)", "no index"]
+    labels = ["index (partner, Id)", "no index"]
     rows = [[s["size"], *(s.get(f"plain {label} p50_ms") for label in labels)] for s in summaries]
     parts.append(markdown_table(["opportunities", *[f"{x} p50 ms" for x in labels]], rows) + "\n")
     rows = [

@@ -138,15 +138,18 @@ def _bulk_load(conn: Connection, maintainer: AccessMaintainer, names: list[str])
 
 
 def _worth_rebuilding(conn: Connection, maintainer: AccessMaintainer, names: list[str]) -> bool:
-    # the largest rowid stands in for a table's row count: read off the end of its b-tree
-    # instead of counting millions of rows
+    # the largest rowid stands in for an object table's row count: read off the end of its
+    # b-tree instead of counting millions of rows
     def size(table: Table) -> int:
         return int(
             conn.execute(select(func.max(literal_column("rowid"))).select_from(table)).scalar() or 0
         )
 
-    tables = [m.table for m in map(maintainer.table, names) if m is not None]
-    return sum(map(size, tables)) >= _REBUILD_SHARE * size(mirror_access)
+    records = sum(size(m.table) for m in map(maintainer.table, names) if m is not None)
+    # the access table has no rowid: its grants are counted, but never more than decides
+    enough = int(records / _REBUILD_SHARE) + 1
+    stored = select(literal(1)).select_from(mirror_access).limit(enough).subquery()
+    return int(conn.execute(select(func.count()).select_from(stored)).scalar_one()) < enough
 
 
 def settle(conn: Connection, maintainer: AccessMaintainer, name: str) -> None:
@@ -307,7 +310,10 @@ def _log_differences(
     after = _memberships(maintainer, [name])
     if entering:
         _log(conn, maintainer, name, except_(after, before), entering=True)
-    _log(conn, maintainer, name, except_(before, after), entering=False)
+    # nothing can leave a slice nobody had: the first backfill of ``name`` skips comparing
+    # every membership it just derived against none
+    if conn.execute(before.limit(1)).first() is not None:
+        _log(conn, maintainer, name, except_(before, after), entering=False)
 
 
 def _log(

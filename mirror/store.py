@@ -8,6 +8,7 @@ WAL mode so a portal reads while the daemon writes.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -354,4 +355,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # index builds sort with helper threads: rebuilding the access table's index after a
+    # first backfill of millions of grants is the longest step a sync leaves to the end
+    cursor.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
     cursor.close()

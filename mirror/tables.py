@@ -242,6 +242,9 @@ mirror_access = Table(
         "partner_id",
         "owner_id",
     ),
+    # every column is part of the key: on SQLite a rowid table would store each grant twice
+    # (the table and its key's index), and write two b-trees per grant instead of one
+    sqlite_with_rowid=False,
 )
 
 mirror_leases = Table(
@@ -306,13 +309,13 @@ def object_table(
     columns = [column_for(f, spec.key) for f in (*spec.fields, *extra)]
     table = Table(spec.table_name, metadata, *columns, *system_columns())
     Index(f"ix_{spec.table_name}__modstamp", table.c._modstamp)
+    partner = spec.partner_field
+    if partner and not spec.has_field(partner):
+        partner = None
     for name in indexed:
-        if name in table.c and name != spec.key:
+        # the (partner, key) index below also serves lookups by partner alone
+        if name in table.c and name not in (spec.key, partner):
             Index(f"ix_{spec.table_name}__{name.lower()}", table.c[name])
-    if spec.partner_field and spec.has_field(spec.partner_field):
-        Index(
-            f"ix_{spec.table_name}__partner",
-            table.c[spec.partner_field],
-            table.c[spec.key],
-        )
+    if partner:
+        Index(f"ix_{spec.table_name}__partner", table.c[partner], table.c[spec.key])
     return table
