@@ -15,13 +15,13 @@ policies of ``mirror.rls`` compare) follows ``mirror_access`` in the same transa
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
-from mirror import access_sets, rls
+from mirror import access_sets, rls, slice_sizes
 from mirror.bulk import execute_many
 from mirror.idsets import batches, id_in
 from mirror.pages import PageOutcome
@@ -38,8 +38,12 @@ GRANT_COLUMNS = ("record_id", "partner_id", "owner_id", "path", "via_object", "v
 class AccessMaintainer:
     """Keeps ``mirror_access`` of one source current; also a page hook for the sync."""
 
-    def __init__(self, store: Store, rules: VisibilityRules) -> None:
+    def __init__(self, store: Store, rules: VisibilityRules, *, defer_settle: bool = False) -> None:
+        """With ``defer_settle``, an object's first backfill only notes at its end that its
+        grants are due; ``settle_pending`` derives those of every such object at once (how a
+        sync of several objects derives its slices once instead of object by object)."""
         self.store = store
+        self.defer_settle = defer_settle
         self.rules = rules
         self.source = rules.source
         self.dialect = store.dialect
@@ -54,8 +58,10 @@ class AccessMaintainer:
         name = mirrored.spec.name
         if outcome.initial:
             self.backfilled.add(name)
-            if outcome.backfill_done:
-                access_sets.settle(conn, self, name)
+            if outcome.backfill_done and self.defer_settle:
+                access_sets.defer(conn, self, name)
+            elif outcome.backfill_done:
+                access_sets.settle(conn, self, [name])
             return
         relevant = self.rules.access_fields(name)
         changed = [
@@ -97,9 +103,17 @@ class AccessMaintainer:
                     if children:
                         work.append((path.object, children, set()))
 
+    def settle_pending(self) -> list[str]:
+        """Derive, in one transaction, the grants of every object whose first backfill ended
+        with its settling deferred (by this maintainer or by a process that died before doing
+        it); returns those objects."""
+        with self.store.transaction() as conn:
+            return access_sets.settle_pending(conn, self)
+
     def rebuild(self, conn: Connection) -> int:
         """Recompute the whole access table of the source from scratch; returns the row count."""
         conn.execute(delete(mirror_access).where(mirror_access.c.source == self.source))
+        slice_sizes.recount(conn, self.source)
         names = [n for n in self.rules.order if self.table(n) is not None]
         total = access_sets.derive(conn, self, names)
         if conn.dialect.name == "postgresql":
@@ -251,6 +265,12 @@ class AccessMaintainer:
             for partner in sorted(left.get(record_id, ())):
                 events.append(self._event(name, record_id, gone, partner, now))
         execute_many(conn, insert(mirror_changes), events)
+        deltas: Counter[str] = Counter()
+        for partners in entered.values():
+            deltas.update(partners)
+        for partners in left.values():
+            deltas.subtract(partners)
+        slice_sizes.adjust(conn, self.source, name, deltas)
         if changed and conn.dialect.name == "postgresql":
             rls.track_partner_changes(conn, self.rules, self.table(name), changed)
 

@@ -14,7 +14,7 @@ compared after, and the difference is logged as "enter", "leave" and "delete" ch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,9 +39,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from mirror import rls
+from mirror import rls, slice_sizes
 from mirror.store import MirrorTable, utcnow
-from mirror.tables import mirror_access, mirror_changes
+from mirror.tables import mirror_access, mirror_access_pending, mirror_changes
 from mirror.visibility import SlicePath
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ def derive(conn: Connection, maintainer: AccessMaintainer, names: Iterable[str])
             for query in grant_queries(maintainer, name):
                 result = conn.execute(_insert_grants(conn, query))
                 total += max(result.rowcount or 0, 0)
+    slice_sizes.recount(conn, maintainer.source, names)
     return total
 
 
@@ -152,13 +153,16 @@ def _worth_rebuilding(conn: Connection, maintainer: AccessMaintainer, names: lis
     return int(conn.execute(select(func.count()).select_from(stored)).scalar_one()) < enough
 
 
-def settle(conn: Connection, maintainer: AccessMaintainer, name: str) -> None:
-    """Derive the grants of ``name`` (at the end of its first backfill) and of its dependents,
-    logging the memberships that changed. The backfilled records themselves enter quietly, as
-    their inserts did, and so do the records of dependents first backfilled by the same sync:
-    a portal loads its first view of those once that sync is done."""
-    names = dependents(maintainer, name)
-    logged = [n for n in names if n == name or n not in maintainer.backfilled]
+def settle(conn: Connection, maintainer: AccessMaintainer, backfilled: Collection[str]) -> None:
+    """Derive the grants of the objects ``backfilled`` (at the end of their first backfill)
+    and of their dependents, logging the memberships that changed. The backfilled records
+    themselves enter quietly, as their inserts did, and so do the records of dependents first
+    backfilled by the same sync: a portal loads its first view of those once that sync is
+    done."""
+    quiet = set(backfilled)
+    affected = {n for name in quiet for n in dependents(maintainer, name)}
+    names = [n for n in maintainer.rules.order if n in affected]
+    logged = [n for n in names if n in quiet or n not in maintainer.backfilled]
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE IF NOT EXISTS mirror_membership_before "
         "(object VARCHAR(128), record_id VARCHAR(64), partner_id VARCHAR(64))"
@@ -171,10 +175,35 @@ def settle(conn: Connection, maintainer: AccessMaintainer, name: str) -> None:
     )
     derive(conn, maintainer, names)
     for current in logged:
-        _log_differences(conn, maintainer, current, entering=current != name)
+        _log_differences(conn, maintainer, current, entering=current not in quiet)
     conn.exec_driver_sql("DROP TABLE mirror_membership_before")
     if conn.dialect.name == "postgresql":
         rls.refresh_partner_columns(conn, maintainer.store, maintainer.rules, names)
+
+
+def defer(conn: Connection, maintainer: AccessMaintainer, name: str) -> None:
+    """Note, in the caller's transaction, that ``name``'s first backfill ended and its grants
+    wait for ``settle_pending``."""
+    p = mirror_access_pending.c
+    pending = select(p.object).where(p.source == maintainer.source, p.object == name)
+    if conn.execute(pending).first() is None:
+        conn.execute(insert(mirror_access_pending).values(source=maintainer.source, object=name))
+
+
+def settle_pending(conn: Connection, maintainer: AccessMaintainer) -> list[str]:
+    """Settle, in one derivation, every object of the source whose grants were deferred;
+    returns their names (none: nothing done)."""
+    p = mirror_access_pending.c
+    # locked on PostgreSQL: two workers ending syncs at once derive the grants once
+    due = select(p.object).where(p.source == maintainer.source).with_for_update()
+    names = list(conn.execute(due).scalars())
+    if not names:
+        return []
+    present = [name for name in names if maintainer.table(name) is not None]
+    if present:
+        settle(conn, maintainer, present)
+    conn.execute(delete(mirror_access_pending).where(p.source == maintainer.source))
+    return names
 
 
 @dataclass(frozen=True)

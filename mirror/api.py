@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from mirror import rls
+from mirror import rls, slice_sizes
 from mirror.access import AccessMaintainer
 from mirror.adapter import CrmAdapter
 from mirror.config import MirrorConfig, load_config
@@ -164,16 +164,23 @@ class Mirror:
         for source in sources or self.config.sources:
             names = list(objects or self.object_names(source))
             specs = {name: self.spec(source, name, refresh=True) for name in names}
-            puller = self._puller(source, specs, leases)
-            for name in names:
-                if stop is not None and stop.is_set():
-                    break
-                result = puller.sync_object(
-                    specs[name], restart=restart, progress=progress, stop=stop
-                )
-                if result.kind == "backfill" and self.config.sync.sweep_after_backfill:
-                    result.swept += puller.sweep(self.store.mirrored(source, name), result.run_id)
-                results.append(result)
+            access = AccessMaintainer(self.store, self.visibility(source), defer_settle=True)
+            puller = self._puller(source, specs, leases, access)
+            # slices a killed sync left underived are settled before this one starts
+            access.settle_pending()
+            try:
+                for name in names:
+                    if stop is not None and stop.is_set():
+                        break
+                    result = puller.sync_object(
+                        specs[name], restart=restart, progress=progress, stop=stop
+                    )
+                    if result.kind == "backfill" and self.config.sync.sweep_after_backfill:
+                        mirrored = self.store.mirrored(source, name)
+                        result.swept += puller.sweep(mirrored, result.run_id)
+                    results.append(result)
+            finally:
+                access.settle_pending()
         return results
 
     def join_backfills(
@@ -190,23 +197,31 @@ class Mirror:
         if not names:
             return []
         specs = {name: self.spec(source, name) for name in names}
-        puller = self._puller(source, specs, leases)
+        access = AccessMaintainer(self.store, self.visibility(source), defer_settle=True)
+        puller = self._puller(source, specs, leases, access)
         results = []
-        for name in names:
-            if stop is not None and stop.is_set():
-                break
-            result = puller.join_backfill(specs[name], progress=progress, stop=stop)
-            if result is not None:
-                results.append(result)
+        try:
+            for name in names:
+                if stop is not None and stop.is_set():
+                    break
+                result = puller.join_backfill(specs[name], progress=progress, stop=stop)
+                if result is not None:
+                    results.append(result)
+        finally:
+            access.settle_pending()
         return results
 
     def _split_backfill(self, source: str, name: str) -> bool:
         return plan_of(self.store.load_checkpoint(source, name)) is not None
 
     def _puller(
-        self, source: str, specs: Mapping[str, ObjectSpec], leases: Leases | None
+        self,
+        source: str,
+        specs: Mapping[str, ObjectSpec],
+        leases: Leases | None,
+        access: AccessMaintainer,
     ) -> Puller:
-        rules = self.visibility(source)
+        rules = access.rules
         validate_rules(rules, specs)
         registrations = self.registrations(source)
         extra = [registrations.on_page] if registrations else []
@@ -214,7 +229,7 @@ class Mirror:
             self.store,
             self.adapter(source),
             prefetch_pages=self.config.sync.prefetch_pages,
-            hooks=[*self.hooks, AccessMaintainer(self.store, rules), *extra],
+            hooks=[*self.hooks, access, *extra],
             indexes=_path_indexes(rules),
             policy_of=self.policy_of(source),
             backfill_ranges=self.config.sync.backfill_ranges,
@@ -420,17 +435,9 @@ class Mirror:
         query = select(key, name_column).where(table.c._deleted.is_(False))
         if rules.partner_flag:
             query = query.where(table.c[rules.partner_flag].is_(True))
-        a = mirror_access.c
-        sizes = (
-            select(a.partner_id, a.object, func.count(a.record_id.distinct()))
-            .where(a.source == rules.source)
-            .group_by(a.partner_id, a.object)
-        )
         with self.store.engine.connect() as conn:
             partners = conn.execute(query.order_by(name_column)).all()
-            counts: dict[str, dict[str, int]] = {}
-            for partner, obj, count in conn.execute(sizes):
-                counts.setdefault(partner, {})[obj] = count
+            counts = slice_sizes.sizes(conn, rules.source)
         return [{"id": p, "name": n, "slice": counts.get(p, {})} for p, n in partners]
 
     def backfill(

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateTable
 
+from mirror import slice_sizes
 from mirror.bulk import execute_many
 from mirror.errors import ConfigError
 from mirror.idsets import batches, id_in
@@ -44,6 +45,7 @@ from mirror.tables import (
     mirror_checkpoints,
     mirror_objects,
     mirror_runs,
+    mirror_slice_sizes,
     object_table,
 )
 from mirror.types import Checkpoint, FieldSpec, ObjectSpec
@@ -93,8 +95,11 @@ class Store:
         try:
             with self.transaction() as conn:
                 self.lock_schema(conn)
+                sizes_kept = inspect(conn).has_table(mirror_slice_sizes.name)
                 engine_metadata.create_all(conn)
                 _upgrade_engine_indexes(conn)
+                if not sizes_kept:
+                    slice_sizes.recount_every_source(conn)
         except OperationalError as exc:
             raise ConfigError(f"store.database: cannot open {self.safe_url}: {exc.orig}") from exc
 

@@ -247,6 +247,27 @@ mirror_access = Table(
     sqlite_with_rowid=False,
 )
 
+# objects whose first backfill ended while their grants wait to be derived: a sync of several
+# objects derives them all once, at its end (or the next sync does, if this one was killed)
+mirror_access_pending = Table(
+    "mirror_access_pending",
+    engine_metadata,
+    Column("source", String(64), primary_key=True),
+    Column("object", String(128), primary_key=True),
+)
+
+# how many records each partner's slice of an object holds (distinct records among its
+# grants), kept with the grants: a slice's count reads one row, whatever the slice's size
+mirror_slice_sizes = Table(
+    "mirror_slice_sizes",
+    engine_metadata,
+    Column("source", String(64), primary_key=True),
+    Column("partner_id", String(64), primary_key=True),
+    Column("object", String(128), primary_key=True),
+    Column("records", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 mirror_leases = Table(
     "mirror_leases",
     engine_metadata,

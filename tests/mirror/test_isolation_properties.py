@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mirror import slice_sizes
 from tests.conftest import BACKENDS, fresh_database
 from tests.mirror.org import Org
 
@@ -62,6 +63,17 @@ def apply(org: Org, kind: str, key: str, value: object) -> None:
         org.remove("Account", key)
 
 
+def slice_sizes_of(org: Org) -> dict[tuple[str, str], int]:
+    """The kept slice sizes, empty slices left out."""
+    with org.store.engine.connect() as conn:
+        kept = slice_sizes.sizes(conn, org.rules.source)
+    return {
+        (partner, name): records
+        for partner, by_object in kept.items()
+        for name, records in by_object.items()
+    }
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches=st.lists(st.lists(step, min_size=1, max_size=6), min_size=1, max_size=4))
@@ -91,8 +103,10 @@ def test_partners_see_exactly_their_slice_and_access_equals_rebuild(backend, bat
                         len(ids) for ids in seen_by_rep.values()
                     ]
                 incremental = org.access_rows()
+                sizes = slice_sizes_of(org)
                 with org.store.transaction() as conn:
                     org.access.rebuild(conn)
                 assert org.access_rows() == incremental
+                assert slice_sizes_of(org) == sizes
         finally:
             org.close()

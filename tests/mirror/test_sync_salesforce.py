@@ -15,7 +15,7 @@ from sqlalchemy import select
 from adapters.sandbox.salesforce import SalesforceSandbox
 from mirror import Mirror, QuotaExceeded, TransientError
 from mirror.config import parse_config
-from mirror.tables import mirror_idmap, mirror_rejects
+from mirror.tables import mirror_access_pending, mirror_idmap, mirror_rejects
 from tests.adapters.conftest import sandbox_adapter
 
 OBJECTS = ["User", "Account", "Contact", "Opportunity", "OpportunityLineItem"]
@@ -210,3 +210,45 @@ def test_a_malformed_record_is_set_aside_and_the_rest_synced(mirror, box) -> Non
             select(mirror_rejects.c.reason).where(mirror_rejects.c.record_id == bad)
         ).scalar_one()
     assert "CloseDate" in reason and "not-a-date" in reason
+
+
+def grants_of(mirror: Mirror, name: str) -> set[tuple[str, ...]]:
+    return {grant for grant in mirror.access_rows() if grant[0] == name}
+
+
+def pending_settles(mirror: Mirror) -> list[str]:
+    with mirror.store.engine.connect() as conn:
+        return list(conn.execute(select(mirror_access_pending.c.object)).scalars())
+
+
+def test_a_failing_sync_still_derives_the_slices_of_what_it_backfilled(mirror, box) -> None:
+    def fail_on_line_items(name: str, *_: Any) -> None:
+        if name == "OpportunityLineItem":
+            raise RuntimeError("the portal's process is going down")
+
+    with pytest.raises(RuntimeError):
+        mirror.sync(progress=fail_on_line_items)
+    settled = {name: grants_of(mirror, name) for name in ("Account", "Opportunity")}
+    assert pending_settles(mirror) == []
+    assert all(settled.values())
+    mirror.rebuild_access()
+    assert {name: grants_of(mirror, name) for name in settled} == settled
+
+
+def test_slices_a_killed_sync_left_underived_are_derived_by_the_next(mirror, box) -> None:
+    from mirror.access import AccessMaintainer
+    from mirror.sync import Puller
+
+    # a sync that dies after its backfills end and before it derives their slices
+    access = AccessMaintainer(mirror.store, mirror.visibility(), defer_settle=True)
+    puller = Puller(mirror.store, mirror.adapter("salesforce"), hooks=[access])
+    for name in OBJECTS:
+        puller.sync_object(mirror.spec("salesforce", name, refresh=True))
+    assert sorted(pending_settles(mirror)) == sorted(OBJECTS)
+    assert grants_of(mirror, "Opportunity") == set()
+    mirror.sync()
+    assert pending_settles(mirror) == []
+    derived = mirror.access_rows()
+    assert grants_of(mirror, "Opportunity")
+    mirror.rebuild_access()
+    assert mirror.access_rows() == derived

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mirror.errors import AccessDenied, ConfigError
+from mirror.partner import PartnerView
 from mirror.visibility import parse_path, parse_rules
 from tests.mirror.org import RULES, Org, build_small_org
 
@@ -256,3 +257,25 @@ def test_the_default_page_read_off_the_access_index_equals_the_ordered_page(org:
             ordered = [r["Id"] for r in view.select(name, limit=1, offset=offset, order_by="Id")]
             assert default == ordered
         assert len(view.select(name, limit=50)) == total
+
+
+def test_a_store_made_before_slice_sizes_were_kept_counts_them_when_opened(db_url: str) -> None:
+    from mirror.store import Store
+
+    org = Org(db_url)
+    try:
+        build_small_org(org)
+        expected = {p: org.view(p).count("Opportunity") for p in ("P1", "P2")}
+        assert all(expected.values())
+        with org.store.transaction() as conn:
+            conn.exec_driver_sql("DROP TABLE mirror_slice_sizes")
+        reopened = Store(db_url)
+        try:
+            counted = {
+                p: PartnerView(reopened, org.rules, p).count("Opportunity") for p in expected
+            }
+        finally:
+            reopened.close()
+        assert counted == expected
+    finally:
+        org.close()
