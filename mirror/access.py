@@ -26,7 +26,7 @@ from mirror.bulk import execute_many
 from mirror.idsets import batches, id_in
 from mirror.pages import PageOutcome
 from mirror.store import MirrorTable, Store, utcnow
-from mirror.tables import mirror_access, mirror_changes
+from mirror.tables import given_by_children, mirror_access, mirror_changes
 from mirror.visibility import SlicePath, VisibilityRules
 
 Grants = dict[str, frozenset[tuple[str, str]]]
@@ -194,6 +194,7 @@ class AccessMaintainer:
                 a.path == path.text,
                 a.via_object == path.other,
                 id_in(self.dialect, a.via_id, batch),
+                given_by_children(a.path),
             )
             given.update(tuple(row) for row in conn.execute(query))
             giving |= self._grant_rows(

@@ -17,7 +17,13 @@ from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from mirror.records import CONVERTERS, json_safe
 from mirror.store import MirrorTable, Store, utcnow
-from mirror.tables import mirror_access, mirror_changes, mirror_idmap, mirror_outbox
+from mirror.tables import (
+    given_by_children,
+    mirror_access,
+    mirror_changes,
+    mirror_idmap,
+    mirror_outbox,
+)
 from mirror.types import ObjectSpec
 
 LOCAL_PREFIX = "local-"
@@ -158,7 +164,8 @@ def replace_local_id(
     mirrored = store.mirrored(spec.source, spec.name)
     key = mirrored.table.c[spec.key]
     conn.execute(update(mirrored.table).where(key == local_id).values({spec.key: crm_id}))
-    for other in _referencing(store, spec):
+    referencing = _referencing(store, spec)
+    for other in referencing:
         for field in other.spec.fields:
             if spec.name in field.references:
                 column = other.table.c[field.name]
@@ -177,11 +184,7 @@ def replace_local_id(
         .where(a.source == spec.source, a.object == spec.name, a.record_id == local_id)
         .values(record_id=crm_id)
     )
-    conn.execute(
-        update(mirror_access)
-        .where(a.source == spec.source, a.via_object == spec.name, a.via_id == local_id)
-        .values(via_id=crm_id)
-    )
+    _rewrite_grants_via(conn, spec, referencing, local_id, crm_id)
     conn.execute(
         update(mirror_changes)
         .where(c.source == spec.source, c.object == spec.name, c.record_id == local_id)
@@ -212,6 +215,32 @@ def _referencing(store: Store, spec: ObjectSpec) -> list[MirrorTable]:
         if any(spec.name in f.references for f in other.spec.fields):
             tables.append(other)
     return tables
+
+
+def _rewrite_grants_via(
+    conn: Connection,
+    spec: ObjectSpec,
+    referencing: list[MirrorTable],
+    local_id: str,
+    crm_id: str,
+) -> None:
+    """Point the grants that went through the record's local id at its CRM id: those it gave
+    its parents (found by ``via``) and those its children got from it (found by the children's
+    keys, whose reference fields already hold ``crm_id``)."""
+    a = mirror_access.c
+    via = [a.source == spec.source, a.via_object == spec.name, a.via_id == local_id]
+    conn.execute(update(mirror_access).where(*via, given_by_children(a.path)).values(via_id=crm_id))
+    for other in referencing:
+        key = other.table.c[other.spec.key]
+        for field in other.spec.fields:
+            if spec.name not in field.references:
+                continue
+            children = select(key).where(other.table.c[field.name] == crm_id)
+            conn.execute(
+                update(mirror_access)
+                .where(*via, a.object == other.spec.name, a.record_id.in_(children))
+                .values(via_id=crm_id)
+            )
 
 
 def _rewrite_outbox_values(conn: Connection, source: str, local_id: str, crm_id: str) -> None:

@@ -23,17 +23,15 @@ def recount(conn: Connection, source: str, names: Iterable[str] | None = None) -
     """Count the slices of ``names`` (every object when ``None``) from the access table."""
     a, s = mirror_access.c, mirror_slice_sizes.c
     stale = delete(mirror_slice_sizes).where(s.source == source)
-    members = select(a.partner_id, a.object, a.record_id).where(a.source == source)
+    counted = select(
+        literal(source, String(64)), a.partner_id, a.object, func.count(a.record_id.distinct())
+    ).where(a.source == source)
     if names is not None:
         names = list(names)
         stale = stale.where(s.object.in_(names))
-        members = members.where(a.object.in_(names))
+        counted = counted.where(a.object.in_(names))
     conn.execute(stale)
-    # the distinct (partner, object, record) triples come off the partner index in its order
-    distinct = members.distinct().subquery()
-    rows = select(
-        literal(source, String(64)), distinct.c.partner_id, distinct.c.object, func.count()
-    ).group_by(distinct.c.partner_id, distinct.c.object)
+    rows = counted.group_by(a.partner_id, a.object)
     conn.execute(
         insert(mirror_slice_sizes).from_select(["source", "partner_id", "object", "records"], rows)
     )

@@ -57,6 +57,12 @@ def _upgrade_engine_indexes(conn: Connection) -> None:
     inspector = inspect(conn)
     for table in engine_metadata.sorted_tables:
         found = {i["name"]: i["column_names"] for i in inspector.get_indexes(table.name)}
+        wanted = {index.name for index in table.indexes}
+        for name in sorted(n for n in found if n):
+            # an index an earlier version kept and this one does not (engine tables only)
+            if name.startswith("ix_") and name not in wanted:
+                quoted = conn.dialect.identifier_preparer.quote(name)
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {quoted}")
         for index in table.indexes:
             columns = [c.name for c in index.columns]
             if index.name in found and found[index.name] != columns:

@@ -195,6 +195,13 @@ def test_a_create_chain_reaches_the_crm_parents_first(mirror, box) -> None:  # n
     assert crm_opp["AccountId"] == ids[account] and crm_opp["PartnerAccountId"] == partner
     assert box.get("OpportunityLineItem", ids[line])["OpportunityId"] == ids[opp]
     assert view.get("OpportunityLineItem", ids[line])["Quantity"] == 2.0
+    # the grants that went through the local ids (the line item's through its deal, the
+    # customer's through the deal pointing at it) now go through the CRM's ids
+    grants = mirror.access_rows()
+    assert not [g for g in grants if g[1] in ids or g[6] in ids]
+    assert ("OpportunityLineItem", ids[line]) in {(g[0], g[1]) for g in grants}
+    mirror.rebuild_access()
+    assert mirror.access_rows() == grants
 
 
 def test_refused_writes_change_nothing(mirror, box) -> None:  # noqa: F811
