@@ -82,49 +82,124 @@ def sync_all(
 def pull_opportunities(
     database: str, base_url: str, settings: dict[str, Any], with_access: bool
 ) -> dict[str, Any]:
-    """An incremental ``Puller.sync_object`` of Opportunity, with or without the access hook.
+    """An incremental ``Puller.sync_object`` of Opportunity, with or without the access hook,
+    in a process of its own (statements compiled and tables loaded by this sync alone).
 
     The hook is wrapped to time it, so the result also says how much of the sync it took.
     """
     from mirror import Mirror
-    from mirror.access import AccessMaintainer
-    from mirror.api import _path_indexes
-    from mirror.sync import Puller
 
     logging.disable(logging.WARNING)
-    hook_seconds = 0.0
-
     with Mirror.open(mirror_config(database, base_url, **settings)) as mirror:
-        spec = mirror.spec(SOURCE, "Opportunity", refresh=True)
-        rules = mirror.visibility(SOURCE)
-        maintainer = AccessMaintainer(mirror.store, rules)
+        return OpportunityPulls(mirror).pull(with_access)
 
-        def timed_hook(conn: Any, mirrored: Any, outcome: Any) -> None:
-            nonlocal hook_seconds
-            begun = time.perf_counter()
-            maintainer(conn, mirrored, outcome)
-            hook_seconds += time.perf_counter() - begun
 
-        puller = Puller(
-            mirror.store,
-            mirror.adapter(SOURCE),
-            prefetch_pages=mirror.config.sync.prefetch_pages,
-            hooks=[timed_hook] if with_access else [],
-            indexes=_path_indexes(rules),
+def pull_opportunities_in_one_process(
+    database: str,
+    mirror_path: str,
+    base_url: str,
+    admin_token: str,
+    settings: dict[str, Any],
+    changes: int,
+    rounds: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The same syncs in one long-lived process, as the daemon runs them: after one warm-up
+    sync each way, ``rounds`` rounds of without / with / with / without, each after
+    ``changes`` CRM edits made from this process."""
+    from pathlib import Path
+
+    from bench.changes import edit_opportunities, population
+    from mirror import Mirror
+
+    logging.disable(logging.WARNING)
+    controls = SandboxControls(base_url, admin_token)
+    people = population(Path(mirror_path))
+    rng = random.Random(seed)
+    runs = []
+    with Mirror.open(mirror_config(database, base_url, **settings)) as mirror:
+        pulls = OpportunityPulls(mirror)
+        for with_access in (False, True):
+            edit_opportunities(controls, people, changes, rng)  # type: ignore[arg-type]
+            pulls.pull(with_access)
+        for _round in range(rounds):
+            for with_access in (False, True, True, False):
+                edit_opportunities(controls, people, changes, rng)  # type: ignore[arg-type]
+                runs.append(pulls.pull(with_access))
+    return {"runs": runs}
+
+
+class SandboxControls:
+    """The sandbox's admin controls over HTTP, for a process that did not start it."""
+
+    def __init__(self, base_url: str, admin_token: str) -> None:
+        import requests
+
+        self.base_url = base_url
+        self.admin_token = admin_token
+        self._http = requests.Session()
+
+    def admin(self, control: str, **kwargs: Any) -> Any:
+        """Call ``POST /__sandbox/<control>``; returns its ``result``."""
+        import json
+
+        response = self._http.post(
+            f"{self.base_url}/__sandbox/{control}",
+            data=json.dumps(kwargs, default=str),
+            headers={"X-Sandbox-Admin": self.admin_token, "Content-Type": "application/json"},
+            timeout=600,
         )
+        if response.status_code >= 300:
+            raise RuntimeError(f"sandbox control {control} failed: {response.text[:300]}")
+        return response.json()["result"]
+
+
+class OpportunityPulls:
+    """Incremental syncs of Opportunity from one mirror, with the access hook (timed) or
+    without it; the pullers are made once and reused."""
+
+    def __init__(self, mirror: Any) -> None:
+        from mirror.access import AccessMaintainer
+        from mirror.api import _path_indexes
+        from mirror.sync import Puller
+
+        self.mirror = mirror
+        self.spec = mirror.spec(SOURCE, "Opportunity", refresh=True)
+        rules = mirror.visibility(SOURCE)
+        self.maintainer = AccessMaintainer(mirror.store, rules)
+        self.hook_seconds = 0.0
+        self.pullers = {
+            with_access: Puller(
+                mirror.store,
+                mirror.adapter(SOURCE),
+                prefetch_pages=mirror.config.sync.prefetch_pages,
+                hooks=[self._timed_hook] if with_access else [],
+                indexes=_path_indexes(rules),
+            )
+            for with_access in (False, True)
+        }
+
+    def _timed_hook(self, conn: Any, mirrored: Any, outcome: Any) -> None:
+        begun = time.perf_counter()
+        self.maintainer(conn, mirrored, outcome)
+        self.hook_seconds += time.perf_counter() - begun
+
+    def pull(self, with_access: bool) -> dict[str, Any]:
+        """One incremental sync of Opportunity; its time, the hook's and its counts."""
+        self.hook_seconds = 0.0
         started = time.perf_counter()
-        result = puller.sync_object(spec)
+        result = self.pullers[with_access].sync_object(self.spec)
         seconds = time.perf_counter() - started
-    totals = result.totals
-    return {
-        "with_access": with_access,
-        "kind": result.kind,
-        "seconds": round(seconds, 4),
-        "hook_seconds": round(hook_seconds, 4),
-        "updated": totals.updated,
-        "inserted": totals.inserted,
-        "api_calls": result.api_calls,
-    }
+        totals = result.totals
+        return {
+            "with_access": with_access,
+            "kind": result.kind,
+            "seconds": round(seconds, 4),
+            "hook_seconds": round(self.hook_seconds, 4),
+            "updated": totals.updated,
+            "inserted": totals.inserted,
+            "api_calls": result.api_calls,
+        }
 
 
 OPPORTUNITY_INDEXES = {

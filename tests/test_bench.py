@@ -89,6 +89,12 @@ def test_visibility_benchmark_measures_queries_and_upkeep() -> None:
     assert all(r["kind"] == "incremental" and r["updated"] == 10 for r in runs)
     assert all(r["hook_seconds"] > 0 for r in runs if r["with_access"])
     assert all(r["hook_seconds"] == 0 for r in runs if not r["with_access"])
+    in_one = size["upkeep_one_process"]["runs"]
+    assert [r["with_access"] for r in in_one] == [False, True, True, False]
+    assert all(r["kind"] == "incremental" and r["updated"] == 10 for r in in_one)
+    assert all(r["hook_seconds"] == 0 for r in in_one if not r["with_access"])
+    assert sum(r["hook_seconds"] for r in in_one if r["with_access"]) > 0
     summary = payload["summary"][0]
     assert summary["changes"] == 10 and summary["sync_with_access_s"] > 0
+    assert summary["sync_with_access_s_one_process"] > 0
     assert {t["target"] for t in payload["targets"]} >= {f"first page p50 < 5 ms ({SIZE})"}
