@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import SandboxProcess
+from bench.common import SandboxControls, SandboxProcess
 
 OPPORTUNITY_TABLE = "salesforce__opportunity"
 ACCOUNT_TABLE = "salesforce__account"
@@ -47,7 +47,10 @@ def population(mirror_db: Path) -> Population:
 
 
 def edit_opportunities(
-    sandbox: SandboxProcess, people: Population, count: int, rng: random.Random
+    sandbox: SandboxProcess | SandboxControls,
+    people: Population,
+    count: int,
+    rng: random.Random,
 ) -> list[str]:
     """Advance the sandbox clock, then edit ``count`` random opportunities; returns their ids."""
     chosen = rng.sample(people.opportunities, min(count, len(people.opportunities)))

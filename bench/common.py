@@ -202,6 +202,32 @@ def cached_sandbox(size: int, seed: int = 7) -> Path:
 # -- the sandbox process ---------------------------------------------------------------------
 
 
+class SandboxControls:
+    """A running sandbox's admin controls over HTTP (from any process that has its token)."""
+
+    def __init__(self, base_url: str, admin_token: str) -> None:
+        self.base_url = base_url
+        self.admin_token = admin_token
+        self._http = requests.Session()
+        self._http.trust_env = False
+
+    def admin(self, control: str, **kwargs: Any) -> Any:
+        """Call ``POST /__sandbox/<control>`` with the admin token; returns its ``result``."""
+        response = self._http.post(
+            f"{self.base_url}/__sandbox/{control}",
+            data=json.dumps(kwargs, default=str),
+            headers={"X-Sandbox-Admin": self.admin_token, "Content-Type": "application/json"},
+            timeout=600,
+        )
+        if response.status_code >= 300:
+            raise RuntimeError(f"sandbox control {control} failed: {response.text[:300]}")
+        return response.json()["result"]
+
+    def close(self) -> None:
+        """Release the HTTP session."""
+        self._http.close()
+
+
 class SandboxProcess:
     """``bench.sandbox_proc`` serving ``db_path``; ``admin`` drives its controls over HTTP."""
 
@@ -212,8 +238,7 @@ class SandboxProcess:
         self.admin_token = secrets.token_urlsafe(24)
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
-        self._http = requests.Session()
-        self._http.trust_env = False
+        self._controls: SandboxControls | None = None
 
     def start(self) -> SandboxProcess:
         """Start the process and wait until it serves (generation may take minutes)."""
@@ -247,7 +272,9 @@ class SandboxProcess:
             self.process.terminate()
             self.process.wait(timeout=30)
         self.process = None
-        self._http.close()
+        if self._controls is not None:
+            self._controls.close()
+            self._controls = None
 
     def __enter__(self) -> SandboxProcess:
         return self.start()
@@ -262,15 +289,9 @@ class SandboxProcess:
 
     def admin(self, control: str, **kwargs: Any) -> Any:
         """Call ``POST /__sandbox/<control>`` with the admin token; returns its ``result``."""
-        response = self._http.post(
-            f"{self.base_url}/__sandbox/{control}",
-            data=json.dumps(kwargs, default=str),
-            headers={"X-Sandbox-Admin": self.admin_token, "Content-Type": "application/json"},
-            timeout=600,
-        )
-        if response.status_code >= 300:
-            raise RuntimeError(f"sandbox control {control} failed: {response.text[:300]}")
-        return response.json()["result"]
+        if self._controls is None:
+            self._controls = SandboxControls(self.base_url, self.admin_token)
+        return self._controls.admin(control, **kwargs)
 
     def cpu_seconds(self) -> float:
         """CPU time the sandbox process has used so far (user + system)."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import SOURCE, mirror_config
+from bench.common import SOURCE, SandboxControls, mirror_config
 
 
 def fetch_only(base_url: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -120,38 +120,13 @@ def pull_opportunities_in_one_process(
     with Mirror.open(mirror_config(database, base_url, **settings)) as mirror:
         pulls = OpportunityPulls(mirror)
         for with_access in (False, True):
-            edit_opportunities(controls, people, changes, rng)  # type: ignore[arg-type]
+            edit_opportunities(controls, people, changes, rng)
             pulls.pull(with_access)
         for _round in range(rounds):
             for with_access in (False, True, True, False):
-                edit_opportunities(controls, people, changes, rng)  # type: ignore[arg-type]
+                edit_opportunities(controls, people, changes, rng)
                 runs.append(pulls.pull(with_access))
     return {"runs": runs}
-
-
-class SandboxControls:
-    """The sandbox's admin controls over HTTP, for a process that did not start it."""
-
-    def __init__(self, base_url: str, admin_token: str) -> None:
-        import requests
-
-        self.base_url = base_url
-        self.admin_token = admin_token
-        self._http = requests.Session()
-
-    def admin(self, control: str, **kwargs: Any) -> Any:
-        """Call ``POST /__sandbox/<control>``; returns its ``result``."""
-        import json
-
-        response = self._http.post(
-            f"{self.base_url}/__sandbox/{control}",
-            data=json.dumps(kwargs, default=str),
-            headers={"X-Sandbox-Admin": self.admin_token, "Content-Type": "application/json"},
-            timeout=600,
-        )
-        if response.status_code >= 300:
-            raise RuntimeError(f"sandbox control {control} failed: {response.text[:300]}")
-        return response.json()["result"]
 
 
 class OpportunityPulls:
