@@ -161,7 +161,17 @@ def _utc_text(general: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if type(value) is not dt.datetime:
             return general(value)
         if value.tzinfo is dt.UTC:
-            return value.isoformat(" ", "microseconds")[:26]
+            # the same text as isoformat(" ", "microseconds") without the offset, in half the
+            # time: a backfill writes four timestamps per record
+            return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+            )
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value.isoformat(" ", "microseconds")

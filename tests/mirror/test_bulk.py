@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -95,3 +97,20 @@ def test_a_statement_of_the_same_shape_uses_its_own_constants() -> None:
             execute_many(conn, delete(sample).where(sample.c.n == n), [{}])
         rows = conn.execute(select(sample.c.id, sample.c.flag, sample.c.n).order_by("id")).all()
     assert [tuple(r) for r in rows] == [("row2", True, 2)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.datetimes(timezones=st.just(dt.UTC)), min_size=1, max_size=20))
+def test_any_utc_timestamp_is_stored_as_sqlalchemy_stores_it(moments: list[dt.datetime]) -> None:
+    rows = [{**ROWS[-1], "id": str(i), "at": at} for i, at in enumerate(moments)]
+    written = {}
+    for writer in ("bulk", "sqlalchemy"):
+        engine = create_engine("sqlite://")
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            if writer == "bulk":
+                execute_many(conn, insert(sample), rows)
+            else:
+                conn.execute(insert(sample), rows)
+            written[writer] = conn.execute(text("SELECT id, at FROM sample ORDER BY id")).all()
+    assert written["bulk"] == written["sqlalchemy"]
