@@ -151,7 +151,7 @@ def status(ctx: click.Context) -> None:
                 last += f" ({s.last_error[:60]})"
             table.add_row(
                 f"{s.source}.{s.object}",
-                s.phase or "-",
+                (s.phase or "-") + (" (slices pending)" if s.slices_pending else ""),
                 s.cursor or "-",
                 str(s.rows),
                 str(s.deleted),

@@ -39,6 +39,7 @@ from mirror.store import Store
 from mirror.sync import ProgressCallback, Puller, RunResult
 from mirror.tables import (
     mirror_access,
+    mirror_access_pending,
     mirror_conflicts,
     mirror_outbox,
     mirror_rejects,
@@ -66,6 +67,9 @@ class ObjectStatus:
     last_run_status: str | None
     last_run_at: datetime | None
     last_error: str | None
+    # backfilled, but its partner slices wait for the end of the sync (or, after a crash,
+    # for the next sync)
+    slices_pending: bool = False
 
 
 class Mirror:
@@ -464,6 +468,9 @@ class Mirror:
     def status(self) -> list[ObjectStatus]:
         """Per mirrored object: phase, cursor, row counts, rejects and the last run."""
         statuses = []
+        p = mirror_access_pending.c
+        with self.store.engine.connect() as conn:
+            pending = {tuple(row) for row in conn.execute(select(p.source, p.object))}
         for source, name in self.store.objects():
             mirrored = self.store.mirrored(source, name)
             checkpoint = self.store.load_checkpoint(source, name)
@@ -482,6 +489,7 @@ class Mirror:
                     last_run_status=last.get("status"),
                     last_run_at=last.get("finished_at") or last.get("started_at"),
                     last_error=last.get("error"),
+                    slices_pending=(source, name) in pending,
                 )
             )
         return statuses

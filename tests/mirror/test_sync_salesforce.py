@@ -246,8 +246,10 @@ def test_slices_a_killed_sync_left_underived_are_derived_by_the_next(mirror, box
         puller.sync_object(mirror.spec("salesforce", name, refresh=True))
     assert sorted(pending_settles(mirror)) == sorted(OBJECTS)
     assert grants_of(mirror, "Opportunity") == set()
+    assert {s.object for s in mirror.status() if s.slices_pending} == set(OBJECTS)
     mirror.sync()
     assert pending_settles(mirror) == []
+    assert not any(s.slices_pending for s in mirror.status())
     derived = mirror.access_rows()
     assert grants_of(mirror, "Opportunity")
     mirror.rebuild_access()
