@@ -170,7 +170,8 @@ def _write_records(
     existing = store.rows_by_id(conn, table, spec.key, records, ["_hash", "_deleted", "_pending"])
     hashes = {record_id: checker.content_hash(r) for record_id, r in records.items()}
     changed = [i for i, row in existing.items() if row._hash != hashes[i] or row._deleted]
-    before = store.rows_by_id(conn, table, spec.key, changed, spec.field_names) if changed else {}
+    names = spec.field_names
+    before = store.rows_by_id(conn, table, spec.key, changed, names) if changed else {}
     pending = {i: records[i] for i in changed if existing[i]._pending}
     merged = reconcile(conn, mirrored, pending, ctx.policy_of) if pending else {}
     system = {f.name for f in spec.fields if not (f.createable or f.updateable)}
@@ -202,7 +203,7 @@ def _write_records(
             continue
         outcome.updated += 1
         old = before[record_id]._mapping
-        diff = field_changes(old, values, spec.field_names)
+        diff = field_changes(old, values, names)
         if not previous._deleted:
             outcome.changed_fields[record_id] = frozenset(diff)
         if reconciled and reconciled.confirmed_fields and set(diff) <= system:
