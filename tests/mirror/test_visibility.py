@@ -259,72 +259,60 @@ def test_the_default_page_read_off_the_access_index_equals_the_ordered_page(org:
         assert len(view.select(name, limit=50)) == total
 
 
-def test_a_store_made_before_slice_sizes_were_kept_counts_them_when_opened(db_url: str) -> None:
+def test_a_store_made_before_slice_sizes_were_kept_counts_them_when_opened(
+    org: Org, db_url: str
+) -> None:
     from mirror.store import Store
 
-    org = Org(db_url)
+    expected = {p: org.view(p).count("Opportunity") for p in ("P1", "P2")}
+    assert all(expected.values())
+    with org.store.transaction() as conn:
+        conn.exec_driver_sql("DROP TABLE mirror_slice_sizes")
+    reopened = Store(db_url)
     try:
-        build_small_org(org)
-        expected = {p: org.view(p).count("Opportunity") for p in ("P1", "P2")}
-        assert all(expected.values())
-        with org.store.transaction() as conn:
-            conn.exec_driver_sql("DROP TABLE mirror_slice_sizes")
-        reopened = Store(db_url)
-        try:
-            counted = {
-                p: PartnerView(reopened, org.rules, p).count("Opportunity") for p in expected
-            }
-        finally:
-            reopened.close()
-        assert counted == expected
+        counted = {p: PartnerView(reopened, org.rules, p).count("Opportunity") for p in expected}
     finally:
-        org.close()
+        reopened.close()
+    assert counted == expected
 
 
-def test_grants_given_by_children_are_found_off_their_partial_index(db_url: str) -> None:
+def test_grants_given_by_children_are_found_off_their_partial_index(org: Org) -> None:
     from sqlalchemy import select
 
     from mirror.tables import given_by_children, mirror_access
 
-    org = Org(db_url)
-    try:
-        build_small_org(org)
-        a = mirror_access.c
-        given = select(a.record_id, a.partner_id).where(
-            a.source == org.rules.source,
-            a.object == "Account",
-            a.path == "Opportunity.AccountId <-",
-            a.via_object == "Opportunity",
-            a.via_id.in_(["o1", "o2"]),
-            given_by_children(a.path),
-        )
-        with org.store.engine.connect() as conn:
-            found = set(conn.execute(given))
-            if conn.dialect.name == "sqlite":
-                sql = str(given.compile(conn, compile_kwargs={"literal_binds": True}))
-                plan = " ".join(str(r) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
-                assert "ix_mirror_access_given" in plan
-        assert ("C1", "P1") in found
-    finally:
-        org.close()
+    a = mirror_access.c
+    given = select(a.record_id, a.partner_id).where(
+        a.source == org.rules.source,
+        a.object == "Account",
+        a.path == "Opportunity.AccountId <-",
+        a.via_object == "Opportunity",
+        a.via_id.in_(["o1", "o2"]),
+        given_by_children(a.path),
+    )
+    with org.store.engine.connect() as conn:
+        found = set(conn.execute(given))
+        if conn.dialect.name == "sqlite":
+            sql = str(given.compile(conn, compile_kwargs={"literal_binds": True}))
+            plan = " ".join(str(r) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+            assert "ix_mirror_access_given" in plan
+    assert ("C1", "P1") in found
 
 
-def test_an_index_an_earlier_version_kept_is_dropped_when_the_store_opens(db_url: str) -> None:
+def test_an_index_an_earlier_version_kept_is_dropped_when_the_store_opens(
+    org: Org, db_url: str
+) -> None:
     from sqlalchemy import inspect
 
     from mirror.store import Store
 
-    org = Org(db_url)
+    with org.store.transaction() as conn:
+        conn.exec_driver_sql("CREATE INDEX ix_mirror_access_via ON mirror_access (via_id)")
+    reopened = Store(db_url)
     try:
-        with org.store.transaction() as conn:
-            conn.exec_driver_sql("CREATE INDEX ix_mirror_access_via ON mirror_access (via_id)")
-        reopened = Store(db_url)
-        try:
-            with reopened.engine.connect() as conn:
-                names = {i["name"] for i in inspect(conn).get_indexes("mirror_access")}
-        finally:
-            reopened.close()
-        assert "ix_mirror_access_via" not in names
-        assert "ix_mirror_access_given" in names
+        with reopened.engine.connect() as conn:
+            names = {i["name"] for i in inspect(conn).get_indexes("mirror_access")}
     finally:
-        org.close()
+        reopened.close()
+    assert "ix_mirror_access_via" not in names
+    assert "ix_mirror_access_given" in names
