@@ -10,10 +10,8 @@ last page hands over to incremental reads at the job's ``createdDate`` minus one
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from adapters.salesforce_client import SalesforceConnection
 from adapters.salesforce_read import select_soql
@@ -26,7 +24,9 @@ from adapters.salesforce_types import (
     to_18,
 )
 from mirror.errors import CrmError
-from mirror.types import Checkpoint, ObjectSpec, Page, Record, Reject
+from mirror.types import Checkpoint, ObjectSpec, Page
+
+T = TypeVar("T")
 
 MAX_JOB_RESTARTS = 3
 POLL_FIRST = 0.05
@@ -77,18 +77,24 @@ def wait_for_job(
 
 
 def results_page(
-    conn: SalesforceConnection, job_id: str, locator: str | None, max_records: int
-) -> tuple[list[str], list[list[str]], str | None]:
-    """``(header, rows, next_locator)`` of one results page; ``BulkJobGone`` if it vanished."""
+    conn: SalesforceConnection,
+    job_id: str,
+    locator: str | None,
+    max_records: int,
+    consume: Callable[[list[str], Iterator[list[str]]], T],
+) -> tuple[T, str | None]:
+    """``(consume(header, rows), next_locator)`` of one results page, its rows handed over
+    as they download; ``BulkJobGone`` if the job vanished."""
+
+    def page(reader: Iterator[list[str]]) -> T:
+        return consume(next(reader, []), (row for row in reader if row))
+
     try:
-        text, following = conn.bulk_results(job_id, locator, max_records)
+        return conn.bulk_results(job_id, locator, max_records, page)
     except CrmError as error:
         if error.status == 404 or error.code in ("INVALID_QUERY_LOCATOR", "INVALIDJOB"):
             raise BulkJobGone(str(error), status=error.status, code=error.code) from error
         raise
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, [])
-    return header, [row for row in reader if row], following
 
 
 def bulk_backfill(
@@ -107,8 +113,8 @@ def bulk_backfill(
             started = format_cursor(parse_datetime(job["createdDate"]))
             first_started = first_started or started
         try:
-            header, rows, locator = results_page(
-                conn, job_id, locator, conn.settings.bulk_page_size
+            (records, rejects), locator = results_page(
+                conn, job_id, locator, conn.settings.bulk_page_size, converter.page
             )
         except BulkJobGone:
             restarts += 1
@@ -116,7 +122,6 @@ def bulk_backfill(
                 raise
             job_id = None
             continue
-        records, rejects = convert_rows(converter, header, rows)
         yield Page(
             records=records,
             rejects=rejects,
@@ -145,31 +150,20 @@ def _checkpoint(job_id: str, locator: str | None, started: str, first_started: s
     )
 
 
-def convert_rows(
-    converter: RecordConverter, header: list[str], rows: list[list[str]]
-) -> tuple[list[Record], list[Reject]]:
-    """Records and rejects of CSV ``rows`` under ``header``."""
-    records: list[Record] = []
-    rejects: list[Reject] = []
-    for row in rows:
-        try:
-            records.append(converter.from_csv(header, row))
-        except ValueError as error:
-            payload = dict(zip(header, row, strict=False))
-            record_id = payload.get(KEY_FIELD)
-            rejects.append(Reject(to_18(record_id) if record_id else None, str(error), payload))
-    return records, rejects
-
-
 def bulk_ids(conn: SalesforceConnection, spec: ObjectSpec) -> Iterator[list[str]]:
     """Every live id of ``spec`` through one Bulk query job, one batch per results page."""
     job = create_query_job(conn, f"SELECT {KEY_FIELD} FROM {spec.name}", spec.name)
     locator: str | None = None
     while True:
-        header, rows, locator = results_page(conn, job["id"], locator, conn.settings.bulk_page_size)
-        position = header.index(KEY_FIELD) if KEY_FIELD in header else 0
-        batch = [to_18(row[position]) for row in rows]
+        batch, locator = results_page(
+            conn, job["id"], locator, conn.settings.bulk_page_size, _ids_of
+        )
         if batch:
             yield batch
         if locator is None:
             return
+
+
+def _ids_of(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    position = header.index(KEY_FIELD) if KEY_FIELD in header else 0
+    return [to_18(row[position]) for row in rows]

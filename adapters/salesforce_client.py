@@ -13,10 +13,12 @@ because simple-salesforce always speaks https.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -45,6 +47,7 @@ RETRYABLE_ANSWERS: tuple[type[Exception], ...] = (
     requests.exceptions.JSONDecodeError,
 )
 MAX_RENEWALS = 2
+BULK_CHUNK_BYTES = 256 * 1024
 
 
 class SalesforceConnection:
@@ -252,24 +255,32 @@ class SalesforceConnection:
         )
 
     def bulk_results(
-        self, job_id: str, locator: str | None, max_records: int
-    ) -> tuple[str, str | None]:
-        """One page of a Bulk API 2.0 query job's CSV results and the next locator (or None)."""
+        self,
+        job_id: str,
+        locator: str | None,
+        max_records: int,
+        consume: Callable[[Iterator[list[str]]], T],
+    ) -> tuple[T, str | None]:
+        """One page of a Bulk API 2.0 query job's CSV results, handed to ``consume`` as parsed
+        rows while it downloads (the page's text is never held whole), and the next locator
+        (or None). A download cut short is retried from the page's start."""
 
-        def fetch(sf: Salesforce) -> tuple[str, str | None]:
+        def fetch(sf: Salesforce) -> tuple[T, str | None]:
             params: dict[str, Any] = {"maxRecords": max_records}
             if locator:
                 params["locator"] = locator
-            response = sf.session.get(
+            with sf.session.get(
                 f"{sf.bulk2_url}query/{job_id}/results",
                 params=params,
                 headers={"Authorization": f"Bearer {sf.session_id}", "Accept": "text/csv"},
-            )
-            if response.status_code >= 300:
-                exception_handler(response, "bulk2 results")
-            following = response.headers.get("Sforce-Locator")
-            body = response.content.decode("utf-8").replace("\x00", "")
-            return body, (None if following in (None, "", "null") else following)
+                stream=True,
+            ) as response:
+                if response.status_code >= 300:
+                    exception_handler(response, "bulk2 results")
+                following = response.headers.get("Sforce-Locator")
+                chunks = response.iter_content(chunk_size=BULK_CHUNK_BYTES)
+                consumed = consume(csv.reader(text_lines(chunks)))
+            return consumed, (None if following in (None, "", "null") else following)
 
         return self.call("reading Bulk API 2.0 results", fetch)
 
@@ -279,3 +290,17 @@ class SalesforceConnection:
 
     def _batch_header(self) -> dict[str, str]:
         return {"Sforce-Query-Options": f"batchSize={self.settings.page_size}"}
+
+
+def text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines of a UTF-8 byte stream, each ending with its ``\\n``, as ``csv.reader`` needs
+    them (a quoted value's line breaks stay in the value)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pending = ""
+    for chunk in chunks:
+        *lines, pending = (pending + decoder.decode(chunk)).split("\n")
+        for line in lines:
+            yield line + "\n"
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        yield pending

@@ -9,12 +9,12 @@ datetimes; a value that does not fit its field raises ``ValueError`` naming fiel
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Relation
+from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Reject, Relation
 
 KEY_FIELD = "Id"
 CURSOR_CANDIDATES = ("SystemModstamp", "LastModifiedDate", "CreatedDate")
@@ -285,6 +285,21 @@ class RecordConverter:
             else:
                 record[name] = self._convert(name, value)
         return record
+
+    def page(
+        self, header: list[str], rows: Iterable[list[str]]
+    ) -> tuple[list[Record], list[Reject]]:
+        """Records and rejects (each with its reason) of Bulk CSV ``rows`` under ``header``."""
+        records: list[Record] = []
+        rejects: list[Reject] = []
+        for row in rows:
+            try:
+                records.append(self.from_csv(header, row))
+            except ValueError as error:
+                payload = dict(zip(header, row, strict=False))
+                record_id = payload.get(KEY_FIELD)
+                rejects.append(Reject(to_18(record_id) if record_id else None, str(error), payload))
+        return records, rejects
 
     def _convert(self, name: str, value: Any) -> Any:
         if value is None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, date, datetime, time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from requests.adapters import BaseAdapter
 
 from adapters.http_retry import RequestLog, RetryPolicy, parse_retry_after
 from adapters.salesforce import SalesforceAdapter, SalesforceSettings
-from adapters.salesforce_bulk import convert_rows
+from adapters.salesforce_client import text_lines
 from adapters.salesforce_cursor import CursorTracker
 from adapters.salesforce_errors import ErrorAnswer, Outcome, mirror_error, outcome
 from adapters.salesforce_read import PageBuilder, _deleted_check, select_soql
@@ -175,7 +180,7 @@ def test_csv_rows_convert_and_bad_values_become_rejects():
         ["006000000000001AAA", "Deal", "2024-02-29", "true", "12.5", "2024-11-05T10:00:00.000Z"],
         ["006000000000002AAA", "", "not-a-date", "false", "", "2024-11-05T10:00:00.000Z"],
     ]
-    records, rejects = convert_rows(RecordConverter(spec), header, rows)
+    records, rejects = RecordConverter(spec).page(header, rows)
     assert records == [
         {
             "Id": "006000000000001AAA",
@@ -541,3 +546,20 @@ def test_request_log_applies_the_default_timeout():
     log.install(session).get("https://example.test/")
     assert seen["timeout"] == 12.0 and log.count == 1
     assert log.last_server_date == datetime(2024, 11, 5, 10, tzinfo=UTC)
+
+
+csv_values = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@given(
+    rows=st.lists(st.lists(csv_values, min_size=2, max_size=2), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+)
+def test_bulk_csv_parses_the_same_however_the_download_is_cut(rows, cuts):
+    # quoted as Salesforce writes Bulk results: every value, so line breaks are data
+    written = io.StringIO()
+    csv.writer(written, lineterminator="\n", quoting=csv.QUOTE_ALL).writerows(rows)
+    body = written.getvalue().encode("utf-8")
+    edges = sorted({0, len(body), *(c for c in cuts if c < len(body))})
+    chunks = [body[a:b] for a, b in pairwise(edges)]
+    assert list(csv.reader(text_lines(chunks))) == rows
