@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mirror import access_sets, rls, slice_sizes
 from mirror.bulk import execute_many
@@ -33,6 +35,9 @@ Grants = dict[str, frozenset[tuple[str, str]]]
 # one mirror_access row of an object: record_id, partner_id, owner_id, path, via_object, via_id
 Grant = tuple[str, str, str, str, str, str]
 GRANT_COLUMNS = ("record_id", "partner_id", "owner_id", "path", "via_object", "via_id")
+# per record whose (partner, owner) set changed: that set before and after
+Changes = dict[str, tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]]]
+NO_PAIRS: frozenset[tuple[str, str]] = frozenset()
 
 
 class AccessMaintainer:
@@ -82,26 +87,30 @@ class AccessMaintainer:
 
     def refresh(self, conn: Connection, name: str, ids: Iterable[str]) -> None:
         """Re-derive the grants of ``ids`` and of everything that depends on them."""
-        work: deque[tuple[str, set[str], set[str]]] = deque([(name, set(ids), set())])
+        # per object: records to derive again from their own fields and parents, and records
+        # whose new grants are already stored (contribution targets, inheriting children)
+        work: deque[tuple[str, set[str], Changes]] = deque([(name, set(ids), {})])
         while work:
-            current, record_ids, forced = work.popleft()
-            if not record_ids:
-                continue
-            # records reached as a contribution target already have their new grants (only
-            # their children changed); the rest re-derive from their own fields and parents
-            if forced == record_ids:
-                changed = forced
-            else:
-                changed = self._rederive(conn, current, record_ids) | forced
+            current, rederive, applied = work.popleft()
+            changes = dict(applied)
+            if rederive - applied.keys():
+                changes.update(self._rederive(conn, current, rederive - applied.keys()))
+            record_ids = rederive | applied.keys()
             for path in self.rules.child_paths_from(current):
                 targets = self._rederive_contributions(conn, path, record_ids)
                 if targets:
-                    work.append((path.object, targets, targets))
-            if changed:
-                for path in self.rules.parent_paths_from(current):
-                    children = self._children(conn, path, changed)
+                    work.append((path.object, set(), targets))
+            if not changes:
+                continue
+            for path in self.rules.parent_paths_from(current):
+                if self._inherits_only(path):
+                    inherited = self._inherit(conn, path, changes)
+                    if inherited:
+                        work.append((path.object, set(), inherited))
+                else:
+                    children = self._children(conn, path, set(changes))
                     if children:
-                        work.append((path.object, children, set()))
+                        work.append((path.object, children, {}))
 
     def settle_pending(self) -> list[str]:
         """Derive, in one transaction, the grants of every object whose first backfill ended
@@ -135,32 +144,34 @@ class AccessMaintainer:
             found.update(tuple(row) for row in conn.execute(query))
         return found
 
-    def _rederive(self, conn: Connection, name: str, ids: set[str]) -> set[str]:
+    def _rederive(self, conn: Connection, name: str, ids: set[str]) -> Changes:
         """Derive the grants of ``ids`` again and store the difference; returns the records
-        whose (partner, owner) set changed."""
+        whose (partner, owner) set changed, with that set before and after."""
         before = self._stored(conn, name, ids)
         after: set[Grant] = set()
         for batch in batches(ids):
             after.update(self._own_rows(conn, name, batch))
         return self._apply(conn, name, before, after)
 
-    def _apply(
-        self, conn: Connection, name: str, before: set[Grant], after: set[Grant]
-    ) -> set[str]:
+    def _apply(self, conn: Connection, name: str, before: set[Grant], after: set[Grant]) -> Changes:
         """Store ``after`` in place of ``before`` (the grants of the same records), writing
         only the rows that differ; logs partners entering and leaving; returns the records
-        whose (partner, owner) set changed."""
+        whose (partner, owner) set changed, with that set before and after."""
         removed, added = before - after, after - before
         if not removed and not added:
-            return set()
+            return {}
         self._delete(conn, name, removed)
         self._insert(conn, name, added)
         touched = {g[0] for g in removed} | {g[0] for g in added}
         old = _grants(g for g in before if g[0] in touched)
         new = _grants(g for g in after if g[0] in touched)
-        changed = {i for i in touched if old.get(i) != new.get(i)}
-        self._log_membership(conn, name, changed, old, new)
-        return changed
+        changes = {
+            i: (old.get(i, NO_PAIRS), new.get(i, NO_PAIRS))
+            for i in touched
+            if old.get(i, NO_PAIRS) != new.get(i, NO_PAIRS)
+        }
+        self._log_membership(conn, name, set(changes), old, new)
+        return changes
 
     def _own_rows(self, conn: Connection, name: str, ids: list[str]) -> set[Grant]:
         """The grants records ``ids`` of ``name`` derive, from their fields and their
@@ -176,14 +187,14 @@ class AccessMaintainer:
 
     def _rederive_contributions(
         self, conn: Connection, path: SlicePath, child_ids: set[str]
-    ) -> set[str]:
+    ) -> Changes:
         """Re-derive the grants ``child_ids`` give their parents through ``path``; returns
-        the parents whose partner set changed."""
+        the parents whose (partner, owner) set changed, with that set before and after."""
         through = next(
             (q for q in access_sets.grant_queries(self, path.object) if q.path == path), None
         )
         if through is None or self.table(path.other) is None:
-            return set()
+            return {}
         a = mirror_access.c
         given: set[Grant] = set()
         giving: set[Grant] = set()
@@ -201,7 +212,7 @@ class AccessMaintainer:
                 conn, through.narrowed(id_in(self.dialect, through.via, batch))
             )
         if given == giving:
-            return set()
+            return {}
         targets = {g[0] for g in given ^ giving}
         # the targets' other grants take part in deciding whether their partner set changed
         before = self._stored(conn, path.object, targets)
@@ -220,12 +231,50 @@ class AccessMaintainer:
             for i in conn.execute(select(key).where(id_in(self.dialect, fk, batch))).scalars()
         }
 
-    def _insert(self, conn: Connection, name: str, rows: Iterable[Grant]) -> None:
+    def _inherits_only(self, path: SlicePath) -> bool:
+        """Whether ``path`` is the only way to see its object: its records' grants are then
+        their parent's, and follow the parent's changes without being derived again."""
+        rule = self.rules.rule(path.object)
+        return rule is not None and not rule.public and rule.paths == (path,)
+
+    def _inherit(self, conn: Connection, path: SlicePath, parents: Changes) -> Changes:
+        """Pass the (partner, owner) changes of ``parents`` on to their live children through
+        ``path``, the children's only path; returns the children's changes."""
+        child = self.table(path.object)
+        if child is None:
+            return {}
+        t = child.table
+        key, fk = t.c[child.spec.key], t.c[path.field]
+        removed: list[Grant] = []
+        added: list[Grant] = []
+        changes: Changes = {}
+        for batch in batches(parents):
+            query = select(key, fk).where(id_in(self.dialect, fk, batch), t.c._deleted.is_(False))
+            for child_id, parent_id in conn.execute(query):
+                old, new = changes[child_id] = parents[parent_id]
+                via = (path.text, path.other, parent_id)
+                removed += [(child_id, p, o, *via) for p, o in old - new]
+                added += [(child_id, p, o, *via) for p, o in new - old]
+        self._delete(conn, path.object, removed)
+        # a grant already there (a table not yet consistent) is kept, not an error
+        self._insert(conn, path.object, added, skip_present=True)
+        before = {i: old for i, (old, _new) in changes.items()}
+        after = {i: new for i, (_old, new) in changes.items()}
+        self._log_membership(conn, path.object, set(changes), before, after, live=True)
+        return changes
+
+    def _insert(
+        self, conn: Connection, name: str, rows: Iterable[Grant], *, skip_present: bool = False
+    ) -> None:
         values = [
             {"source": self.source, "object": name, **dict(zip(GRANT_COLUMNS, row, strict=True))}
             for row in rows
         ]
-        execute_many(conn, insert(mirror_access), values)
+        statement: Any = insert(mirror_access)
+        if skip_present:
+            maker: Any = pg_insert if self.dialect == "postgresql" else sqlite_insert
+            statement = maker(mirror_access).on_conflict_do_nothing()
+        execute_many(conn, statement, values)
 
     def _delete(self, conn: Connection, name: str, rows: Iterable[Grant]) -> None:
         a = mirror_access.c
@@ -246,7 +295,11 @@ class AccessMaintainer:
         changed: set[str],
         before: Grants,
         after: Grants,
+        *,
+        live: bool = False,
     ) -> None:
+        """Log the partners ``changed`` records entered and left and adjust the slice sizes;
+        with ``live``, the records are known not to be deleted."""
         events = []
         now = utcnow()
         entered: dict[str, set[str]] = {}
@@ -258,7 +311,7 @@ class AccessMaintainer:
                 entered[record_id] = new - old
             if old - new:
                 left[record_id] = old - new
-        deleted = self._deleted(conn, name, set(left))
+        deleted = set() if live else self._deleted(conn, name, set(left))
         for record_id in sorted(changed):
             for partner in sorted(entered.get(record_id, ())):
                 events.append(self._event(name, record_id, "enter", partner, now))
