@@ -209,7 +209,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--scans", type=int, default=20, help="Queries of the no-index scan.")
     parser.add_argument("--changes", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=4, help="Rounds of 2 syncs with, 2 without.")
+    parser.add_argument("--rounds", type=int, default=8, help="Rounds of 2 syncs with, 2 without.")
     parser.add_argument(
         "--any-mirror",
         action="store_true",

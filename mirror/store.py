@@ -35,6 +35,7 @@ from sqlalchemy.schema import CreateTable
 
 from mirror import slice_sizes
 from mirror.bulk import execute_many
+from mirror.checkpoints import WalCheckpointer, database_file, hold_back_checkpoints
 from mirror.errors import ConfigError
 from mirror.idsets import batches, id_in
 from mirror.records import RecordChecker
@@ -98,6 +99,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.metadata = MetaData()
         self._tables: dict[tuple[str, str], MirrorTable] = {}
+        self.checkpointer: WalCheckpointer | None = None
         try:
             with self.transaction() as conn:
                 self.lock_schema(conn)
@@ -108,6 +110,9 @@ class Store:
                     slice_sizes.recount_every_source(conn)
         except OperationalError as exc:
             raise ConfigError(f"store.database: cannot open {self.safe_url}: {exc.orig}") from exc
+        path = database_file(self.engine.url)
+        if path is not None:
+            self.checkpointer = WalCheckpointer(path)
 
     def lock_schema(self, conn: Connection) -> None:
         """Serialise schema changes between processes sharing the store, for the rest of
@@ -128,7 +133,9 @@ class Store:
         return self.engine.dialect.name
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Release every pooled connection (and, on SQLite, checkpoint the log)."""
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.engine.dispose()
 
     @contextmanager
@@ -136,6 +143,8 @@ class Store:
         """One database transaction: committed on success, rolled back on any error."""
         with self.engine.begin() as conn:
             yield conn
+        if self.checkpointer is not None:
+            self.checkpointer.committed()
 
     def refresh_statistics(self, table_name: str) -> None:
         """PostgreSQL: re-analyse a growing table and the access table (at pages 1, 2, 4, 8,
@@ -370,3 +379,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # first backfill of millions of grants is the longest step a sync leaves to the end
     cursor.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
     cursor.close()
+    hold_back_checkpoints(dbapi_connection)

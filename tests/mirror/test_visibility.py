@@ -6,6 +6,7 @@ import pytest
 
 from mirror.errors import AccessDenied, ConfigError
 from mirror.partner import PartnerView
+from mirror.tables import mirror_access
 from mirror.visibility import parse_path, parse_rules
 from tests.mirror.org import RULES, Org, build_small_org
 
@@ -16,6 +17,9 @@ def org(db_url: str):
     build_small_org(org)
     yield org
     org.close()
+
+
+ACCESS_COLUMNS = [c.name for c in mirror_access.columns]
 
 
 def assert_consistent(org: Org) -> None:
@@ -46,6 +50,21 @@ def test_reassignment_moves_the_deal_and_what_it_made_visible(org: Org) -> None:
     assert p1["Opportunity"] == set() and p1["Account"] == {"P1"}
     assert p1["LineItem"] == set() and p1["Contact"] == {"KP1"}
     assert org.seen(org.view("P2"))["LineItem"] == {"l1", "l3"}
+    assert_consistent(org)
+
+
+def test_records_seen_only_through_their_parent_follow_it_and_tolerate_a_stray_grant(
+    org: Org,
+) -> None:
+    # KC1 is seen only through C1: moving o1 gives C1, and so KC1, the pair (P2, UP2)
+    stray = ("fake", "Contact", "KC1", "P2", "UP2", "AccountId -> Account", "Account", "C1")
+    with org.store.transaction() as conn:
+        conn.execute(mirror_access.insert().values(dict(zip(ACCESS_COLUMNS, stray, strict=True))))
+    org.put("Opportunity", "o1", PartnerAccountId="P2", OwnerId="UP2")
+    org.sync()
+    assert stray in org.access_rows()
+    assert "KC1" not in org.seen(org.view("P1"))["Contact"]
+    assert "KC1" in org.seen(org.view("P2", user_id="UP2", role="rep"))["Contact"]
     assert_consistent(org)
 
 
@@ -113,6 +132,7 @@ def test_the_change_feed_reports_edits_and_records_leaving(org: Org) -> None:
     left = {(c["object"], c["record_id"]) for c in p1.changes(since=batch.cursor).changes
             if c["op"] == "leave"}  # fmt: skip
     assert {("Opportunity", "o1"), ("Account", "C1"), ("LineItem", "l1")} <= left
+    assert ("Contact", "KC1") in left  # seen only through C1, it leaves with it
     assert all(c["record_id"] != "o2" for c in p1.changes().changes)
 
 
