@@ -6,8 +6,9 @@ through; empty for direct and self paths), on behalf of owner U (the partner use
 record the grant chain starts from; empty when nobody does). Provenance is what makes the
 table incremental: when a record changes, exactly the grants it derived are dropped and
 derived again, and the records whose partner set changed pass the change on to their
-dependents, until nothing changes. ``rebuild`` computes the same table from scratch, object by
-object in dependency order.
+dependents, until nothing changes; a dependent whose only path is its parent takes the parent's
+change as it is, without being derived again. ``rebuild`` computes the same table from scratch,
+object by object in dependency order.
 
 On PostgreSQL, each sliced object table's ``_partners`` column (what the row-level-security
 policies of ``mirror.rls`` compare) follows ``mirror_access`` in the same transaction.
