@@ -111,6 +111,7 @@ def pull_opportunities_in_one_process(
 
     from bench.changes import edit_opportunities, population
     from mirror import Mirror
+    from mirror.daemon import settle_heap
 
     logging.disable(logging.WARNING)
     controls = SandboxControls(base_url, admin_token)
@@ -119,6 +120,7 @@ def pull_opportunities_in_one_process(
     runs = []
     with Mirror.open(mirror_config(database, base_url, **settings)) as mirror:
         pulls = OpportunityPulls(mirror)
+        settle_heap(mirror)
         for with_access in (False, True):
             edit_opportunities(controls, people, changes, rng)
             pulls.pull(with_access)

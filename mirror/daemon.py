@@ -15,6 +15,7 @@ reset.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -65,7 +66,10 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop())
         self._start_server()
-        log.info("daemon %s starting", self.worker_id)
+        frozen = settle_heap(self.mirror)
+        log.info(
+            "daemon %s starting (%d objects kept out of garbage collection)", self.worker_id, frozen
+        )
         self.health.running = True
         try:
             scheduler.start()
@@ -313,6 +317,29 @@ class Daemon:
             return True
         except Exception:
             return False
+
+
+def settle_heap(mirror: Mirror) -> int:
+    """Load what every sync of ``mirror`` uses (each mirrored object's table, the partner-slice
+    rules), collect the garbage, then freeze what the process holds; returns how many objects
+    were frozen.
+
+    A full collection of Python's garbage collector scans every object the process holds: the
+    libraries' own, some hundred thousand, take about 100 ms on a slow core, and the objects
+    an incremental sync allocates set one off every few syncs. Frozen (``gc.freeze``), the
+    objects loaded at start are left out of every later collection; they live as long as the
+    process anyway.
+    """
+    for source in mirror.config.sources:
+        for name in mirror.object_names(source):
+            try:
+                mirror.store.mirrored(source, name)
+            except KeyError:
+                continue  # not backfilled yet: its first sync prepares the table
+        mirror.visibility(source)
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def _executors() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, String, delete, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from mirror.bulk import execute_many
 from mirror.tables import mirror_access, mirror_slice_sizes
 
 
@@ -52,7 +53,7 @@ def adjust(conn: Connection, source: str, name: str, deltas: Mapping[str, int]) 
         index_elements=["source", "partner_id", "object"],
         set_={"records": mirror_slice_sizes.c.records + statement.excluded.records},
     )
-    conn.execute(statement, values)
+    execute_many(conn, statement, values)
 
 
 def size(conn: Connection, source: str, partner_id: str, name: str) -> int:

@@ -99,6 +99,8 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.metadata = MetaData()
         self._tables: dict[tuple[str, str], MirrorTable] = {}
+        # the path-index fields each prepared table was built with
+        self._indexed: dict[tuple[str, str], tuple[str, ...]] = {}
         self.checkpointer: WalCheckpointer | None = None
         try:
             with self.transaction() as conn:
@@ -180,14 +182,38 @@ class Store:
             removed_before = tuple(field_from_json(f) for f in row.removed_fields) if row else ()
             migration = plan_migration(stored, removed_before, described)
             removed = _merge_removed(removed_before, migration)
-            table = object_table(migration.effective, self.metadata, removed, indexed)
+            known = self._unchanged(described, migration, removed, indexed)
+            table = (
+                known.table
+                if known is not None
+                else object_table(migration.effective, self.metadata, removed, indexed)
+            )
             self._apply(conn, table, migration, defer_indexes)
             self._save_spec(conn, migration, removed, row is None, row)
-        mirrored = MirrorTable(
-            migration.effective, table, removed, RecordChecker(migration.effective), migration
-        )
-        self._tables[(described.source, described.name)] = mirrored
+        checker = known.checker if known is not None else RecordChecker(migration.effective)
+        mirrored = MirrorTable(migration.effective, table, removed, checker, migration)
+        key = (described.source, described.name)
+        self._tables[key] = mirrored
+        self._indexed[key] = indexed
         return mirrored
+
+    def _unchanged(
+        self,
+        described: ObjectSpec,
+        migration: Migration,
+        removed: tuple[FieldSpec, ...],
+        indexed: tuple[str, ...],
+    ) -> MirrorTable | None:
+        """The prepared object, if preparing it again would build the same table: keeping
+        the same table object keeps the statements compiled against it in the engine's cache
+        (a daemon syncing every few minutes would otherwise compile them all again each time)."""
+        key = (described.source, described.name)
+        known = self._tables.get(key)
+        if known is None or migration.changed or self._indexed.get(key) != indexed:
+            return None
+        if known.spec != migration.effective or known.removed != removed:
+            return None
+        return known
 
     def build_indexes(self, conn: Connection, mirrored: MirrorTable) -> None:
         """Create the object's secondary indexes that do not exist yet."""
@@ -258,6 +284,7 @@ class Store:
             removed = tuple(field_from_json(f) for f in row.removed_fields)
             table = object_table(spec, self.metadata, removed)
             self._tables[key] = MirrorTable(spec, table, removed, RecordChecker(spec))
+            self._indexed[key] = ()
         return self._tables[key]
 
     def objects(self) -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@ budget, the self-audit, SIGTERM, and three workers sharing PostgreSQL with one k
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import signal
@@ -20,7 +21,7 @@ from sqlalchemy import create_engine, select, text
 from adapters.sandbox.salesforce import SalesforceSandbox
 from mirror import Mirror
 from mirror.config import parse_config
-from mirror.daemon import Daemon
+from mirror.daemon import Daemon, settle_heap
 from mirror.leases import Leases
 from mirror.store import Store
 from mirror.tables import mirror_runs
@@ -90,6 +91,28 @@ def test_run_once_syncs_pushes_and_reports_metrics_and_health(db_url, box) -> No
     )
     assert "prm_sync_lag_seconds" in rendered and "prm_outbox_entries" in rendered
     mirror.close()
+
+
+def test_settling_the_heap_loads_the_mirrored_tables_and_freezes_them(tmp_path, box) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    first = mirror_for(url, box)
+    Daemon(first, worker_id="solo").sync_job("salesforce", "Account")
+    first.close()
+    restarted = mirror_for(url, box)
+    assert gc.get_freeze_count() == 0
+    try:
+        frozen = settle_heap(restarted)
+        assert frozen == gc.get_freeze_count() > 1000
+        loaded = set(restarted.store._tables)
+        # Account is mirrored; the objects never synced have no table to load yet
+        assert loaded == {("salesforce", "Account")}
+        account = restarted.store.mirrored("salesforce", "Account").table
+        collected = {id(o) for o in gc.get_objects()}
+        assert id(account) not in collected and id(restarted.visibility()) not in collected
+        assert id(restarted) not in collected
+    finally:
+        gc.unfreeze()
+    restarted.close()
 
 
 def test_the_metrics_and_health_endpoints(tmp_path, box) -> None:
