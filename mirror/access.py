@@ -6,9 +6,10 @@ through; empty for direct and self paths), on behalf of owner U (the partner use
 record the grant chain starts from; empty when nobody does). Provenance is what makes the
 table incremental: when a record changes, exactly the grants it derived are dropped and
 derived again, and the records whose partner set changed pass the change on to their
-dependents, until nothing changes; a dependent whose only path is its parent takes the parent's
-change as it is, without being derived again. ``rebuild`` computes the same table from scratch,
-object by object in dependency order.
+dependents, until nothing changes. An object whose only path is its parent (contacts, line
+items) stores no grants (``mirror.grants`` reads them through the parent): its records take
+their parent's change as it is, and only their entering and leaving is logged. ``rebuild``
+computes the same table from scratch, object by object in dependency order.
 
 On PostgreSQL, each sliced object table's ``_partners`` column (what the row-level-security
 policies of ``mirror.rls`` compare) follows ``mirror_access`` in the same transaction.
@@ -17,15 +18,15 @@ policies of ``mirror.rls`` compare) follows ``mirror_access`` in the same transa
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mirror import access_sets, rls, slice_sizes
 from mirror.bulk import execute_many
+from mirror.grants import granted, is_inherited
 from mirror.idsets import batches, id_in
 from mirror.pages import PageOutcome
 from mirror.store import MirrorTable, Store, utcnow
@@ -76,8 +77,47 @@ class AccessMaintainer:
             if (fields := outcome.changed_fields.get(record_id)) is None or fields & relevant
         ]
         changed += outcome.deleted_ids
-        if changed:
-            self.refresh(conn, name, changed)
+        if not changed:
+            return
+        before = None
+        if is_inherited(self.rules, name):
+            before = self._inherited_before(conn, name, outcome, changed)
+        self.refresh(conn, name, changed, before=before)
+
+    def _inherited_before(
+        self, conn: Connection, name: str, outcome: PageOutcome, ids: list[str]
+    ) -> Grants:
+        """What the records ``ids`` of an inheriting object saw before the page: their
+        parent's grants through the reference they held (from the page's previous values;
+        a deleted record keeps its reference); nothing for records new or undeleted."""
+        path = self.rules.inherited_path(name)
+        mirrored = self.table(name)
+        if path is None or mirrored is None:
+            return {}
+        t = mirrored.table
+        key, fk = t.c[mirrored.spec.key], t.c[path.field]
+        deleted = set(outcome.deleted_ids)
+        held: dict[str, Any] = {}
+        for batch in batches(ids):
+            for record_id, parent_id in conn.execute(
+                select(key, fk).where(id_in(self.dialect, key, batch))
+            ):
+                if record_id in deleted:
+                    held[record_id] = parent_id
+                elif (previous := outcome.previous.get(record_id)) is not None:
+                    held[record_id] = previous.get(path.field, parent_id)
+        parents = self.grants(conn, path.other, {p for p in held.values() if p})
+        return {i: parents[p] for i, p in held.items() if p in parents}
+
+    @contextmanager
+    def changing(self, conn: Connection, name: str, ids: Iterable[str]) -> Iterator[None]:
+        """Around a local write of records ``ids`` of ``name`` (a portal's edit), in the
+        caller's transaction: notes what they see before it, and refreshes the grants of
+        everything the write affected after it."""
+        ids = list(ids)
+        before = self.grants(conn, name, ids) if is_inherited(self.rules, name) else None
+        yield
+        self.refresh(conn, name, ids, before=before)
 
     def table(self, name: str) -> MirrorTable | None:
         """The mirrored table of ``name``, or ``None`` before it is first synced."""
@@ -86,16 +126,23 @@ class AccessMaintainer:
         except KeyError:
             return None
 
-    def refresh(self, conn: Connection, name: str, ids: Iterable[str]) -> None:
-        """Re-derive the grants of ``ids`` and of everything that depends on them."""
+    def refresh(
+        self, conn: Connection, name: str, ids: Iterable[str], *, before: Grants | None = None
+    ) -> None:
+        """Re-derive the grants of ``ids`` and of everything that depends on them. For an
+        object whose grants are inherited (not stored), ``before`` says what the records saw
+        before they changed (none for records it leaves out)."""
         # per object: records to derive again from their own fields and parents, and records
         # whose new grants are already stored (contribution targets, inheriting children)
         work: deque[tuple[str, set[str], Changes]] = deque([(name, set(ids), {})])
         while work:
             current, rederive, applied = work.popleft()
             changes = dict(applied)
-            if rederive - applied.keys():
-                changes.update(self._rederive(conn, current, rederive - applied.keys()))
+            todo = rederive - applied.keys()
+            if todo and is_inherited(self.rules, current):
+                changes.update(self._recompare(conn, current, todo, before or {}))
+            elif todo:
+                changes.update(self._rederive(conn, current, todo))
             record_ids = rederive | applied.keys()
             for path in self.rules.child_paths_from(current):
                 targets = self._rederive_contributions(conn, path, record_ids)
@@ -135,9 +182,14 @@ class AccessMaintainer:
         return _grants(self._stored(conn, name, ids))
 
     def _stored(self, conn: Connection, name: str, ids: Iterable[str]) -> set[Grant]:
-        """The stored grants of ``ids`` (records of ``name``)."""
+        """The grants of ``ids`` (records of ``name``): stored, or read through the parent."""
         a = mirror_access.c
         found: set[Grant] = set()
+        if is_inherited(self.rules, name):
+            for batch in batches(ids):
+                query = granted(self.store, self.rules, name, record_ids=batch)
+                found.update(tuple(row) for row in conn.execute(query))
+            return found
         for batch in batches(ids):
             query = select(*(a[c] for c in GRANT_COLUMNS)).where(
                 a.source == self.source, a.object == name, id_in(self.dialect, a.record_id, batch)
@@ -172,6 +224,18 @@ class AccessMaintainer:
             if old.get(i, NO_PAIRS) != new.get(i, NO_PAIRS)
         }
         self._log_membership(conn, name, set(changes), old, new)
+        return changes
+
+    def _recompare(self, conn: Connection, name: str, ids: set[str], before: Grants) -> Changes:
+        """For records of an inheriting object: compare what they see now with ``before``,
+        log the difference; returns the records whose (partner, owner) set changed."""
+        after = self.grants(conn, name, ids)
+        changes = {
+            i: (before.get(i, NO_PAIRS), after.get(i, NO_PAIRS))
+            for i in ids
+            if before.get(i, NO_PAIRS) != after.get(i, NO_PAIRS)
+        }
+        self._log_membership(conn, name, set(changes), before, after)
         return changes
 
     def _own_rows(self, conn: Connection, name: str, ids: list[str]) -> set[Grant]:
@@ -235,47 +299,33 @@ class AccessMaintainer:
     def _inherits_only(self, path: SlicePath) -> bool:
         """Whether ``path`` is the only way to see its object: its records' grants are then
         their parent's, and follow the parent's changes without being derived again."""
-        rule = self.rules.rule(path.object)
-        return rule is not None and not rule.public and rule.paths == (path,)
+        return self.rules.inherited_path(path.object) == path
 
     def _inherit(self, conn: Connection, path: SlicePath, parents: Changes) -> Changes:
         """Pass the (partner, owner) changes of ``parents`` on to their live children through
-        ``path``, the children's only path; returns the children's changes."""
+        ``path``, the children's only path (their grants, read through the parent, changed
+        with it): logs their entering and leaving; returns the children's changes."""
         child = self.table(path.object)
         if child is None:
             return {}
         t = child.table
         key, fk = t.c[child.spec.key], t.c[path.field]
-        removed: list[Grant] = []
-        added: list[Grant] = []
         changes: Changes = {}
         for batch in batches(parents):
             query = select(key, fk).where(id_in(self.dialect, fk, batch), t.c._deleted.is_(False))
             for child_id, parent_id in conn.execute(query):
-                old, new = changes[child_id] = parents[parent_id]
-                via = (path.text, path.other, parent_id)
-                removed += [(child_id, p, o, *via) for p, o in old - new]
-                added += [(child_id, p, o, *via) for p, o in new - old]
-        self._delete(conn, path.object, removed)
-        # a grant already there (a table not yet consistent) is kept, not an error
-        self._insert(conn, path.object, added, skip_present=True)
+                changes[child_id] = parents[parent_id]
         before = {i: old for i, (old, _new) in changes.items()}
         after = {i: new for i, (_old, new) in changes.items()}
         self._log_membership(conn, path.object, set(changes), before, after, live=True)
         return changes
 
-    def _insert(
-        self, conn: Connection, name: str, rows: Iterable[Grant], *, skip_present: bool = False
-    ) -> None:
+    def _insert(self, conn: Connection, name: str, rows: Iterable[Grant]) -> None:
         values = [
             {"source": self.source, "object": name, **dict(zip(GRANT_COLUMNS, row, strict=True))}
             for row in rows
         ]
-        statement: Any = insert(mirror_access)
-        if skip_present:
-            maker: Any = pg_insert if self.dialect == "postgresql" else sqlite_insert
-            statement = maker(mirror_access).on_conflict_do_nothing()
-        execute_many(conn, statement, values)
+        execute_many(conn, insert(mirror_access), values)
 
     def _delete(self, conn: Connection, name: str, rows: Iterable[Grant]) -> None:
         a = mirror_access.c
@@ -327,7 +377,7 @@ class AccessMaintainer:
             deltas.subtract(partners)
         slice_sizes.adjust(conn, self.source, name, deltas)
         if changed and conn.dialect.name == "postgresql":
-            rls.track_partner_changes(conn, self.rules, self.table(name), changed)
+            rls.track_partner_changes(conn, self.store, self.rules, self.table(name), changed)
 
     def _deleted(self, conn: Connection, name: str, ids: set[str]) -> set[str]:
         """Which of ``ids`` are deleted (a partner is told "delete", not "leave")."""

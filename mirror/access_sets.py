@@ -36,10 +36,12 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    union,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from mirror import rls, slice_sizes
+from mirror.grants import granted, is_inherited
 from mirror.store import MirrorTable, utcnow
 from mirror.tables import mirror_access, mirror_access_pending, mirror_changes
 from mirror.visibility import SlicePath
@@ -98,7 +100,12 @@ def derive(conn: Connection, maintainer: AccessMaintainer, names: Iterable[str])
             for query in grant_queries(maintainer, name):
                 result = conn.execute(_insert_grants(conn, query))
                 total += max(result.rowcount or 0, 0)
-    slice_sizes.recount(conn, maintainer.source, names)
+    inherited = {
+        name: granted(maintainer.store, maintainer.rules, name)
+        for name in names
+        if is_inherited(maintainer.rules, name)
+    }
+    slice_sizes.recount(conn, maintainer.source, names, inherited)
     return total
 
 
@@ -231,7 +238,7 @@ def grant_queries(maintainer: AccessMaintainer, name: str) -> list[GrantQuery]:
     """One query of grant rows per path of ``name``."""
     rule = maintainer.rules.rule(name)
     mirrored = maintainer.table(name)
-    if rule is None or mirrored is None or rule.public:
+    if rule is None or mirrored is None or rule.public or is_inherited(maintainer.rules, name):
         return []
     queries = []
     for path in rule.paths:
@@ -289,14 +296,17 @@ def _direct(
 def _through_parent(
     maintainer: AccessMaintainer, mirrored: MirrorTable, path: SlicePath
 ) -> GrantQuery:
-    t, a = mirrored.table, mirror_access.c
+    t = mirrored.table
     key, fk = t.c[mirrored.spec.key], t.c[path.field]
+    if is_inherited(maintainer.rules, path.other):
+        g: Any = granted(maintainer.store, maintainer.rules, path.other).subquery()
+        joined, on = g, g.c.record_id == fk
+    else:
+        g, joined = mirror_access.c, mirror_access
+        on = and_(g.source == maintainer.source, g.object == path.other, g.record_id == fk)
     rows = (
-        _grant_rows(maintainer, path, key, a.partner_id, a.owner_id, literal(path.other), fk)
-        .join(
-            mirror_access,
-            and_(a.source == maintainer.source, a.object == path.other, a.record_id == fk),
-        )
+        _grant_rows(maintainer, path, key, g.partner_id, g.owner_id, literal(path.other), fk)
+        .join(joined, on)
         .where(t.c._deleted.is_(False))
     )
     return GrantQuery(path, rows, key)
@@ -305,28 +315,43 @@ def _through_parent(
 def _through_children(
     maintainer: AccessMaintainer, parent: MirrorTable, child: MirrorTable, path: SlicePath
 ) -> GrantQuery:
-    c, p, a = child.table, parent.table, mirror_access.c
+    c, p = child.table, parent.table
     child_key, fk = c.c[child.spec.key], c.c[path.field]
+    if is_inherited(maintainer.rules, path.other):
+        g: Any = granted(maintainer.store, maintainer.rules, path.other).subquery()
+        joined, on = g, g.c.record_id == child_key
+    else:
+        g, joined = mirror_access.c, mirror_access
+        on = and_(g.source == maintainer.source, g.object == path.other, g.record_id == child_key)
     rows = (
-        _grant_rows(maintainer, path, fk, a.partner_id, a.owner_id, literal(path.other), child_key)
+        _grant_rows(maintainer, path, fk, g.partner_id, g.owner_id, literal(path.other), child_key)
         .select_from(c)
-        .join(
-            mirror_access,
-            and_(a.source == maintainer.source, a.object == path.other, a.record_id == child_key),
-        )
+        .join(joined, on)
         .join(p, and_(p.c[parent.spec.key] == fk, p.c._deleted.is_(False)))
         .where(c.c._deleted.is_(False))
     )
     return GrantQuery(path, rows, fk, child_key)
 
 
-def _memberships(maintainer: AccessMaintainer, names: list[str]) -> Select[Any]:
+def _memberships(maintainer: AccessMaintainer, names: list[str]) -> Any:
+    """The distinct (object, record, partner) memberships of ``names``, stored or inherited."""
     a = mirror_access.c
-    return (
-        select(a.object, a.record_id, a.partner_id)
-        .where(a.source == maintainer.source, a.object.in_(names))
-        .distinct()
-    )
+    rules = maintainer.rules
+    stored = [n for n in names if not is_inherited(rules, n)]
+    queries: list[Any] = []
+    if stored or not names:
+        queries.append(
+            select(a.object, a.record_id, a.partner_id)
+            .where(a.source == maintainer.source, a.object.in_(stored))
+            .distinct()
+        )
+    for name in names:
+        if is_inherited(rules, name):
+            g = granted(maintainer.store, rules, name).subquery()
+            queries.append(
+                select(literal(name).label("object"), g.c.record_id, g.c.partner_id).distinct()
+            )
+    return queries[0] if len(queries) == 1 else union(*queries)
 
 
 def _log_differences(

@@ -27,6 +27,7 @@ from mirror.config import MirrorConfig, load_config
 from mirror.conflicts import list_conflicts, resolve_conflict
 from mirror.diff import Policy, field_changes
 from mirror.errors import AccessDenied, ConfigError
+from mirror.grants import granted, is_inherited
 from mirror.leases import Leases
 from mirror.outbox import open_entries
 from mirror.pages import PageHook
@@ -416,13 +417,20 @@ class Mirror:
             return AccessMaintainer(self.store, rules).rebuild(conn)
 
     def access_rows(self, source: str | None = None) -> set[tuple[str, ...]]:
-        """Every grant of ``source`` (for audits and tests comparing with a rebuild)."""
+        """Every grant of ``source``, stored or read through a parent (for audits and tests
+        comparing with a rebuild)."""
+        rules = self.visibility(source)
         a = mirror_access.c
         query = select(
             a.object, a.record_id, a.partner_id, a.owner_id, a.path, a.via_object, a.via_id
-        ).where(a.source == (source or self.default_source))
+        ).where(a.source == rules.source)
         with self.store.engine.connect() as conn:
-            return {tuple(row) for row in conn.execute(query)}
+            rows = {tuple(row) for row in conn.execute(query)}
+            for name in rules.slices:
+                if is_inherited(rules, name):
+                    inherited = granted(self.store, rules, name)
+                    rows |= {(name, *row) for row in conn.execute(inherited)}
+        return rows
 
     def partners(self, source: str | None = None) -> list[dict[str, Any]]:
         """Every partner with the size of its slice per object."""

@@ -41,6 +41,8 @@ class PageOutcome:
     written_ids: list[str] = field(default_factory=list)
     deleted_ids: list[str] = field(default_factory=list)
     changed_fields: dict[str, frozenset[str]] = field(default_factory=dict)
+    # per updated live record: the values its changed fields held before the page
+    previous: dict[str, dict[str, Any]] = field(default_factory=dict)
     initial: bool = False
     backfill_done: bool = False
 
@@ -206,6 +208,7 @@ def _write_records(
         diff = field_changes(old, values, names)
         if not previous._deleted:
             outcome.changed_fields[record_id] = frozenset(diff)
+            outcome.previous[record_id] = {f: old for f, (old, _new) in diff.items()}
         if reconciled and reconciled.confirmed_fields and set(diff) <= system:
             continue  # the echo of our own write: not a change made in the CRM
         op = "undelete" if previous._deleted else "update"

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, selec
 
 from mirror import portal_writes, slice_sizes
 from mirror.errors import AccessDenied
+from mirror.grants import granted, is_inherited
 from mirror.store import MirrorTable, Store
 from mirror.tables import mirror_access, mirror_changes, mirror_outbox
 from mirror.visibility import SliceRule, VisibilityRules, visible_fields
@@ -184,13 +185,11 @@ class PartnerView:
             with self.store.engine.connect() as conn:
                 if self.role != "rep":
                     return slice_sizes.size(conn, self.source, self.partner_id, mirrored.spec.name)
-                # a grant exists only for a live record: a rep's grants are counted off the
-                # index alone, without a row lookup per record
-                a = mirror_access.c
-                granted = select(func.count(a.record_id.distinct())).where(
-                    a.object == mirrored.spec.name, *self._access_scope()
-                )
-                return int(conn.execute(granted).scalar_one())
+                # a grant exists only for a live record: a rep's stored grants are counted
+                # off the index alone, without a row lookup per record
+                rows = self._granted(mirrored.spec.name).subquery()
+                counted = select(func.count(rows.c.record_id.distinct()))
+                return int(conn.execute(counted).scalar_one())
         key = mirrored.table.c[mirrored.spec.key]
         query = self._query(mirrored, rule, [mirrored.spec.key])
         query = query.where(*self._filters(mirrored, rule, where))
@@ -202,15 +201,23 @@ class PartnerView:
         """What changed in the slice after cursor ``since``: data changes of visible records
         (hidden fields left out) and records entering or leaving the slice."""
         c, a = mirror_changes.c, mirror_access.c
-        visible = (
-            select(a.record_id)
-            .where(
-                a.source == c.source,
-                a.object == c.object,
-                a.record_id == c.record_id,
-                *self._access_scope(),
-            )
-            .exists()
+        inherited = [name for name in self.rules.slices if is_inherited(self.rules, name)]
+        visible = or_(
+            and_(
+                c.object.not_in(inherited),
+                select(a.record_id)
+                .where(
+                    a.source == c.source,
+                    a.object == c.object,
+                    a.record_id == c.record_id,
+                    *self._access_scope(),
+                )
+                .exists(),
+            ),
+            *(
+                and_(c.object == name, self._visible_change(name, c.record_id))
+                for name in inherited
+            ),
         )
         public = [name for name, rule in self.rules.slices.items() if rule.public]
         query = (
@@ -242,12 +249,11 @@ class PartnerView:
             return Explanation(False, (self._why_not(conn, mirrored, record_id),))
 
     def _reasons(self, conn: Connection, name: str, record_id: str, depth: int) -> list[str]:
-        a = mirror_access.c
+        g = self._granted(name, record_ids=[record_id]).subquery()
         query = (
-            select(a.path, a.via_object, a.via_id, a.owner_id)
-            .where(a.object == name, a.record_id == record_id, *self._access_scope())
+            select(g.c.path, g.c.via_object, g.c.via_id, g.c.owner_id)
             .distinct()
-            .order_by(a.path, a.via_id)
+            .order_by(g.c.path, g.c.via_id)
             .limit(5)
         )
         reasons = []
@@ -309,17 +315,31 @@ class PartnerView:
         live = table.c._deleted.is_(False)
         if rule.public:
             return select(*columns).where(live)
-        a = mirror_access.c
         key = table.c[mirrored.spec.key]
-        granted_ids = (
-            select(a.record_id)
-            .where(a.object == mirrored.spec.name, *self._access_scope())
-            .distinct()
-        )
+        rows = self._granted(mirrored.spec.name)
+        record = rows.selected_columns.record_id
+        granted_ids = rows.with_only_columns(record).distinct()
         if page is not None:
-            granted_ids = granted_ids.order_by(a.record_id).limit(page[0]).offset(page[1])
+            granted_ids = granted_ids.order_by(record).limit(page[0]).offset(page[1])
         granted = granted_ids.subquery("granted")
         return select(*columns).join_from(table, granted, granted.c.record_id == key).where(live)
+
+    def _visible_change(self, name: str, record_id: Any) -> ColumnElement[bool]:
+        """Whether the record ``record_id`` (a column of the feed) of ``name`` is in the slice."""
+        rows = self._granted(name)
+        return rows.where(rows.selected_columns.record_id == record_id).exists()
+
+    def _granted(self, name: str, record_ids: Sequence[str] | None = None) -> Select:
+        """The grant rows of ``name`` in this view's slice (``mirror.grants.granted``)."""
+        owner = self.user_id if self.role == "rep" else None
+        return granted(
+            self.store,
+            self.rules,
+            name,
+            partner=self.partner_id,
+            owner=owner,
+            record_ids=record_ids,
+        )
 
     def _access_scope(self) -> list[ColumnElement[bool]]:
         a = mirror_access.c

@@ -9,7 +9,8 @@ and the partner access table follows. Anything refused changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -19,7 +20,7 @@ from mirror.errors import AccessDenied, ValidationError
 from mirror.outbox import enqueue, is_local, new_local_id
 from mirror.records import CONVERTERS, BadValue
 from mirror.store import MirrorTable, utcnow
-from mirror.tables import mirror_access, mirror_outbox
+from mirror.tables import mirror_outbox
 from mirror.types import FieldType, ObjectSpec
 from mirror.visibility import SliceRule
 
@@ -40,8 +41,8 @@ def update_record(
         if conn.execute(visible).first() is None:
             raise view._deny(name, record_id)
         _check_references(conn, view, spec, values)
-        if apply_update(conn, mirrored, record_id, values, view.partner_id, view.user_id):
-            _refresh_access(view, conn, name, record_id)
+        with _access_follows(view, conn, name, record_id):
+            apply_update(conn, mirrored, record_id, values, view.partner_id, view.user_id)
     return view.get(name, record_id)
 
 
@@ -141,7 +142,8 @@ def delete_record(view: PartnerView, name: str, record_id: str) -> None:
         ):
             raise view._deny(name, record_id)
         row = conn.execute(select(table).where(key == record_id)).one()._mapping
-        conn.execute(update(table).where(key == record_id).values(_deleted=True, _pending=True))
+        with _access_follows(view, conn, name, record_id):
+            conn.execute(update(table).where(key == record_id).values(_deleted=True, _pending=True))
         enqueue(
             conn,
             spec,
@@ -153,7 +155,6 @@ def delete_record(view: PartnerView, name: str, record_id: str) -> None:
             partner_id=view.partner_id,
             author=view.user_id,
         )
-        _refresh_access(view, conn, name, record_id)
 
 
 def _checked_values(spec: ObjectSpec, rule: SliceRule, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -218,10 +219,7 @@ def _visible(conn: Connection, view: PartnerView, target: str, record_id: str) -
         return False
     if rule.public:
         return True
-    a = mirror_access.c
-    query = select(a.record_id).where(
-        a.object == target, a.record_id == record_id, *view._access_scope()
-    )
+    query = view._granted(target, record_ids=[record_id])
     return conn.execute(query.limit(1)).first() is not None
 
 
@@ -238,8 +236,21 @@ def _created_by(conn: Connection, view: PartnerView, local_id: str) -> bool:
 
 
 def _refresh_access(view: PartnerView, conn: Connection, name: str, record_id: str) -> None:
+    """Derive the grants of a record the view just created."""
     if view.access is not None:
         view.access.refresh(conn, name, [record_id])
+
+
+@contextmanager
+def _access_follows(
+    view: PartnerView, conn: Connection, name: str, record_id: str
+) -> Iterator[None]:
+    """Around a local write of an existing record: its grants (and its dependents') follow."""
+    if view.access is None:
+        yield
+        return
+    with view.access.changing(conn, name, [record_id]):
+        yield
 
 
 def as_mirror_table(view: PartnerView, name: str) -> MirrorTable:

@@ -335,8 +335,8 @@ class Registrations:
         typed = typed_values(regs.spec, changes)
         record_id = row[regs.spec.key]
         partner = row.get(self.settings.partner_field)
-        if apply_update(conn, regs, record_id, typed, partner, by):
-            self.access.refresh(conn, regs.spec.name, [record_id])
+        with self.access.changing(conn, regs.spec.name, [record_id]):
+            apply_update(conn, regs, record_id, typed, partner, by)
 
     def _row(
         self, regs: MirrorTable, registration_id: str, conn: Connection | None = None

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Text
 
 from mirror.errors import AccessDenied, ConfigError
+from mirror.grants import granted, is_inherited
 from mirror.store import MirrorTable, Store
 from mirror.tables import engine_metadata
 from mirror.visibility import SliceRule, VisibilityRules, visible_fields
@@ -74,16 +75,32 @@ def is_shared(rule: SliceRule | None) -> bool:
 
 
 def track_partner_changes(
-    conn: Connection, rules: VisibilityRules, mirrored: MirrorTable | None, ids: Collection[str]
+    conn: Connection,
+    store: Store,
+    rules: VisibilityRules,
+    mirrored: MirrorTable | None,
+    ids: Collection[str],
 ) -> None:
-    """Bring ``_partners`` of ``ids`` in line with ``mirror_access``, inside the caller's
+    """Bring ``_partners`` of ``ids`` in line with their grants, inside the caller's
     transaction; adds (and fills) the column the first time a sliced table needs it."""
     if conn.dialect.name != "postgresql" or mirrored is None or not ids:
         return
     if not is_sliced(rules.rule(mirrored.spec.name)):
         return
-    if not ensure_partner_column(conn, mirrored):
-        _write_partners(conn, mirrored, list(ids))
+    grants = inherited_grants(conn, store, rules, mirrored.spec.name)
+    if not ensure_partner_column(conn, mirrored, grants):
+        _write_partners(conn, mirrored, list(ids), grants)
+
+
+def inherited_grants(
+    conn: Connection, store: Store, rules: VisibilityRules, name: str
+) -> str | None:
+    """For an object whose grants are read through its parent (not stored), the SQL of its
+    grant rows, to read them from in place of ``mirror_access``; ``None`` for the others."""
+    if not is_inherited(rules, name):
+        return None
+    rows = granted(store, rules, name)
+    return str(rows.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
 
 
 def refresh_partner_columns(
@@ -99,13 +116,16 @@ def refresh_partner_columns(
             continue
         if is_sliced(rules.rule(name)):
             mirrored = store.mirrored(rules.source, name)
-            if not ensure_partner_column(conn, mirrored):
-                _write_partners(conn, mirrored, None)
+            grants = inherited_grants(conn, store, rules, name)
+            if not ensure_partner_column(conn, mirrored, grants):
+                _write_partners(conn, mirrored, None, grants)
 
 
-def ensure_partner_column(conn: Connection, mirrored: MirrorTable) -> bool:
-    """Add ``_partners`` with its GIN index, filled from ``mirror_access``, when missing;
-    returns whether it was added.
+def ensure_partner_column(
+    conn: Connection, mirrored: MirrorTable, grants: str | None = None
+) -> bool:
+    """Add ``_partners`` with its GIN index, filled from ``mirror_access`` (from the SQL
+    ``grants`` of ``inherited_grants`` when given), when missing; returns whether it was added.
 
     The catalog is asked every time rather than remembered, so a rolled-back page that added
     the column cannot leave a stale belief behind.
@@ -125,7 +145,7 @@ def ensure_partner_column(conn: Connection, mirrored: MirrorTable) -> bool:
         f"{PARTNERS_COLUMN} text[] NOT NULL DEFAULT '{{}}'"
     )
     _ensure_partner_index(conn, table)
-    _write_partners(conn, mirrored, None)
+    _write_partners(conn, mirrored, None, grants)
     return True
 
 
@@ -144,15 +164,20 @@ def partner_index_name(table: str) -> str:
     return f"ix_{table}__partners_gin"
 
 
-def _write_partners(conn: Connection, mirrored: MirrorTable, ids: list[str] | None) -> None:
-    """Set ``_partners`` from ``mirror_access`` for ``ids`` (every row when ``None``), touching
-    only rows whose value differs, so an unchanged slice writes nothing."""
+def _write_partners(
+    conn: Connection, mirrored: MirrorTable, ids: list[str] | None, inherited: str | None = None
+) -> None:
+    """Set ``_partners`` from ``mirror_access`` (from the SQL ``inherited`` when given) for
+    ``ids`` (every row when ``None``), touching only rows whose value differs, so an unchanged
+    slice writes nothing."""
     table, key = _quote(conn, mirrored.spec.table_name), _quote(conn, mirrored.spec.key)
     column = PARTNERS_COLUMN
     grants = (
         "FROM mirror_access a WHERE a.source = :source AND a.object = :object "
         "AND a.partner_id <> ''"
     )
+    if inherited is not None:
+        grants = f"FROM ({inherited}) a WHERE a.partner_id <> ''"
     only_ids = "" if ids is None else " AND {} = ANY(:ids)"
     wanted = (
         "SELECT a.record_id, "
@@ -212,9 +237,10 @@ def install_partner_security(store: Store, rules: VisibilityRules, role: str) ->
         for table in mirrored:
             rule = rules.rule(table.spec.name)
             kinds[_kind(rule)].append(table.spec.table_name)
-            granted = _install_table(conn, table, rule, role)
-            if granted:
-                columns[table.spec.table_name] = granted
+            grants = inherited_grants(conn, store, rules, table.spec.name)
+            shown = _install_table(conn, table, rule, role, grants)
+            if shown:
+                columns[table.spec.table_name] = shown
         for name in engine_tables():
             conn.exec_driver_sql(f"REVOKE ALL ON {_quote(conn, name)} FROM {_quote(conn, role)}")
         _verify(conn, role, columns)
@@ -238,7 +264,11 @@ def _kind(rule: SliceRule | None) -> str:
 
 
 def _install_table(
-    conn: Connection, mirrored: MirrorTable, rule: SliceRule | None, role: str
+    conn: Connection,
+    mirrored: MirrorTable,
+    rule: SliceRule | None,
+    role: str,
+    grants: str | None,
 ) -> tuple[str, ...]:
     """Secure one object table for ``role``; returns the columns granted.
 
@@ -248,12 +278,12 @@ def _install_table(
     """
     table = mirrored.spec.table_name
     quoted, grantee = _quote(conn, table), _quote(conn, role)
-    if is_sliced(rule) and not ensure_partner_column(conn, mirrored):
+    if is_sliced(rule) and not ensure_partner_column(conn, mirrored, grants):
         _ensure_partner_index(conn, table)
-    granted = _granted_columns(mirrored, rule) if is_shared(rule) else ()
+    shown = _granted_columns(mirrored, rule) if is_shared(rule) else ()
     conn.exec_driver_sql(f"REVOKE ALL ON {quoted} FROM {grantee}")
-    if granted:
-        listed = ", ".join(_quote(conn, c) for c in granted)
+    if shown:
+        listed = ", ".join(_quote(conn, c) for c in shown)
         conn.exec_driver_sql(f"GRANT SELECT ({listed}) ON {quoted} TO {grantee}")
     secured = conn.execute(
         text("SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(:table)"),
@@ -262,7 +292,7 @@ def _install_table(
     if not secured:
         conn.exec_driver_sql(f"ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY")
     _place_policy(conn, table, role, _kind(rule))
-    return granted
+    return shown
 
 
 def _place_policy(conn: Connection, table: str, role: str, kind: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, String, delete, func, insert, literal, select
+from sqlalchemy import Connection, Select, String, delete, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -20,8 +20,14 @@ from mirror.bulk import execute_many
 from mirror.tables import mirror_access, mirror_slice_sizes
 
 
-def recount(conn: Connection, source: str, names: Iterable[str] | None = None) -> None:
-    """Count the slices of ``names`` (every object when ``None``) from the access table."""
+def recount(
+    conn: Connection,
+    source: str,
+    names: Iterable[str] | None = None,
+    inherited: Mapping[str, Select[Any]] | None = None,
+) -> None:
+    """Count the slices of ``names`` (every object when ``None``) from the access table; the
+    objects of ``inherited`` from their grant rows (``mirror.grants.granted``)."""
     a, s = mirror_access.c, mirror_slice_sizes.c
     stale = delete(mirror_slice_sizes).where(s.source == source)
     counted = select(
@@ -32,10 +38,18 @@ def recount(conn: Connection, source: str, names: Iterable[str] | None = None) -
         stale = stale.where(s.object.in_(names))
         counted = counted.where(a.object.in_(names))
     conn.execute(stale)
+    columns = ["source", "partner_id", "object", "records"]
     rows = counted.group_by(a.partner_id, a.object)
-    conn.execute(
-        insert(mirror_slice_sizes).from_select(["source", "partner_id", "object", "records"], rows)
-    )
+    conn.execute(insert(mirror_slice_sizes).from_select(columns, rows))
+    for name, grant_rows in (inherited or {}).items():
+        g = grant_rows.subquery()
+        per_partner = select(
+            literal(source, String(64)),
+            g.c.partner_id,
+            literal(name, String(128)),
+            func.count(g.c.record_id.distinct()),
+        ).group_by(g.c.partner_id)
+        conn.execute(insert(mirror_slice_sizes).from_select(columns, per_partner))
 
 
 def adjust(conn: Connection, source: str, name: str, deltas: Mapping[str, int]) -> None:

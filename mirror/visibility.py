@@ -112,6 +112,15 @@ class VisibilityRules:
         given = [p.field for p in self.child_paths_from(name)]
         return frozenset(own + given)
 
+    def inherited_path(self, name: str) -> SlicePath | None:
+        """The path through a parent when it is ``name``'s only path: its records then see
+        exactly what their parent sees, and their grants are not stored but read through the
+        parent's (``None`` for objects with grants of their own)."""
+        rule = self.rule(name)
+        if rule is None or rule.public or len(rule.paths) != 1 or rule.paths[0].kind != "parent":
+            return None
+        return rule.paths[0]
+
     def parent_paths_from(self, name: str) -> list[SlicePath]:
         """Paths on other objects that make them visible through a ``name`` parent."""
         return [

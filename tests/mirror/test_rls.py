@@ -326,7 +326,7 @@ def test_a_concurrent_page_grant_is_counted_not_overwritten(org: Org) -> None:
         try:
             with org.store.transaction() as conn:
                 backend.put(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
-                track_partner_changes(conn, org.rules, opportunity, ["o1"])
+                track_partner_changes(conn, org.store, org.rules, opportunity, ["o1"])
         except BaseException as exc:
             failures.append(exc)
 

@@ -53,18 +53,31 @@ def test_reassignment_moves_the_deal_and_what_it_made_visible(org: Org) -> None:
     assert_consistent(org)
 
 
-def test_records_seen_only_through_their_parent_follow_it_and_tolerate_a_stray_grant(
+def test_records_seen_only_through_their_parent_follow_it_without_stored_grants(
     org: Org,
 ) -> None:
-    # KC1 is seen only through C1: moving o1 gives C1, and so KC1, the pair (P2, UP2)
-    stray = ("fake", "Contact", "KC1", "P2", "UP2", "AccountId -> Account", "Account", "C1")
-    with org.store.transaction() as conn:
-        conn.execute(mirror_access.insert().values(dict(zip(ACCESS_COLUMNS, stray, strict=True))))
+    # KC1 and the line items are seen only through their parent: nothing is stored for them
+    assert {row[1] for row in org.access_rows()}.isdisjoint({"Contact", "LineItem"})
     org.put("Opportunity", "o1", PartnerAccountId="P2", OwnerId="UP2")
     org.sync()
-    assert stray in org.access_rows()
     assert "KC1" not in org.seen(org.view("P1"))["Contact"]
     assert "KC1" in org.seen(org.view("P2", user_id="UP2", role="rep"))["Contact"]
+    assert {row[1] for row in org.access_rows()}.isdisjoint({"Contact", "LineItem"})
+    assert_consistent(org)
+
+
+def test_a_stored_grant_of_a_record_seen_through_its_parent_is_ignored_and_rebuilt_away(
+    org: Org,
+) -> None:
+    stray = ("fake", "Contact", "KC2", "P1", "", "AccountId -> Account", "Account", "C2")
+    with org.store.transaction() as conn:
+        conn.execute(mirror_access.insert().values(dict(zip(ACCESS_COLUMNS, stray, strict=True))))
+    assert "KC2" not in org.seen(org.view("P1"))["Contact"]
+    with pytest.raises(AccessDenied):
+        org.view("P1").get("Contact", "KC2")
+    with org.store.transaction() as conn:
+        org.access.rebuild(conn)
+    assert stray not in org.access_rows()
     assert_consistent(org)
 
 
