@@ -25,7 +25,7 @@ SCHEMAS = {
     "Account": (FieldSpec("Id", F.ID), FieldSpec("Name", F.STRING),
                 FieldSpec("IsPartner", F.BOOLEAN), FieldSpec("Revenue", F.FLOAT), STAMP),
     "Contact": (FieldSpec("Id", F.ID), FieldSpec("Name", F.STRING),
-                FieldSpec("AccountId", F.REFERENCE), STAMP),
+                FieldSpec("AccountId", F.REFERENCE, references=("Account",)), STAMP),
     "Opportunity": (FieldSpec("Id", F.ID), FieldSpec("Name", F.STRING),
                     FieldSpec("AccountId", F.REFERENCE), FieldSpec("PartnerAccountId", F.REFERENCE),
                     FieldSpec("OwnerId", F.REFERENCE), FieldSpec("Amount", F.FLOAT),

@@ -349,3 +349,49 @@ def test_an_index_an_earlier_version_kept_is_dropped_when_the_store_opens(
         reopened.close()
     assert "ix_mirror_access_via" not in names
     assert "ix_mirror_access_given" in names
+
+
+def _entered_and_left(view: PartnerView, cursor: str | None) -> dict[str, set[str]]:
+    ops: dict[str, set[str]] = {"enter": set(), "leave": set()}
+    for change in view.changes(since=cursor).changes:
+        if change["op"] in ops:
+            ops[change["op"]].add(change["record_id"])
+    return ops
+
+
+def test_a_contact_moved_to_another_account_by_a_sync_changes_slices(org: Org) -> None:
+    p1, p2 = org.view("P1"), org.view("P2")
+    cursors = {v.partner_id: v.changes().cursor for v in (p1, p2)}
+    sizes = {v.partner_id: v.count("Contact") for v in (p1, p2)}
+    org.put("Contact", "KP1", AccountId="C2")  # from partner P1's own account to P2's customer
+    org.sync()
+    assert "KP1" not in org.seen(p1)["Contact"] and "KP1" in org.seen(p2)["Contact"]
+    assert "KP1" in _entered_and_left(p1, cursors["P1"])["leave"]
+    assert "KP1" in _entered_and_left(p2, cursors["P2"])["enter"]
+    assert p1.count("Contact") == sizes["P1"] - 1 and p2.count("Contact") == sizes["P2"] + 1
+    assert_consistent(org)
+
+
+def test_a_portal_write_moving_a_child_to_another_parent_changes_slices(org: Org) -> None:
+    from mirror.access import AccessMaintainer
+
+    fields = {**RULES["fields"], "Contact": {"writable": ["AccountId"]}}
+    rules = parse_rules("fake", {**RULES, "fields": fields})
+    p2 = PartnerView(org.store, rules, "P2", access=AccessMaintainer(org.store, rules))
+    p1 = org.view("P1")
+    cursor = p1.changes().cursor
+    before = p1.count("Contact")
+    p2.update("Contact", "KC1", {"AccountId": "C2"})  # P2 sees both C1 and C2; P1 only C1
+    assert p2.get("Contact", "KC1")["AccountId"] == "C2"
+    with pytest.raises(AccessDenied):
+        p1.get("Contact", "KC1")
+    assert "KC1" in _entered_and_left(p1, cursor)["leave"]
+    assert p1.count("Contact") == before - 1
+    with pytest.raises(AccessDenied):  # and P2 cannot hand it to an account it does not see
+        p2.update("Contact", "KC1", {"AccountId": "P1"})
+    assert p2.get("Contact", "KC1")["AccountId"] == "C2"
+    incremental = org.access_rows()
+    with org.store.transaction() as conn:
+        org.access.rebuild(conn)
+    assert org.access_rows() == incremental
+    assert p1.count("Contact") == before - 1
