@@ -188,7 +188,8 @@ NO_CRM = "http://127.0.0.1:9"
 
 def partner_queries(database: str, queries: int, scans: int, seed: int) -> dict[str, Any]:
     """Latency of partners' first page of 50 opportunities and of their count, over random
-    partners; beside them the same page as a plain filtered scan of the opportunity table."""
+    partners, and the same for contacts (seen through their account); beside them the
+    opportunities' page as a plain filtered scan of the opportunity table."""
     from sqlalchemy import event, select, text
 
     from mirror import Mirror
@@ -225,6 +226,12 @@ def partner_queries(database: str, queries: int, scans: int, seed: int) -> dict[
         def count(partner: str) -> int:
             return mirror.as_partner(partner).count("Opportunity")
 
+        def contacts_page(partner: str) -> int:
+            return len(mirror.as_partner(partner).select("Contact", limit=50))
+
+        def contacts_count(partner: str) -> int:
+            return mirror.as_partner(partner).count("Contact")
+
         results = {
             "partners": len(partners),
             "queries": queries,
@@ -234,6 +241,18 @@ def partner_queries(database: str, queries: int, scans: int, seed: int) -> dict[
         }
         results["slice_sizes"] = results["count"].pop("results")
         results["page_rows"] = results["first_page"].pop("results")
+        # contacts are seen through their account: no grants of their own, joined at query time
+        statements.clear()
+        event.listen(store.engine, "before_cursor_execute", capture)
+        contacts_page(picks[0])
+        event.remove(store.engine, "before_cursor_execute", capture)
+        for partner in picks[:50]:
+            contacts_page(partner)
+        results["contacts_first_page"] = latencies(contacts_page, picks)
+        results["contacts_count"] = latencies(contacts_count, picks)
+        results["contacts_plan"] = explain(store, *statements[-1])
+        results["contact_slice_sizes"] = results["contacts_count"].pop("results")
+        results["contacts_first_page"].pop("results")
         if store.dialect == "sqlite":
             spec = store.mirrored(SOURCE, "Opportunity").spec
             visible = visible_fields(

@@ -6,7 +6,8 @@ is there, else the sandbox is backfilled first):
 
 1. latency of a partner's first page of 50 opportunities
    (``Mirror.as_partner(p).select("Opportunity", limit=50)``) and of ``count("Opportunity")``
-   over ``--queries`` random partners, after a warm-up;
+   over ``--queries`` random partners, after a warm-up; the same for contacts, whose grants
+   are their account's, read through ``AccountId`` at query time;
 2. beside it, the same page as a plain filtered scan of the opportunity table
    (``WHERE "PartnerAccountId" = ? ORDER BY "Id" LIMIT 50``) with the (partner, Id) index,
    with the partner-only index and with no index;
@@ -123,6 +124,12 @@ def summarize(size_result: dict[str, Any]) -> dict[str, Any]:
         "count_p50_ms": queries["count"]["p50_ms"],
         "count_p99_ms": queries["count"]["p99_ms"],
     }
+    if "contacts_first_page" in queries:
+        summary["contact_slice_mean"] = queries["contact_slice_sizes"]["mean"]
+        summary["contacts_page_p50_ms"] = queries["contacts_first_page"]["p50_ms"]
+        summary["contacts_page_p99_ms"] = queries["contacts_first_page"]["p99_ms"]
+        summary["contacts_count_p50_ms"] = queries["contacts_count"]["p50_ms"]
+        summary["contacts_count_p99_ms"] = queries["contacts_count"]["p99_ms"]
     for label, timing in queries.get("plain", {}).items():
         summary[f"plain {label} p50_ms"] = timing["p50_ms"]
     for key, suffix in (("upkeep", ""), ("upkeep_one_process", "_one_process")):
@@ -180,6 +187,13 @@ def print_results(summaries: list[dict[str, Any]], checks: list[dict[str, Any]])
         for s in summaries
     ]  # fmt: skip
     print_table("partner first page (50 opportunities) and count", headers, rows)
+    rows = [
+        [s["size"], s["partners"], s["contact_slice_mean"], s["contacts_page_p50_ms"],
+         s["contacts_page_p99_ms"], s["contacts_count_p50_ms"], s["contacts_count_p99_ms"]]
+        for s in summaries
+        if "contacts_page_p50_ms" in s
+    ]  # fmt: skip
+    print_table("partner first page (50 contacts, through their account) and count", headers, rows)
     labels = list(jobs.OPPORTUNITY_INDEXES)
     rows = [[s["size"], *(s.get(f"plain {label} p50_ms") for label in labels)] for s in summaries]
     print_table("plain filtered scan, p50 ms", ["size", *labels], rows)

@@ -83,6 +83,10 @@ def test_visibility_benchmark_measures_queries_and_upkeep() -> None:
     assert set(queries["plain"]) == set(visibility.jobs.OPPORTUNITY_INDEXES)
     assert queries["plain"]["no index"]["n"] == 3
     assert any("mirror_access" in line for line in queries["plan"])
+    assert queries["contacts_first_page"]["n"] == queries["contacts_count"]["n"] == 30
+    assert queries["contact_slice_sizes"]["mean"] > 0
+    # contacts are read through their account's grants, by their AccountId index
+    assert any("contact" in line.lower() for line in queries["contacts_plan"])
 
     runs = size["upkeep"]["runs"]
     assert [r["with_access"] for r in runs] == list(visibility.ORDER)
