@@ -52,6 +52,18 @@ from mirror.tables import (
 from mirror.types import Checkpoint, FieldSpec, ObjectSpec
 
 
+def _ensure_indexes(conn: Connection, table: Table) -> None:
+    """Create the secondary indexes of an object table that are missing; one that an earlier
+    version made on other columns under the same name is built again."""
+    found = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes(table.name)}
+    for index in table.indexes:
+        columns = [c.name for c in index.columns]
+        if index.name in found and found[index.name] != columns:
+            index.drop(conn)
+        if found.get(index.name) != columns:
+            index.create(conn)
+
+
 def _upgrade_engine_indexes(conn: Connection) -> None:
     """Give the engine tables of a store made by an earlier version the indexes of this one
     (an index whose columns changed is built again)."""
@@ -217,15 +229,13 @@ class Store:
 
     def build_indexes(self, conn: Connection, mirrored: MirrorTable) -> None:
         """Create the object's secondary indexes that do not exist yet."""
-        for index in mirrored.table.indexes:
-            index.create(conn, checkfirst=True)
+        _ensure_indexes(conn, mirrored.table)
 
     def _apply(self, conn: Connection, table: Table, migration: Migration, defer: bool) -> None:
         if migration.new_table:
             conn.execute(CreateTable(table, if_not_exists=True))
             if not defer:
-                for index in table.indexes:
-                    index.create(conn, checkfirst=True)
+                _ensure_indexes(conn, table)
             return
         preparer = self.engine.dialect.identifier_preparer
         for field in migration.added:
@@ -236,8 +246,7 @@ class Store:
                 f"ADD COLUMN {preparer.quote(field.name)} {ddl}"
             )
         if not defer:
-            for index in table.indexes:
-                index.create(conn, checkfirst=True)
+            _ensure_indexes(conn, table)
 
     def _save_spec(
         self,

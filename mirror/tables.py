@@ -348,7 +348,14 @@ def object_table(
     for name in indexed:
         # the (partner, key) index below also serves lookups by partner alone
         if name in table.c and name not in (spec.key, partner):
-            Index(f"ix_{spec.table_name}__{name.lower()}", table.c[name])
+            # with the deleted flag and the key, a parent's live children (a partner's
+            # contacts through its accounts, a deal's line items) are read off the index alone
+            Index(
+                f"ix_{spec.table_name}__{name.lower()}",
+                table.c[name],
+                table.c._deleted,
+                table.c[spec.key],
+            )
     if partner:
         Index(f"ix_{spec.table_name}__partner", table.c[partner], table.c[spec.key])
     return table

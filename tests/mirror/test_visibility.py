@@ -395,3 +395,32 @@ def test_a_portal_write_moving_a_child_to_another_parent_changes_slices(org: Org
         org.access.rebuild(conn)
     assert org.access_rows() == incremental
     assert p1.count("Contact") == before - 1
+
+
+def test_a_partners_children_are_read_off_the_reference_index_alone(org: Org) -> None:
+    from sqlalchemy import inspect
+
+    table = org.store.mirrored("fake", "Contact").table.name
+    with org.store.engine.connect() as conn:
+        columns = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes(table)}
+        assert columns[f"ix_{table}__accountid"] == ["AccountId", "_deleted", "Id"]
+        if conn.dialect.name == "sqlite":
+            query = org.view("P1")._granted("Contact")
+            sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+            plan = " ".join(str(r) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+            assert f"COVERING INDEX ix_{table}__accountid" in plan
+
+
+def test_a_reference_index_an_earlier_version_made_is_built_again(org: Org) -> None:
+    from sqlalchemy import inspect
+
+    table = org.store.mirrored("fake", "Contact").table.name
+    with org.store.transaction() as conn:
+        conn.exec_driver_sql(f"DROP INDEX ix_{table}__accountid")
+        conn.exec_driver_sql(f'CREATE INDEX ix_{table}__accountid ON {table} ("AccountId")')
+    org.put("Contact", "KC1", Name="renamed")
+    org.sync()
+    with org.store.engine.connect() as conn:
+        columns = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes(table)}
+    assert columns[f"ix_{table}__accountid"] == ["AccountId", "_deleted", "Id"]
+    assert org.seen(org.view("P1"))["Contact"] == org.expected("P1")["Contact"]
