@@ -218,11 +218,7 @@ class AccessMaintainer:
         touched = {g[0] for g in removed} | {g[0] for g in added}
         old = _grants(g for g in before if g[0] in touched)
         new = _grants(g for g in after if g[0] in touched)
-        changes = {
-            i: (old.get(i, NO_PAIRS), new.get(i, NO_PAIRS))
-            for i in touched
-            if old.get(i, NO_PAIRS) != new.get(i, NO_PAIRS)
-        }
+        changes = _changed(touched, old, new)
         self._log_membership(conn, name, set(changes), old, new)
         return changes
 
@@ -230,11 +226,7 @@ class AccessMaintainer:
         """For records of an inheriting object: compare what they see now with ``before``,
         log the difference; returns the records whose (partner, owner) set changed."""
         after = self.grants(conn, name, ids)
-        changes = {
-            i: (before.get(i, NO_PAIRS), after.get(i, NO_PAIRS))
-            for i in ids
-            if before.get(i, NO_PAIRS) != after.get(i, NO_PAIRS)
-        }
+        changes = _changed(ids, before, after)
         self._log_membership(conn, name, set(changes), before, after)
         return changes
 
@@ -415,3 +407,12 @@ def _grants(rows: Iterable[Grant]) -> Grants:
     for row in rows:
         found.setdefault(row[0], set()).add((row[1], row[2]))
     return {k: frozenset(v) for k, v in found.items()}
+
+
+def _changed(ids: Iterable[str], before: Grants, after: Grants) -> Changes:
+    """The records of ``ids`` whose (partner, owner) set differs, with the set before and after."""
+    return {
+        i: (before.get(i, NO_PAIRS), after.get(i, NO_PAIRS))
+        for i in ids
+        if before.get(i, NO_PAIRS) != after.get(i, NO_PAIRS)
+    }

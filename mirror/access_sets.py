@@ -293,17 +293,23 @@ def _direct(
     return GrantQuery(path, rows.where(t.c._deleted.is_(False), condition), key)
 
 
+def _grants_of(maintainer: AccessMaintainer, name: str, record: Any) -> tuple[Any, Any, Any]:
+    """The grants of ``name`` to join on ``record`` (their columns, the joined table or
+    subquery, the join condition): stored, or read through the parent when inherited."""
+    if is_inherited(maintainer.rules, name):
+        inherited = granted(maintainer.store, maintainer.rules, name).subquery()
+        return inherited.c, inherited, inherited.c.record_id == record
+    a = mirror_access.c
+    on = and_(a.source == maintainer.source, a.object == name, a.record_id == record)
+    return a, mirror_access, on
+
+
 def _through_parent(
     maintainer: AccessMaintainer, mirrored: MirrorTable, path: SlicePath
 ) -> GrantQuery:
     t = mirrored.table
     key, fk = t.c[mirrored.spec.key], t.c[path.field]
-    if is_inherited(maintainer.rules, path.other):
-        g: Any = granted(maintainer.store, maintainer.rules, path.other).subquery()
-        joined, on = g, g.c.record_id == fk
-    else:
-        g, joined = mirror_access.c, mirror_access
-        on = and_(g.source == maintainer.source, g.object == path.other, g.record_id == fk)
+    g, joined, on = _grants_of(maintainer, path.other, fk)
     rows = (
         _grant_rows(maintainer, path, key, g.partner_id, g.owner_id, literal(path.other), fk)
         .join(joined, on)
@@ -317,12 +323,7 @@ def _through_children(
 ) -> GrantQuery:
     c, p = child.table, parent.table
     child_key, fk = c.c[child.spec.key], c.c[path.field]
-    if is_inherited(maintainer.rules, path.other):
-        g: Any = granted(maintainer.store, maintainer.rules, path.other).subquery()
-        joined, on = g, g.c.record_id == child_key
-    else:
-        g, joined = mirror_access.c, mirror_access
-        on = and_(g.source == maintainer.source, g.object == path.other, g.record_id == child_key)
+    g, joined, on = _grants_of(maintainer, path.other, child_key)
     rows = (
         _grant_rows(maintainer, path, fk, g.partner_id, g.owner_id, literal(path.other), child_key)
         .select_from(c)

@@ -61,10 +61,16 @@ RULES = {
 class Org:
     """The fake CRM, a store, and the pull path with the access hook wired in."""
 
-    def __init__(self, url: str, page_size: int = 4) -> None:
-        self.crm = FakeCrm(page_size=page_size, objects=dict(SCHEMAS))
+    def __init__(
+        self,
+        url: str,
+        page_size: int = 4,
+        schemas: dict[str, tuple[FieldSpec, ...]] | None = None,
+        rules: dict[str, Any] | None = None,
+    ) -> None:
+        self.crm = FakeCrm(page_size=page_size, objects=dict(schemas or SCHEMAS))
         self.store = Store(url)
-        self.rules: VisibilityRules = parse_rules("fake", RULES)
+        self.rules: VisibilityRules = parse_rules("fake", rules or RULES)
         self.access = AccessMaintainer(self.store, self.rules)
         self.clock = 0
 

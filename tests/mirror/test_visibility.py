@@ -424,3 +424,35 @@ def test_a_reference_index_an_earlier_version_made_is_built_again(org: Org) -> N
         columns = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes(table)}
     assert columns[f"ix_{table}__accountid"] == ["AccountId", "_deleted", "Id"]
     assert org.seen(org.view("P1"))["Contact"] == org.expected("P1")["Contact"]
+
+
+def test_paths_through_records_seen_through_their_parent(db_url: str) -> None:
+    from mirror.types import FieldSpec, FieldType
+    from tests.mirror.org import SCHEMAS
+
+    # products are visible through the line items of the partner's deals, themselves seen
+    # only through their opportunity (a child path over grants read through a parent)
+    line_item = (*SCHEMAS["LineItem"], FieldSpec("ProductId", FieldType.REFERENCE))
+    slices = {
+        **RULES["slices"],
+        "Product": {"paths": ["LineItem.ProductId <-"]},
+    }
+    org = Org(db_url, schemas={**SCHEMAS, "LineItem": line_item}, rules={**RULES, "slices": slices})
+    try:
+        build_small_org(org)
+        org.put("Product", "pr3", Name="Gadget")
+        org.put("LineItem", "l1", ProductId="pr1")
+        org.put("LineItem", "l3", ProductId="pr3")
+        org.sync()
+        seen = {p: {r["Id"] for r in org.view(p).select("Product")} for p in ("P1", "P2")}
+        assert seen == {"P1": {"pr1"}, "P2": {"pr3"}}
+        org.put("Opportunity", "o1", PartnerAccountId="P2")
+        org.sync()
+        assert {r["Id"] for r in org.view("P1").select("Product")} == set()
+        assert {r["Id"] for r in org.view("P2").select("Product")} == {"pr1", "pr3"}
+        incremental = org.access_rows()
+        with org.store.transaction() as conn:
+            org.access.rebuild(conn)
+        assert org.access_rows() == incremental
+    finally:
+        org.close()
