@@ -102,7 +102,8 @@ def test_settling_the_heap_loads_the_mirrored_tables_and_freezes_them(tmp_path, 
     assert gc.get_freeze_count() == 0
     try:
         frozen = settle_heap(restarted)
-        assert frozen == gc.get_freeze_count() > 1000
+        # the sandbox's server threads may free a frozen object meanwhile: it leaves the count
+        assert frozen > 1000 and frozen - 100 <= gc.get_freeze_count() <= frozen
         loaded = set(restarted.store._tables)
         # Account is mirrored; the objects never synced have no table to load yet
         assert loaded == {("salesforce", "Account")}
