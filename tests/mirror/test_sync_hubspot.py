@@ -127,6 +127,27 @@ def test_equal_modstamps_straddling_pages_survive_an_interrupted_sync(db_url, bo
     mirror.close()
 
 
+def test_two_writes_in_one_millisecond_with_a_sync_between_keep_the_second(mirror, box) -> None:
+    mirror.sync(["deals"])
+    deal = box.ids("deals")[5]
+    box.advance_clock(10)
+    box.freeze_clock()
+    try:
+        box.update("deals", deal, {"hs_next_step": "first write"})
+        instant = box.set_modstamp("deals", [deal])  # the millisecond of the first write
+        mirror.sync(["deals"])
+        assert row(mirror, "deals", deal)["hs_next_step"] == "first write"
+        box.update("deals", deal, {"hs_next_step": "second write"})
+        # HubSpot stamped the second write in the same millisecond as the first
+        box.set_modstamp("deals", [deal], datetime.fromtimestamp(instant / 1000, UTC))
+    finally:
+        box.thaw_clock()
+    box.advance_clock(10)
+    mirror.sync(["deals"])
+    mirror.sync(["deals"])
+    assert row(mirror, "deals", deal)["hs_next_step"] == "second write"
+
+
 def test_a_change_made_during_the_backfill_is_not_lost(mirror, box) -> None:
     target = box.ids("deals")[0]
     done: list[str] = []
