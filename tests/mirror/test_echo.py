@@ -1,10 +1,11 @@
-"""Our own writes coming back versus CRM edits made in the same second, end to end over HTTP
-against the Salesforce and Dataverse sandboxes, on both stores.
+"""Our own writes coming back versus CRM edits made around them, end to end over HTTP against
+the sandboxes, on both stores.
 
 SystemModstamp and ``modifiedon`` have whole seconds: a read showing another value at the
 version our write produced is either a read taken before the write or a CRM edit made after it
 in the same second. The sandboxes' ``set_modstamp`` puts a change on exactly our write's second,
-so each case is made deterministically.
+so each case is made deterministically. HubSpot has no conditional writes: a change landing
+between the writer's version check and its update is put there by wrapping the check.
 """
 
 from __future__ import annotations
@@ -16,18 +17,24 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from adapters.hubspot_write import BatchWriter as HubSpotWriter
 from adapters.sandbox.dynamics import DynamicsSandbox
+from adapters.sandbox.hubspot import HubSpotSandbox
 from adapters.sandbox.salesforce import SalesforceSandbox
 from mirror import Mirror
+from mirror.config import parse_config
 from mirror.pages import PageContext, apply_page
 from mirror.tables import mirror_changes, mirror_outbox
 from mirror.types import Page, Record
 from tests.adapters.dynamics_fixtures import sandbox_adapter as dynamics_adapter
+from tests.adapters.hubspot_fixtures import hubspot_adapter
+from tests.adapters.hubspot_fixtures import hubspot_sandbox as hs  # noqa: F401
 from tests.mirror.test_sync_dynamics import (
     make_mirror,
     open_opportunity,
     partner_with_opportunities,
 )
+from tests.mirror.test_sync_hubspot import busiest_partner
 from tests.mirror.writeback_fixtures import box, fresh_opportunity, open_mirror  # noqa: F401
 
 USED: set[str] = set()
@@ -182,9 +189,7 @@ def test_dv_a_crm_edit_in_our_writes_second_reaches_the_mirror(dv_mirror, dv) ->
     assert dv_mirror.conflicts(status=None) == []
 
 
-def test_dv_a_stale_read_in_our_writes_second_neither_reverts_nor_settles(
-    dv_mirror, dv
-) -> None:
+def test_dv_a_stale_read_in_our_writes_second_neither_reverts_nor_settles(dv_mirror, dv) -> None:
     partner = partner_with_opportunities(dv_mirror)
     record_id = open_opportunity(dv_mirror, partner, USED)["opportunityid"]
     stale = fetch(dv_mirror, "dynamics", "opportunity", record_id)
@@ -203,3 +208,96 @@ def test_dv_a_stale_read_in_our_writes_second_neither_reverts_nor_settles(
     assert [(e.status, e.confirmed) for e in entries(dv_mirror, record_id)] == [("done", True)]
     assert all("stepname" not in c for c in crm_changes(dv_mirror, record_id))
     assert dv_mirror.conflicts(status=None) == []
+
+
+# -- HubSpot -------------------------------------------------------------------------------
+
+
+def hs_mirror(db_url: str, hs: HubSpotSandbox, policy: str) -> Mirror:  # noqa: F811
+    objects = ["companies", "deals", "deal_company_associations"]
+    config = parse_config(
+        {
+            "store": {"database": db_url},
+            "sources": {
+                "hubspot": {
+                    "crm": "hubspot",
+                    "access_token": "unused",
+                    "objects": objects,
+                    "conflicts": {"default": policy},
+                }
+            },
+        }
+    )
+    mirror = Mirror(config, adapters={"hubspot": hubspot_adapter(hs)})
+    mirror.sync()
+    return mirror
+
+
+def open_deal(mirror: Mirror) -> tuple[str, str]:
+    partner = busiest_partner(mirror)
+    for deal in mirror.as_partner(partner).select("deals", where={"hs_is_closed": False}):
+        if deal["hs_object_id"] not in USED:
+            USED.add(deal["hs_object_id"])
+            return partner, deal["hs_object_id"]
+    raise AssertionError("no open deal left")
+
+
+@pytest.mark.parametrize(
+    ("policy", "kept"), [("manual", "crm says"), ("portal_wins", "portal says")]
+)
+def test_hs_a_change_between_the_check_and_the_update_becomes_a_conflict(
+    db_url,
+    hs,  # noqa: F811
+    monkeypatch,
+    policy,
+    kept,
+) -> None:
+    mirror = hs_mirror(db_url, hs, policy)
+    try:
+        partner, deal = open_deal(mirror)
+        view = mirror.as_partner(partner)
+        view.update("deals", deal, {"hs_next_step": "portal says", "amount": 4242.0})
+        checked = HubSpotWriter._check_versions
+
+        def someone_edits_meanwhile(self: HubSpotWriter, batch: Any) -> Any:
+            verdicts = checked(self, batch)
+            hs.update("deals", deal, {"hs_next_step": "crm says"})
+            return verdicts
+
+        monkeypatch.setattr(HubSpotWriter, "_check_versions", someone_edits_meanwhile)
+        assert mirror.push()["hubspot"].blocked == 1
+        monkeypatch.undo()
+        crm = hs.get("deals", deal)
+        assert crm is not None and crm["hs_next_step"] == "crm says"
+        mirror.sync(["deals"])
+        mirror.push()
+        mirror.sync(["deals"])
+        crm = hs.get("deals", deal)
+        assert crm is not None and (crm["hs_next_step"], crm["amount"]) == (kept, 4242.0)
+        mirrored = view.get("deals", deal)
+        assert (mirrored["hs_next_step"], mirrored["amount"]) == (kept, 4242.0)
+        conflicts = mirror.conflicts(status=None)
+        status = "open" if policy == "manual" else "resolved"
+        assert [(c["field"], c["portal"], c["crm"], c["status"]) for c in conflicts] == [
+            ("hs_next_step", "portal says", "crm says", status)
+        ]
+    finally:
+        mirror.close()
+
+
+def test_hs_our_own_write_is_not_mistaken_for_an_overwrite(db_url, hs) -> None:  # noqa: F811
+    mirror = hs_mirror(db_url, hs, "manual")
+    try:
+        partner, deal = open_deal(mirror)
+        view = mirror.as_partner(partner)
+        for step in ("first", "second"):
+            view.update("deals", deal, {"hs_next_step": step})
+            assert mirror.push()["hubspot"].done == 1
+            mirror.sync(["deals"])
+            crm = hs.get("deals", deal)
+            assert crm is not None and crm["hs_next_step"] == step
+            assert view.get("deals", deal)["hs_next_step"] == step
+        assert mirror.conflicts(status=None) == []
+        assert [(e.status, e.confirmed) for e in entries(mirror, deal)] == [("done", True)] * 2
+    finally:
+        mirror.close()
