@@ -23,6 +23,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from mirror.adapter import CrmAdapter
+from mirror.idsets import batches, id_in
 from mirror.outbox import is_local
 from mirror.pages import PageContext, apply_page
 from mirror.store import MirrorTable, Store
@@ -59,7 +60,8 @@ def verify_echoes(
     table, key = mirrored.table, mirrored.table.c[spec.key]
     with store.transaction() as conn:
         # the content hash would call an unchanged record "seen" and skip its merge
-        conn.execute(update(table).where(key.in_(list(live))).values(_hash=None))
+        for batch in batches(live):
+            conn.execute(update(table).where(id_in(store.dialect, key, batch)).values(_hash=None))
         page = Page(list(live.values()), checkpoint)
         apply_page(store, conn, mirrored, page, dataclasses.replace(ctx, fresh=fresh))
     return len(live)

@@ -23,21 +23,35 @@ from adapters.sandbox.hubspot import HubSpotSandbox
 from adapters.sandbox.salesforce import SalesforceSandbox
 from mirror import Mirror
 from mirror.config import parse_config
+from mirror.errors import TransientError
 from mirror.pages import PageContext, apply_page
 from mirror.tables import mirror_changes, mirror_outbox
 from mirror.types import Page, Record
 from tests.adapters.dynamics_fixtures import sandbox_adapter as dynamics_adapter
-from tests.adapters.hubspot_fixtures import hubspot_adapter
-from tests.adapters.hubspot_fixtures import hubspot_sandbox as hs  # noqa: F401
+from tests.adapters.hubspot_fixtures import hubspot_adapter, unthrottled
 from tests.mirror.test_sync_dynamics import (
     make_mirror,
     open_opportunity,
     partner_with_opportunities,
 )
 from tests.mirror.test_sync_hubspot import busiest_partner
-from tests.mirror.writeback_fixtures import box, fresh_opportunity, open_mirror  # noqa: F401
+from tests.mirror.writeback_fixtures import fresh_opportunity, open_mirror
 
 USED: set[str] = set()
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SalesforceSandbox]:
+    path = Path(tmp_path_factory.mktemp("salesforce")) / "sf.db"
+    with SalesforceSandbox(path, size="tiny") as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def hs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSpotSandbox]:
+    path = Path(tmp_path_factory.mktemp("hubspot")) / "hs.db"
+    with HubSpotSandbox(path, size="tiny") as sandbox:
+        yield unthrottled(sandbox)
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +97,13 @@ def fetch(mirror: Mirror, source: str, name: str, record_id: str) -> Record:
 
 
 @pytest.fixture
-def sf_mirror(db_url: str, box: SalesforceSandbox) -> Iterator[Mirror]:  # noqa: F811
+def sf_mirror(db_url: str, box: SalesforceSandbox) -> Iterator[Mirror]:
     mirror = open_mirror(db_url, box)
     yield mirror
     mirror.close()
 
 
-def sf_push(mirror: Mirror, box: SalesforceSandbox, value: str) -> tuple[str, str, Any]:  # noqa: F811
+def sf_push(mirror: Mirror, box: SalesforceSandbox, value: str) -> tuple[str, str, Any]:
     """A partner's NextStep edit pushed; (partner, record id, the write's SystemModstamp)."""
     partner, opp = fresh_opportunity(mirror, USED)
     box.advance_clock(1)  # our write lands after every version the last sync saw
@@ -100,7 +114,7 @@ def sf_push(mirror: Mirror, box: SalesforceSandbox, value: str) -> tuple[str, st
     return partner, opp["Id"], written["SystemModstamp"]
 
 
-def test_sf_a_crm_edit_in_our_writes_second_reaches_the_mirror(sf_mirror, box) -> None:  # noqa: F811
+def test_sf_a_crm_edit_in_our_writes_second_reaches_the_mirror(sf_mirror, box) -> None:
     partner, record_id, stamp = sf_push(sf_mirror, box, "portal says")
     box.update("Opportunity", record_id, {"NextStep": "crm says"})
     box.set_modstamp("Opportunity", [record_id], stamp)
@@ -117,9 +131,33 @@ def test_sf_a_crm_edit_in_our_writes_second_reaches_the_mirror(sf_mirror, box) -
     assert sf_mirror.as_partner(partner).get("Opportunity", record_id)["NextStep"] == "crm says"
 
 
+def test_sf_a_sync_stopped_before_settling_leaves_it_to_the_next(
+    sf_mirror, box, monkeypatch
+) -> None:
+    partner, record_id, stamp = sf_push(sf_mirror, box, "portal says")
+    box.update("Opportunity", record_id, {"NextStep": "crm says"})
+    box.set_modstamp("Opportunity", [record_id], stamp)
+    adapter = sf_mirror.adapter("salesforce")
+
+    def unreachable(*_args: Any) -> Any:
+        raise TransientError("Salesforce is unreachable")
+
+    monkeypatch.setattr(adapter, "fetch", unreachable)
+    with pytest.raises(TransientError):
+        sf_mirror.sync(["Opportunity"])
+    view = sf_mirror.as_partner(partner)
+    assert view.get("Opportunity", record_id)["NextStep"] == "portal says"
+    assert [(e.status, e.confirmed) for e in entries(sf_mirror, record_id)] == [("done", False)]
+    monkeypatch.undo()
+    sf_mirror.sync(["Opportunity"])
+    assert view.get("Opportunity", record_id)["NextStep"] == "crm says"
+    assert [(e.status, e.confirmed) for e in entries(sf_mirror, record_id)] == [("done", True)]
+    assert sf_mirror.conflicts(status=None) == []
+
+
 def test_sf_a_stale_read_in_our_writes_second_neither_reverts_nor_settles(
     sf_mirror,
-    box,  # noqa: F811
+    box,
 ) -> None:
     partner, opp = fresh_opportunity(sf_mirror, USED)
     stale = fetch(sf_mirror, "salesforce", "Opportunity", opp["Id"])
@@ -141,7 +179,7 @@ def test_sf_a_stale_read_in_our_writes_second_neither_reverts_nor_settles(
     assert sf_mirror.conflicts(status=None) == []
 
 
-def test_sf_a_crm_edit_a_second_after_our_write_is_taken(sf_mirror, box) -> None:  # noqa: F811
+def test_sf_a_crm_edit_a_second_after_our_write_is_taken(sf_mirror, box) -> None:
     partner, record_id, _stamp = sf_push(sf_mirror, box, "portal says")
     box.advance_clock(1)
     box.update("Opportunity", record_id, {"NextStep": "crm later"})
@@ -213,7 +251,7 @@ def test_dv_a_stale_read_in_our_writes_second_neither_reverts_nor_settles(dv_mir
 # -- HubSpot -------------------------------------------------------------------------------
 
 
-def hs_mirror(db_url: str, hs: HubSpotSandbox, policy: str) -> Mirror:  # noqa: F811
+def hs_mirror(db_url: str, hs: HubSpotSandbox, policy: str) -> Mirror:
     objects = ["companies", "deals", "deal_company_associations"]
     config = parse_config(
         {
@@ -247,7 +285,7 @@ def open_deal(mirror: Mirror) -> tuple[str, str]:
 )
 def test_hs_a_change_between_the_check_and_the_update_becomes_a_conflict(
     db_url,
-    hs,  # noqa: F811
+    hs,
     monkeypatch,
     policy,
     kept,
@@ -285,7 +323,7 @@ def test_hs_a_change_between_the_check_and_the_update_becomes_a_conflict(
         mirror.close()
 
 
-def test_hs_our_own_write_is_not_mistaken_for_an_overwrite(db_url, hs) -> None:  # noqa: F811
+def test_hs_our_own_write_is_not_mistaken_for_an_overwrite(db_url, hs) -> None:
     mirror = hs_mirror(db_url, hs, "manual")
     try:
         partner, deal = open_deal(mirror)
