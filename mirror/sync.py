@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from mirror.adapter import CrmAdapter, RangePlan, RangeReader
+from mirror.echoes import verify_echoes
 from mirror.leases import Leases
 from mirror.pages import PageContext, PageHook, PageOutcome, apply_page
 from mirror.ranges import RangeBook, RangeRow, RangeTaken, plan_of, range_lease
@@ -112,10 +113,15 @@ class Puller:
         first_backfill = since is None or kind == "backfill"
         result = RunResult(spec.source, spec.name, kind, self._start_run(spec, kind))
         ctx = self._context(result.run_id, log_inserts=not first_backfill)
+        started = utcnow()
         pages = self.adapter.read(mirrored.spec, since)
-        return self._run(
-            result, lambda: self._apply_pages(mirrored, pages, ctx, result, progress, stop)
-        )
+
+        def work() -> None:
+            self._apply_pages(mirrored, pages, ctx, result, progress, stop)
+            if not result.stopped:
+                verify_echoes(self.store, self.adapter, mirrored, ctx, started)
+
+        return self._run(result, work)
 
     def join_backfill(
         self,
