@@ -23,9 +23,14 @@ from hubspot import HubSpot
 from adapters.hubspot_errors import ErrorAnswer, Outcome, OutcomeUnknown, mirror_error, outcome
 from adapters.hubspot_http import GovernedPoolManager, RateGovernor
 from adapters.hubspot_settings import HubSpotSettings
+from adapters.url_budget import prepared_url, url_bytes
 from mirror.errors import ConfigError, TransientError
 
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (urllib3.exceptions.HTTPError, OSError)
+ID_PROPERTY = "hs_object_id"
+DIRECT_URL_BUDGET = 8_192
+"""The longest GET URL the adapter sends HubSpot. HubSpot documents no URL limit; integrators
+see 414 URI Too Long from about 16 KB, so the adapter stays at half of that."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,45 @@ class HubSpotConnection:
         limit: int,
         archived: bool = False,
     ) -> Reply:
-        """``GET /crm/v3/objects/{type}``: one page of records in id order."""
+        """``GET /crm/v3/objects/{type}``: one page of records in id order.
+
+        The properties go in the URL, repeated; when they would make it longer than
+        ``DIRECT_URL_BUDGET``, the page is listed with the id property alone and its records
+        are read with every property through ``batch/read`` (properties in the body), which
+        keeps the list order and its paging; a record gone between the two is left out."""
+        if not properties or self.list_url_bytes(object_type, properties, after, limit) <= (
+            DIRECT_URL_BUDGET
+        ):
+            return self._list_page(object_type, properties, after, limit, archived)
+        listed = self._list_page(object_type, [ID_PROPERTY], after, limit, archived)
+        ids = [str(obj["id"]) for obj in listed.get("results") or ()]
+        if not ids:
+            return listed
+        body = {"properties": list(properties), "inputs": [{"id": i} for i in ids]}
+        read = self.batch(object_type, "read", body, archived=archived)
+        by_id = {str(obj.get("id")): obj for obj in read.get("results") or ()}
+        results = [by_id[i] for i in ids if i in by_id]
+        return Reply(listed.status, {**listed.body, "results": results})
+
+    def list_url_bytes(
+        self, object_type: str, properties: Sequence[str], after: str | None, limit: int
+    ) -> int:
+        """The length of the list request's URL, encoded as the SDK sends it."""
+        params: list[tuple[str, Any]] = [("limit", limit), ("archived", "false")]
+        params += [("properties", name) for name in properties]
+        if after:
+            params.append(("after", after))
+        url = f"{self.settings.base_url.rstrip('/')}/crm/v3/objects/{object_type}"
+        return url_bytes(prepared_url(url, params))
+
+    def _list_page(
+        self,
+        object_type: str,
+        properties: Sequence[str],
+        after: str | None,
+        limit: int,
+        archived: bool,
+    ) -> Reply:
         kwargs: dict[str, Any] = {"limit": limit, "archived": archived, "_preload_content": False}
         if properties:
             kwargs["properties"] = list(properties)

@@ -37,6 +37,7 @@ from adapters.salesforce_errors import (
     outcome,
 )
 from adapters.salesforce_settings import SalesforceSettings
+from adapters.salesforce_soql import send_query
 from mirror.errors import AuthError, ConfigError, TransientError
 
 T = TypeVar("T")
@@ -225,11 +226,10 @@ class SalesforceConnection:
     def query(
         self, soql: str, *, include_deleted: bool = False, action: str = "querying"
     ) -> dict[str, Any]:
-        """The first page of a SOQL query (``queryAll`` with ``include_deleted``)."""
+        """The first page of a SOQL query (``queryAll`` with ``include_deleted``), in the URL
+        when it fits Salesforce's URI limit, else through Composite (``salesforce_soql``)."""
         headers = self._batch_header()
-        return self.call(
-            action, lambda sf: sf.query(soql, include_deleted=include_deleted, headers=headers)
-        )
+        return self.call(action, lambda sf: send_query(sf, soql, include_deleted, headers))
 
     def query_more(self, next_records_url: str, action: str = "paging a query") -> dict[str, Any]:
         """The page at ``next_records_url`` (a root-relative path)."""
