@@ -231,8 +231,9 @@ class DataverseConnection:
     def _get_batched(
         self, url: str, action: str, prefer: str | None, headers: Mapping[str, str] | None
     ) -> dict[str, Any]:
-        """``GET url`` inside ``$batch``; the inner answer's errors get the same renewal,
-        retry and mapping as a direct request's."""
+        """``GET url`` inside ``$batch`` (with ``odata.continue-on-error``, so the batch itself
+        answers 200 and the request's own answer comes inside); that answer's errors get the
+        same renewal, retry and mapping as a direct request's."""
         if url_bytes(url) > BATCHED_URL_BUDGET:
             raise ConfigError(
                 f"a Dataverse request URL of {url_bytes(url):,} characters is over the "
@@ -246,7 +247,8 @@ class DataverseConnection:
         renewed = False
         while True:
             response = self.request("POST", "$batch", action=action, data=payload,
-                                    headers={"Content-Type": content_type})  # fmt: skip
+                                    headers={"Content-Type": content_type},
+                                    prefer="odata.continue-on-error")  # fmt: skip
             answers = batch.parse(response.headers.get("Content-Type", ""), response.content)
             if len(answers) != 1:
                 raise CrmError(f"Dataverse answered {len(answers)} requests of a $batch of one",
