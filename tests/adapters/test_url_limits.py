@@ -279,7 +279,6 @@ def test_a_wide_dataverse_table_is_read_and_fetched_whole(dv, tracking: bool) ->
         dv.set_change_tracking("account", True)
 
 
-
 def test_errors_inside_the_batch_are_retried_and_mapped_like_direct_ones(dv) -> None:
     adapter = dynamics_adapter(dv, page_size=20)
     spec = adapter.describe("account")
