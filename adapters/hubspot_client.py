@@ -6,7 +6,8 @@ through ``call``, which asks the SDK for the raw answer (``_preload_content=Fals
 it with orjson: the SDK keeps paths, auth, parameter encoding and its exceptions, while records
 stay the plain strings HubSpot sent, with no model objects in between. Server errors and lost
 connections are retried with backoff when the request may be repeated; everything else is
-mapped through the one table in ``hubspot_errors``.
+mapped through the one table in ``hubspot_errors``. A list page whose properties would make its
+URL too long is read as an id list plus a ``batch/read`` (``list_page``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 request with a simple-salesforce client, renewing an expired session (also in the middle of a
 paged read or a Bulk download, which simple-salesforce alone does not do for Bulk API 2.0),
 retrying outages, locks and dropped connections with backoff and jitter, and turning whatever
-is left into the engine's ``MirrorError`` tree through ``salesforce_errors``.
+is left into the engine's ``MirrorError`` tree through ``salesforce_errors``. Queries go in the
+URL when they fit Salesforce's URI limit and through Composite when not (``salesforce_soql``).
 
 A settings' loopback sandbox URL is reached through ``adapters.sandbox.transport.local_session``,
 because simple-salesforce always speaks https.
