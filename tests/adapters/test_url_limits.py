@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from adapters import salesforce_fetch, salesforce_soql
+from adapters import hubspot_client, salesforce_fetch, salesforce_soql
 from adapters.sandbox.dynamics import DynamicsSandbox
 from adapters.sandbox.hubspot import HubSpotSandbox
 from adapters.sandbox.salesforce import SalesforceSandbox
@@ -191,6 +191,19 @@ def test_a_wide_hubspot_object_is_listed_through_batch_reads(hs: HubSpotSandbox)
         stored = hs.get("companies", record_id) or {}
         wide = {n: v for n, v in stored.items() if n.startswith("partner_") and v}
         assert wide and {n: fetched[record_id][n] for n in wide} == wide
+
+
+def test_a_hubspot_414_despite_the_budget_falls_back_on_batch_reads(hs, monkeypatch) -> None:
+    monkeypatch.setattr(hubspot_client, "DIRECT_URL_BUDGET", 1_000_000)
+    adapter = hubspot_adapter(hs, page_size=50)
+    spec = adapter.describe("companies")
+    sent = adapter.api_calls()
+    hs.reset_calls()
+    replica, pages = read_all(adapter, spec, None)
+    assert set(replica.rows) == set(hs.ids("companies"))
+    assert hs.call_count("/companies/batch/read") == len(pages)
+    answered = len(hs.calls)
+    assert adapter.api_calls() - sent == answered + len(pages), "one refused GET a page"
 
 
 # --- Dynamics 365 --------------------------------------------------------------------------
