@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -161,7 +161,8 @@ class HubSpotConnection:
         read = self.batch(object_type, "read", body, archived=archived)
         by_id = {str(obj.get("id")): obj for obj in read.get("results") or ()}
         results = [by_id[i] for i in ids if i in by_id]
-        return Reply(listed.status, {**listed.body, "results": results})
+        # the list's own answer (its status, when it was answered) stands for the page
+        return replace(listed, body={**listed.body, "results": results})
 
     def list_url_bytes(
         self, object_type: str, properties: Sequence[str], after: str | None, limit: int
