@@ -64,6 +64,11 @@ def this_process() -> ProcessIdentity:
 
 @cache
 def _identity(pid: int) -> ProcessIdentity:
+    return identity_of(pid)
+
+
+def identity_of(pid: int) -> ProcessIdentity:
+    """The identity of process ``pid`` of this machine, as its runs would record it."""
     return ProcessIdentity(socket.gethostname(), pid, _scope(), _started(pid) or "")
 
 
@@ -79,14 +84,18 @@ def _scope() -> str:
 
 
 def _started(pid: int) -> str | None:
-    """The start time of process ``pid`` (``None``: no such process, or a zombie)."""
+    """The start time of process ``pid`` (``None`` without ``/proc``)."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        return _stat(pid)[19]
+    except OSError:
         return None
-    # after the command: state is field 3, starttime field 22 of proc(5)
-    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command: the state (field 3 of proc(5))
+    first, the start time (field 22) at index 19."""
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
 
 
 def alive_here(owner: str) -> bool | None:
@@ -98,15 +107,31 @@ def alive_here(owner: str) -> bool | None:
         return None
     pid = int(pid_text)
     if scope.startswith("linux:"):
-        return _started(pid) == started
+        return _same_process(pid, started)
+    # without /proc the id may have been taken by a later process: the heartbeat decides
+    return False if not _exists(pid) else None
+
+
+def _same_process(pid: int, started: str) -> bool | None:
+    """Whether ``pid`` is still the process that started at ``started`` (``None``: hidden)."""
+    try:
+        fields = _stat(pid)
+    except OSError:
+        # gone, or hidden from this user (``hidepid``): the heartbeat decides the latter
+        return False if not _exists(pid) else None
+    if fields[0] in ("Z", "X"):
+        return False  # killed, and not yet reaped by its parent
+    return fields[19] == started
+
+
+def _exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass
-    # the id is taken, perhaps by a later process: the heartbeat decides
-    return None
+        return True
+    return True
 
 
 def start_run(store: Store, source: str, name: str, kind: str) -> int:
@@ -224,8 +249,10 @@ def close_orphaned_runs(store: Store) -> list[ClosedRun]:
     closed = []
     with store.transaction() as conn:
         for row, reason in gone:
-            seen = r.alive_until.is_(None) if row.alive_until is None else (
-                r.alive_until == row.alive_until
+            seen = (
+                r.alive_until.is_(None)
+                if row.alive_until is None
+                else (r.alive_until == row.alive_until)
             )
             marked = conn.execute(
                 update(mirror_runs)

@@ -90,9 +90,10 @@ def configure_connection(dbapi_connection: Any, _record: Any) -> None:
     # the driver would otherwise open deferred transactions of its own before each write
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    # first: a new file's switch to WAL takes the write lock too
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     # index builds sort with helper threads: rebuilding the access table's index after a
     # first backfill of millions of grants is the longest step a sync leaves to the end
     cursor.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")

@@ -437,4 +437,3 @@ def _field_json(field: FieldSpec) -> dict[str, Any]:
         "fields"
     ][0]
     return dict(data)
-

@@ -20,7 +20,7 @@ from sqlalchemy import Column, MetaData, Table, create_engine, insert, select
 
 from adapters.sandbox.salesforce import SalesforceSandbox
 from mirror.daemon import Daemon
-from mirror.runs import close_orphaned_runs, this_process
+from mirror.runs import alive_here, close_orphaned_runs, identity_of, this_process
 from mirror.store import Store, utcnow
 from mirror.tables import mirror_runs
 from tests.mirror.test_daemon import ROOT, _eventually, mirror_for, write_config
@@ -48,6 +48,21 @@ def _running(store: Store) -> list[Any]:
 def _run(store: Store, run_id: int) -> Any:
     with store.engine.connect() as conn:
         return conn.execute(select(mirror_runs).where(mirror_runs.c.id == run_id)).one()
+
+
+def test_a_process_is_told_from_a_later_one_with_its_id_and_from_its_remains() -> None:
+    child = subprocess.Popen(["sleep", "60"])
+    owner = identity_of(child.pid)
+    assert alive_here(owner.key) is True
+    # the same id started at another time is another process
+    assert alive_here(f"{owner.scope}|{owner.pid}|1") is False
+    # a process of another machine or namespace cannot be looked up
+    assert alive_here(f"linux:another-boot:pid:[1]|{owner.pid}|{owner.started}") is None
+    child.kill()
+    # killed and not yet reaped (a zombie), then reaped
+    assert _eventually(lambda: alive_here(owner.key) is False, 10)
+    child.wait()
+    assert alive_here(owner.key) is False
 
 
 @pytest.mark.parametrize("closer", ["status", "daemon"])
