@@ -125,6 +125,8 @@ def _same_process(pid: int, started: str) -> bool | None:
 
 
 def _exists(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # Windows' os.kill would end the process: leave it to the heartbeat
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
