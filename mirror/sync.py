@@ -29,6 +29,7 @@ from mirror.leases import Leases
 from mirror.pages import PageContext, PageHook, PageOutcome, apply_page
 from mirror.ranges import RangeBook, RangeRow, RangeTaken, plan_of, range_lease
 from mirror.reconcile import PolicyOf
+from mirror.runs import start_run
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import mirror_changes, mirror_runs, mirror_sweep
 from mirror.types import Checkpoint, ObjectSpec, Page
@@ -348,19 +349,7 @@ class Puller:
                 return
 
     def _start_run(self, spec: ObjectSpec, kind: str) -> int:
-        with self.store.transaction() as conn:
-            result = conn.execute(
-                insert(mirror_runs).values(
-                    source=spec.source,
-                    object=spec.name,
-                    kind=kind,
-                    status="running",
-                    started_at=utcnow(),
-                )
-            )
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+        return start_run(self.store, spec.source, spec.name, kind)
 
     def _finish_run(self, result: RunResult, status: str, error: str | None) -> None:
         totals = result.totals
