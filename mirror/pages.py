@@ -64,13 +64,15 @@ def _manual(_object: str, _field: str) -> Policy:
 
 @dataclass(frozen=True)
 class PageContext:
-    """Who applies the page: the run, whether inserts count as changes, the page hooks and
-    the conflict policy for records with open portal edits."""
+    """Who applies the page: the run, whether inserts count as changes, the page hooks, the
+    conflict policy for records with open portal edits and the outbox entries whose writes
+    had landed before the page was read (``fresh``, see ``mirror.reconcile``)."""
 
     run_id: int | None
     log_inserts: bool
     hooks: Sequence[PageHook] = ()
     policy_of: PolicyOf = _manual
+    fresh: frozenset[int] = frozenset()
 
 
 def apply_page(
@@ -175,7 +177,7 @@ def _write_records(
     names = spec.field_names
     before = store.rows_by_id(conn, table, spec.key, changed, names) if changed else {}
     pending = {i: records[i] for i in changed if existing[i]._pending}
-    merged = reconcile(conn, mirrored, pending, ctx.policy_of) if pending else {}
+    merged = reconcile(conn, mirrored, pending, ctx.policy_of, ctx.fresh) if pending else {}
     system = {f.name for f in spec.fields if not (f.createable or f.updateable)}
     now = utcnow()
     rows: list[dict[str, Any]] = []
