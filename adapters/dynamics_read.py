@@ -14,9 +14,9 @@ Tables without change tracking are read by the engine's closed-range cursor
 (``mirror.cursor``): ``modifiedon ge <cursor>`` ordered by ``modifiedon`` and key, skipping the
 ids already applied at the cursor value; their deletes are found by the delete sweep. Each page
 is a query of its own (the paging cookie holds the last row's sort values), so each page's
-answer brings a fence, held once a row at or after it has been delivered: ``modifiedon`` has
-whole seconds, and a row changed twice in one second with a read between keeps its place in
-the cursor only when that second was over before the read began.
+answer brings a fence, held once a row at or after it has been delivered. ``modifiedon`` has
+whole seconds; the checkpoint only stands on a second that was over before its query began, so
+a row changed twice in one second, with a read between, is read again by the next read.
 
 In both modes the checkpoint's ``cursor`` is the highest ``modifiedon`` applied before the
 fence and ``ids_at_cursor`` the ids applied at exactly that value, so a table whose change
