@@ -192,7 +192,7 @@ def keyset_read(
 READS = {"snapshot": snapshot_read, "keyset": keyset_read}
 
 
-@settings(max_examples=300, deadline=None, phases=[p for p in Phase if p is not Phase.explain])
+@settings(max_examples=200, deadline=None, phases=[p for p in Phase if p is not Phase.explain])
 @given(data=st.data(), mode=st.sampled_from(sorted(READS)))
 def test_every_newest_version_is_delivered_whatever_the_interruptions(data, mode) -> None:
     read = READS[mode]
