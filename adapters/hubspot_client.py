@@ -15,16 +15,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import orjson
 import urllib3
 from hubspot import HubSpot
 
+from adapters.http_retry import parse_http_date
 from adapters.hubspot_errors import ErrorAnswer, Outcome, OutcomeUnknown, mirror_error, outcome
 from adapters.hubspot_http import GovernedPoolManager, RateGovernor
 from adapters.hubspot_settings import HubSpotSettings
 from adapters.url_budget import prepared_url, url_bytes
+from mirror.cursor import AnswerTime
 from mirror.errors import ConfigError, CrmError, TransientError
 
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (urllib3.exceptions.HTTPError, OSError)
@@ -38,10 +41,12 @@ URI_TOO_LONG = 414
 
 @dataclass(frozen=True)
 class Reply:
-    """One successful answer: its status and parsed JSON body (``None`` when empty)."""
+    """One successful answer: its status, parsed JSON body (``None`` when empty) and when the
+    portal answered (its ``Date`` and the local time the request took; ``None``: no date)."""
 
     status: int
     body: Any
+    answered: AnswerTime | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
         """A key of the body (``default`` when the body is not an object)."""
@@ -106,6 +111,7 @@ class HubSpotConnection:
         policy = self.settings.retry_policy
         attempt = 0
         while True:
+            sent = time.monotonic()
             try:
                 raw = send(self.client)
             except CONNECTION_ERRORS as error:
@@ -125,7 +131,7 @@ class HubSpotConnection:
                 if kind is not Outcome.RETRY or policy.gives_up(attempt):
                     raise mirror_error(answer, action) from None
             else:
-                return _reply(raw)
+                return _reply(raw, timedelta(seconds=time.monotonic() - sent))
             self.sleep(policy.delay(attempt))
             attempt += 1
 
@@ -248,7 +254,10 @@ class HubSpotConnection:
         )
 
 
-def _reply(raw: Any) -> Reply:
+def _reply(raw: Any, elapsed: timedelta) -> Reply:
     data = getattr(raw, "data", None) or b""
     body = orjson.loads(data) if data.strip() else None
-    return Reply(int(getattr(raw, "status", 200)), body)
+    headers = getattr(raw, "headers", None) or {}
+    date = parse_http_date(headers.get("Date"))
+    answered = AnswerTime(date, elapsed) if date is not None else None
+    return Reply(int(getattr(raw, "status", 200)), body, answered)

@@ -4,7 +4,7 @@
   the change cursor (``salesforce_types``).
 - Backfill: objects above ``bulk_threshold`` records go through one Bulk API 2.0 query job,
   resumable at its results locator (``salesforce_bulk``); smaller ones through paged REST
-  queries with a closed-range cursor (``salesforce_read``).
+  queries with the engine's fenced closed-range cursor (``salesforce_read``, ``mirror.cursor``).
 - Split backfills (``RangeReader``): record-id ranges found with ``COUNT()`` queries, each
   bounded by the newest SystemModstamp at the start (``salesforce_range_read``).
 - Incremental: ``queryAll`` from the cursor (deleted rows become tombstones, merge losers point
@@ -25,7 +25,7 @@ import requests
 
 from adapters.salesforce_bulk import bulk_backfill, bulk_ids
 from adapters.salesforce_client import SalesforceConnection
-from adapters.salesforce_cursor import CursorTracker
+from adapters.salesforce_cursor import resume
 from adapters.salesforce_fetch import fetch_rows
 from adapters.salesforce_range_read import plan_ranges, range_pages
 from adapters.salesforce_read import (
@@ -141,18 +141,20 @@ class SalesforceAdapter:
     def _backfill(self, spec: ObjectSpec, since: Checkpoint | None) -> Iterator[Page]:
         if since is not None and since.state.get("bulk_job"):
             return bulk_backfill(self.connection, spec, since)
-        resuming = since is not None and since.cursor is not None
-        tracker = CursorTracker.from_checkpoint(since)
+        # a resumed backfill may have applied records deleted since: queryAll brings them back
+        # as tombstones, also when no row has moved the checkpoint yet
+        resuming = since is not None
+        cursor = resume(since)
         first = None
         if not resuming:
             # the query's own totalSize picks the API: no separate COUNT() call per object
-            first = first_query(self.connection, spec, tracker, include_deleted=False)
+            first = first_query(self.connection, spec, cursor, include_deleted=False)
             if int(first.get("totalSize", 0)) > self.settings.bulk_threshold:
                 return bulk_backfill(self.connection, spec, None)
         return rest_pages(
             self.connection,
             spec,
-            tracker,
+            cursor,
             phase="backfill",
             include_deleted=resuming,
             state={},
@@ -170,7 +172,7 @@ class SalesforceAdapter:
         return rest_pages(
             self.connection,
             spec,
-            CursorTracker.from_checkpoint(since),
+            resume(since),
             phase="incremental",
             include_deleted=True,
             state=state,

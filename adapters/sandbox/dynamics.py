@@ -42,7 +42,8 @@ from adapters.sandbox.salesforce_clock import SandboxClock
 from adapters.sandbox.server import SandboxServer
 
 _CONTROLS = (
-    "now", "advance_clock", "set_clock", "create", "update", "delete", "hard_delete",
+    "now", "advance_clock", "freeze_clock", "thaw_clock",
+    "set_clock", "create", "update", "delete", "hard_delete",
     "set_modstamp", "get", "count", "ids", "record_id", "expire_tokens", "expire_delta_tokens",
     "set_delta_token_expiry_days", "set_change_tracking", "fail_next", "throttle",
     "set_rate_limit", "drop_next_response", "slow_down", "corrupt", "reset_calls",
@@ -197,6 +198,14 @@ class DynamicsSandbox(SandboxLifecycle):
     def set_clock(self, dt: datetime) -> datetime:
         """Set the sandbox clock (never backwards)."""
         return self.org.clock.set(dt)
+
+    def freeze_clock(self) -> datetime:
+        """Stop the sandbox clock (only ``advance_clock`` and ``set_clock`` move it then)."""
+        return self.org.clock.freeze()
+
+    def thaw_clock(self) -> datetime:
+        """Let a frozen sandbox clock run on with the wall clock."""
+        return self.org.clock.thaw()
 
     # -- records -----------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ associations v4, properties, schemas, the recycle bin, merges, rate limits and t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -484,3 +484,22 @@ def test_faults_and_the_call_log(box, http):
     assert http("GET", "/crm/v3/objects/products").status_code == 502
     assert http("GET", "/crm/v3/objects/products").status_code == 200
     assert box.call_count("/crm/v3/objects/products", method="GET") >= 2
+
+
+def test_answers_are_dated_by_the_portal_clock_which_can_stand_still(box, http):
+    from email.utils import parsedate_to_datetime
+
+    frozen = box.freeze_clock()
+    try:
+        box.advance_clock(7200)
+        first, second = http("GET", "/crm/v3/objects/deals?limit=1"), box.now()
+        assert second == frozen + timedelta(hours=2)
+        assert parsedate_to_datetime(first.headers["Date"]) == second.replace(microsecond=0)
+        deal = box.ids("deals")[0]
+        box.update("deals", deal, {"dealname": "frozen"})
+        box.update("deals", deal, {"dealname": "still frozen"})
+        stamp = round(box.get("deals", deal)["hs_lastmodifieddate"].timestamp() * 1000)
+        assert stamp == round(second.timestamp() * 1000) + 1  # a millisecond of its own each
+    finally:
+        box.thaw_clock()
+    assert box.now() >= second
