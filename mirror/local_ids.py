@@ -34,6 +34,7 @@ from mirror.outbox import (
     set_entry,
     typed,
 )
+from mirror.records import json_safe
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import (
     given_by_children,
@@ -352,21 +353,47 @@ def _match(
 def _requeue_missing(
     conn: Connection, spec: ObjectSpec, entry: Any, record_id: str, record: Record
 ) -> None:
-    """The values the create sent that the CRM's record does not hold, as an update against
-    an empty base: a create the CRM applied only in part (HubSpot writes associations after
-    the record) is completed by the next push, and a value the CRM changed since is a
-    conflict under the field's policy, both decided by the page's reconciliation."""
+    """The values the create sent that the CRM's record does not hold go out again as an
+    update against an empty base: a create the CRM applied only in part (HubSpot writes
+    associations after the record) is completed by the next push, and a value the CRM changed
+    since is a conflict under the field's policy, both decided by the page's reconciliation.
+    They join the record's first queued update, so one write carries them (a later edit of
+    the same field wins); else they make one of their own."""
     sent = {name: typed(spec, name, value) for name, value in entry.new_values.items()}
     missing = field_changes(record, sent, [name for name in sent if name in record])
-    if not missing:
+    o = mirror_outbox.c
+    queued = conn.execute(
+        select(o.seq, o.new_values, o.old_values)
+        .where(
+            o.source == spec.source,
+            o.object == spec.name,
+            o.record_id == record_id,
+            o.op == "update",
+            o.status.in_(("pending", "blocked")),
+        )
+        .order_by(o.seq)
+    ).all()
+    edited = {name for row in queued for name in row.new_values}
+    values = {name: after for name, (_before, after) in missing.items() if name not in edited}
+    if not values:
+        return
+    base = {name: None for name in values}
+    if queued:
+        first = queued[0]
+        set_entry(
+            conn,
+            first.seq,
+            new_values={**json_safe(values), **first.new_values},
+            old_values={**base, **first.old_values},
+        )
         return
     enqueue(
         conn,
         spec,
         record_id=record_id,
         op="update",
-        values={name: after for name, (_before, after) in missing.items()},
-        before={name: None for name in missing},
+        values=values,
+        before=base,
         base_version=None,
         partner_id=entry.partner_id,
         author=entry.author,
