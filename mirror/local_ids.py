@@ -28,6 +28,7 @@ from sqlalchemy import Connection, and_, delete, exists, select, update
 from mirror.diff import field_changes
 from mirror.outbox import (
     LOCAL_PREFIX,
+    OPEN_STATUSES,
     enqueue,
     is_local,
     open_entry_filter,
@@ -107,7 +108,7 @@ def replace_local_id(
     mirrored = store.mirrored(spec.source, spec.name)
     key = mirrored.table.c[spec.key]
     merging = conn.execute(select(key).where(key == crm_id)).first() is not None
-    _rename_journal(conn, spec, local_id, crm_id, now)
+    _rename_journal(conn, store, spec, local_id, crm_id, now)
     referencing = _referencing(store, spec)
     if merging:
         _merge_into(conn, mirrored, referencing, local_id, crm_id, access)
@@ -125,7 +126,7 @@ def replace_local_id(
 
 
 def _rename_journal(
-    conn: Connection, spec: ObjectSpec, local_id: str, crm_id: str, now: datetime
+    conn: Connection, store: Store, spec: ObjectSpec, local_id: str, crm_id: str, now: datetime
 ) -> None:
     """The outbox (entries and the values that point at the record), the change feed and the
     id map follow the swap."""
@@ -135,7 +136,7 @@ def _rename_journal(
         .where(o.source == spec.source, o.object == spec.name, o.record_id == local_id)
         .values(record_id=crm_id)
     )
-    query = select(o.seq, o.new_values).where(o.source == spec.source, open_entry_filter())
+    query = select(o.seq, o.new_values).where(o.source == spec.source, o.status.in_(OPEN_STATUSES))
     for seq, values in conn.execute(query).all():
         if local_id in values.values():
             rewritten = {k: crm_id if v == local_id else v for k, v in values.items()}
@@ -145,9 +146,8 @@ def _rename_journal(
         .where(c.source == spec.source, c.object == spec.name, c.record_id == local_id)
         .values(record_id=crm_id)
     )
-    row = {"source": spec.source, "object": spec.name, "old_id": local_id}
-    conn.execute(delete(mirror_idmap).where(*(mirror_idmap.c[k] == v for k, v in row.items())))
-    conn.execute(mirror_idmap.insert().values(**row, new_id=crm_id, kind="create", at=now))
+    row = {"source": spec.source, "object": spec.name, "old_id": local_id, "new_id": crm_id}
+    store.upsert(conn, mirror_idmap, [{**row, "kind": "create", "at": now}])
 
 
 def _merge_into(

@@ -39,6 +39,7 @@ class Crm:
     object: str
     key: str
     label: str
+    partner_field: str
     values: Callable[[str], dict[str, Any]]
     edit: str
     drop: str
@@ -71,6 +72,7 @@ SALESFORCE = Crm(
     object="Opportunity",
     key="Id",
     label="Name",
+    partner_field="PartnerAccountId",
     values=lambda name: {"Name": name, "StageName": "Prospecting", "CloseDate": "2027-03-31"},
     edit="NextStep",
     drop="composite/sobjects",
@@ -82,6 +84,7 @@ HUBSPOT = Crm(
     object="deals",
     key="hs_object_id",
     label="dealname",
+    partner_field="partner_company_id",
     values=lambda name: {"dealname": name, "dealstage": "appointmentscheduled", "amount": 900.0},
     edit="hs_next_step",
     drop="batch/upsert",
@@ -93,6 +96,7 @@ DYNAMICS = Crm(
     object="opportunity",
     key="opportunityid",
     label="name",
+    partner_field="_prm_partneraccountid_value",
     values=lambda name: {"name": name, "estimatedvalue": 1000.0},
     edit="stepname",
     drop="$batch",
@@ -241,6 +245,8 @@ def test_a_create_whose_answer_was_lost_is_one_record_after_the_next_sync(
     assert mirror.push()[crm.name].sent == 0
     assert [r[crm.key] for r in mirror_rows(mirror, crm, **{crm.label: label})] == [crm_id]
     assert view.get(crm.object, crm_id)[crm.edit] == "by the local id"
+    assert box.get(crm.object, crm_id) is not None
+    assert mirror_rows(mirror, crm, **{crm.key: crm_id})[0][crm.partner_field] == partner
 
 
 @pytest.fixture
