@@ -6,36 +6,28 @@ references from other rows, queued edits and the values that point at it, the gr
 change feed; ``mirror_idmap`` keeps the mapping, so a partner who kept the local id still reads
 and updates the record by it (``current_ids``).
 
-The CRM id arrives one of two ways. Usually the pusher's create is answered with it. When that
-answer is lost (a dropped connection, a pusher killed after the CRM committed), the next pull
-may bring the record in first: it carries the create's idempotency key, in the object's
-external-id field or as the id itself when the CRM lets the client choose it (``CreatedId``),
-so the pull recognises the pending create (``adopt_creates``) and settles it instead of
-mirroring a second row. Either way, the CRM's row may already be mirrored when the swap comes
-(a store that took the second row before): the local row is then merged into it, never renamed
-onto its key.
+The CRM id arrives one of two ways: the pusher's create is answered with it, or, when that
+answer was lost, the next pull recognises the record as the create (``mirror.lost_creates``).
+Either way, the CRM's row may already be mirrored when the swap comes (a store that took the
+second row before): the local row is then merged into it, never renamed onto its key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, delete, exists, select, update
 
-from mirror.diff import field_changes
 from mirror.outbox import (
     LOCAL_PREFIX,
     OPEN_STATUSES,
-    enqueue,
     is_local,
     open_entry_filter,
     set_entry,
-    typed,
 )
-from mirror.records import json_safe
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import (
     given_by_children,
@@ -44,11 +36,10 @@ from mirror.tables import (
     mirror_idmap,
     mirror_outbox,
 )
-from mirror.types import ObjectSpec, Record
+from mirror.types import ObjectSpec
 
 # every local id sorts at or after LOCAL_PREFIX and before this ("." follows "-")
 LOCAL_END = LOCAL_PREFIX[:-1] + "."
-CreatedId = Callable[[ObjectSpec, str], "str | None"]
 
 
 class AccessChanges(Protocol):
@@ -272,133 +263,6 @@ def _rewrite_grants_via(
                 delete(a).where(*via, *scope, exists().where(*same, twin.c.via_id == crm_id))
             )
         conn.execute(update(a).where(*via, *scope).values(via_id=crm_id))
-
-
-def pending_creates(conn: Connection, spec: ObjectSpec) -> list[Any]:
-    """The creates of ``spec`` whose record still has its local id (not sent yet, sent with
-    the answer lost, or given up on): the ones a pulled record may turn out to be."""
-    o = mirror_outbox.c
-    query = select(mirror_outbox).where(
-        o.source == spec.source,
-        o.object == spec.name,
-        is_local_key(o.record_id),
-        o.op == "create",
-        o.status != "superseded",
-    )
-    return list(conn.execute(query.order_by(o.seq).with_for_update()))
-
-
-def adopt_creates(
-    conn: Connection,
-    store: Store,
-    mirrored: MirrorTable,
-    records: Mapping[str, Record],
-    created_id: CreatedId | None,
-    access: AccessChanges | None = None,
-) -> list[str]:
-    """Recognise pulled ``records`` that are portal creates whose answer never came back,
-    by the idempotency key they carry; settle each create (its local id becomes the record's
-    id) and queue again the values it sent that the record does not hold. Returns the ids."""
-    spec = mirrored.spec
-    creates = pending_creates(conn, spec)
-    if not creates:
-        return []
-    matched = _match(spec, creates, records, created_id)
-    for record_id, entry in matched.items():
-        record = records[record_id]
-        version = record.get(spec.cursor_field)
-        stamp = version.isoformat() if isinstance(version, datetime) else None
-        settle_create(
-            conn, store, spec, entry, record_id, version=stamp, confirmed=True, access=access
-        )
-        _requeue_missing(conn, spec, entry, record_id, record)
-    return list(matched)
-
-
-def _match(
-    spec: ObjectSpec,
-    creates: list[Any],
-    records: Mapping[str, Record],
-    created_id: CreatedId | None,
-) -> dict[str, Any]:
-    """Pulled record id -> the pending create it is, by the key in the external-id field or
-    by the id the CRM derives from the key."""
-    by_key = {entry.idempotency_key: entry for entry in creates}
-    matched: dict[str, Any] = {}
-    field = spec.external_id_field
-    if field:
-        for record_id, record in records.items():
-            value = record.get(field)
-            if isinstance(value, str) and value in by_key:
-                matched[record_id] = by_key[value]
-    if created_id is not None:
-        expected = {}
-        for entry in creates:
-            chosen = created_id(spec, entry.idempotency_key)
-            if chosen:
-                expected[chosen.lower()] = entry
-        for record_id in records:
-            entry = expected.get(str(record_id).lower())
-            if entry is not None:
-                matched.setdefault(record_id, entry)
-    taken: set[int] = set()
-    unique = {}
-    for record_id, entry in matched.items():
-        if entry.seq not in taken and not is_local(record_id):
-            taken.add(entry.seq)
-            unique[record_id] = entry
-    return unique
-
-
-def _requeue_missing(
-    conn: Connection, spec: ObjectSpec, entry: Any, record_id: str, record: Record
-) -> None:
-    """The values the create sent that the CRM's record does not hold go out again as an
-    update against an empty base: a create the CRM applied only in part (HubSpot writes
-    associations after the record) is completed by the next push, and a value the CRM changed
-    since is a conflict under the field's policy, both decided by the page's reconciliation.
-    They join the record's first queued update, so one write carries them (a later edit of
-    the same field wins); else they make one of their own."""
-    sent = {name: typed(spec, name, value) for name, value in entry.new_values.items()}
-    missing = field_changes(record, sent, [name for name in sent if name in record])
-    o = mirror_outbox.c
-    queued = conn.execute(
-        select(o.seq, o.new_values, o.old_values)
-        .where(
-            o.source == spec.source,
-            o.object == spec.name,
-            o.record_id == record_id,
-            o.op == "update",
-            o.status.in_(("pending", "blocked")),
-        )
-        .order_by(o.seq)
-    ).all()
-    edited = {name for row in queued for name in row.new_values}
-    values = {name: after for name, (_before, after) in missing.items() if name not in edited}
-    if not values:
-        return
-    base = {name: None for name in values}
-    if queued:
-        first = queued[0]
-        set_entry(
-            conn,
-            first.seq,
-            new_values={**json_safe(values), **first.new_values},
-            old_values={**base, **first.old_values},
-        )
-        return
-    enqueue(
-        conn,
-        spec,
-        record_id=record_id,
-        op="update",
-        values=values,
-        before=base,
-        base_version=None,
-        partner_id=entry.partner_id,
-        author=entry.author,
-        feed=False,
-    )
 
 
 def current_ids(

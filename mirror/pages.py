@@ -23,7 +23,8 @@ from sqlalchemy import Connection, insert, update
 from mirror.bulk import execute_many
 from mirror.diff import Policy, field_changes
 from mirror.idsets import batches, id_in
-from mirror.local_ids import AccessChanges, CreatedId, adopt_creates
+from mirror.local_ids import AccessChanges
+from mirror.lost_creates import CreatedId, adopt_creates
 from mirror.outbox import fail_open_edits
 from mirror.reconcile import PolicyOf, reconcile
 from mirror.records import BadValue, json_safe
