@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, ExitStack
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, delete, exists, select, update
+from sqlalchemy import Connection, delete, exists, select, update
 
 from mirror.outbox import (
     LOCAL_PREFIX,
@@ -38,9 +38,6 @@ from mirror.tables import (
 )
 from mirror.types import ObjectSpec
 
-# every local id sorts at or after LOCAL_PREFIX and before this ("." follows "-")
-LOCAL_END = LOCAL_PREFIX[:-1] + "."
-
 
 class AccessChanges(Protocol):
     """What the id swap needs of the partner access table's upkeep."""
@@ -53,8 +50,9 @@ class AccessChanges(Protocol):
 
 
 def is_local_key(column: Any) -> Any:
-    """Whether a key column holds a local id, as a range the key's index answers."""
-    return and_(column >= LOCAL_PREFIX, column < LOCAL_END)
+    """Whether a key column holds a local id (a pattern, not a range: under a database's
+    linguistic collation, punctuation need not sort as in ASCII)."""
+    return column.like(f"{LOCAL_PREFIX}%")
 
 
 def settle_create(

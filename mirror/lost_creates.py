@@ -32,12 +32,13 @@ def pending_creates(conn: Connection, spec: ObjectSpec) -> list[Any]:
     """The creates of ``spec`` whose record still has its local id (not sent yet, sent with
     the answer lost, or given up on): the ones a pulled record may turn out to be."""
     o = mirror_outbox.c
+    # only these statuses leave a create under its local id (the status index finds them)
     query = select(mirror_outbox).where(
+        o.status.in_(("pending", "sending", "failed")),
         o.source == spec.source,
         o.object == spec.name,
-        is_local_key(o.record_id),
         o.op == "create",
-        o.status != "superseded",
+        is_local_key(o.record_id),
     )
     return list(conn.execute(query.order_by(o.seq).with_for_update()))
 
