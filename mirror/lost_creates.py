@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from mirror.diff import field_changes
-from mirror.local_ids import AccessChanges, is_local_key, settle_create
+from mirror.local_ids import AccessChanges, settle_create
 from mirror.outbox import enqueue, is_local, set_entry, typed
 from mirror.records import json_safe
 from mirror.store import MirrorTable, Store
@@ -32,15 +32,25 @@ def pending_creates(conn: Connection, spec: ObjectSpec) -> list[Any]:
     """The creates of ``spec`` whose record still has its local id (not sent yet, sent with
     the answer lost, or given up on): the ones a pulled record may turn out to be."""
     o = mirror_outbox.c
-    # only these statuses leave a create under its local id (the status index finds them)
+    # only these statuses leave a create under its local id: asked by status alone, the
+    # database reads them off the status index instead of every entry the object ever had
     query = select(mirror_outbox).where(
-        o.status.in_(("pending", "sending", "failed")),
-        o.source == spec.source,
-        o.object == spec.name,
-        o.op == "create",
-        is_local_key(o.record_id),
+        o.status.in_(("pending", "sending", "failed")), o.op == "create"
     )
-    return list(conn.execute(query.order_by(o.seq).with_for_update()))
+    return [
+        row
+        for row in conn.execute(query.order_by(o.seq))
+        if row.source == spec.source and row.object == spec.name and is_local(row.record_id)
+    ]
+
+
+def _locked(conn: Connection, entry: Any) -> bool:
+    """Lock a matched create's entry until the page commits; whether it is still pending
+    under its local id (a push may have settled it since it was read)."""
+    o = mirror_outbox.c
+    query = select(o.status, o.record_id).where(o.seq == entry.seq).with_for_update()
+    row = conn.execute(query).first()
+    return row is not None and row.record_id == entry.record_id and row.status != "done"
 
 
 def adopt_creates(
@@ -55,10 +65,14 @@ def adopt_creates(
     by the idempotency key they carry; settle each create (its local id becomes the record's
     id) and queue again the values it sent that the record does not hold. Returns the ids."""
     spec = mirrored.spec
-    creates = pending_creates(conn, spec)
+    creates = pending_creates(conn, spec) if records else []
     if not creates:
         return []
-    matched = _match(spec, creates, records, created_id)
+    matched = {
+        record_id: entry
+        for record_id, entry in _match(spec, creates, records, created_id).items()
+        if _locked(conn, entry)
+    }
     for record_id, entry in matched.items():
         record = records[record_id]
         version = record.get(spec.cursor_field)

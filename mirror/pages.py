@@ -178,7 +178,9 @@ def _write_records(
     spec, table, checker = mirrored.spec, mirrored.table, mirrored.checker
     state = ["_hash", "_deleted", "_pending"]
     existing = store.rows_by_id(conn, table, spec.key, records, state)
-    adopted = adopt_creates(conn, store, mirrored, records, ctx.created_id, ctx.access)
+    # a portal create whose answer was lost is a record the mirror has not seen under its id
+    arrived = {i: r for i, r in records.items() if i not in existing}
+    adopted = adopt_creates(conn, store, mirrored, arrived, ctx.created_id, ctx.access)
     if adopted:
         existing.update(store.rows_by_id(conn, table, spec.key, adopted, state))
     hashes = {record_id: checker.content_hash(r) for record_id, r in records.items()}
