@@ -24,7 +24,8 @@ import requests
 
 from adapters.dynamics_client import DataverseConnection
 from adapters.dynamics_errors import RowNotFound
-from adapters.dynamics_read import cursor_pages, fetch_rows, read_ids, tracked_pages
+from adapters.dynamics_fetch import fetch_rows
+from adapters.dynamics_read import cursor_pages, read_ids, tracked_pages
 from adapters.dynamics_settings import DynamicsSettings
 from adapters.dynamics_types import RecordConverter, TableInfo, navigation_of, object_spec
 from adapters.dynamics_write import BatchWriter, create_id

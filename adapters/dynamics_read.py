@@ -42,7 +42,6 @@ from mirror.types import Checkpoint, ObjectSpec, Page, Record, Reject, Tombstone
 DELETED_CONTEXT = "$deletedEntity"
 LOOKUP_ANNOTATION = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 ID_PAGE_SIZE = 5000
-FETCH_CHUNK = 50
 
 
 class CursorTracker:
@@ -268,22 +267,3 @@ def read_ids(conn: DataverseConnection, spec: ObjectSpec, table: TableInfo) -> I
         link = body.get("@odata.nextLink")
         if not link:
             return
-
-
-def fetch_rows(
-    conn: DataverseConnection, spec: ObjectSpec, table: TableInfo, ids: Iterable[str],
-    select: str | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """The current Web API rows of ``ids`` (missing ones left out), 50 ids a request."""
-    wanted = [str(i).lower() for i in ids]
-    rows: list[dict[str, Any]] = []
-    for start in range(0, len(wanted), FETCH_CHUNK):
-        chunk = wanted[start : start + FETCH_CHUNK]
-        condition = " or ".join(f"{spec.key} eq {record_id}" for record_id in chunk)
-        options = {"$select": select or _select(spec), "$filter": condition}
-        link: str | None = _query(table, options)
-        while link:
-            body = conn.get_json(link, action=f"reading {spec.name} records")
-            rows += body.get("value") or []
-            link = body.get("@odata.nextLink")
-    return rows

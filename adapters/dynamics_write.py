@@ -30,7 +30,7 @@ from typing import Any
 from adapters import dynamics_batch as batch
 from adapters.dynamics_client import DataverseConnection
 from adapters.dynamics_errors import ErrorAnswer, RowNotFound, record_outcome
-from adapters.dynamics_read import fetch_rows
+from adapters.dynamics_fetch import fetch_rows
 from adapters.dynamics_types import (
     CURSOR_FIELD,
     TableInfo,

@@ -6,7 +6,10 @@
   ``objectWriteTraceId`` (HubSpot does not promise input order).
 - Updates and deletes with an ``expected_version`` are checked first against one batch read of
   the records' last-modified values (HubSpot has no conditional writes); changed records come
-  back ``precondition_failed``.
+  back ``precondition_failed``. After a versioned update, the written properties' history is
+  read back: a change made between the check and the update, which the update overwrote, is
+  given back its value and the update reported ``precondition_failed`` too
+  (``hubspot_overwrites``).
 - A 207 answer fails only the records it names; a batch refused as a whole (400, 409) is
   retried record by record so one bad record never blocks the rest.
 - Association fields (``partner_company_id``, ``primary_company_id``, ``deal_id``) are written
@@ -23,6 +26,7 @@ from adapters.hubspot_assoc import Associations
 from adapters.hubspot_catalog import Catalog
 from adapters.hubspot_client import HubSpotConnection, Reply
 from adapters.hubspot_errors import RECORD_RETRYABLE_CATEGORIES, OutcomeUnknown
+from adapters.hubspot_overwrites import Overwritten, overwritten
 from adapters.hubspot_types import KEY, format_cursor, parse_instant, to_ms, to_wire
 from mirror.errors import CrmError, MirrorError
 from mirror.types import ObjectSpec, Write, WriteOp, WriteResult
@@ -259,6 +263,7 @@ class BatchWriter:
     def _update(self, items: list[Item]) -> dict[int, WriteResult]:
         with_props = [i for i in items if self._properties(i.write)]
         results = self._isolated(with_props, self._send_update) if with_props else {}
+        results |= self._give_back(with_props, results)
         only_links = [i for i in items if i.index not in results]
         if only_links:
             current = self._current([str(i.write.record_id) for i in only_links])
@@ -313,6 +318,69 @@ class BatchWriter:
                     retryable=category in RECORD_RETRYABLE_CATEGORIES,
                 )
         return results
+
+    def _give_back(
+        self, items: list[Item], results: Mapping[int, WriteResult]
+    ) -> dict[int, WriteResult]:
+        """Failures for the versioned updates that overwrote a change made in HubSpot after
+        their check, whose properties got their values back (see ``hubspot_overwrites``)."""
+        checked = [
+            i
+            for i in items
+            if i.write.expected_version and results[i.index].ok and results[i.index].version
+        ]
+        if not checked:
+            return {}
+        names = sorted({name for i in checked for name in self._properties(i.write)})
+        body = {
+            "properties": [self.spec.cursor_field],
+            "propertiesWithHistory": names,
+            "inputs": [{"id": str(i.write.record_id)} for i in checked],
+        }
+        try:
+            reply = self.conn.batch(self.api_type, "read", body)
+        except CrmError:
+            return {}  # unverified: the updates stand as written
+        history = {
+            str(r["id"]): r.get("propertiesWithHistory") or {} for r in reply.get("results") or ()
+        }
+        found: dict[int, Overwritten] = {}
+        for item in checked:
+            lost = overwritten(
+                history.get(str(item.write.record_id), {}),
+                self._properties(item.write),
+                str(item.write.expected_version),
+                str(results[item.index].version),
+            )
+            if lost is not None:
+                found[item.index] = lost
+        return self._restore(checked, found) if found else {}
+
+    def _restore(
+        self, items: list[Item], found: Mapping[int, Overwritten]
+    ) -> dict[int, WriteResult]:
+        inputs = [
+            {"id": str(i.write.record_id), "properties": found[i.index].values}
+            for i in items
+            if i.index in found
+        ]
+        try:
+            reply = self.conn.batch(self.api_type, "update", {"inputs": inputs})
+        except CrmError:
+            return {}  # the overwritten values could not be given back: the updates stand
+        restored = {str(r["id"]): self._version(r) for r in reply.get("results") or ()}
+        return {
+            i.index: failed(
+                "PRECONDITION_FAILED",
+                f"the record changed in HubSpot at {found[i.index].changed_at}, while this edit "
+                "was being written; that change was given back its value",
+                record_id=str(i.write.record_id),
+                precondition_failed=True,
+                version=restored[str(i.write.record_id)],
+            )
+            for i in items
+            if i.index in found and str(i.write.record_id) in restored
+        }
 
     def _delete(self, items: list[Item]) -> dict[int, WriteResult]:
         inputs = [{"id": str(i.write.record_id)} for i in items]

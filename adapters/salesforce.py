@@ -26,6 +26,7 @@ import requests
 from adapters.salesforce_bulk import bulk_backfill, bulk_ids
 from adapters.salesforce_client import SalesforceConnection
 from adapters.salesforce_cursor import CursorTracker
+from adapters.salesforce_fetch import fetch_rows
 from adapters.salesforce_range_read import plan_ranges, range_pages
 from adapters.salesforce_read import (
     DeletedCheck,
@@ -33,10 +34,9 @@ from adapters.salesforce_read import (
     first_query,
     rest_ids,
     rest_pages,
-    select_soql,
 )
 from adapters.salesforce_settings import SalesforceSettings
-from adapters.salesforce_types import RecordConverter, mirrorable_objects, object_spec, to_18
+from adapters.salesforce_types import RecordConverter, mirrorable_objects, object_spec
 from adapters.salesforce_write import CollectionWriter
 from mirror.adapter import RangePlan
 from mirror.errors import ConfigError
@@ -44,7 +44,6 @@ from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResul
 
 __all__ = ["SalesforceAdapter", "SalesforceSettings"]
 
-FETCH_BATCH = 200
 BULK_STATE_KEYS = frozenset({"bulk_job", "locator", "started", "backfill_started"})
 
 
@@ -120,18 +119,10 @@ class SalesforceAdapter:
 
     def fetch(self, spec: ObjectSpec, ids: Sequence[str]) -> list[Record]:
         """The current CRM version of the records ``ids`` (deleted ones included, with
-        ``IsDeleted``); for dry-run diffs and audits."""
+        ``IsDeleted``); for dry-run diffs and audits, in as many queries as their length needs
+        (``salesforce_fetch``)."""
         converter = RecordConverter(spec)
-        records: list[Record] = []
-        for start in range(0, len(ids), FETCH_BATCH):
-            quoted = ", ".join(f"'{to_18(i)}'" for i in ids[start : start + FETCH_BATCH])
-            result = self.connection.query(
-                select_soql(spec, f"Id IN ({quoted})", order=False),
-                include_deleted=True,
-                action=f"reading {spec.name} records",
-            )
-            records += [converter.from_json(row) for row in result["records"]]
-        return records
+        return [converter.from_json(row) for row in fetch_rows(self.connection, spec, ids)]
 
     def write(self, spec: ObjectSpec, writes: Sequence[Write]) -> list[WriteResult]:
         """Apply ``writes`` through sObject Collections; one result per write, in order."""

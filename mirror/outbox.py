@@ -179,17 +179,16 @@ def entry_by_key(conn: Connection, source: str, key: str) -> Any:
     return conn.execute(query.limit(1)).first()
 
 
-def release_stale_blocks(conn: Connection, source: str) -> int:
-    """Make ``pending`` again the blocked entries of ``source`` that a completed sync of their
-    object, begun after the block, did not release (the record did not come back: only the
-    CRM can say what became of it, and the entry's precondition still guards the write);
-    returns how many."""
+def stale_blocks(conn: Connection, source: str) -> list[int]:
+    """The blocked entries of ``source`` that a completed sync of their object, begun after
+    the block, did not release: the record did not come back, so only the CRM can say what
+    became of it (and the entry's precondition still guards the write)."""
     o, r = mirror_outbox.c, mirror_runs.c
     # by status alone: the status index holds the few blocked entries
     query = select(o.seq, o.source, o.object, o.updated_at).where(o.status == "blocked")
     blocked = [row for row in conn.execute(query) if row.source == source]
     if not blocked:
-        return 0
+        return []
     runs = (
         select(r.object, func.max(r.started_at))
         .where(
@@ -200,16 +199,20 @@ def release_stale_blocks(conn: Connection, source: str) -> int:
         .group_by(r.object)
     )
     synced = dict(conn.execute(runs).all())
-    stale = [
+    return [
         row.seq
         for row in blocked
         if (started := synced.get(row.object)) is not None and started > row.updated_at
     ]
+
+
+def release_blocks(conn: Connection, seqs: list[int]) -> None:
+    """Make the blocked entries ``seqs`` (still blocked) ``pending`` again, due now."""
+    o = mirror_outbox.c
     now = utcnow()
-    for start in range(0, len(stale), 500):
+    for start in range(0, len(seqs), 500):
         conn.execute(
             update(mirror_outbox)
-            .where(o.seq.in_(stale[start : start + 500]), o.status == "blocked")
+            .where(o.seq.in_(seqs[start : start + 500]), o.status == "blocked")
             .values(status="pending", next_attempt_at=now, updated_at=now)
         )
-    return len(stale)

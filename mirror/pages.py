@@ -69,13 +69,16 @@ def _manual(_object: str, _field: str) -> Policy:
 @dataclass(frozen=True)
 class PageContext:
     """Who applies the page: the run, whether inserts count as changes, the page hooks, the
-    conflict policy for records with open portal edits, the id the CRM gives a create with a
-    given key (when it derives ids from keys) and the access upkeep of a create's merge."""
+    conflict policy for records with open portal edits, the outbox entries whose writes had
+    landed before the page was read (``fresh``, see ``mirror.reconcile``), the id the CRM
+    gives a create with a given key (when it derives ids from keys) and the access upkeep of
+    a create's merge."""
 
     run_id: int | None
     log_inserts: bool
     hooks: Sequence[PageHook] = ()
     policy_of: PolicyOf = _manual
+    fresh: frozenset[int] = frozenset()
     created_id: CreatedId | None = None
     access: AccessChanges | None = None
 
@@ -188,7 +191,7 @@ def _write_records(
     names = spec.field_names
     before = store.rows_by_id(conn, table, spec.key, changed, names) if changed else {}
     pending = {i: records[i] for i in changed if existing[i]._pending}
-    merged = reconcile(conn, mirrored, pending, ctx.policy_of) if pending else {}
+    merged = reconcile(conn, mirrored, pending, ctx.policy_of, ctx.fresh) if pending else {}
     system = {f.name for f in spec.fields if not (f.createable or f.updateable)}
     now = utcnow()
     rows: list[dict[str, Any]] = []

@@ -24,12 +24,14 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from mirror.adapter import CrmAdapter, KeyedIds, RangePlan, RangeReader
+from mirror.echoes import verify_echoes
 from mirror.leases import Leases
 from mirror.local_ids import AccessChanges, is_local_key
 from mirror.outbox import fail_open_edits, open_entry_filter
 from mirror.pages import PageContext, PageHook, PageOutcome, apply_page
 from mirror.ranges import RangeBook, RangeRow, RangeTaken, plan_of, range_lease
 from mirror.reconcile import PolicyOf
+from mirror.runs import start_run
 from mirror.store import MirrorTable, Store, utcnow
 from mirror.tables import mirror_changes, mirror_outbox, mirror_runs, mirror_sweep
 from mirror.types import Checkpoint, ObjectSpec, Page
@@ -117,10 +119,15 @@ class Puller:
         first_backfill = since is None or kind == "backfill"
         result = RunResult(spec.source, spec.name, kind, self._start_run(spec, kind))
         ctx = self._context(result.run_id, log_inserts=not first_backfill)
+        started = utcnow()
         pages = self.adapter.read(mirrored.spec, since)
-        return self._run(
-            result, lambda: self._apply_pages(mirrored, pages, ctx, result, progress, stop)
-        )
+
+        def work() -> None:
+            self._apply_pages(mirrored, pages, ctx, result, progress, stop)
+            if not result.stopped:
+                verify_echoes(self.store, self.adapter, mirrored, ctx, started)
+
+        return self._run(result, work)
 
     def join_backfill(
         self,
@@ -361,19 +368,7 @@ class Puller:
                 return
 
     def _start_run(self, spec: ObjectSpec, kind: str) -> int:
-        with self.store.transaction() as conn:
-            result = conn.execute(
-                insert(mirror_runs).values(
-                    source=spec.source,
-                    object=spec.name,
-                    kind=kind,
-                    status="running",
-                    started_at=utcnow(),
-                )
-            )
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+        return start_run(self.store, spec.source, spec.name, kind)
 
     def _finish_run(self, result: RunResult, status: str, error: str | None) -> None:
         totals = result.totals

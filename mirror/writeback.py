@@ -34,8 +34,9 @@ from mirror.local_ids import AccessChanges, settle_create
 from mirror.outbox import (
     OPEN_STATUSES,
     is_local,
-    release_stale_blocks,
+    release_blocks,
     set_entry,
+    stale_blocks,
     still_pending,
     typed,
 )
@@ -107,8 +108,11 @@ class Pusher:
         result = PushResult()
         calls_before = self.adapter.api_calls()
         attempted: set[int] = set()
-        with self.store.transaction() as conn:
-            release_stale_blocks(conn, self.source)
+        with self.store.engine.connect() as conn:
+            stale = stale_blocks(conn, self.source)
+        if stale:
+            with self.store.transaction() as conn:
+                release_blocks(conn, stale)
         for _ in range(max_rounds):
             # the checkpoints first: every CRM change up to them is already reconciled with the
             # entries read after

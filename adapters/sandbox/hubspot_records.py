@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from adapters.sandbox.hubspot_errors import HsError, invalid_values, not_found, validation
+from adapters.sandbox.hubspot_history import CALCULATED, CRM_USER, INTEGRATION, History, Source
 from adapters.sandbox.hubspot_schema import (
     CLOSED_STAGES,
     DEAL_STAGES,
@@ -36,6 +37,7 @@ class Records:
         self.store = store
         self.schema = schema
         self.clock = clock
+        self.history = History(store)
 
     def object_type(self, name: str) -> ObjectType:
         """The object type called ``name`` (any alias); 400 when there is none."""
@@ -171,6 +173,7 @@ class Records:
                 self._derive(object_type, row)
                 self.store.write(object_type.name, row)
                 self._store_unique(object_type, row)
+                self.history.record(object_type.name, record_id, props, moment, _source(system))
                 rows.append(row)
         return rows
 
@@ -187,7 +190,7 @@ class Records:
         row = self.require(object_type, record_id)
         checked = self.checked(object_type, values, system=system)
         self._check_unique(object_type, checked, row["id"])
-        return self._apply(object_type, row, checked, stamp)
+        return self._apply(object_type, row, checked, stamp, _source(system))
 
     def _apply(
         self,
@@ -195,6 +198,7 @@ class Records:
         row: dict[str, Any],
         changes: Mapping[str, str | None],
         stamp: int | None = None,
+        source: Source = CALCULATED,
     ) -> dict[str, Any]:
         for name, value in changes.items():
             if value is None:
@@ -206,6 +210,7 @@ class Records:
         with self.store.transaction():
             self.store.write(object_type.name, row)
             self._store_unique(object_type, row)
+            self.history.record(object_type.name, row["id"], changes, row["modified_ms"], source)
         return row
 
     def touch(self, object_type: ObjectType, ids: Iterable[Any], stamp: int) -> None:
@@ -241,6 +246,7 @@ class Records:
     def purge(self, object_type: ObjectType, record_id: Any) -> None:
         """Delete a record for good (a GDPR delete, or the recycle bin emptied)."""
         self.store.purge(object_type.name, _as_id(record_id))
+        self.history.forget(object_type.name, _as_id(record_id))
 
     def merge(
         self, object_type: ObjectType, primary_id: Any, loser_ids: Iterable[Any]
@@ -420,6 +426,11 @@ def _new_row(record_id: int, props: dict[str, str], moment: int) -> dict[str, An
         "archived_ms": None,
         "merged_into": None,
     }
+
+
+def _source(system: bool) -> Source:
+    """Test controls write as a person in the CRM, API calls as the portal's private app."""
+    return CRM_USER if system else INTEGRATION
 
 
 def _bool(value: bool) -> str:
