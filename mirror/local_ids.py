@@ -14,7 +14,7 @@ second row before): the local row is then merged into it, never renamed onto its
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, ExitStack
 from datetime import datetime
 from typing import Any, Protocol
@@ -25,7 +25,6 @@ from mirror.outbox import (
     LOCAL_PREFIX,
     OPEN_STATUSES,
     is_local,
-    open_entry_filter,
     set_entry,
 )
 from mirror.store import MirrorTable, Store, utcnow
@@ -97,10 +96,11 @@ def replace_local_id(
     mirrored = store.mirrored(spec.source, spec.name)
     key = mirrored.table.c[spec.key]
     merging = conn.execute(select(key).where(key == crm_id)).first() is not None
+    edited = _edited_fields(conn, spec, local_id) if merging else set()
     _rename_journal(conn, store, spec, local_id, crm_id, now)
     referencing = _referencing(store, spec)
     if merging:
-        _merge_into(conn, mirrored, referencing, local_id, crm_id, access)
+        _merge_into(conn, mirrored, referencing, local_id, crm_id, edited, access)
         return True
     conn.execute(update(mirrored.table).where(key == local_id).values({spec.key: crm_id}))
     _repoint_references(conn, spec, referencing, local_id, crm_id)
@@ -145,11 +145,13 @@ def _merge_into(
     referencing: list[MirrorTable],
     local_id: str,
     crm_id: str,
+    edited: set[str],
     access: AccessChanges | None,
 ) -> None:
     """Fold the local row into the CRM's row already mirrored: the CRM's values stay, the
-    fields of edits still on their way keep the portal's values, the local row goes, and
-    whatever pointed at it points at the CRM's row; the grants follow."""
+    fields ``edited`` by edits of the local row still on their way keep the portal's values,
+    the local row goes, and whatever pointed at it points at the CRM's row; the grants
+    follow."""
     spec, table = mirrored.spec, mirrored.table
     key = table.c[spec.key]
     children = {
@@ -162,7 +164,8 @@ def _merge_into(
                 if ids:
                     stack.enter_context(access.changing(conn, name, ids))
         local = conn.execute(select(table).where(key == local_id)).first()
-        overlay = _edited_values(conn, spec, crm_id, dict(local._mapping)) if local else {}
+        values = dict(local._mapping) if local else {}
+        overlay = {name: values[name] for name in sorted(edited) if name in values}
         if overlay:
             conn.execute(update(table).where(key == crm_id).values(**overlay, _pending=True))
         conn.execute(delete(table).where(key == local_id))
@@ -177,21 +180,17 @@ def _merge_into(
         _rewrite_grants_via(conn, spec, referencing, local_id, crm_id, merging=True)
 
 
-def _edited_values(
-    conn: Connection, spec: ObjectSpec, record_id: str, row: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The local row's values of the fields that open updates (now filed under
-    ``record_id``) still have to bring to the CRM."""
+def _edited_fields(conn: Connection, spec: ObjectSpec, local_id: str) -> set[str]:
+    """The fields that open updates of the local row still have to bring to the CRM."""
     o = mirror_outbox.c
     query = select(o.new_values).where(
         o.source == spec.source,
         o.object == spec.name,
-        o.record_id == record_id,
+        o.record_id == local_id,
         o.op == "update",
-        open_entry_filter(),
+        o.status.in_(OPEN_STATUSES),
     )
-    fields = {name for (values,) in conn.execute(query) for name in values}
-    return {name: row[name] for name in sorted(fields) if name in row}
+    return {name for (values,) in conn.execute(query) for name in values}
 
 
 def _children(conn: Connection, other: MirrorTable, target: str, record_id: str) -> list[str]:

@@ -157,7 +157,7 @@ class Puller:
         never holds a write lock), then compared with the mirror in one transaction;
         ``keep_staged`` leaves them there for the caller (the self-audit). Rows the CRM cannot
         have listed are left alone: portal creates not in the CRM yet (or not yet confirmed
-        by a pull), and rows a pull or a push wrote after the listing began. The open edits
+        by a pull), and rows a pull wrote after the listing began. The open edits
         of the records marked deleted fail: no write can reach them any more.
         """
         spec, table = mirrored.spec, mirrored.table
