@@ -319,6 +319,32 @@ def test_an_entry_whose_answer_cannot_be_recorded_holds_back_no_other(salesforce
     assert {e["status"] for e in mirror.outbox()} == {"done"}
 
 
+def test_a_lost_create_recognised_by_a_pull_takes_its_children_and_grants_along(
+    salesforce: Setup,
+) -> None:
+    s = salesforce
+    mirror, box = s.mirror, s.box
+    partner = busiest_partner(mirror, "Opportunity")
+    view = mirror.as_partner(partner)
+    account = view.create("Account", {"Name": "Parent of a lost answer"})
+    lose_the_answer(s, "dropped")
+    deal = view.create("Opportunity", {**SALESFORCE.values("Child deal"), "AccountId": account})
+    box.advance_clock(1)
+    mirror.sync(["Account"])
+    crm_account = crm_id_of(mirror, account)
+    assert view.get("Opportunity", deal)["AccountId"] == crm_account
+    assert mirror.push()["salesforce"].done == 1
+    crm_deal = crm_id_of(mirror, deal)
+    assert box.get("Opportunity", crm_deal)["AccountId"] == crm_account
+    assert crm_named(s, "Parent of a lost answer", "Account", "Name") == [crm_account]
+    assert view.get("Account", account)["Id"] == crm_account
+    grants = mirror.access_rows()
+    assert not [g for g in grants if account in (g[1], g[6]) or deal in (g[1], g[6])]
+    assert ("Account", crm_account) in {(g[0], g[1]) for g in grants}
+    mirror.rebuild_access()
+    assert mirror.access_rows() == grants
+
+
 def test_a_create_answered_after_a_pull_took_its_record_as_another_row_is_merged(
     salesforce: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
