@@ -242,6 +242,7 @@ class Mirror:
             backfill_ranges=self.config.sync.backfill_ranges,
             range_min_records=self.config.sync.backfill_range_min_records,
             leases=leases,
+            access=access,
         )
 
     def policy_of(self, source: str) -> Callable[[str, str], Policy]:
@@ -269,6 +270,7 @@ class Mirror:
                 max_attempts=self.config.sync.push_max_attempts,
                 base_delay=self.config.sync.push_retry_delay,
                 on_change=access.refresh,
+                access=access,
             )
             results[source] = pusher.push()
         return results
