@@ -1,4 +1,12 @@
-"""Whether an update overwrote a change made in HubSpot after the version it was checked at.
+"""Whether an update would overwrite, or overwrote, a change made in HubSpot after the version
+the portal edited.
+
+Before the update, one batch read of the records checks their last-modified value and, since a
+change made in the millisecond of the edited version leaves that value as it was, the
+properties the update sets: one that no longer holds the value the portal edited
+(``Write.expected_values``, compared by ``mirror.preconditions.changed_fields``) refuses the
+update (``changed_since``). Record properties and association fields copied from a property are
+compared; association fields kept as associations are not properties and are not.
 
 HubSpot has no conditional writes: the writer checks each record's last-modified value before
 updating it, and a change landing between that check and the update would be overwritten with
@@ -15,9 +23,74 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from adapters.hubspot_types import format_cursor, parse_instant, to_ms
+from adapters.hubspot_assoc import Associations
+from adapters.hubspot_types import KEY, RecordConverter, format_cursor, parse_instant, to_ms
+from mirror.types import FieldSpec, Record, Write, WriteResult
+
+
+class Checked(Protocol):
+    """A write of a batch (``hubspot_write.Item``)."""
+
+    @property
+    def write(self) -> Write:
+        """The write."""
+        ...
+
+
+def checked_fields(
+    associations: Associations, fields: Mapping[str, FieldSpec], items: Sequence[Checked]
+) -> dict[str, str]:
+    """``{field: property}`` of the fields whose edited values the version check reads: the
+    record's properties and the association fields copied from one."""
+    copied = {f.name: str(f.property) for f in associations.copied}
+    names = {name for i in items for name in i.write.expected_values or ()}
+    checked: dict[str, str] = {}
+    for name in names:
+        if name in copied:
+            checked[name] = copied[name]
+        elif name in fields and name != KEY and name not in associations.names:
+            checked[name] = name
+    return checked
+
+
+def current_values(
+    converter: RecordConverter, obj: Mapping[str, Any], checked: Mapping[str, str]
+) -> Record:
+    """The ``checked`` fields of a batch read's ``obj``, as the reads convert them."""
+    props = obj.get("properties") or {}
+    try:
+        record = converter.from_json(obj)
+    except ValueError:
+        record = dict(props)
+    values: Record = {}
+    for name, prop in checked.items():
+        if name == prop:
+            values[name] = record.get(name)
+        else:
+            raw = props.get(prop)
+            values[name] = str(raw) if raw not in (None, "") else None
+    return values
+
+
+def changed_since(record_id: str, version: str | None, fields: Sequence[str] = ()) -> WriteResult:
+    """The refusal of an update whose record changed after the version edited (or, naming
+    ``fields``, whose fields changed in that version's millisecond)."""
+    what = (
+        f"{', '.join(fields)} changed in HubSpot without a later last-modified value than the "
+        f"one edited ({version}): a change made in that millisecond"
+        if fields
+        else f"the record changed in HubSpot at {version}, after the version edited"
+    )
+    return WriteResult(
+        ok=False,
+        record_id=record_id,
+        error_code="PRECONDITION_FAILED",
+        message=what,
+        precondition_failed=True,
+        version=version,
+    )
 
 
 @dataclass(frozen=True)

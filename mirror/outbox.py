@@ -136,6 +136,24 @@ def typed(spec: ObjectSpec, name: str, value: Any) -> Any:
     return CONVERTERS[spec.field(name).type](value)
 
 
+def base_values(spec: ObjectSpec, row: Any, replaced: Mapping[str, str]) -> dict[str, Any]:
+    """The values entry ``row`` was edited against, of the fields it writes, typed: what the
+    CRM must still hold for the write to replace nothing the portal did not see. A base that
+    is a local id is given as the CRM id that replaced it (``replaced``); one not replaced yet
+    is left out (the CRM cannot hold it)."""
+    bases: dict[str, Any] = {}
+    for name in row.new_values:
+        if name not in row.old_values:
+            continue
+        value = row.old_values[name]
+        if is_local(value):
+            if value not in replaced:
+                continue
+            value = replaced[value]
+        bases[name] = typed(spec, name, value)
+    return bases
+
+
 def set_entry(conn: Connection, seq: int, **values: Any) -> None:
     """Update one outbox entry."""
     conn.execute(

@@ -30,9 +30,10 @@ from sqlalchemy import Connection, select, update
 
 from mirror.adapter import CrmAdapter
 from mirror.errors import MirrorError, QuotaExceeded, TransientError
-from mirror.local_ids import AccessChanges, settle_create
+from mirror.local_ids import AccessChanges, current_ids, settle_create
 from mirror.outbox import (
     OPEN_STATUSES,
+    base_values,
     is_local,
     release_blocks,
     set_entry,
@@ -172,7 +173,8 @@ class Pusher:
         with self.store.transaction() as conn:
             for row in batch:
                 set_entry(conn, row.seq, status="sending")
-        writes = [self._write(spec, row) for row in batch]
+        replaced = self._replaced(batch)
+        writes = [self._write(spec, row, replaced) for row in batch]
         result.sent += len(batch)
         result.batches += 1
         try:
@@ -246,17 +248,30 @@ class Pusher:
             found.update(conn.execute(query).scalars())
         return found
 
-    def _write(self, spec: ObjectSpec, row: Any) -> Write:
+    def _replaced(self, batch: list[Any]) -> dict[str, str]:
+        """The CRM ids of the local ids the batch's entries were edited against."""
+        bases = {v for row in batch for v in (row.old_values or {}).values() if is_local(v)}
+        if not bases:
+            return {}
+        with self.store.engine.connect() as conn:
+            return current_ids(conn, self.source, bases)
+
+    def _write(self, spec: ObjectSpec, row: Any, replaced: dict[str, str]) -> Write:
         values = {name: typed(spec, name, value) for name, value in row.new_values.items()}
         op = WriteOp(row.op)
+        version = None if row.force or op is WriteOp.CREATE else row.base_version
         return Write(
             op=op,
             object=spec.name,
             values=values if op is not WriteOp.DELETE else {},
             record_id=None if op is WriteOp.CREATE else row.record_id,
-            expected_version=None if row.force or op is WriteOp.CREATE else row.base_version,
+            expected_version=version,
             idempotency_key=row.idempotency_key,
             synced_through=self._synced.get(spec.name),
+            # the version cannot tell a change made in its own second: the values can
+            expected_values=(
+                base_values(spec, row, replaced) if version and op is WriteOp.UPDATE else None
+            ),
         )
 
     def _apply(
@@ -362,6 +377,7 @@ class Pusher:
             }
             if restore:
                 conn.execute(update(table).where(key == row.record_id).values(**restore))
+            _rebase_followers(conn, row)
         conn.execute(
             mirror_changes.insert().values(
                 source=spec.source,
@@ -377,6 +393,30 @@ class Pusher:
         self._settle(conn, spec, row.record_id)
         if self.on_change is not None:
             self.on_change(conn, spec.name, [row.record_id])
+
+
+def _rebase_followers(conn: Connection, row: Any) -> None:
+    """Later open edits of the record made on top of the refused one's values were made
+    against values the CRM never held: their base becomes what the CRM kept, so their write
+    is not refused for a change nobody made."""
+    o = mirror_outbox.c
+    query = select(o.seq, o.old_values).where(
+        o.source == row.source,
+        o.object == row.object,
+        o.record_id == row.record_id,
+        o.seq > row.seq,
+        o.op == "update",
+        o.status.in_(OPEN_STATUSES),
+    )
+    for seq, old_values in conn.execute(query).all():
+        rebased = {
+            name: row.old_values[name]
+            if name in row.new_values and name in row.old_values and value == row.new_values[name]
+            else value
+            for name, value in old_values.items()
+        }
+        if rebased != old_values:
+            set_entry(conn, seq, old_values=rebased)
 
 
 def _describe(exc: BaseException) -> str:
