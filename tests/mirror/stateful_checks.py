@@ -7,7 +7,8 @@ and mapped to its survivor.
 ``edits_accounted``: every portal edit the portal accepted is closed (none pending, sending,
 blocked or waiting for its echo), and each of its fields is applied in the CRM (one run of
 writes carrying its value, never again after another value replaced it) or recorded as a
-conflict or a refusal. No API write carries a value no accepted edit asked for, and no write
+conflict or a refusal (or replaced by a later edit of the same field before the CRM had
+it). No API write carries a value no accepted edit asked for, and no write
 replaced a CRM value the edit was not made against unless a conflict was recorded for it.
 
 Each check returns its findings as sentences (empty: it holds), so a failure lists them all.
@@ -152,7 +153,7 @@ def edits_accounted(mirror: Mirror, driver: CrmDriver, model: Model) -> list[str
             continue
         for name, value in edit.values.items():
             runs = _runs(history, name, value)
-            conflict = (edit.seq, name) in conflicts
+            conflict = (edit.seq, name) in conflicts or _overtaken(edit, name, model, ids)
             if entry.status == "failed" and runs:
                 found.append(f"refused but applied: #{edit.seq} {name}={value!r}")
             elif runs > 1:
@@ -164,6 +165,15 @@ def edits_accounted(mirror: Mirror, driver: CrmDriver, model: Model) -> list[str
                 )
     found += _writes_accounted(driver, model, entries, conflicts)
     return found
+
+
+def _overtaken(edit: Edit, name: str, model: Model, ids: set[str]) -> bool:
+    """Whether a later accepted edit of the same field replaced ``edit``'s value before the
+    CRM had it (the later one then answers for both)."""
+    return any(
+        later.seq > edit.seq and later.record_id in ids and name in later.values
+        for later in model.edits
+    )
 
 
 def _create_accounted(edit: Edit, entry: Any, driver: CrmDriver) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from adapters.sandbox.dynamics import DynamicsSandbox
+from adapters.sandbox.dynamics_records import Records
 from tests.adapters.dynamics_fixtures import sandbox_adapter
 from tests.conftest import BACKENDS
 from tests.mirror.crm_driver import CrmDriver, DealShape, Values
@@ -44,21 +45,35 @@ class DynamicsDriver(CrmDriver):
         return DynamicsSandbox(self.folder / "dv.db", size=SIZE).start()
 
     def _spy(self) -> None:
-        records = self.box.org.records
-        create, update = records.create, records.update
+        # the org builds a new Records on each use: its methods are wrapped on the class, for
+        # this sandbox's store only, until close()
+        store, driver = self.box.org.store, self
+        create, update = Records.create, Records.update
 
-        def spied_create(entity: Any, values: Any, **kwargs: Any) -> dict[str, Any]:
-            row = create(entity, values, **kwargs)
-            self.api_write(entity.name, str(row[entity.primary_id]), "create", dict(values), {})
+        def spied_create(records: Records, entity: Any, values: Any, **kwargs: Any) -> Any:
+            row = create(records, entity, values, **kwargs)
+            if records.store is store and not driver._in_control:
+                key = str(row[entity.primary_id])
+                driver.api_write(entity.name, key, "create", dict(values), {})
             return row
 
-        def spied_update(entity: Any, record_id: str, values: Any) -> dict[str, Any]:
-            before = {} if self._in_control else (self.values(entity.name, record_id) or {})
-            row = update(entity, record_id, values)
-            self.api_write(entity.name, str(row[entity.primary_id]), "update", dict(values), before)
+        def spied_update(records: Records, entity: Any, record_id: str, values: Any) -> Any:
+            ours = records.store is store and not driver._in_control
+            before = (driver.values(entity.name, record_id) or {}) if ours else {}
+            row = update(records, entity, record_id, values)
+            if ours:
+                key = str(row[entity.primary_id])
+                driver.api_write(entity.name, key, "update", dict(values), before)
             return row
 
-        records.create, records.update = spied_create, spied_update
+        Records.create, Records.update = spied_create, spied_update  # type: ignore[method-assign]
+        self._restore = lambda: setattr(Records, "create", create) or setattr(  # noqa: B010
+            Records, "update", update
+        )
+
+    def close(self) -> None:
+        self._restore()
+        super().close()
 
     def adapter(self) -> Any:
         return sandbox_adapter(
