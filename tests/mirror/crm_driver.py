@@ -102,6 +102,9 @@ class CrmDriver:
     can_undelete = True
     can_merge = True
     can_expire = True
+    # whether a CRM edit can land between the adapter's version check and its write (the
+    # check is a request of its own, not a condition of the write)
+    checks_apart = True
 
     def __init__(self, folder: Path, clock: FrozenTime) -> None:
         """A fresh sandbox in ``folder`` (its generated dataset), served until ``close``."""
@@ -109,6 +112,7 @@ class CrmDriver:
         self.clock = clock
         self.log = WriteLog()
         self._in_control = False
+        self.concurrent_edit = False
         self._tokens = itertools.count(1)
         self.box = self._start()
         self._spy()
@@ -256,6 +260,15 @@ class CrmDriver:
     def faults_off(self) -> None:
         """Forget every fault not yet spent."""
         self._clear_faults()
+
+    def before_api_update(self, name: str, record_id: str, values: Values) -> None:
+        """Called by the spies as an API update arrives: when ``concurrent_edit`` is armed,
+        someone changes the same deal field in the CRM first (after the adapter checked the
+        record's version, before its write lands)."""
+        fields = [f for f in values if f in self.deal.fields]
+        if self.concurrent_edit and not self._in_control and name == self.deal.object and fields:
+            self.concurrent_edit = False
+            self.update(name, str(record_id), {fields[0]: self.token("c")})
 
     def api_write(self, name: str, record_id: str, op: str, values: Values, before: Values) -> None:
         """Log a write that came in through the API (called by the spies)."""

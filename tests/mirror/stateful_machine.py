@@ -39,16 +39,23 @@ from sqlalchemy import func, select
 from mirror import AccessDenied, Mirror, TransientError
 from mirror.config import parse_config
 from mirror.errors import ValidationError
+from mirror.outbox import is_local
 from mirror.tables import mirror_outbox
 from tests.conftest import fresh_database
 from tests.mirror.crm_driver import CrmDriver, frozen_sandbox_time
-from tests.mirror.stateful_checks import Edit, Model, edits_accounted, mirror_equals_crm
+from tests.mirror.stateful_checks import Edit, Model, edits_accounted, idmap, mirror_equals_crm
 
 # mid-sync: CRM changes and clock steps at a page boundary of a running sync
 # same_second: CRM changes in the second of the step before (else a second later at least)
 # lost_creates: a portal create's answer lost (the CRM made the record)
 # hard_deletes: records hard-deleted in the CRM (found only by the delete sweep)
-ALL_FEATURES = frozenset({"mid_sync", "same_second", "lost_creates", "hard_deletes"})
+# restarts: a sync that starts the backfill again from scratch
+# concurrent_edits: a CRM edit landing between the pusher's version check and its write
+# local_ids: a partner keeps using the local id create() returned after the push
+ALL_FEATURES = frozenset(
+    {"mid_sync", "same_second", "lost_creates", "hard_deletes", "restarts", "concurrent_edits",
+     "local_ids"}
+)  # fmt: skip
 HOT = 3  # records both sides edit, so that their edits meet
 QUIET_ROUNDS = 6
 POLICIES = ("manual", "crm_wins", "portal_wins", "latest_wins")
@@ -56,7 +63,7 @@ MID_SYNC = ("delivered", "ahead", "advance")
 INTERRUPTIONS = (
     "none", "fail_within", "fail_past", "drop", "expire", "stop", "crash", "crash_in_page",
 )  # fmt: skip
-PUSH_FAULTS = ("none", "drop", "drop_all", "fail_within", "fail_past", "expire")
+PUSH_FAULTS = ("none", "drop", "drop_all", "fail_within", "fail_past", "expire", "edit")
 
 
 class Crash(Exception):
@@ -240,6 +247,12 @@ class MirrorMachine(RuleBasedStateMachine):
             self.m.as_partner(partner).update(deal.object, record_id, values)
         except (AccessDenied, ValidationError):
             assert self._outbox_seq() == before, "a refused portal write queued an edit"
+            if "local_ids" in self.features and is_local(record_id):
+                made = idmap(self.m).get(record_id)
+                assert made is None or self.driver.values(deal.object, made) is None, (
+                    f"{partner} may no longer update {record_id}, the deal it created"
+                    f" (now {made} in the CRM), by the id create() returned"
+                )
             return
         self._accepted("update", deal.object, record_id, values, partner)
 
@@ -282,8 +295,11 @@ class MirrorMachine(RuleBasedStateMachine):
             self.driver.fail_next(40, self.driver.write_path)
         elif fault == "expire" and self.driver.can_expire:
             self.driver.expire()
+        elif fault == "edit" and "concurrent_edits" in self.features:
+            self.driver.concurrent_edit = self.driver.checks_apart
         self.m.push()
         self.driver.faults_off()
+        self.driver.concurrent_edit = False
 
     def _creates_open(self) -> bool:
         o = mirror_outbox.c
@@ -314,6 +330,8 @@ class MirrorMachine(RuleBasedStateMachine):
         self._advance(advance)
         if "mid_sync" not in self.features:
             changes = []
+        if after == "restart" and "restarts" not in self.features:
+            after = "nothing"
         pages, delivered = 0, set()
         stop = threading.Event()
 

@@ -40,6 +40,7 @@ class DynamicsDriver(CrmDriver):
     }
     write_path = "$batch"
     can_undelete = can_merge = False
+    checks_apart = False  # If-Match makes the check part of the write
 
     def _start(self) -> DynamicsSandbox:
         return DynamicsSandbox(self.folder / "dv.db", size=SIZE).start()

@@ -52,6 +52,8 @@ class HubSpotDriver(CrmDriver):
 
         def spied_update(kind: Any, record_id: Any, values: Any, **kwargs: Any) -> Any:
             system = kwargs.get("system")
+            if not system:
+                self.before_api_update(kind.name, str(record_id), dict(values))
             before = {} if system else (self.values(kind.name, str(record_id)) or {})
             row = update(kind, record_id, values, **kwargs)
             if not system:

@@ -60,6 +60,8 @@ class SalesforceDriver(CrmDriver):
 
         def spied_update(obj: Any, record_id: str, values: Any, **kwargs: Any) -> None:
             system = kwargs.get("system", False)
+            if not system:
+                self.before_api_update(obj.name, record_id, dict(values))
             before = {} if system else (self.values(obj.name, record_id) or {})
             update(obj, record_id, values, **kwargs)
             if not system:
