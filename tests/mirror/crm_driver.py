@@ -216,7 +216,8 @@ class CrmDriver:
 
     def update(self, name: str, record_id: str, values: Values) -> None:
         """Change a live record inside the CRM."""
-        self._logged("update", name, record_id, values, lambda: self._update(name, record_id, values))
+        act = lambda: self._update(name, record_id, values)  # noqa: E731
+        self._logged("update", name, record_id, values, act)
 
     def update_many(self, name: str, ids: Sequence[str], field_name: str) -> None:
         """Give each of ``ids`` a new value of ``field_name``, all on one cursor value."""

@@ -21,10 +21,14 @@ from adapters.sandbox.salesforce import SalesforceSandbox
 from tests.adapters.conftest import sandbox_adapter
 from tests.conftest import BACKENDS
 from tests.mirror.crm_driver import CrmDriver, DealShape, FrozenTime, Values
-from tests.mirror.stateful_machine import run_machine
+from tests.mirror.stateful_run import FAILS, base_features, pending_params, run_machine
 
 # the REST pages hold at least 200 records: 450 opportunities are read in three pages
 SIZE = 450
+
+# step families whose failures fixes in flight own: each runs marked in a test of its own; when
+# its fix merges, its line goes and the family joins the test on both stores
+PENDING = {name: FAILS[name] for name in FAILS}
 
 
 class SalesforceDriver(CrmDriver):
@@ -107,4 +111,9 @@ class SalesforceDriver(CrmDriver):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_mirror_converges_with_salesforce(backend: str) -> None:
-    run_machine(SalesforceDriver, backend)
+    run_machine(SalesforceDriver, backend, base_features(PENDING))
+
+
+@pytest.mark.parametrize("feature", pending_params(PENDING))
+def test_mirror_converges_with_salesforce_pending(feature: str) -> None:
+    run_machine(SalesforceDriver, "sqlite", base_features(PENDING) | {feature}, pending=True)
