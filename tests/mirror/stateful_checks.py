@@ -2,7 +2,7 @@
 
 ``mirror_equals_crm``: every live CRM record is in the mirror, live, with the CRM's values of the
 compared fields; nothing else in the mirror is live; a merge loser the mirror holds is deleted
-and mapped to its survivor.
+and mapped to its survivor (to the last one, through ``mirror_idmap``, after merges in a row).
 
 ``edits_accounted``: every portal edit the portal accepted is closed (none pending, sending,
 blocked or waiting for its echo), and each of its fields is applied in the CRM (one run of
@@ -37,7 +37,6 @@ class Edit:
     record_id: str
     values: dict[str, Any]
     partner: str
-    step: int = 0
 
 
 @dataclass
@@ -91,12 +90,25 @@ def mirror_equals_crm(mirror: Mirror, driver: CrmDriver, model: Model) -> list[s
                         f" {rows[record_id].get(field_name)!r} in the mirror,"
                         f" {crm.get(field_name)!r} in the CRM"
                     )
-        for (merged_name, loser), survivor in sorted(model.merged.items()):
-            if merged_name == name and loser in rows and mapped.get(loser) != survivor:
-                found.append(
-                    f"merge: {name} {loser} maps to {mapped.get(loser)!r}, not to {survivor}"
-                )
+        merged = {loser: survivor for (n, loser), survivor in model.merged.items() if n == name}
+        for loser in sorted(merged):
+            survivor, mapped_to = _last(loser, merged), _last(loser, mapped)
+            if loser in rows and mapped_to != survivor:
+                found.append(f"merge: {name} {loser} leads to {mapped_to}, not to {survivor}")
     return found
+
+
+def _chain(record_id: str, mapped: Mapping[str, str]) -> list[str]:
+    """``record_id`` and the ids ``mapped`` leads it to, in order (no id twice)."""
+    chain = [record_id]
+    while chain[-1] in mapped and mapped[chain[-1]] not in chain:
+        chain.append(mapped[chain[-1]])
+    return chain
+
+
+def _last(record_id: str, mapped: Mapping[str, str]) -> str:
+    """Where following ``mapped`` from ``record_id`` ends (a merge's final survivor)."""
+    return _chain(record_id, mapped)[-1]
 
 
 def _entries(mirror: Mirror) -> dict[int, Any]:
@@ -112,11 +124,7 @@ def _conflicts(mirror: Mirror) -> set[tuple[int, str]]:
 
 def _aliases(record_id: str, mapped: Mapping[str, str]) -> set[str]:
     """The ids a record went by: its local id, the CRM id it was given, its merge survivor."""
-    seen = {record_id}
-    while record_id in mapped and mapped[record_id] not in seen:
-        record_id = mapped[record_id]
-        seen.add(record_id)
-    return seen
+    return set(_chain(record_id, mapped))
 
 
 def _runs(writes: list[LoggedWrite], field_name: str, value: Any) -> int:

@@ -30,7 +30,10 @@ FAILS = {
     "lost_creates": "a create whose answer was lost, then a sync: the swap of the local id"
     " violates the primary key and every later push fails",
     "local_ids": "after the push, the local id create() returned no longer reaches the record",
-    "hard_deletes": "a portal edit of a record hard-deleted in the CRM stays open for good",
+    "deletes": "a portal edit pushed and waiting for its echo stays open for good when its"
+    " record is then deleted in the CRM",
+    "hard_deletes": "a portal edit blocked by a CRM change stays blocked for good when its record"
+    " is then hard-deleted",
     "restarts": "a backfill started again marks a merge loser deleted without mapping it to"
     " its survivor",
 }
