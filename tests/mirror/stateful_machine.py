@@ -42,15 +42,16 @@ from tests.mirror.stateful_checks import Edit, Model, edits_accounted, idmap, mi
 
 # mid-sync: CRM changes and clock steps at a page boundary of a running sync
 # same_second: CRM changes in the second of the step before (else a second later at least)
-# lost_creates: a portal create's answer lost (the CRM made the record)
+# lost_creates: a portal create's answer lost past the retry budget (the CRM made the record)
+# lost_updates: a portal update's answer lost past the retry budget (the CRM has the value)
 # deletes: deals deleted in the CRM (and restored where the CRM has a recycle bin)
 # hard_deletes: records hard-deleted in the CRM (found only by the delete sweep)
 # restarts: a sync that starts the backfill again from scratch
 # concurrent_edits: a CRM edit landing between the pusher's version check and its write
 # local_ids: a partner keeps using the local id create() returned after the push
 ALL_FEATURES = frozenset(
-    {"mid_sync", "same_second", "lost_creates", "deletes", "hard_deletes", "restarts",
-     "concurrent_edits", "local_ids"}
+    {"mid_sync", "same_second", "lost_creates", "lost_updates", "deletes", "hard_deletes",
+     "restarts", "concurrent_edits", "local_ids"}
 )  # fmt: skip
 HOT = 3  # records both sides edit, so that their edits meet
 QUIET_ROUNDS = 6
@@ -297,7 +298,7 @@ class MirrorMachine(RuleBasedStateMachine):
         self._advance(advance)
         if fault == "drop":
             self.driver.drop_next(1, self.driver.write_path)
-        elif fault == "drop_all" and ("lost_creates" in self.features or not self._creates_open()):
+        elif fault == "drop_all" and self._may_lose_answers():
             self.driver.drop_next(40, self.driver.write_path)
         elif fault == "fail_within":
             self.driver.fail_next(2, self.driver.write_path)
@@ -311,11 +312,13 @@ class MirrorMachine(RuleBasedStateMachine):
         self.driver.faults_off()
         self.driver.concurrent_edit = False
 
-    def _creates_open(self) -> bool:
+    def _may_lose_answers(self) -> bool:
+        """Whether every write the push may send is of a kind whose lost answers are on."""
         o = mirror_outbox.c
-        query = select(func.count()).where(o.op == "create", o.status.in_(("pending", "sending")))
+        query = select(o.op).where(o.status.in_(("pending", "sending"))).distinct()
         with self.m.store.engine.connect() as conn:
-            return bool(conn.execute(query).scalar())
+            ops = set(conn.execute(query).scalars())
+        return all(f"lost_{op}s" in self.features for op in ops)
 
     @precondition(lambda self: self.mirror is not None)
     @rule(

@@ -29,6 +29,8 @@ FAILS = {
     " is overwritten with no conflict recorded",
     "lost_creates": "a create whose answer was lost, then a sync: the swap of the local id"
     " violates the primary key and every later push fails",
+    "lost_updates": "an update whose answer was lost is sent again after a CRM change made"
+    " since it landed: applied twice, the later CRM change reverted under portal_wins",
     "local_ids": "after the push, the local id create() returned no longer reaches the record",
     "deletes": "a portal edit pushed and waiting for its echo stays open for good when its"
     " record is then deleted in the CRM",
