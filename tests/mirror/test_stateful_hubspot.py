@@ -26,7 +26,7 @@ PAGE_SIZE = 4
 
 # step families whose failures fixes in flight own: each runs marked in a test of its own; when
 # its fix merges, its line goes and the family joins the test on both stores
-PENDING = {name: FAILS[name] for name in FAILS}
+PENDING = {name: FAILS[name] for name in FAILS if name not in ("same_second", "lost_updates")}
 
 
 class HubSpotDriver(CrmDriver):
