@@ -19,6 +19,7 @@ from adapters.sandbox.dynamics_records import Records
 from tests.adapters.dynamics_fixtures import sandbox_adapter
 from tests.conftest import BACKENDS
 from tests.mirror.crm_driver import CrmDriver, DealShape, Values
+from tests.mirror.stateful_examples import found_params, replay
 from tests.mirror.stateful_run import FAILS, base_features, pending_params, run_machine
 
 SIZE = 20
@@ -27,7 +28,7 @@ PAGE_SIZE = 4
 # step families whose failures fixes in flight own: each runs marked in a test of its own; when
 # its fix merges, its line goes and the family joins the test on both stores
 PENDING = {
-    name: FAILS[name] for name in FAILS if name not in ("concurrent_edits", "restarts")
+    name: FAILS[name] for name in FAILS if name not in ("mid_sync", "concurrent_edits", "restarts")
 }
 
 
@@ -123,3 +124,8 @@ def test_mirror_converges_with_dynamics(backend: str) -> None:
 @pytest.mark.parametrize("feature", pending_params(PENDING))
 def test_mirror_converges_with_dynamics_pending(feature: str) -> None:
     run_machine(DynamicsDriver, "sqlite", base_features(PENDING) | {feature}, pending=True)
+
+
+@pytest.mark.parametrize("name", found_params(DynamicsDriver, PENDING))
+def test_found_sequences_replay_on_dynamics(name: str) -> None:
+    replay(DynamicsDriver, name)

@@ -21,6 +21,7 @@ from adapters.sandbox.salesforce import SalesforceSandbox
 from tests.adapters.conftest import sandbox_adapter
 from tests.conftest import BACKENDS
 from tests.mirror.crm_driver import CrmDriver, DealShape, FrozenTime, Values
+from tests.mirror.stateful_examples import found_params, replay
 from tests.mirror.stateful_run import FAILS, base_features, pending_params, run_machine
 
 # the REST pages hold at least 200 records: 450 opportunities are read in three pages
@@ -117,3 +118,8 @@ def test_mirror_converges_with_salesforce(backend: str) -> None:
 @pytest.mark.parametrize("feature", pending_params(PENDING))
 def test_mirror_converges_with_salesforce_pending(feature: str) -> None:
     run_machine(SalesforceDriver, "sqlite", base_features(PENDING) | {feature}, pending=True)
+
+
+@pytest.mark.parametrize("name", found_params(SalesforceDriver, PENDING))
+def test_found_sequences_replay_on_salesforce(name: str) -> None:
+    replay(SalesforceDriver, name)
