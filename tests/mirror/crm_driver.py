@@ -83,7 +83,6 @@ class DealShape:
 
     object: str
     fields: tuple[str, ...]
-    partner_field: str
 
 
 class CrmDriver:
@@ -106,10 +105,9 @@ class CrmDriver:
     # check is a request of its own, not a condition of the write)
     checks_apart = True
 
-    def __init__(self, folder: Path, clock: FrozenTime) -> None:
+    def __init__(self, folder: Path) -> None:
         """A fresh sandbox in ``folder`` (its generated dataset), served until ``close``."""
         self.folder = folder
-        self.clock = clock
         self.log = WriteLog()
         self._in_control = False
         self.concurrent_edit = False
@@ -140,7 +138,10 @@ class CrmDriver:
 
     def values(self, name: str, record_id: str) -> Values | None:
         """The compared fields of a live record as the CRM holds them, or ``None``."""
-        raise NotImplementedError
+        record = self.box.get(name, record_id)
+        if record is None:
+            return None
+        return {f: record.get(f) for f in self.compared[name]}
 
     def partnered_deals(self) -> list[tuple[str, str]]:
         """``(deal id, partner id)`` of the CRM's deals attributed to a partner, sorted."""

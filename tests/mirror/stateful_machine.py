@@ -77,10 +77,10 @@ class MirrorMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.stack = ExitStack()
-        self.clock = self.stack.enter_context(frozen_sandbox_time())
+        self.stack.enter_context(frozen_sandbox_time())
         folder = Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="prm-st-")))
         self.url = self.stack.enter_context(fresh_database(self.backend))
-        self.driver = self.driver_class(folder, self.clock)
+        self.driver = self.driver_class(folder)
         self.stack.callback(self.driver.close)
         self.model = Model()
         self.hot = self.driver.partnered_deals()[:HOT]

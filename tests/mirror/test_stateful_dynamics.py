@@ -37,7 +37,7 @@ class DynamicsDriver(CrmDriver):
 
     source = crm = "dynamics"
     objects = ("systemuser", "account", "opportunity")
-    deal = DealShape("opportunity", ("name", "stepname"), "_prm_partneraccountid_value")
+    deal = DealShape("opportunity", ("name", "stepname"))
     account, account_field = "account", "name"
     side_fields = {"systemuser": "firstname"}
     compared = {
@@ -89,12 +89,6 @@ class DynamicsDriver(CrmDriver):
     def source_settings(self) -> Values:
         return {"org_url": "https://org.example.crm.dynamics.com", "tenant_id": "t",
                 "client_id": "c", "client_secret": "s"}  # fmt: skip
-
-    def values(self, name: str, record_id: str) -> Values | None:
-        record = self.box.get(name, record_id)
-        if record is None:
-            return None
-        return {f: record.get(f) for f in self.compared[name]}
 
     def partnered_deals(self) -> list[tuple[str, str]]:
         pairs = []

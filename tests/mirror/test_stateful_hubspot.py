@@ -37,7 +37,7 @@ class HubSpotDriver(CrmDriver):
 
     source = crm = "hubspot"
     objects = ("companies", "deals")
-    deal = DealShape("deals", ("dealname", "hs_next_step"), "partner_company_id")
+    deal = DealShape("deals", ("dealname", "hs_next_step"))
     account, account_field = "companies", "name"
     compared = {"deals": ("dealname", "hs_next_step"), "companies": ("name",)}
     write_path = "/batch/"
@@ -76,12 +76,6 @@ class HubSpotDriver(CrmDriver):
 
     def source_settings(self) -> Values:
         return {"access_token": "unused"}
-
-    def values(self, name: str, record_id: str) -> Values | None:
-        record = self.box.get(name, record_id)
-        if record is None:
-            return None
-        return {f: record.get(f) for f in self.compared[name]}
 
     def partnered_deals(self) -> list[tuple[str, str]]:
         pairs = []

@@ -5,14 +5,15 @@ and every accepted portal edit must be applied once or recorded as a conflict or
 (``tests/mirror/stateful_machine.py``, ``tests/mirror/stateful_checks.py``).
 
 The run is bounded to stay within the suite's time; to search longer, set
-``PRM_MIRROR_HYPOTHESIS_EXAMPLES`` (examples per test, default 8) and
-``PRM_MIRROR_HYPOTHESIS_STEPS`` (steps per example, default 25), e.g.
-``PRM_MIRROR_HYPOTHESIS_EXAMPLES=500 pytest tests/mirror/test_stateful_salesforce.py``.
+``PRM_MIRROR_HYPOTHESIS_EXAMPLES`` (examples per test, default 6) and
+``PRM_MIRROR_HYPOTHESIS_STEPS`` (steps per example, default 20), e.g.
+``PRM_MIRROR_HYPOTHESIS_EXAMPLES=500 pytest tests/mirror/test_stateful_salesforce.py``;
+``PRM_MIRROR_HYPOTHESIS_SHRINK=0`` reports a failure without shrinking it. The sequences that
+found failures are replayed as they are (``tests/mirror/stateful_examples.py``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from adapters.sandbox.salesforce import SalesforceSandbox
 from tests.adapters.conftest import sandbox_adapter
 from tests.conftest import BACKENDS
-from tests.mirror.crm_driver import CrmDriver, DealShape, FrozenTime, Values
+from tests.mirror.crm_driver import CrmDriver, DealShape, Values
 from tests.mirror.stateful_examples import found_params, replay
 from tests.mirror.stateful_run import FAILS, base_features, pending_params, run_machine
 
@@ -37,7 +38,7 @@ class SalesforceDriver(CrmDriver):
 
     source = crm = "salesforce"
     objects = ("User", "Account", "Opportunity")
-    deal = DealShape("Opportunity", ("Name", "NextStep"), "PartnerAccountId")
+    deal = DealShape("Opportunity", ("Name", "NextStep"))
     account, account_field = "Account", "Name"
     side_fields = {"User": "FirstName"}
     compared = {
@@ -46,9 +47,6 @@ class SalesforceDriver(CrmDriver):
         "User": ("FirstName",),
     }
     write_path = "composite"
-
-    def __init__(self, folder: Path, clock: FrozenTime) -> None:
-        super().__init__(folder, clock)
 
     def _start(self) -> SalesforceSandbox:
         return SalesforceSandbox(self.folder / "sf.db", size=SIZE).start()
@@ -86,28 +84,19 @@ class SalesforceDriver(CrmDriver):
     def source_settings(self) -> Values:
         return {"username": "u", "password": "p"}
 
-    def values(self, name: str, record_id: str) -> Values | None:
-        record = self.box.get(name, record_id)
-        if record is None:
-            return None
-        return {f: record.get(f) for f in self.compared[name]}
-
     def partnered_deals(self) -> list[tuple[str, str]]:
-        pairs = []
-        for record_id in self.box.ids("Opportunity"):
-            partner = self.box.get("Opportunity", record_id)["PartnerAccountId"]
-            if partner and not self.box.get("Opportunity", record_id)["IsClosed"]:
-                pairs.append((record_id, partner))
-        return pairs
+        deals = [self.box.get("Opportunity", i) for i in self.box.ids("Opportunity")]
+        return [
+            (deal["Id"], deal["PartnerAccountId"])
+            for deal in deals
+            if deal["PartnerAccountId"] and not deal["IsClosed"]
+        ]
 
     def customer_accounts(self) -> list[str]:
         return [a for a in self.box.ids("Account") if not self.box.get("Account", a)["IsPartner"]]
 
     def new_deal(self, partner_id: str, name: str) -> Values:
         return {"Name": name, "StageName": "Prospecting", "CloseDate": "2027-01-31"}
-
-    def _undelete(self, name: str, record_id: str) -> None:
-        self.box.undelete(name, record_id)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
