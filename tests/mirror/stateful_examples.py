@@ -79,10 +79,6 @@ FOUND = {
     "hard_deleted_while_blocked": Found(
         "hard_deletes", QUIET, (UPDATE, crm("contested"), push(), lifecycle("hard_delete"))
     ),
-    # two end customers merged, then the backfill started again
-    "merge_then_restart": Found(
-        "restarts", QUIET, (lifecycle("merge"), ("sync", {**SYNC[1], "after": "restart"}))
-    ),
 }
 
 

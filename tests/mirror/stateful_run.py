@@ -36,8 +36,6 @@ FAILS = {
     " record is then deleted in the CRM",
     "hard_deletes": "a portal edit blocked by a CRM change stays blocked for good when its record"
     " is then hard-deleted",
-    "restarts": "a backfill started again marks a merge loser deleted without mapping it to"
-    " its survivor",
 }
 
 
