@@ -75,6 +75,10 @@ FOUND = {
     ),
     # a pushed edit waits for its echo; the record is deleted in the CRM
     "deleted_after_push": Found("deletes", QUIET, (UPDATE, push(), lifecycle("delete"))),
+    # a deal deleted in the CRM, then the backfill started again
+    "delete_then_restart": Found(
+        "restarts", QUIET, (lifecycle("delete"), ("sync", {**SYNC[1], "after": "restart"}))
+    ),
     # an edit blocked by a CRM change; the record is then hard-deleted
     "hard_deleted_while_blocked": Found(
         "hard_deletes", QUIET, (UPDATE, crm("contested"), push(), lifecycle("hard_delete"))
