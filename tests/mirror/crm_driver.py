@@ -15,12 +15,14 @@ moves time and "the same second" is something a test chooses, not something it h
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from adapters.sandbox import hubspot_store, salesforce_clock
 
@@ -90,6 +92,8 @@ class CrmDriver:
 
     source: str
     crm: str
+    sandbox_class: type
+    size: int
     objects: tuple[str, ...]
     deal: DealShape
     account: str
@@ -115,10 +119,25 @@ class CrmDriver:
         self.box = self._start()
         self._spy()
 
-    # -- to implement --------------------------------------------------------------------------
+    # generated datasets, one per sandbox class and size, copied for each sandbox
+    _templates: ClassVar[dict[tuple[type, int], Path]] = {}
 
     def _start(self) -> Any:
-        raise NotImplementedError
+        """A sandbox on a copy of the class's generated dataset (generated once per process)."""
+        key = (self.sandbox_class, self.size)
+        if key not in self._templates:
+            folder = Path(tempfile.mkdtemp(prefix="prm-st-template-"))
+            with self.sandbox_class(folder / "crm.db", size=self.size):
+                pass
+            self._templates[key] = folder / "crm.db"
+        shutil.copyfile(self._templates[key], self.folder / "crm.db")
+        return self._started(self.sandbox_class(self.folder / "crm.db", size=self.size).start())
+
+    # -- to implement --------------------------------------------------------------------------
+
+    def _started(self, sandbox: Any) -> Any:
+        """``sandbox`` once started, made ready for the test."""
+        return sandbox
 
     def _spy(self) -> None:
         """Wrap the sandbox's record writes so API writes reach ``self.log``."""

@@ -172,7 +172,9 @@ class MirrorMachine(RuleBasedStateMachine):
         mapped = idmap(self.m) if self.mirror is not None else {}
         for edit in reversed(self.model.edits):
             record_id = mapped.get(edit.record_id, edit.record_id)
-            if edit.op == "update" and self.driver.values(edit.object, record_id) is not None:
+            if edit.op != "update" or is_local(record_id):
+                continue
+            if self.driver.values(edit.object, record_id) is not None:
                 return record_id, next(iter(edit.values))
         return None
 

@@ -36,6 +36,7 @@ class DynamicsDriver(CrmDriver):
     """The Dataverse sandbox through ``CrmDriver``."""
 
     source = crm = "dynamics"
+    sandbox_class, size = DynamicsSandbox, SIZE
     objects = ("systemuser", "account", "opportunity")
     deal = DealShape("opportunity", ("name", "stepname"))
     account, account_field = "account", "name"
@@ -48,9 +49,6 @@ class DynamicsDriver(CrmDriver):
     write_path = "$batch"
     can_undelete = can_merge = False
     checks_apart = False  # If-Match makes the check part of the write
-
-    def _start(self) -> DynamicsSandbox:
-        return DynamicsSandbox(self.folder / "dv.db", size=SIZE).start()
 
     def _spy(self) -> None:
         # the org builds a new Records on each use: its methods are wrapped on the class, for

@@ -37,6 +37,7 @@ class HubSpotDriver(CrmDriver):
     """The HubSpot sandbox through ``CrmDriver``."""
 
     source = crm = "hubspot"
+    sandbox_class, size = HubSpotSandbox, SIZE
     objects = ("companies", "deals")
     deal = DealShape("deals", ("dealname", "hs_next_step"))
     account, account_field = "companies", "name"
@@ -44,8 +45,8 @@ class HubSpotDriver(CrmDriver):
     write_path = "/batch/"
     can_expire = False
 
-    def _start(self) -> HubSpotSandbox:
-        return unthrottled(HubSpotSandbox(self.folder / "hs.db", size=SIZE).start())
+    def _started(self, sandbox: HubSpotSandbox) -> HubSpotSandbox:
+        return unthrottled(sandbox)
 
     def _spy(self) -> None:
         records = self.box.portal.records

@@ -37,6 +37,7 @@ class SalesforceDriver(CrmDriver):
     """The Salesforce sandbox through ``CrmDriver``."""
 
     source = crm = "salesforce"
+    sandbox_class, size = SalesforceSandbox, SIZE
     objects = ("User", "Account", "Opportunity")
     deal = DealShape("Opportunity", ("Name", "NextStep"))
     account, account_field = "Account", "Name"
@@ -47,9 +48,6 @@ class SalesforceDriver(CrmDriver):
         "User": ("FirstName",),
     }
     write_path = "composite"
-
-    def _start(self) -> SalesforceSandbox:
-        return SalesforceSandbox(self.folder / "sf.db", size=SIZE).start()
 
     def _spy(self) -> None:
         records = self.box.org.records
