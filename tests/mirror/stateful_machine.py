@@ -14,7 +14,7 @@ until nothing moves, a bounded number of times); then ``stateful_checks`` holds 
 invariant. A run that already failed is not brought to rest: its own failure is reported.
 
 ``features`` switch families of steps on (``ALL_FEATURES``): a test leaves out the families
-whose failures a fix in flight owns, and runs them in a test of their own marked as such.
+with a known failure not fixed yet, and runs each in a test of its own, marked as such.
 """
 
 from __future__ import annotations

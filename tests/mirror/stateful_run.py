@@ -18,7 +18,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from tests.mirror.crm_driver import CrmDriver
 from tests.mirror.stateful_machine import ALL_FEATURES, MirrorMachine
 
-# what each step family finds in a mirror without the fixes in flight (``pending_params``)
+# the known failure each step family finds while it is not fixed (``pending_params``)
 FAILS = {
     "mid_sync": "a change made while a sync pages through its query, in the second the query"
     " began or the next, moves the checkpoint past records not read yet: a resumed backfill"
@@ -52,7 +52,7 @@ def steps(default: int = 20) -> int:
 
 
 def base_features(pending: Mapping[str, str]) -> frozenset[str]:
-    """Every step family but those a fix in flight owns."""
+    """Every step family but those with a known failure not fixed yet."""
     return ALL_FEATURES - set(pending)
 
 
@@ -74,7 +74,7 @@ def run_machine(
     """Run the machine against ``driver_class``'s sandbox on ``backend`` with ``features``.
 
     PostgreSQL runs half the examples (its statements cost the time, not the engine's logic),
-    and a ``pending`` run (of a family whose fix is in flight, expected to fail) one in six,
+    and a ``pending`` run (of a family with a known failure, expected to fail) one in six,
     not shrunk."""
     if pending:
         count = max(1, examples() // 6)

@@ -25,9 +25,10 @@ from tests.mirror.stateful_run import FAILS, base_features, pending_params, run_
 SIZE = 20
 PAGE_SIZE = 4
 
-# step families whose failures fixes in flight own: each runs marked in a test of its own; when
-# its fix merges, its line goes and the family joins the test on both stores
-# mid-sync changes found nothing on Dataverse; its writes carry their version check (If-Match)
+# Step families with a known failure not fixed yet run marked, one test each (``PENDING``); once
+# fixed, a family leaves PENDING and joins the main test on both stores.
+# These found nothing on Dataverse (no sync was seen to lose a change made while it ran, and
+# its writes carry their version check, If-Match):
 PASSING = ("mid_sync", "concurrent_edits")
 PENDING = {name: reason for name, reason in FAILS.items() if name not in PASSING}
 

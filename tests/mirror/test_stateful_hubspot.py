@@ -25,10 +25,10 @@ from tests.mirror.stateful_run import FAILS, base_features, pending_params, run_
 SIZE = 20
 PAGE_SIZE = 4
 
-# step families whose failures fixes in flight own: each runs marked in a test of its own; when
-# its fix merges, its line goes and the family joins the test on both stores
-# HubSpot's millisecond stamps never repeat unless a test puts records on one; these found
-# nothing on HubSpot
+# Step families with a known failure not fixed yet run marked, one test each (``PENDING``); once
+# fixed, a family leaves PENDING and joins the main test on both stores.
+# These found nothing on HubSpot (its millisecond stamps never repeat unless a test puts
+# records on one, and no sync of it was seen to lose a change made while it ran):
 PASSING = ("mid_sync", "same_second", "lost_updates")
 PENDING = {name: reason for name, reason in FAILS.items() if name not in PASSING}
 

@@ -28,9 +28,9 @@ from tests.mirror.stateful_run import FAILS, base_features, pending_params, run_
 # the REST pages hold at least 200 records: 450 opportunities are read in three pages
 SIZE = 450
 
-# step families whose failures fixes in flight own: each runs marked in a test of its own; when
-# its fix merges, its line goes and the family joins the test on both stores
-PENDING = dict(FAILS)  # every family with a failure fails on Salesforce today
+# Step families with a known failure not fixed yet run marked, one test each (``PENDING``); once
+# fixed, a family leaves PENDING and joins the main test on both stores.
+PENDING = dict(FAILS)  # every family finds its failure on Salesforce
 
 
 class SalesforceDriver(CrmDriver):
