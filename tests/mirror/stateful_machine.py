@@ -93,7 +93,7 @@ class MirrorMachine(RuleBasedStateMachine):
 
     @initialize(
         policy=st.sampled_from(POLICIES),
-        at=st.integers(1, 2),
+        at=st.integers(1, 4),
         changes=st.lists(st.tuples(st.sampled_from(MID_SYNC), st.integers(0, 10_000)), max_size=2),
         interruption=st.tuples(st.sampled_from(INTERRUPTIONS), st.integers(0, 1)),
     )
@@ -335,7 +335,7 @@ class MirrorMachine(RuleBasedStateMachine):
         return all(f"lost_{op}s" in self.features for op in ops)
 
     @rule(
-        at=st.integers(1, 2),
+        at=st.integers(1, 4),
         changes=st.lists(st.tuples(st.sampled_from(MID_SYNC), st.integers(0, 10_000)), max_size=2),
         interruption=st.tuples(st.sampled_from(INTERRUPTIONS), st.integers(0, 1)),
         advance=st.sampled_from([0, 1]),
