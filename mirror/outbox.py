@@ -175,18 +175,26 @@ def still_pending(conn: Connection, source: str, name: str, record_id: str) -> b
 def fail_open_edits(
     conn: Connection, source: str, name: str, ids: list[str], code: str, message: str
 ) -> None:
-    """Fail the not-yet-pushed edits of records that can no longer take them."""
+    """Fail the not-yet-pushed edits of records that can no longer take them, and close the
+    pushed ones still waiting for their echo: a deleted record never brings it back."""
     o = mirror_outbox.c
     for start in range(0, len(ids), 500):
+        chunk = o.record_id.in_(ids[start : start + 500])
+        conn.execute(
+            update(mirror_outbox)
+            .where(o.source == source, o.object == name, chunk, o.status.in_(OPEN_STATUSES))
+            .values(status="failed", error_code=code, error_message=message, updated_at=utcnow())
+        )
         conn.execute(
             update(mirror_outbox)
             .where(
                 o.source == source,
                 o.object == name,
-                o.record_id.in_(ids[start : start + 500]),
-                o.status.in_(OPEN_STATUSES),
+                chunk,
+                o.status == "done",
+                o.confirmed.is_(False),
             )
-            .values(status="failed", error_code=code, error_message=message, updated_at=utcnow())
+            .values(confirmed=True, updated_at=utcnow())
         )
 
 
