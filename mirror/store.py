@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +50,9 @@ from mirror.tables import (
     object_table,
 )
 from mirror.types import Checkpoint, FieldSpec, ObjectSpec
+
+# (transaction, the object's new spec, the names of the columns just added)
+ColumnHook = Callable[[Connection, ObjectSpec, tuple[str, ...]], None]
 
 
 def _ensure_indexes(conn: Connection, table: Table) -> None:
@@ -114,6 +117,8 @@ class Store:
         # the path-index fields each prepared table was built with
         self._indexed: dict[tuple[str, str], tuple[str, ...]] = {}
         self.checkpointer: WalCheckpointer | None = None
+        # called in the transaction that adds columns to an existing object table
+        self.column_hooks: list[ColumnHook] = []
         try:
             with self.transaction() as conn:
                 self.lock_schema(conn)
@@ -201,6 +206,9 @@ class Store:
                 else object_table(migration.effective, self.metadata, removed, indexed)
             )
             self._apply(conn, table, migration, defer_indexes)
+            if migration.added and not migration.new_table:
+                for hook in self.column_hooks:
+                    hook(conn, migration.effective, tuple(f.name for f in migration.added))
             self._save_spec(conn, migration, removed, row is None, row)
         checker = known.checker if known is not None else RecordChecker(migration.effective)
         mirrored = MirrorTable(migration.effective, table, removed, checker, migration)
