@@ -37,9 +37,11 @@ def validate_rules(
         check.field(rules.user_object, rules.user_partner_field, "partner_users.partner_field")
         check.field(rules.user_object, rules.user_role_field, "partner_users.role_field")
     for rule in rules.slices.values():
-        check.object(
-            rule.object, f"slices.{rule.object}" if rule.shared else f"fields.{rule.object}"
-        )
+        if rule.shared:
+            check.object(rule.object, f"slices.{rule.object}")
+        else:
+            # field rules of an object nobody sees only matter if they were meant elsewhere
+            check.object(rule.object, f"fields.{rule.object}", strict=True)
         check.field(rule.object, rule.owner_field, f"slices.{rule.object}.owner_field")
         check.field_rules(rule)
         for path in rule.paths:
@@ -63,11 +65,15 @@ class _Checker:
         self.known = None if known_objects is None else {*known_objects, *fields_of}
         self.problems: list[str] = []
 
-    def object(self, name: str, where: str) -> bool:
-        """Whether ``name`` is an object of the source (a problem when it is not)."""
-        if self.known is None or name in self.known:
+    def object(self, name: str, where: str, strict: bool = False) -> bool:
+        """Whether ``name`` is an object of the source (a problem when it is not); without a
+        list of the source's objects, ``strict`` asks for one whose fields are known."""
+        known = self.known
+        if known is None and strict:
+            known = set(self.fields_of)
+        if known is None or name in known:
             return True
-        listed = ", ".join(sorted(self.known)) or "none"
+        listed = ", ".join(sorted(known)) or "none"
         self.problems.append(
             f"{where}: no object {name!r} in source {self.rules.source} (known: {listed})"
         )
@@ -92,6 +98,9 @@ class _Checker:
             for n in sorted(rule.writable)
             if not rule.declares_shown(n)
         ]
+        fields = self.fields_of.get(rule.object)
+        if rule.shared and fields is not None and not any(map(rule.declares_shown, fields)):
+            self.problems.append(f"{where}: partners would see no field of {rule.object}")
 
     def path(self, rule: SliceRule, path: SlicePath) -> None:
         """The path's field exists where it is read, and its other end is shared."""
