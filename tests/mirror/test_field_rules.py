@@ -53,9 +53,10 @@ def synced(request, tmp_path_factory) -> Iterator[tuple[SalesforceSandbox, str, 
     if request.param == "postgresql" and not PG_URL:
         pytest.skip("PostgreSQL suite: set PRM_MIRROR_TEST_PG_URL (see README)")
     folder = tmp_path_factory.mktemp("field-rules")
-    with SalesforceSandbox(folder / "sf.db", size="small") as box, fresh_database(
-        request.param
-    ) as url:
+    with (
+        SalesforceSandbox(folder / "sf.db", size="small") as box,
+        fresh_database(request.param) as url,
+    ):
         mirror = make_mirror(url, box)
         mirror.sync()
         partner = busiest_partner(mirror)
@@ -355,9 +356,11 @@ def test_column_grants_agree_with_the_engine_after_the_crm_adds_a_field(
     if not PG_URL:
         pytest.skip("PostgreSQL suite: set PRM_MIRROR_TEST_PG_URL (see README)")
     deny = {"fields": {"Opportunity": {"hidden": ["Description", "ExpectedRevenue"]}}}
-    with SalesforceSandbox(tmp_path / "sf.db", size="tiny") as box, fresh_database(
-        "postgresql"
-    ) as url, portal_role() as role:
+    with (
+        SalesforceSandbox(tmp_path / "sf.db", size="tiny") as box,
+        fresh_database("postgresql") as url,
+        portal_role() as role,
+    ):
         mirror = make_mirror(url, box, deny if mode == "deny" else None)
         portal = engine_as(url, role)
         try:
