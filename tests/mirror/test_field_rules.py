@@ -31,7 +31,6 @@ from tests.mirror.test_rls import engine_as, portal_role
 
 OBJECTS = ["User", "Account", "Contact", "Product2", "Opportunity", "OpportunityLineItem"]
 SCHEMA = load_crm_schema("salesforce").raw
-OPPORTUNITY_VISIBLE = list(SCHEMA["fields"]["Opportunity"]["visible"])
 
 
 def make_mirror(url: str, box: SalesforceSandbox, visibility: dict[str, Any] | None = None):
@@ -293,7 +292,8 @@ def test_a_field_the_crm_adds_stays_hidden_until_it_is_named(tiny) -> None:
         view.select("Opportunity", where={"Margin__c": "margin 41%"})
     feed = view.changes(since=cursor).changes
     assert any(c["record_id"] == deal for c in feed) and "margin 41%" not in str(feed)
-    named = {"fields": {"Opportunity": {"visible": [*OPPORTUNITY_VISIBLE, "Margin__c"]}}}
+    shipped = SCHEMA["fields"]["Opportunity"]["visible"]
+    named = {"fields": {"Opportunity": {"visible": [*shipped, "Margin__c"]}}}
     mirror.close()
     mirror = make_mirror(url, box, named)
     try:
