@@ -443,6 +443,11 @@ def registrations_show(ctx: click.Context, registration_id: str) -> None:
             if not key.startswith("_") and value is not None:
                 console.print(f"{key:>22}: {value}")
         console.print(f"verdict: [bold]{detail['verdict']}[/bold] (score {detail['score']:.2f})")
+        probing = detail["probing"]
+        console.print(
+            f"this partner registered this customer {probing['attempts']} time(s) recently "
+            f"({probing['refused']} refused)"
+        )
         table = Table("kind", "id", "partner", "company", "score", "reasons")
         for m in detail["matches"]:
             table.add_row(
@@ -453,6 +458,19 @@ def registrations_show(ctx: click.Context, registration_id: str) -> None:
                 f"{m['score']:.2f}",
                 "; ".join(m["reasons"]),
             )
+        console.print(table)
+
+
+@registrations.command("probes")
+@click.option("--at-least", default=2, show_default=True, help="Attempts per customer.")
+@click.pass_context
+def registrations_probes(ctx: click.Context, at_least: int) -> None:
+    """Customers one partner registered repeatedly (refused attempts counted)."""
+    with _mirror(ctx) as mirror:
+        table = Table("partner", "company", "domain", "attempts", "refused", "last")
+        for p in _registrations(mirror).probes(at_least):
+            row = (p["partner"], p["company"], p["domain"], p["attempts"], p["refused"], p["last"])
+            table.add_row(*(str(v or "-") for v in row))
         console.print(table)
 
 

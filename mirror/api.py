@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from mirror import rls, slice_sizes
+from mirror import column_grants, rls, slice_sizes
 from mirror.access import AccessMaintainer
 from mirror.adapter import CrmAdapter
 from mirror.config import MirrorConfig, load_config
@@ -35,6 +35,7 @@ from mirror.partner import PartnerView
 from mirror.ranges import plan_of
 from mirror.registrations import Registrations, RegistrationSettings
 from mirror.rls import SecurityReport
+from mirror.rule_check import served_rules, validate_rules
 from mirror.runs import ClosedRun, close_orphaned_runs
 from mirror.schema import apply_schema, load_crm_schema
 from mirror.store import Store
@@ -48,7 +49,7 @@ from mirror.tables import (
     mirror_runs,
 )
 from mirror.types import ObjectSpec
-from mirror.visibility import VisibilityRules, merge_settings, parse_rules, validate_rules
+from mirror.visibility import VisibilityRules, merge_settings, parse_rules
 from mirror.writeback import Pusher, PushResult
 
 log = logging.getLogger("prm_mirror")
@@ -89,7 +90,9 @@ class Mirror:
         self._adapters: dict[str, CrmAdapter] = dict(adapters or {})
         self._specs: dict[tuple[str, str], ObjectSpec] = {}
         self._rules: dict[str, VisibilityRules] = {}
+        self._served: dict[str, VisibilityRules] = {}
         self.hooks: list[PageHook] = list(hooks)
+        column_grants.follow_added_columns(self.store, self._rules_of)
 
     @classmethod
     def open(
@@ -145,6 +148,7 @@ class Mirror:
         for source in self.config.sources:
             try:
                 self.adapter(source).check()
+                self.visibility(source)
                 results[source] = None
             except Exception as exc:
                 results[source] = str(exc)
@@ -171,7 +175,7 @@ class Mirror:
         for source in sources or self.config.sources:
             names = list(objects or self.object_names(source))
             specs = {name: self.spec(source, name, refresh=True) for name in names}
-            access = AccessMaintainer(self.store, self.visibility(source), defer_settle=True)
+            access = AccessMaintainer(self.store, self.slice_rules(source), defer_settle=True)
             puller = self._puller(source, specs, leases, access)
             # slices a killed sync left underived are settled before this one starts
             access.settle_pending()
@@ -204,7 +208,7 @@ class Mirror:
         if not names:
             return []
         specs = {name: self.spec(source, name) for name in names}
-        access = AccessMaintainer(self.store, self.visibility(source), defer_settle=True)
+        access = AccessMaintainer(self.store, self.slice_rules(source), defer_settle=True)
         puller = self._puller(source, specs, leases, access)
         results = []
         try:
@@ -229,7 +233,8 @@ class Mirror:
         access: AccessMaintainer,
     ) -> Puller:
         rules = access.rules
-        validate_rules(rules, specs)
+        described = {name: spec.field_names for name, spec in specs.items()}
+        validate_rules(rules, described, self._known_objects(source))
         registrations = self.registrations(source)
         extra = [registrations.on_page] if registrations else []
         return Puller(
@@ -260,7 +265,7 @@ class Mirror:
         """Send pending portal edits to their CRMs; returns what each source's push did."""
         results = {}
         for source in sources or self.config.sources:
-            access = AccessMaintainer(self.store, self.visibility(source))
+            access = AccessMaintainer(self.store, self.slice_rules(source))
             pusher = Pusher(
                 self.store,
                 self.adapter(source),
@@ -322,9 +327,10 @@ class Mirror:
         """Resolve a parked conflict: take ``crm``, ``portal`` or ``value``."""
         return resolve_conflict(self.store, conflict_id, take, value, by)
 
-    def visibility(self, source: str | None = None) -> VisibilityRules:
-        """The partner-slice rules of ``source``: its schema's defaults with the config's
-        overrides."""
+    def slice_rules(self, source: str | None = None) -> VisibilityRules:
+        """The partner-slice rules of ``source`` as configured (its schema's defaults with the
+        config's overrides), not yet checked against any schema: the sync checks them against
+        what the CRM describes, ``visibility`` against what is mirrored."""
         source = source or self.default_source
         if source not in self._rules:
             settings = self._source(source)
@@ -338,6 +344,23 @@ class Mirror:
             )
             self._rules[source] = parse_rules(source, raw)
         return self._rules[source]
+
+    def visibility(self, source: str | None = None) -> VisibilityRules:
+        """The partner-slice rules of ``source``, checked against the mirrored schema: what
+        every partner-facing entry point serves with. ``ConfigError`` lists every problem
+        (an unknown object or field, a path through a field that does not exist)."""
+        source = source or self.default_source
+        rules = self._served.get(source) or self.slice_rules(source)
+        self._served[source] = served_rules(self.store, rules, self._known_objects(source))
+        return self._served[source]
+
+    def _known_objects(self, source: str) -> frozenset[str]:
+        """Every object ``source`` may hold: its configured objects and its schema's."""
+        schema = load_crm_schema(self._source(source).crm, self.config.schemas_dir)
+        return frozenset({*self.object_names(source), *schema.objects, *schema.overrides})
+
+    def _rules_of(self, source: str) -> VisibilityRules | None:
+        return self.slice_rules(source) if source in self.config.sources else None
 
     @property
     def default_source(self) -> str:
@@ -386,7 +409,7 @@ class Mirror:
         if not raw:
             return None
         merged = merge_settings(raw, settings.registrations)
-        access = AccessMaintainer(self.store, self.visibility(source))
+        access = AccessMaintainer(self.store, self.slice_rules(source))
         return Registrations(self.store, source, RegistrationSettings.from_raw(merged), access)
 
     def _user_role(self, rules: VisibilityRules, partner_id: str, user: str) -> str:
@@ -470,7 +493,7 @@ class Mirror:
         """Run the delete sweep: records the CRM no longer has are marked deleted."""
         swept: dict[str, int] = {}
         for source in self.config.sources:
-            access = AccessMaintainer(self.store, self.visibility(source))
+            access = AccessMaintainer(self.store, self.slice_rules(source))
             puller = Puller(self.store, self.adapter(source), hooks=[*self.hooks, access])
             for name in objects or self.object_names(source):
                 mirrored = self.store.prepare_object(self.spec(source, name, refresh=True))

@@ -6,6 +6,12 @@ opportunities: the customer's web domain (normalised to its registered domain, s
 case, punctuation and legal suffixes dropped, then a token-order-insensitive fuzzy ratio, so
 "ACME Corp." ~ "Acme Corporation"), the country, and the products. The verdict is ``clear``,
 ``possible_duplicate`` or ``conflict``, with a score and the reasons.
+
+Only the customer's identity (the same registered domain, or names at least 85% alike) makes
+two deals match at all; the country and the products then move the score within the match, but
+never below ``possible_duplicate``. So whether a verdict is ``clear`` depends on the customer
+alone, never on another deal's country or products: that bit is what a partner may learn
+(``PartnerVerdict``), the score and the rest are the channel manager's.
 """
 
 from __future__ import annotations
@@ -28,14 +34,27 @@ LEGAL_SUFFIXES = frozenset({
 })  # fmt: skip
 CONFLICT_AT = 0.9
 POSSIBLE_AT = 0.75
+SAME_NAME_AT = 0.85
 
 
 class Verdict(enum.StrEnum):
-    """What a registration's assessment concludes."""
+    """What a registration's assessment concludes (the channel manager's view)."""
 
     CLEAR = "clear"
     POSSIBLE_DUPLICATE = "possible_duplicate"
     CONFLICT = "conflict"
+
+
+class PartnerVerdict(enum.StrEnum):
+    """What the registering partner learns: whether its registration goes to review."""
+
+    CLEAR = "clear"
+    REVIEW = "review"
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> PartnerVerdict:
+        """The partner's view of ``verdict``: only whether another deal names the customer."""
+        return cls.CLEAR if verdict is Verdict.CLEAR else cls.REVIEW
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,14 @@ def name_similarity(left: str, right: str) -> float:
     return float(fuzz.token_sort_ratio(a, b)) / 100.0
 
 
+def same_customer(deal: DealFacts, other: DealFacts) -> bool:
+    """Whether two deals name the same customer: the same registered domain, or company names
+    at least 85% alike."""
+    if deal.domain and deal.domain == other.domain:
+        return True
+    return name_similarity(deal.company, other.company) >= SAME_NAME_AT
+
+
 def compare(deal: DealFacts, other: DealFacts) -> Match | None:
     """How strongly ``other`` looks like the same customer as ``deal`` (``None``: not at all)."""
     reasons: list[str] = []
@@ -118,7 +145,7 @@ def compare(deal: DealFacts, other: DealFacts) -> Match | None:
     if same_domain:
         reasons.append(f"same web domain ({deal.domain})")
         score = 1.0
-    elif similarity >= 0.85:
+    elif similarity >= SAME_NAME_AT:
         reasons.append(f"company names {similarity:.0%} alike")
         score = similarity
     else:
@@ -133,7 +160,8 @@ def compare(deal: DealFacts, other: DealFacts) -> Match | None:
     elif deal.products and other.products:
         score -= 0.1
         reasons.append("no product in common")
-    return Match(other, round(max(score, 0.0), 3), tuple(reasons))
+    # the customer matched: country and products grade the match, they never clear it
+    return Match(other, round(max(score, POSSIBLE_AT), 3), tuple(reasons))
 
 
 def assess(deal: DealFacts, others: Iterable[DealFacts]) -> Assessment:

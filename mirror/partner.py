@@ -19,9 +19,10 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, selec
 from mirror import portal_writes, slice_sizes
 from mirror.errors import AccessDenied
 from mirror.grants import granted, is_inherited
+from mirror.rule_check import served_rules
 from mirror.store import MirrorTable, Store
 from mirror.tables import mirror_access, mirror_changes, mirror_outbox
-from mirror.visibility import SliceRule, VisibilityRules, visible_fields
+from mirror.visibility import SliceRule, VisibilityRules, visible_fields, visible_values
 
 if TYPE_CHECKING:
     from mirror.access import AccessMaintainer
@@ -79,7 +80,7 @@ class PartnerView:
         if role == "rep" and not user_id:
             raise AccessDenied("a rep view needs the user id")
         self.store = store
-        self.rules = rules
+        self.rules = served_rules(store, rules)
         self.partner_id = partner_id
         self.user_id = user_id
         self.role = role
@@ -378,8 +379,8 @@ class PartnerView:
     def _change(self, row: Any) -> dict[str, Any]:
         rule = self.rules.rule(row.object)
         fields = row.fields
-        if isinstance(fields, dict) and rule is not None:
-            fields = {k: v for k, v in fields.items() if k not in rule.hidden}
+        if isinstance(fields, dict):
+            fields = visible_values(rule, fields)
         return {
             "seq": row.seq,
             "object": row.object,

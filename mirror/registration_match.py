@@ -2,8 +2,9 @@
 
 Candidates come from the mirror with a cheap SQL prefilter (the longest word of the company
 name, the domain's first label), then ``mirror.dealmatch`` scores them: other partners' open
-registrations within the match window, and the vendor's open opportunities with their
-customers' names, websites, countries and products.
+registrations within the match window, and the open opportunities that are not the registering
+partner's own (the vendor's, and other partners') with their customers' names, websites,
+countries and products.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, func, or_, select, true
 
 from mirror.dealmatch import Assessment, DealFacts, Verdict, assess, normalize_company
 from mirror.dealmatch import normalize_domain as registered_domain
-from mirror.errors import MirrorError
+from mirror.errors import ConfigError, MirrorError
 from mirror.store import MirrorTable, Store
 
 
@@ -37,10 +38,20 @@ class RegistrationSettings:
     match_window_days: int = 365
     name_field: str = "Name"
     created_field: str = "CreatedDate"
+    # registrations of one customer by one partner within the window; more are refused
+    probe_limit: int = 3
+    probe_window_days: int = 30
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> RegistrationSettings:
         """Settings from the TOML table."""
+        problems = [
+            f"registrations.{key}: must be a whole number of at least 1, not {raw[key]!r}"
+            for key in ("probe_limit", "probe_window_days", "expire_after_days")
+            if key in raw and (type(raw[key]) is not int or raw[key] < 1)
+        ]
+        if problems:
+            raise ConfigError(problems)
         return cls(
             object=raw["object"],
             partner_field=raw["partner_field"],
@@ -54,6 +65,8 @@ class RegistrationSettings:
             match_window_days=int(raw.get("match_window_days", 365)),
             name_field=raw.get("name_field") or raw.get("fields", {}).get("name") or "Name",
             created_field=raw.get("created_field", "CreatedDate"),
+            probe_limit=int(raw.get("probe_limit", 3)),
+            probe_window_days=int(raw.get("probe_window_days", 30)),
         )
 
     def opportunity_column(self, role: str, default: str) -> str:
@@ -92,6 +105,12 @@ class RegistrationMatcher:
         c, o = self.settings.customers, self.settings.opportunity
         opps, accounts = self.table(o["object"]), self.table(c["object"])
         ot, at = opps.table, accounts.table
+        # a partner's own open deals are its own pipeline, not a conflict against it
+        others = (
+            ot.c[o["partner_field"]].is_distinct_from(deal.partner_id)
+            if deal.partner_id
+            else true()
+        )
         query = (
             select(
                 ot.c[opps.spec.key],
@@ -103,6 +122,7 @@ class RegistrationMatcher:
             .join(at, at.c[accounts.spec.key] == ot.c[o["account_field"]])
             .where(
                 ot.c._deleted.is_(False),
+                others,
                 ot.c[c["open_field"]] == c.get("open_value", False),
                 self._like_any(at.c[c["name_field"]], at.c[c["website_field"]], deal),
             )

@@ -4,10 +4,14 @@ opportunity attributed to that partner.
 Registrations are CRM records (Salesforce: ``Deal_Registration__c``; the object and its fields
 come from ``[registrations]`` in ``schemas/<crm>.toml``) written through the outbox like any
 portal edit, so they are idempotent and survive crashes. Each is assessed against the other
-partners' open registrations and the vendor's open opportunities (``mirror.dealmatch``); the
-partner learns only the verdict, the channel manager sees the matches. Approval (here, or in
-the CRM and picked up by the sync) creates the opportunity with an idempotency key derived from
-the registration, so approving twice, or retrying after a lost response, still makes one.
+partners' open registrations and the open opportunities that are not its own
+(``mirror.dealmatch``); the partner learns only whether its registration goes to review
+(``PartnerVerdict``: it depends on the customer alone, never on another deal's country,
+products or score), the channel manager sees the verdict, score and matches. Repeated
+registrations of one customer by one partner are limited and recorded
+(``mirror.registration_probes``). Approval (here, or in the CRM and picked up by the sync)
+creates the opportunity with an idempotency key derived from the registration, so approving
+twice, or retrying after a lost response, still makes one.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pydantic import ValidationError as PydanticError
 from sqlalchemy import Connection, select
 
 from mirror.access import AccessMaintainer
-from mirror.dealmatch import DealFacts, Verdict
+from mirror.dealmatch import DealFacts, PartnerVerdict, Verdict
 from mirror.dealmatch import normalize_domain as registered_domain
 from mirror.errors import AccessDenied, MirrorError, ValidationError
 from mirror.outbox import entry_by_key, is_local
@@ -30,6 +34,7 @@ from mirror.pages import PageOutcome
 from mirror.partner import PartnerView
 from mirror.portal_writes import apply_update, insert_local, typed_values
 from mirror.registration_match import RegistrationMatcher, RegistrationSettings
+from mirror.registration_probes import Probes
 from mirror.store import MirrorTable, Store, utcnow
 
 VERDICT_LABELS = {
@@ -37,6 +42,7 @@ VERDICT_LABELS = {
     Verdict.POSSIBLE_DUPLICATE: "Possible Duplicate",
     Verdict.CONFLICT: "Conflict",
 }
+VERDICTS_BY_LABEL = {label: verdict for verdict, label in VERDICT_LABELS.items()}
 
 
 class DealRequest(BaseModel):
@@ -79,11 +85,12 @@ class DealRequest(BaseModel):
 
 @dataclass(frozen=True)
 class Receipt:
-    """What the partner is told about its registration: never another partner's details."""
+    """What the partner is told about its registration: its id, status, and whether it goes
+    to review; never another partner's details, a score, or the vendor's verdict."""
 
     registration_id: str
     status: str
-    verdict: Verdict
+    verdict: PartnerVerdict
 
 
 class Registrations:
@@ -97,11 +104,14 @@ class Registrations:
         self.settings = settings
         self.access = access
         self.matcher = RegistrationMatcher(store, source, settings)
+        self.attempts = Probes(store, source, settings.probe_limit, settings.probe_window_days)
 
     # --- the partner's side ------------------------------------------------------------
 
     def register(self, view: PartnerView, request: Mapping[str, Any]) -> Receipt:
-        """Validate, assess and submit a registration for ``view``'s partner."""
+        """Validate, assess and submit a registration for ``view``'s partner;
+        ``ProbeLimitReached`` (recorded for the channel manager) when the partner registered
+        the same customer ``probe_limit`` times within ``probe_window_days`` already."""
         deal = _parse(request)
         regs = self.matcher.table(self.settings.object)
         facts = DealFacts(
@@ -114,31 +124,44 @@ class Registrations:
             frozenset(deal.products),
             dt.date.today(),
         )
-        verdict = self.matcher.assess(facts).verdict
-        values = self._record_values(regs, deal, view.partner_id, verdict)
         with self.store.transaction() as conn:
-            local_id = insert_local(conn, regs, values, view.partner_id, view.user_id)
-            self.access.refresh(conn, regs.spec.name, [local_id])
-        return Receipt(local_id, self.settings.statuses["submitted"], verdict)
+            attempt = self.attempts.begin(conn, facts, view.user_id)
+            if not attempt.refused:
+                verdict = self.matcher.assess(facts).verdict
+                values = self._record_values(regs, deal, view.partner_id, verdict)
+                local_id = insert_local(conn, regs, values, view.partner_id, view.user_id)
+                self.access.refresh(conn, regs.spec.name, [local_id])
+                self.attempts.accepted(conn, attempt, local_id, verdict)
+        if attempt.refused:
+            raise self.attempts.refusal(attempt)
+        return Receipt(local_id, self.settings.statuses["submitted"], PartnerVerdict.of(verdict))
 
     def of_partner(self, view: PartnerView) -> list[dict[str, Any]]:
-        """The partner's registrations: status and verdict, no details of other deals."""
-        f = self.settings.fields
-        wanted = [
-            n
-            for n in (
-                self.matcher.table(self.settings.object).spec.key,
-                self.settings.name_field,
-                f.get("company"),
-                self.settings.status_field,
-                f.get("verdict"),
-                self.settings.opportunity_field,
-            )
-            if n
-        ]
+        """The partner's registrations: the fields it sees of each, and ``verdict``: whether
+        it went to review (never the vendor's verdict or score)."""
         regs = self.matcher.table(self.settings.object)
-        present = [n for n in wanted if regs.spec.has_field(n)]
-        return view.select(self.settings.object, fields=present, limit=1000)
+        key, f = regs.spec.key, self.settings.fields
+        wanted = (
+            key,
+            self.settings.name_field,
+            f.get("company"),
+            self.settings.status_field,
+            self.settings.opportunity_field,
+        )
+        rule = view.rules.rule(self.settings.object)
+        present = [n for n in wanted if n and regs.spec.has_field(n) and rule and rule.shows(n)]
+        rows = view.select(self.settings.object, fields=present, limit=1000)
+        labels = self._verdict_labels(regs, [r[key] for r in rows])
+        return [{**row, "verdict": _partner_verdict(labels.get(row[key]))} for row in rows]
+
+    def _verdict_labels(self, regs: MirrorTable, ids: list[str]) -> dict[str, Any]:
+        field = self.settings.fields.get("verdict")
+        if not ids or not field or not regs.spec.has_field(field):
+            return {}
+        key = regs.table.c[regs.spec.key]
+        query = select(key, regs.table.c[field]).where(key.in_(ids))
+        with self.store.engine.connect() as conn:
+            return dict(conn.execute(query).all())
 
     # --- the vendor's side --------------------------------------------------------------
 
@@ -146,11 +169,13 @@ class Registrations:
         """Everything about one registration, with the full assessment (for the vendor)."""
         regs = self.matcher.table(self.settings.object)
         row = self._row(regs, registration_id)
-        assessment = self.matcher.assess(self.matcher.facts(row))
+        facts = self.matcher.facts(row)
+        assessment = self.matcher.assess(facts)
         return {
             "registration": row,
             "verdict": assessment.verdict.value,
             "score": assessment.score,
+            "probing": self.attempts.of_customer(facts),
             "matches": [
                 {
                     "kind": m.other.kind,
@@ -163,6 +188,11 @@ class Registrations:
                 for m in assessment.matches
             ],
         }
+
+    def probes(self, at_least: int = 2) -> list[dict[str, Any]]:
+        """Customers one partner registered ``at_least`` times within ``probe_window_days``
+        (with how many attempts were refused), most attempts first."""
+        return self.attempts.repeated(at_least)
 
     def recent(self, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """Registrations (all partners), newest first, for the vendor."""
@@ -351,6 +381,11 @@ class Registrations:
         if row is None:
             raise AccessDenied(f"no registration {registration_id}")
         return dict(row._mapping)
+
+
+def _partner_verdict(label: Any) -> PartnerVerdict | None:
+    verdict = VERDICTS_BY_LABEL.get(label) if isinstance(label, str) else None
+    return None if verdict is None else PartnerVerdict.of(verdict)
 
 
 def _parse(request: Mapping[str, Any]) -> DealRequest:

@@ -27,6 +27,7 @@ from sqlalchemy.types import Text
 
 from mirror.errors import AccessDenied, ConfigError
 from mirror.grants import granted, is_inherited
+from mirror.rule_check import served_rules
 from mirror.store import MirrorTable, Store
 from mirror.tables import engine_metadata
 from mirror.visibility import SliceRule, VisibilityRules, visible_fields
@@ -224,6 +225,7 @@ def install_partner_security(store: Store, rules: VisibilityRules, role: str) ->
             "row-level security needs a PostgreSQL store; on SQLite, portals read through "
             "PartnerView (Mirror.as_partner)"
         )
+    rules = served_rules(store, rules)
     names = _mirrored_names(store, rules.source)
     kinds: dict[str, list[str]] = {"sliced": [], "public": [], "denied": []}
     columns: dict[str, tuple[str, ...]] = {}

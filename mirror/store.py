@@ -8,7 +8,7 @@ WAL mode so a portal reads while the daemon writes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +51,9 @@ from mirror.tables import (
     object_table,
 )
 from mirror.types import Checkpoint, FieldSpec, ObjectSpec
+
+# (transaction, the object's new spec, the names of the columns just added)
+ColumnHook = Callable[[Connection, ObjectSpec, tuple[str, ...]], None]
 
 
 def _ensure_indexes(conn: Connection, table: Table) -> None:
@@ -139,6 +142,8 @@ class Store:
         self._indexed: dict[tuple[str, str], tuple[str, ...]] = {}
         self.checkpointer: WalCheckpointer | None = None
         self.heartbeat = RunHeartbeat(self, run_lease_seconds)
+        # called in the transaction that adds columns to an existing object table
+        self.column_hooks: list[ColumnHook] = []
         try:
             with self.transaction() as conn:
                 self.lock_schema(conn)
@@ -234,6 +239,9 @@ class Store:
                 else object_table(migration.effective, self.metadata, removed, indexed)
             )
             self._apply(conn, table, migration, defer_indexes)
+            if migration.added and not migration.new_table:
+                for hook in self.column_hooks:
+                    hook(conn, migration.effective, tuple(f.name for f in migration.added))
             self._save_spec(conn, migration, removed, row is None, row)
         checker = known.checker if known is not None else RecordChecker(migration.effective)
         mirrored = MirrorTable(migration.effective, table, removed, checker, migration)

@@ -311,6 +311,24 @@ mirror_ranges = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# every deal registration a partner attempted, accepted or refused: how repeated probing of one
+# customer is limited and shown to the channel manager (mirror.registration_probes)
+mirror_registration_attempts = Table(
+    "mirror_registration_attempts",
+    engine_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("partner_id", String(64), nullable=False),
+    Column("user_id", String(128)),
+    Column("company", String(255), nullable=False),
+    Column("domain", String(255)),
+    Column("at", UtcDateTime, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("registration_id", String(64)),
+    Column("verdict", String(32)),
+    Index("ix_mirror_registration_attempts_partner", "source", "partner_id", "at"),
+)
+
 mirror_sweep = Table(
     "mirror_sweep",
     engine_metadata,

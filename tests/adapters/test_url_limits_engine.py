@@ -68,7 +68,8 @@ def open_mirror(
     """A mirror of one source in ``url`` whose partners may write ``writable`` (object and
     field), synced once."""
     name, field = writable
-    visibility = {"fields": {name: {"writable": [field]}}}
+    # every field of the widened object is the partners' (a deny-list hiding none)
+    visibility = {"partners": {"field_rules": "deny"}, "fields": {name: {"writable": [field]}}}
     config = parse_config(
         {
             "store": {"database": url},

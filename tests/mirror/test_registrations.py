@@ -1,6 +1,8 @@
 """Deal registration end to end on the Salesforce sandbox and both stores: registering,
 conflict detection across partners and the open pipeline, approval into exactly one
-opportunity, rejection, expiry, approval made in the CRM, and what a partner may learn."""
+opportunity, rejection, expiry, approval made in the CRM, and what a partner may learn: only
+whether its registration goes to review, never anything that moves with another partner's
+deal; repeated registrations of one customer are limited and shown to the channel manager."""
 
 from __future__ import annotations
 
@@ -15,8 +17,7 @@ from sqlalchemy import select
 from adapters.sandbox.salesforce import SalesforceSandbox
 from mirror import Mirror
 from mirror.config import parse_config
-from mirror.dealmatch import Verdict
-from mirror.errors import ValidationError
+from mirror.errors import AccessDenied, ValidationError
 from mirror.tables import mirror_idmap
 from tests.adapters.conftest import sandbox_adapter
 
@@ -62,11 +63,11 @@ def regs_in_crm(box: SalesforceSandbox) -> list[dict[str, Any]]:
 def test_two_partners_registering_one_customer_with_different_spellings(mirror, box) -> None:
     first, second = two_partners(mirror)
     mine = mirror.as_partner(first).register_deal(request("Zyxwv Robotics Corp.", "zyxwv.io"))
-    assert mine.verdict is Verdict.CLEAR and mine.status == "Submitted"
+    assert mine.verdict == "clear" and mine.status == "Submitted"
     theirs = mirror.as_partner(second).register_deal(
         request("ZYXWV Robotics Corporation", "https://www.zyxwv.io/contact")
     )
-    assert theirs.verdict is Verdict.CONFLICT
+    assert theirs.verdict == "review"
     second_view = mirror.as_partner(second)
     visible = {r["Id"] for r in second_view.select("Deal_Registration__c", limit=1000)}
     assert mine.registration_id not in visible and theirs.registration_id in visible
@@ -91,7 +92,7 @@ def test_a_registration_against_the_vendors_own_open_opportunity(mirror, box) ->
             .where(opps.c.IsClosed.is_(False), opps.c.PartnerAccountId.is_(None))
         ).first()
     receipt = mirror.as_partner(partner).register_deal(request(name.upper(), website))
-    assert receipt.verdict is Verdict.CONFLICT
+    assert receipt.verdict == "review"
     kinds = {m["kind"] for m in mirror.registrations().show(receipt.registration_id)["matches"]}
     assert "opportunity" in kinds
 
@@ -177,3 +178,70 @@ def test_validation_errors_name_the_field(mirror) -> None:
             view.register_deal(bad)
         assert caught.value.field == field
     assert mirror.outbox() == []
+
+
+def test_the_verdict_a_partner_sees_never_moves_with_another_partners_deal(mirror) -> None:
+    first, second = two_partners(mirror)
+    mirror.as_partner(first).register_deal(
+        request("Zyxwv Robotics", "zyxwv.io", country="Germany", products=["PRD-1", "PRD-2"])
+    )
+    prober = mirror.as_partner(second)
+    # the probes that recovered a country and product codes: one field varied at a time
+    receipts = [
+        prober.register_deal(request("Zyxwv Robotics", "zyxwv.io", country=c, products=p))
+        for c, p in (("Germany", ["PRD-1"]), ("France", ["PRD-9"]), ("Germany", ["PRD-9"]))
+    ]
+    assert [r.verdict for r in receipts] == ["review", "review", "review"]
+    rows = prober.select("Deal_Registration__c", limit=1000)
+    assert rows and not any({"Conflict_Status__c", "Conflict_Score__c"} & set(r) for r in rows)
+    with pytest.raises(AccessDenied):
+        prober.select("Deal_Registration__c", fields=["Id", "Conflict_Score__c"])
+    made = {r.registration_id for r in receipts}
+    assert [r["verdict"] for r in prober.my_registrations() if r["Id"] in made] == ["review"] * 3
+    scores = {mirror.registrations().show(r.registration_id)["score"] for r in receipts}
+    assert len(scores) > 1  # the channel manager still sees the graded assessment
+
+
+def test_repeated_registrations_of_one_customer_are_limited_and_recorded(mirror) -> None:
+    _, partner = two_partners(mirror)
+    view = mirror.as_partner(partner)
+    names = ["Quoll Mining", "QUOLL Mining Ltd", "Quoll Mining Pty", "Quoll Mining Corp.",
+             "quoll mining"]  # fmt: skip
+    accepted, refusals = [], []
+    for i, name in enumerate(names):
+        try:
+            accepted.append(view.register_deal(request(name, "quoll.com.au" if i % 2 else None)))
+        except AccessDenied as exc:
+            refusals.append(str(exc))
+    assert len(accepted) == 3 and len(refusals) == 2
+    assert all("channel manager" in r and "Quoll" not in r for r in refusals)
+    assert view.register_deal(request("Bilby Freight", "bilbyfreight.com")).verdict == "clear"
+    saved = [e for e in mirror.outbox() if e["object"] == "Deal_Registration__c"]
+    assert len(saved) == 4
+    registrations = mirror.registrations()
+    (probe,) = registrations.probes()
+    assert (probe["partner"], probe["attempts"], probe["refused"]) == (partner, 5, 2)
+    assert sorted(probe["registrations"]) == sorted(r.registration_id for r in accepted)
+    shown = registrations.show(accepted[0].registration_id)["probing"]
+    assert shown == {"attempts": 5, "refused": 2}
+
+
+def test_a_partners_own_open_deal_is_no_conflict_against_it(mirror, box) -> None:
+    partner, other = two_partners(mirror)
+    customer = box.create(
+        "Account", {"Name": "Wallaby Dynamics", "Website": "https://wallabydynamics.com"}
+    )
+    box.create("Opportunity", {"Name": "Wallaby renewal", "AccountId": customer,
+                               "PartnerAccountId": partner, "StageName": "Prospecting",
+                               "CloseDate": CLOSE, "Amount": 10_000})  # fmt: skip
+    box.advance_clock(2)
+    mirror.sync(["Account", "Opportunity"])
+    own = mirror.as_partner(partner).register_deal(
+        request("Wallaby Dynamics Inc.", "wallabydynamics.com")
+    )
+    assert own.verdict == "clear"
+    assert mirror.registrations().show(own.registration_id)["matches"] == []
+    theirs = mirror.as_partner(other).register_deal(request("Wallaby Dynamics", None))
+    assert theirs.verdict == "review"
+    matches = mirror.registrations().show(theirs.registration_id)["matches"]
+    assert {(m["kind"], m["partner"]) for m in matches} >= {("opportunity", partner)}

@@ -12,7 +12,7 @@ import pytest
 
 from mirror import Mirror
 from mirror.config import parse_config
-from mirror.dealmatch import Verdict
+from mirror.dealmatch import PartnerVerdict
 
 CLOSE = (dt.date.today() + dt.timedelta(days=45)).isoformat()
 
@@ -67,7 +67,7 @@ def test_registration_flow(crm) -> None:
     }
     mine = mirror.as_partner(first).register_deal(deal)
     theirs = mirror.as_partner(second).register_deal({**deal, "company": "ZYXWV Robotics"})
-    assert (mine.verdict, theirs.verdict) == (Verdict.CLEAR, Verdict.CONFLICT)
+    assert (mine.verdict, theirs.verdict) == (PartnerVerdict.CLEAR, PartnerVerdict.REVIEW)
     assert mirror.push()[mirror.default_source].failed == 0
     registrations = mirror.registrations()
     reg_id = next(
