@@ -29,6 +29,7 @@ from adapters.sandbox.dynamics_org import API_PREFIX, SUPPORTED_VERSIONS, Datave
 from adapters.sandbox.dynamics_query import count_rows, parse_query, run_query, run_tracking
 from adapters.sandbox.dynamics_shape import parse_prefer
 from adapters.sandbox.server import BadJson, drop_connection, json_response, read_json
+from adapters.sandbox.writelog import api_request
 
 log = logging.getLogger(__name__)
 ADMIN_HEADER = "X-Sandbox-Admin"
@@ -49,7 +50,8 @@ class DataverseApp:
         request = Request(environ)
         if request.path.startswith("/__sandbox/"):
             return self._admin(request)(environ, start_response)
-        response = self._answer(request)
+        with api_request():
+            response = self._answer(request)
         if self.org.faults.take(self.org.faults.drops, request.full_path) is not None:
             drop_connection(environ)
         return response(environ, start_response)

@@ -26,6 +26,7 @@ from adapters.sandbox.hubspot_api_search import search
 from adapters.sandbox.hubspot_errors import HsError, unauthorized
 from adapters.sandbox.hubspot_portal import Portal
 from adapters.sandbox.server import BadJson, drop_connection, json_response, read_json
+from adapters.sandbox.writelog import api_request
 
 ADMIN_HEADER = "X-Sandbox-Admin"
 
@@ -85,7 +86,8 @@ class HubSpotApp:
         request = Request(environ)
         if request.path.startswith("/__sandbox/"):
             return self._admin(request)(environ, start_response)
-        response = self._answer(request)
+        with api_request():
+            response = self._answer(request)
         if self.portal.faults.take(self.portal.faults.drops, request.path) is not None:
             drop_connection(environ)
         return response(environ, start_response)

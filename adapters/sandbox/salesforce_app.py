@@ -39,6 +39,7 @@ from adapters.sandbox.salesforce_errors import SfError, invalid_session
 from adapters.sandbox.salesforce_org import Org
 from adapters.sandbox.server import BadJson, drop_connection, json_response, read_json
 from adapters.sandbox.soql import SoqlError
+from adapters.sandbox.writelog import api_request
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,8 @@ class SalesforceApp:
         request = Request(environ)
         if request.path.startswith("/__sandbox/"):
             return self._admin(request)(environ, start_response)
-        response = self._answer(request)
+        with api_request():
+            response = self._answer(request)
         if self.org.faults.take(self.org.faults.drops, request.path) is not None:
             drop_connection(environ)
         response.headers["Sforce-Limit-Info"] = self.org.budget.header()
