@@ -28,6 +28,7 @@ from mirror.outbox import open_entry_filter
 from mirror.tables import mirror_outbox, mirror_runs
 
 QUIESCE_ROUNDS = 6
+MIN_EDITS = 5
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,17 @@ def _chaos(
     options: Options, processes: Processes, nemesis: Nemesis, portal: Portal, rng: random.Random
 ) -> None:
     """The timed part: processes started and killed, the CRM changed and broken, partners
-    editing, until ``duration`` has passed. The CRM's API is left alone until the first
+    editing, until ``duration`` has passed (and partners made ``MIN_EDITS`` edits, or three
+    times ``duration`` has passed). The CRM's API is left alone until the first
     backfill has mirrored what partners edit (or half the time is gone): kills and CRM changes
     hit that backfill, faults on top would keep it from ever finishing on a slow machine."""
     start = time.monotonic()
     kills = sorted(rng.uniform(0.03, 0.95) * options.duration for _ in range(options.kills))
     processes.start("sync")
     plan: list[str] = []
-    while (elapsed := time.monotonic() - start) < options.duration:
+    while (elapsed := time.monotonic() - start) < options.duration or (
+        len(portal.edits) < MIN_EDITS and elapsed < 3 * options.duration
+    ):
         if kills and elapsed >= kills[0] and _kill(processes, rng):
             kills.pop(0)
         _keep_busy(processes, rng, plan)
