@@ -2,10 +2,10 @@
 
 ``python -m bench.sandbox_proc --db PATH --size N --seed S [--crm salesforce|hubspot|dynamics]``
 generates the dataset into ``PATH`` if the file is new, serves it on a free port of 127.0.0.1
-and prints one JSON line ``{"port": P}`` once it answers. The admin token of ``POST /__sandbox/<control>`` is read from
-the ``PRM_BENCH_ADMIN_TOKEN`` environment variable, so the parent can drive the sandbox's
-controls without the token ever being printed. The process serves until its stdin closes or it
-receives SIGTERM.
+and prints one JSON line ``{"port": P}`` once it answers. The admin token of
+``POST /__sandbox/<control>`` is read from the ``PRM_BENCH_ADMIN_TOKEN`` environment variable, so
+the parent can drive the sandbox's controls without the token ever being printed. The process
+serves until its stdin closes or it receives SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 from types import FrameType
-
 from typing import Any
 
 ADMIN_TOKEN_ENV = "PRM_BENCH_ADMIN_TOKEN"

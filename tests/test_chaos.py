@@ -14,7 +14,7 @@ from sqlalchemy import insert, select
 
 from adapters.sandbox.salesforce import SalesforceSandbox
 from bench import common
-from bench.chaos.checker import EDIT_KINDS, RECORD_KINDS, check
+from bench.chaos.checker import CHANGE_KINDS, EDIT_KINDS, RECORD_KINDS, check
 from bench.chaos.nemesis import Crm
 from bench.chaos.portal import Edit
 from bench.chaos.run import Options, run
@@ -29,8 +29,10 @@ CREATE_FIX = "a lost create response: the retried create's id swap fails on the 
 SAME_SECOND_FIX = "a change read by the cursor's id skip in its own second is never read"
 
 
-def _edit(number: int, op: str, name: str, record_id: str, field: str, value: str) -> Edit:
-    return Edit(number, op, name, record_id, field, value, "partner", None, time.time())
+def _edit(
+    number: int, op: str, name: str, record_id: str, field: str, value: str, head: int = 0
+) -> Edit:
+    return Edit(number, op, name, record_id, field, value, "partner", None, time.time(), head)
 
 
 def test_the_checker_finds_each_kind_of_failure(tmp_path: Path) -> None:
@@ -46,7 +48,7 @@ def test_the_checker_finds_each_kind_of_failure(tmp_path: Path) -> None:
             mirror.sync()
             partner = max(mirror.partners(), key=lambda p: p["slice"].get("Opportunity", 0))
             view = mirror.as_partner(partner["id"])
-            o1, o2, o4 = (r["Id"] for r in view.select("Opportunity", limit=3))
+            o1, o2, o3, o4 = (r["Id"] for r in view.select("Opportunity", limit=4))
             local = view.create("Opportunity", {"Name": "portal-1", "StageName": "Prospecting",
                                                 "CloseDate": "2027-06-30"})  # fmt: skip
             view.update("Opportunity", o1, {"NextStep": "portal-2"})
@@ -63,6 +65,9 @@ def test_the_checker_finds_each_kind_of_failure(tmp_path: Path) -> None:
             write(o1, "portal-2")  # the edit again, over the CRM's newer value
             write(o2, "portal-4")  # a later edit written before an earlier one
             write(o2, "portal-3")
+            head = crm.log_head()  # a portal edit accepted now, then a CRM change it overwrites
+            box.update("Opportunity", o3, {"NextStep": "crm-2"})
+            write(o3, "portal-6")
             mirror.sync()
             contacts = mirror.store.mirrored("salesforce", "Contact").table
             opportunities = mirror.store.mirrored("salesforce", "Opportunity").table
@@ -83,15 +88,17 @@ def test_the_checker_finds_each_kind_of_failure(tmp_path: Path) -> None:
                 _edit(3, "update", "Opportunity", o2, "NextStep", "portal-3"),
                 _edit(4, "update", "Opportunity", o2, "NextStep", "portal-4"),
                 _edit(5, "update", "Opportunity", o4, "NextStep", "portal-5"),
+                _edit(6, "update", "Opportunity", o3, "NextStep", "portal-6", head),
             ]
             findings = check(mirror, crm, scenario, edits)
     assert findings.records == dict.fromkeys(RECORD_KINDS, 1), findings.examples
     assert findings.edits == dict.fromkeys(EDIT_KINDS, 1), findings.examples
+    assert findings.changes == dict.fromkeys(CHANGE_KINDS, 1), findings.examples
     examples = findings.examples
     assert gone in examples["records.lost"][0] and deleted in examples["records.ghost"][0]
     assert o4 in examples["records.stale"][0] and "local-again" in examples["records.duplicated"][0]
     assert "#5 " in examples["edits.lost"][0] and "#2 " in examples["edits.duplicated"][0]
-    assert "#4 " in examples["edits.reordered"][0]
+    assert "#4 " in examples["edits.reordered"][0] and "#6" in examples["changes.overwritten"][0]
 
 
 SCENARIO_RUNS = [
@@ -133,5 +140,9 @@ def test_a_short_chaos_run_ends_with_nothing_lost(crm: str, store: str, size: in
     result: dict[str, Any] = run(options)
     assert sum(result["kills"].values()) >= 1 and sum(result["portal_edits"].values()) >= 1
     assert sum(result["crm_changes"].values()) >= 10
-    failures = {**result["records"], **{f"edits {k}": v for k, v in result["edits"].items()}}
+    failures = {
+        f"{group} {kind}": count
+        for group in ("records", "edits", "changes")
+        for kind, count in result[group].items()
+    }
     assert not any(failures.values()), (failures, result["examples"])

@@ -54,6 +54,12 @@ these are reported, not counted.
 - **reordered**: an edit first written before the last write of an earlier edit of the same
   record (the record's edits reached the CRM out of the order they were made).
 
+CRM changes: the write log against itself.
+
+- **overwritten**: a field the CRM's own users changed after a portal edit of it was accepted,
+  then overwritten by the engine's write of that edit with no conflict recorded (the three-way
+  merge never saw the CRM's change).
+
 Also reported, not counted: the edits applied, in a conflict and refused (by error code), the
 outbox entries still open and the runs left marked ``running`` after quiescence. The exit status
 is 1 when any count is not 0. Results go to ``bench/results/chaos-<time>.json``.

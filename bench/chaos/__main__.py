@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.chaos.checker import EDIT_KINDS, RECORD_KINDS
+from bench.chaos.checker import CHANGE_KINDS, EDIT_KINDS, RECORD_KINDS
 from bench.chaos.run import Options, run
 from bench.common import PG_URL, console, machine, pg_available, print_table, write_results
 
@@ -59,11 +59,14 @@ def report(result: dict[str, Any]) -> None:
         ],
         ["left after quiescence", _pairs(result["leftovers"])],
     ]
+    for error, count in result["process_errors"].items():
+        did.append(["engine error", f"{count} x {error}"])
     if result["quiesce_exits"]:
         did.append(["quiescence failures", "; ".join(result["quiesce_exits"])])
     print_table(title, ["", ""], did)
     counts = [["records", kind, result["records"][kind]] for kind in RECORD_KINDS]
     counts += [["edits", kind, result["edits"][kind]] for kind in EDIT_KINDS]
+    counts += [["CRM changes", kind, result["changes"][kind]] for kind in CHANGE_KINDS]
     print_table("counts (each must be 0)", ["", "kind", "count"], counts)
     for key, examples in sorted(result["examples"].items()):
         console.print(f"[bold]{key}[/bold] (first {len(examples)}):")

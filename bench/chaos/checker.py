@@ -25,6 +25,7 @@ from mirror.types import FieldType
 
 RECORD_KINDS = ("lost", "ghost", "stale", "duplicated")
 EDIT_KINDS = ("lost", "duplicated", "reordered")
+CHANGE_KINDS = ("overwritten",)
 EXAMPLES = 5
 
 
@@ -34,11 +35,13 @@ class Findings:
 
     records: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RECORD_KINDS, 0))
     edits: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EDIT_KINDS, 0))
+    changes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANGE_KINDS, 0))
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     compared: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, group: str, kind: str, detail: str) -> None:
-        """Count one finding of ``group`` (records or edits) and keep it if among the first."""
+        """Count one finding of ``group`` (records, edits or changes) and keep it if among the
+        first."""
         getattr(self, group)[kind] += 1
         if len(self.examples[f"{group}.{kind}"]) < EXAMPLES:
             self.examples[f"{group}.{kind}"].append(detail)
@@ -46,7 +49,8 @@ class Findings:
     @property
     def clean(self) -> bool:
         """Whether every count is 0."""
-        return not any(self.records.values()) and not any(self.edits.values())
+        counts = (self.records, self.edits, self.changes)
+        return not any(count for group in counts for count in group.values())
 
 
 def check(mirror: Mirror, crm: Crm, scenario: Scenario, edits: list[Edit]) -> Findings:
@@ -179,6 +183,7 @@ def _canonical(kind: FieldType, value: Any) -> Any:
 @dataclass
 class _Write:
     seq: int
+    origin: str
     op: str
     object: str
     record_id: str
@@ -241,6 +246,10 @@ def _check_edits(mirror: Mirror, crm: Crm, edits: list[Edit], findings: Findings
                 findings.add("edits", "lost", f"{what}: never written ({status})")
             continue
         findings.compared["edits applied"] += 1
+        conflict = edit.value is not None and json.dumps(edit.value) in conflicted
+        if edit.op == "update" and not conflict and _overwrote(edit, writes[0], by_record):
+            detail = f"{edit.object} {writes[0].record_id} {edit.field}: by edit #{edit.number}"
+            findings.add("changes", "overwritten", detail)
         targets = {w.record_id for w in writes}
         if edit.op == "create" and len(targets) > 1:
             findings.add("edits", "duplicated", f"{what}: created as {sorted(targets)}")
@@ -272,6 +281,15 @@ def _reapplied(
     return False
 
 
+def _overwrote(edit: Edit, write: _Write, by_record: dict[tuple[str, str], list[_Write]]) -> bool:
+    """Whether the edit's first write replaced a value of its field that the CRM's own users
+    wrote after the edit was made."""
+    return any(
+        w.origin == "crm" and edit.log_head < w.seq < write.seq and (edit.field or "") in w.fields
+        for w in by_record[(write.object, write.record_id)]
+    )
+
+
 def _write_log(crm: Crm) -> list[tuple[str, _Write]]:
     entries: list[tuple[str, _Write]] = []
     after = 0
@@ -280,6 +298,6 @@ def _write_log(crm: Crm) -> list[tuple[str, _Write]]:
         if not page:
             return entries
         for e in page:
-            write = _Write(e["seq"], e["op"], e["object"], e["record_id"], e["fields"])
+            write = _Write(e["seq"], e["origin"], e["op"], e["object"], e["record_id"], e["fields"])
             entries.append((e["origin"], write))
         after = page[-1]["seq"]

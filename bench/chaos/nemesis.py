@@ -32,6 +32,13 @@ class Crm:
         self.crm = crm
         self.admin = admin
         self._arg = _OBJECT_ARG[crm]
+        self._head = 0
+
+    def log_head(self) -> int:
+        """The sequence of the last entry of the write log."""
+        while page := self.admin("write_log", after=self._head, limit=10_000):
+            self._head = page[-1]["seq"]
+        return self._head
 
     def call(self, control: str, name: str, **kwargs: Any) -> Any:
         """Run a control on the object ``name``."""

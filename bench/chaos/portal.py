@@ -14,6 +14,7 @@ import itertools
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ class Tokens:
 @dataclass(frozen=True)
 class Edit:
     """One portal edit the mirror accepted (``field`` and ``value`` are ``None`` for a delete;
-    ``record_id`` is the local id a create returned)."""
+    ``record_id`` is the local id a create returned; ``log_head`` the last entry of the CRM's
+    write log just after the edit was accepted)."""
 
     number: int
     op: str
@@ -56,13 +58,22 @@ class Edit:
     partner: str
     user: str | None
     at: float
+    log_head: int = 0
 
 
 class Portal:
     """Partners making edits at random, from a seed."""
 
-    def __init__(self, config: Path, scenario: Scenario, rng: random.Random, tokens: Tokens):
+    def __init__(
+        self,
+        config: Path,
+        scenario: Scenario,
+        rng: random.Random,
+        tokens: Tokens,
+        log_head: Callable[[], int],
+    ) -> None:
         self.config = config
+        self.log_head = log_head
         self.scenario = scenario
         self.rng = rng
         self.tokens = tokens
@@ -164,7 +175,7 @@ class Portal:
         if record_id is None:
             return None
         edit = Edit(len(self.edits) + 1, op, name, record_id, field, value, partner, user,
-                    time.time())  # fmt: skip
+                    time.time(), self.log_head())  # fmt: skip
         self.edits.append(edit)
         return edit
 

@@ -9,6 +9,7 @@ order; several daemons share a store only through their leases).
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -102,6 +103,24 @@ class Processes:
                 process.popen.wait()
         self.reap()
 
+    def errors(self) -> Counter[str]:
+        """The errors the processes reported, by their first words: a command's ``error:``
+        line, the last line of a traceback, a daemon's ``error`` log lines."""
+        found: Counter[str] = Counter()
+        for log in sorted(self.folder.glob("*.log")):
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+            kind = log.stem.split("-", 1)[1]
+            for line in lines:
+                if line.startswith("error:"):
+                    found[f"{kind}: {line[:120]}"] += 1
+                elif '"level": "error"' in line:
+                    entry = json.loads(line)
+                    cause = _exception(entry.get("exc", "").splitlines())
+                    found[f"{kind}: {entry.get('msg', '')}: {cause}"[:160]] += 1
+            if any(line.startswith("Traceback") for line in lines):
+                found[f"{kind}: {_exception(lines)}"[:160]] += 1
+        return found
+
     def run(self, kind: str, timeout: float = 300.0) -> int:
         """Run ``prm-mirror <kind>`` to its end; its exit code."""
         process = self.start(kind)
@@ -112,3 +131,10 @@ class Processes:
             code = process.popen.wait()
         self.reap()
         return code
+
+
+def _exception(lines: list[str]) -> str:
+    """The exception line of the last traceback in ``lines``."""
+    starts = [n for n, line in enumerate(lines) if line.startswith("Traceback")]
+    after = lines[starts[-1] + 1 :] if starts else []
+    return next((line for line in after if line and not line[0].isspace()), "")

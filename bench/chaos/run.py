@@ -68,7 +68,7 @@ def _run(options: Options, folder: Path, box: SandboxProcess, database: str) -> 
     crm = Crm(options.crm, box.admin)
     nemesis = Nemesis(crm, scenario, random.Random(master.random()), tokens)
     nemesis.partners = crm.partners(scenario.partner_object)
-    portal = Portal(config, scenario, random.Random(master.random()), tokens)
+    portal = Portal(config, scenario, random.Random(master.random()), tokens, crm.log_head)
     processes = Processes(config, folder)
     started = time.monotonic()
     try:
@@ -99,9 +99,11 @@ def _run(options: Options, folder: Path, box: SandboxProcess, database: str) -> 
         "portal_attempts": dict(portal.outcomes),
         "records": findings.records,
         "edits": findings.edits,
+        "changes": findings.changes,
         "compared": dict(findings.compared),
         "examples": dict(findings.examples),
         "leftovers": leftovers,
+        "process_errors": dict(processes.errors().most_common(8)),
         "clean": findings.clean,
         "options": {k: str(v) for k, v in asdict(options).items() if k != "pg_url"},
     }
