@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from adapters.sandbox.salesforce import SalesforceSandbox
 from bench import common
@@ -22,6 +22,7 @@ from bench.chaos.scenarios import SCENARIOS
 from bench.common import SandboxControls
 from mirror import Mirror
 from mirror.config import parse_config
+from mirror.tables import mirror_outbox
 from mirror.types import Write, WriteOp
 
 PG_URL = os.environ.get("PRM_MIRROR_TEST_PG_URL")
@@ -80,6 +81,10 @@ def test_the_checker_finds_each_kind_of_failure(tmp_path: Path) -> None:
                     ._mapping
                 )
                 conn.execute(insert(opportunities).values({**created, "Id": "local-again"}))
+                o = mirror_outbox.c  # an edit the CRM has, its entry never closed
+                conn.execute(
+                    update(mirror_outbox).where(o.record_id == o1).values(status="sending")
+                )
             box.delete("Contact", deleted)
             box.update("Opportunity", o4, {"Description": "changed after the last sync"})
             edits = [
@@ -98,6 +103,7 @@ def test_the_checker_finds_each_kind_of_failure(tmp_path: Path) -> None:
     assert gone in examples["records.lost"][0] and deleted in examples["records.ghost"][0]
     assert o4 in examples["records.stale"][0] and "local-again" in examples["records.duplicated"][0]
     assert "#5 " in examples["edits.lost"][0] and "#2 " in examples["edits.duplicated"][0]
+    assert "#2 " in examples["edits.stuck"][0]
     assert "#4 " in examples["edits.reordered"][0] and "#6" in examples["changes.overwritten"][0]
 
 

@@ -48,9 +48,13 @@ these are reported, not counted.
 
 - **lost**: an edit neither applied nor accounted for (its outbox entry still pending, blocked,
   sending or superseded after quiescence, or gone);
-- **duplicated**: a create applied as two or more CRM records, or an update written again after
-  another value of its field had been written to the record in between (the retry undid a newer
-  change);
+- **stuck**: an edit applied whose outbox entry is still open after quiescence (pending,
+  sending, blocked, or done and never confirmed by its echo) with no conflict holding it, or a
+  create applied whose local id ``mirror_idmap`` does not map to the record it made (a partner
+  who kept the id ``create()`` returned can no longer reach the record);
+- **duplicated**: a create applied as two or more CRM records, or an edit's value written again
+  after another value of its field had been written to the record in between (the retry undid a
+  newer change);
 - **reordered**: an edit first written before the last write of an earlier edit of the same
   record (the record's edits reached the CRM out of the order they were made).
 

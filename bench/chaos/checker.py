@@ -18,13 +18,13 @@ from bench.chaos.nemesis import Crm
 from bench.chaos.portal import Edit
 from bench.chaos.scenarios import Scenario
 from mirror import Mirror
-from mirror.outbox import is_local
+from mirror.outbox import OPEN_STATUSES, is_local
 from mirror.records import CONVERTERS, BadValue
 from mirror.tables import mirror_conflicts, mirror_idmap, mirror_outbox
 from mirror.types import FieldType
 
 RECORD_KINDS = ("lost", "ghost", "stale", "duplicated")
-EDIT_KINDS = ("lost", "duplicated", "reordered")
+EDIT_KINDS = ("lost", "stuck", "duplicated", "reordered")
 CHANGE_KINDS = ("overwritten",)
 EXAMPLES = 5
 
@@ -190,80 +190,123 @@ class _Write:
     fields: dict[str, Any]
 
 
-def _check_edits(mirror: Mirror, crm: Crm, edits: list[Edit], findings: Findings) -> None:
-    log = _write_log(crm)
-    by_token: dict[str, list[_Write]] = defaultdict(list)
-    by_record: dict[tuple[str, str], list[_Write]] = defaultdict(list)
-    for origin, write in log:
-        by_record[(write.object, write.record_id)].append(write)
-        if origin != "api":
-            continue
-        for value in write.fields.values():
-            if isinstance(value, str) and value.startswith("portal-"):
-                by_token[value].append(write)
-    source = crm.crm
-    with mirror.store.engine.connect() as conn:
+@dataclass
+class _History:
+    """The CRM's write log and the mirror's outbox, conflicts and id map, indexed by edit."""
+
+    by_token: dict[str, list[_Write]]
+    by_record: dict[tuple[str, str], list[_Write]]
+    outbox: list[Any]
+    entries: dict[str, Any]
+    conflicted: set[str]
+    created: dict[str, str]
+
+    @classmethod
+    def read(cls, mirror: Mirror, crm: Crm) -> _History:
+        """Everything the edits are judged against, read once."""
+        by_token: dict[str, list[_Write]] = defaultdict(list)
+        by_record: dict[tuple[str, str], list[_Write]] = defaultdict(list)
+        for write in _write_log(crm):
+            by_record[(write.object, write.record_id)].append(write)
+            for value in write.fields.values() if write.origin == "api" else ():
+                if isinstance(value, str) and value.startswith("portal-"):
+                    by_token[value].append(write)
         o, c, m = mirror_outbox.c, mirror_conflicts.c, mirror_idmap.c
-        outbox = conn.execute(select(mirror_outbox).where(o.source == source)).all()
-        conflicted = {
-            json.dumps(r.portal) for r in conn.execute(select(c.portal).where(c.source == source))
+        with mirror.store.engine.connect() as conn:
+            outbox = conn.execute(select(mirror_outbox).where(o.source == crm.crm)).all()
+            portal = conn.execute(select(c.portal).where(c.source == crm.crm)).scalars()
+            conflicted = {json.dumps(value) for value in portal}
+            mapped = select(m.old_id, m.new_id).where(m.source == crm.crm, m.kind == "create")
+            created = {old: new for old, new in conn.execute(mapped).all()}
+        entries = {
+            value: entry
+            for entry in outbox
+            for value in entry.new_values.values()
+            if isinstance(value, str) and value.startswith("portal-")
         }
-        created = dict(
-            conn.execute(
-                select(m.old_id, m.new_id).where(m.source == source, m.kind == "create")
-            ).all()
-        )
-    entries = {
-        value: entry
-        for entry in outbox
-        for value in entry.new_values.values()
-        if isinstance(value, str) and value.startswith("portal-")
-    }
-    first_last: dict[tuple[str, str], list[tuple[int, int, Edit]]] = defaultdict(list)
-    last_of_field = {
-        (e.object, created.get(e.record_id, e.record_id), e.field): e.number for e in edits
-    }
-    for edit in edits:
-        record_id = created.get(edit.record_id, edit.record_id)
+        return cls(by_token, by_record, outbox, entries, conflicted, created)
+
+    def writes(self, edit: Edit, record_id: str) -> list[_Write]:
+        """The engine's writes that carry the edit (a delete: of its record)."""
         if edit.op == "delete":
-            writes = [w for w in by_record[(edit.object, record_id)] if w.op == "delete"]
-            entry = next((e for e in outbox if e.op == "delete" and e.record_id == record_id), None)
-        else:
-            writes = by_token.get(edit.value or "", [])
-            entry = entries.get(edit.value)
+            return [w for w in self.by_record[(edit.object, record_id)] if w.op == "delete"]
+        return self.by_token.get(edit.value or "", [])
+
+    def entry(self, edit: Edit, record_id: str) -> Any:
+        """The edit's outbox entry, if it has one."""
+        if edit.op == "delete":
+            return next(
+                (e for e in self.outbox if e.op == "delete" and e.record_id == record_id), None
+            )
+        return self.entries.get(edit.value or "")
+
+    def in_conflict(self, edit: Edit) -> bool:
+        """Whether a conflict holds the edit's value."""
+        return edit.value is not None and json.dumps(edit.value) in self.conflicted
+
+
+def _check_edits(mirror: Mirror, crm: Crm, edits: list[Edit], findings: Findings) -> None:
+    history = _History.read(mirror, crm)
+    latest = {(e.object, history.created.get(e.record_id, e.record_id), e.field): e.number
+              for e in edits}  # fmt: skip
+    order: dict[tuple[str, str], list[tuple[int, int, Edit]]] = defaultdict(list)
+    for edit in edits:
+        record_id = history.created.get(edit.record_id, edit.record_id)
+        writes, entry = history.writes(edit, record_id), history.entry(edit, record_id)
         what = f"#{edit.number} {edit.op} {edit.object} {edit.record_id} {edit.field or ''}"
-        if not writes:
-            if edit.value is not None and json.dumps(edit.value) in conflicted:
-                findings.compared["edits in a conflict"] += 1
-            elif entry is not None and entry.status == "failed":
-                findings.compared[f"edits refused: {entry.error_code}"] += 1
-            elif last_of_field[(edit.object, record_id, edit.field)] > edit.number:
-                findings.compared["edits overtaken by a later edit of the field"] += 1
-            else:
-                status = "no outbox entry"
-                if entry is not None:
-                    status = f"{entry.status} {entry.error_message or ''}".strip()[:160]
-                findings.add("edits", "lost", f"{what}: never written ({status})")
-            continue
-        findings.compared["edits applied"] += 1
-        conflict = edit.value is not None and json.dumps(edit.value) in conflicted
-        if edit.op == "update" and not conflict and _overwrote(edit, writes[0], by_record):
-            detail = f"{edit.object} {writes[0].record_id} {edit.field}: by edit #{edit.number}"
-            findings.add("changes", "overwritten", detail)
-        targets = {w.record_id for w in writes}
-        if edit.op == "create" and len(targets) > 1:
-            findings.add("edits", "duplicated", f"{what}: created as {sorted(targets)}")
-        elif edit.op == "update" and _reapplied(edit, writes, by_record):
-            findings.add("edits", "duplicated", f"{what}: written again over a newer value")
-        record = writes[0].record_id
-        first_last[(edit.object, record)].append((writes[0].seq, writes[-1].seq, edit))
-    for applied in first_last.values():
-        latest = 0
-        for first, last, edit in sorted(applied, key=lambda item: item[2].number):
-            if first < latest:
-                findings.add("edits", "reordered", f"#{edit.number} {edit.object}: written "
-                             "before an earlier edit of the record")  # fmt: skip
-            latest = max(latest, last)
+        if writes:
+            _applied(edit, what, writes, entry, history, findings)
+            order[(edit.object, writes[0].record_id)].append((writes[0].seq, writes[-1].seq, edit))
+        elif history.in_conflict(edit):
+            findings.compared["edits in a conflict"] += 1
+        elif entry is not None and entry.status == "failed":
+            findings.compared[f"edits refused: {entry.error_code}"] += 1
+        elif latest[(edit.object, record_id, edit.field)] > edit.number:
+            findings.compared["edits overtaken by a later edit of the field"] += 1
+        else:
+            findings.add("edits", "lost", f"{what}: never written ({_status(entry)})")
+    for applied in order.values():
+        last = 0
+        for first, final, edit in sorted(applied, key=lambda item: item[2].number):
+            if first < last:
+                detail = f"#{edit.number} {edit.object}: written before an earlier edit of it"
+                findings.add("edits", "reordered", detail)
+            last = max(last, final)
+
+
+def _applied(
+    edit: Edit,
+    what: str,
+    writes: list[_Write],
+    entry: Any,
+    history: _History,
+    findings: Findings,
+) -> None:
+    """Judge an edit the CRM has: stuck, duplicated, or over a CRM change."""
+    findings.compared["edits applied"] += 1
+    target = writes[0].record_id
+    still_open = entry is not None and (
+        entry.status in OPEN_STATUSES or (entry.status == "done" and not entry.confirmed)
+    )
+    if still_open and not history.in_conflict(edit):
+        findings.add("edits", "stuck", f"{what}: in the CRM as {target}, {_status(entry)}")
+    elif edit.op == "create" and edit.record_id not in history.created:
+        findings.add("edits", "stuck", f"{what}: in the CRM as {target}, its id maps to nothing")
+    targets = sorted({w.record_id for w in writes})
+    if edit.op == "create" and len(targets) > 1:
+        findings.add("edits", "duplicated", f"{what}: created as {targets}")
+    elif edit.op != "delete" and _reapplied(edit, writes, history.by_record):
+        findings.add("edits", "duplicated", f"{what}: written again over a newer value")
+    overwrote = edit.op == "update" and _overwrote(edit, writes[0], history.by_record)
+    if overwrote and not history.in_conflict(edit):
+        detail = f"{edit.object} {target} {edit.field}: by edit #{edit.number}"
+        findings.add("changes", "overwritten", detail)
+
+
+def _status(entry: Any) -> str:
+    if entry is None:
+        return "no outbox entry"
+    return f"outbox entry {entry.status} {entry.error_message or ''}".strip()[:160]
 
 
 def _reapplied(
@@ -290,14 +333,13 @@ def _overwrote(edit: Edit, write: _Write, by_record: dict[tuple[str, str], list[
     )
 
 
-def _write_log(crm: Crm) -> list[tuple[str, _Write]]:
-    entries: list[tuple[str, _Write]] = []
+def _write_log(crm: Crm) -> list[_Write]:
+    entries: list[_Write] = []
     after = 0
-    while True:
-        page = crm.admin("write_log", after=after, limit=10_000)
-        if not page:
-            return entries
-        for e in page:
-            write = _Write(e["seq"], e["origin"], e["op"], e["object"], e["record_id"], e["fields"])
-            entries.append((e["origin"], write))
+    while page := crm.admin("write_log", after=after, limit=10_000):
+        entries += [
+            _Write(e["seq"], e["origin"], e["op"], e["object"], e["record_id"], e["fields"])
+            for e in page
+        ]
         after = page[-1]["seq"]
+    return entries

@@ -84,8 +84,9 @@ class Portal:
 
     @property
     def ready(self) -> bool:
-        """Whether the mirror holds what partners edit."""
-        return bool(self._partners)
+        """Whether partners see records to edit (a first backfill derives partner access when
+        it ends)."""
+        return any(edit.op == "update" for edit in self.edits)
 
     def close(self) -> None:
         """Release the mirror's connections."""

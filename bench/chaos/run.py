@@ -113,7 +113,7 @@ def _chaos(
     options: Options, processes: Processes, nemesis: Nemesis, portal: Portal, rng: random.Random
 ) -> None:
     """The timed part: processes started and killed, the CRM changed and broken, partners
-    editing, until ``duration`` has passed (and partners made ``MIN_EDITS`` edits, or three
+    editing, until ``duration`` has passed (and partners made ``MIN_EDITS`` updates, or three
     times ``duration`` has passed). The CRM's API is left alone until the first
     backfill has mirrored what partners edit (or half the time is gone): kills and CRM changes
     hit that backfill, faults on top would keep it from ever finishing on a slow machine."""
@@ -122,7 +122,7 @@ def _chaos(
     processes.start("sync")
     plan: list[str] = []
     while (elapsed := time.monotonic() - start) < options.duration or (
-        len(portal.edits) < MIN_EDITS and elapsed < 3 * options.duration
+        sum(e.op == "update" for e in portal.edits) < MIN_EDITS and elapsed < 3 * options.duration
     ):
         if kills and elapsed >= kills[0] and _kill(processes, rng):
             kills.pop(0)
