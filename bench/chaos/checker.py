@@ -306,7 +306,8 @@ def _applied(
 def _status(entry: Any) -> str:
     if entry is None:
         return "no outbox entry"
-    return f"outbox entry {entry.status} {entry.error_message or ''}".strip()[:160]
+    status = "done, never confirmed" if entry.status == "done" else entry.status
+    return f"outbox entry {status} {entry.error_message or ''}".strip()[:160]
 
 
 def _reapplied(

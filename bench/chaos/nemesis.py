@@ -152,6 +152,13 @@ class Nemesis:
             if entry["origin"] == "api" and written and self.rng.random() < 0.5:
                 self._write(entry["object"], entry["record_id"], self.rng.choice(written))
 
+    def fail_reads(self) -> None:
+        """A burst of 503s on reads, which may outlast the engine's retries."""
+        where = _READ_PATH[self.crm.crm]
+        count = self.rng.choice([2, 4, 8])
+        self.crm.admin("fail_next", count=count, status=503, path_contains=where)
+        self.log.append({"fault": "fail", "path": where})
+
     def drop_a_write(self) -> None:
         """Lose the answer to the engine's next write (the CRM does the write)."""
         self.crm.admin("drop_next_response", count=1, path_contains=_WRITE_PATH[self.crm.crm])

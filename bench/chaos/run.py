@@ -114,9 +114,10 @@ def _chaos(
 ) -> None:
     """The timed part: processes started and killed, the CRM changed and broken, partners
     editing, until ``duration`` has passed (and partners made ``MIN_EDITS`` updates, or three
-    times ``duration`` has passed). The CRM's API is left alone until the first
-    backfill has mirrored what partners edit (or half the time is gone): kills and CRM changes
-    hit that backfill, faults on top would keep it from ever finishing on a slow machine."""
+    times ``duration`` has passed). Until partners see records to edit (the first backfill
+    has ended) or half the time is gone, the CRM's API only fails the odd burst of reads: kills,
+    CRM changes and those bursts hit that backfill; every fault on top would keep it from ever
+    finishing on a slow machine."""
     start = time.monotonic()
     kills = sorted(rng.uniform(0.03, 0.95) * options.duration for _ in range(options.kills))
     processes.start("sync")
@@ -140,6 +141,8 @@ def _chaos(
             nemesis.mutate(recent)
         elif roll < 0.86 and (portal.ready or elapsed > options.duration / 2):
             nemesis.fault(recent)
+        elif roll < 0.86 and rng.random() < 0.3:
+            nemesis.fail_reads()
         elif roll < 0.88:
             nemesis.crm.admin("advance_clock", seconds=1)
         time.sleep(rng.uniform(0.0, 0.15))
