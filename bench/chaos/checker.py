@@ -86,8 +86,8 @@ def _check_object(
     try:
         mirrored = mirror.store.mirrored(scenario.crm, name)
     except KeyError:
-        live = [i for i, v in crm.dump(name).items() if _state(scenario.crm, v)[0]]
-        for record_id in sorted(live):
+        alive = [i for i, v in crm.dump(name).items() if _state(scenario.crm, v)[0]]
+        for record_id in sorted(alive):
             findings.add("records", "lost", f"{name} {record_id}: the object was never mirrored")
         return
     spec, table = mirrored.spec, mirrored.table
@@ -224,7 +224,7 @@ class _History:
             for value in entry.new_values.values()
             if isinstance(value, str) and value.startswith("portal-")
         }
-        return cls(by_token, by_record, outbox, entries, conflicted, created)
+        return cls(by_token, by_record, list(outbox), entries, conflicted, created)
 
     def writes(self, edit: Edit, record_id: str) -> list[_Write]:
         """The engine's writes that carry the edit (a delete: of its record)."""

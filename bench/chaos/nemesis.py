@@ -230,6 +230,7 @@ class Nemesis:
             self._note("undelete", name, record_id)
 
     def _hard_delete(self, _recent: list[Any]) -> None:
+        record_id: str | None
         if self.deleted and self.rng.random() < 0.5:
             name, record_id = self.deleted.pop(self.rng.randrange(len(self.deleted)))
         else:

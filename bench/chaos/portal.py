@@ -81,12 +81,13 @@ class Portal:
         self.outcomes: Counter[str] = Counter()
         self._mirror: Mirror | None = None
         self._partners: list[str] = []
+        self._ready = False
 
     @property
     def ready(self) -> bool:
         """Whether partners see records to edit (a first backfill derives partner access when
         it ends)."""
-        return any(edit.op == "update" for edit in self.edits)
+        return self._ready
 
     def close(self) -> None:
         """Release the mirror's connections."""
@@ -146,42 +147,64 @@ class Portal:
             ids = sorted(conn.execute(query).scalars())
         return self.rng.choice(ids) if ids else None
 
-    def _edit(self, mirror: Mirror, view: Any, op: str, partner: str, user: str | None):
-        scenario, rng = self.scenario, self.rng
+    def _edit(
+        self, mirror: Mirror, view: Any, op: str, partner: str, user: str | None
+    ) -> Edit | None:
         if op == "create":
-            name = rng.choice(sorted(scenario.creates))
-            field, value = scenario.name_field[name], self.tokens.portal()
-            values = {**scenario.creates[name], field: value}
+            name = self.rng.choice(sorted(self.scenario.creates))
+            named, value = self.scenario.name_field[name], self.tokens.portal()
+            values = {**self.scenario.creates[name], named: value}
             record_id = self._accepted(mirror, value, lambda: view.create(name, values))
+            return self._log(op, name, record_id, named, value, partner, user)
+        field: str | None
+        if op == "update":
+            name, field = self.rng.choice(self.scenario.edited)
         else:
-            if op == "update":
-                name, field = rng.choice(scenario.edited)
-                value: str | None = self.tokens.portal()
-            else:
-                name, field, value = rng.choice(scenario.deletable), None, None
-            key = mirror.store.mirrored(view.source, name).spec.key
-            rows = view.select(name, fields=[key], limit=50)
-            if not rows and user is not None:
-                # a rep who owns none of these: the partner's admin makes the edit instead
-                view, user = mirror.as_partner(partner), None
-                rows = view.select(name, fields=[key], limit=50)
-            if not rows:
-                self.outcomes["nothing to edit"] += 1
-                return None
-            record_id = rng.choice(sorted(str(r[key]) for r in rows))
-            if op == "update":
-                self._accepted(mirror, value, lambda: view.update(name, record_id, {field: value}))
-            else:
-                view.delete(name, record_id)
-        if record_id is None:
+            name, field = self.rng.choice(self.scenario.deletable), None
+        picked = self._pick(mirror, view, name, partner, user)
+        if picked is None:
+            self.outcomes["nothing to edit"] += 1
             return None
+        view, user, record_id = picked
+        if field is None:
+            view.delete(name, record_id)
+            return self._log(op, name, record_id, None, None, partner, user)
+        value = self.tokens.portal()
+        self._accepted(mirror, value, lambda: view.update(name, record_id, {field: value}))
+        self._ready = True
+        return self._log(op, name, record_id, field, value, partner, user)
+
+    def _pick(
+        self, mirror: Mirror, view: Any, name: str, partner: str, user: str | None
+    ) -> tuple[Any, str | None, str] | None:
+        """A record of the slice: (the view, its user, the record's id)."""
+        key = mirror.store.mirrored(view.source, name).spec.key
+        rows = view.select(name, fields=[key], limit=50)
+        if not rows and user is not None:
+            # a rep who owns none of these: the partner's admin makes the edit instead
+            view, user = mirror.as_partner(partner), None
+            rows = view.select(name, fields=[key], limit=50)
+        if not rows:
+            return None
+        return view, user, self.rng.choice(sorted(str(r[key]) for r in rows))
+
+    def _log(
+        self,
+        op: str,
+        name: str,
+        record_id: str,
+        field: str | None,
+        value: str | None,
+        partner: str,
+        user: str | None,
+    ) -> Edit:
         edit = Edit(len(self.edits) + 1, op, name, record_id, field, value, partner, user,
                     time.time(), self.log_head())  # fmt: skip
         self.edits.append(edit)
         return edit
 
     @staticmethod
-    def _accepted(mirror: Mirror, token: str | None, call: Any) -> Any:
+    def _accepted(mirror: Mirror, token: str, call: Any) -> Any:
         """``call()``'s result; when it raised, whether its outbox entry was committed anyway
         (the local id of a create, ``True`` for an update), else the error again."""
         try:

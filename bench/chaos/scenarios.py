@@ -139,7 +139,7 @@ def write_config(
     leases up after three.
     """
     settings = {**source, "objects": list(objects), "max_retries": 3}
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "store": {"database": database},
         "sync": {"push_max_attempts": 6, "push_retry_delay": 0.05},
         "daemon": {
