@@ -420,8 +420,9 @@ def _isolated_main(
 
 
 @contextmanager
-def pg_schema(base_url: str = PG_URL) -> Iterator[str]:
-    """A fresh PostgreSQL schema for one run; yields its URL and drops it afterwards."""
+def pg_schema(base_url: str = PG_URL, *, keep: bool = False) -> Iterator[str]:
+    """A fresh PostgreSQL schema for one run; yields its URL and drops it afterwards (unless
+    ``keep``)."""
     from sqlalchemy import create_engine, text
 
     name = f"bench_{uuid.uuid4().hex[:10]}"
@@ -432,8 +433,9 @@ def pg_schema(base_url: str = PG_URL) -> Iterator[str]:
             conn.execute(text(f'CREATE SCHEMA "{name}"'))
         yield f"{base_url}{separator}options=-csearch_path%3D{name}"
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
         admin.dispose()
 
 

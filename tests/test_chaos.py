@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from adapters.sandbox.salesforce import SalesforceSandbox
-from bench import common
 from bench.chaos.checker import CHANGE_KINDS, EDIT_KINDS, RECORD_KINDS, check
 from bench.chaos.nemesis import Crm
 from bench.chaos.portal import Edit
@@ -26,8 +25,6 @@ from mirror.tables import mirror_outbox
 from mirror.types import Write, WriteOp
 
 PG_URL = os.environ.get("PRM_MIRROR_TEST_PG_URL")
-CREATE_FIX = "a lost create response: the retried create's id swap fails on the pulled row"
-SAME_SECOND_FIX = "a change read by the cursor's id skip in its own second is never read"
 
 
 def _edit(
@@ -107,33 +104,19 @@ def test_the_checker_finds_each_kind_of_failure(tmp_path: Path) -> None:
     assert "#4 " in examples["edits.reordered"][0] and "#6" in examples["changes.overwritten"][0]
 
 
+KNOWN = pytest.mark.xfail(
+    strict=False,
+    reason="a create whose answer was lost: its retry cannot take the row a sync pulled, and "
+    "every later push fails (edits lost and stuck); a CRM change in the second (the "
+    "millisecond) of one already read or of the engine's own write is never read (edits "
+    "blocked for good, records stale)",
+)
 SCENARIO_RUNS = [
-    pytest.param(
-        "salesforce", "sqlite", 400, marks=pytest.mark.xfail(strict=False, reason=CREATE_FIX)
-    ),
-    pytest.param(
-        "salesforce",
-        "postgresql",
-        400,
-        marks=[pytest.mark.postgres, pytest.mark.xfail(strict=False, reason=CREATE_FIX)],
-    ),
-    pytest.param(
-        "hubspot", "sqlite", 200, marks=pytest.mark.xfail(strict=False, reason=CREATE_FIX)
-    ),
-    pytest.param(
-        "dynamics",
-        "sqlite",
-        200,
-        marks=pytest.mark.xfail(strict=False, reason=f"{CREATE_FIX}; {SAME_SECOND_FIX}"),
-    ),
+    pytest.param("salesforce", "sqlite", 300, marks=KNOWN),
+    pytest.param("salesforce", "postgresql", 300, marks=[pytest.mark.postgres, KNOWN]),
+    pytest.param("hubspot", "sqlite", 200, marks=KNOWN),
+    pytest.param("dynamics", "sqlite", 200, marks=KNOWN),
 ]
-
-
-@pytest.fixture
-def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Results under the test's own folder."""
-    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
-    return tmp_path
 
 
 @pytest.mark.slow
@@ -142,7 +125,7 @@ def results_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_short_chaos_run_ends_with_nothing_lost(crm: str, store: str, size: int) -> None:
     if store == "postgresql" and not PG_URL:
         pytest.skip("PostgreSQL suite: set PRM_MIRROR_TEST_PG_URL")
-    options = Options(crm, store, seed=3, duration=15.0, size=size, kills=4, pg_url=PG_URL or "")
+    options = Options(crm, store, seed=3, duration=12.0, size=size, kills=4, pg_url=PG_URL or "")
     result: dict[str, Any] = run(options)
     assert sum(result["kills"].values()) >= 1 and sum(result["portal_edits"].values()) >= 1
     assert sum(result["crm_changes"].values()) >= 10

@@ -229,7 +229,8 @@ def _folder(options: Options) -> Iterator[Path]:
 @contextmanager
 def _database(options: Options, folder: Path) -> Iterator[str]:
     if options.store == "postgresql":
-        with pg_schema(options.pg_url) as url:
+        with pg_schema(options.pg_url, keep=options.keep is not None) as url:
+            (folder / "mirror.url").write_text(url + "\n")
             yield url
     else:
         yield f"sqlite:///{folder / 'mirror.db'}"
