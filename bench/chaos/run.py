@@ -75,9 +75,9 @@ def _run(options: Options, folder: Path, box: SandboxProcess, database: str) -> 
         _chaos(options, processes, nemesis, portal, random.Random(master.random()))
     finally:
         portal.close()
+        nemesis.calm()
         processes.stop_all()
     chaos_s = time.monotonic() - started
-    nemesis.calm()
     rounds, exits = _quiesce(processes, config)
     with Mirror.open(config) as mirror:
         findings = check(mirror, crm, scenario, portal.edits)
