@@ -102,10 +102,11 @@ class Portal:
             self.outcomes["mirror not ready"] += 1
             return None
         partner = self.rng.choice(self._partners)
-        user = self._user(mirror, partner) if self.rng.random() < 0.3 else None
+        as_user = self.rng.random() < 0.3
         ops = ["update"] * 7 + ["create"] * 2 + (["delete"] if self.scenario.deletable else [])
         op = self.rng.choice(ops)
         try:
+            user = self._user(mirror, partner) if as_user else None
             view = mirror.as_partner(partner, user)
             edit = self._edit(mirror, view, op, partner, user)
         except KeyError:
