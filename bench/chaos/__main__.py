@@ -28,16 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.store == "postgresql" and not pg_available(args.pg_url):
         parser.error(f"PostgreSQL does not answer at {args.pg_url}")
-    runs = []
-    for crm in CRMS if args.crm == "all" else (args.crm,):
-        options = Options(
-            crm, args.store, args.seed, args.duration, args.size, args.kills, args.pg_url, args.keep
-        )
-        result = run(options)
-        report(result)
-        runs.append(result)
-    path = write_results("chaos", {"machine": machine(), "runs": runs})
-    console.print(f"results: {path}")
+    runs: list[dict[str, Any]] = []
+    try:
+        for crm in CRMS if args.crm == "all" else (args.crm,):
+            options = Options(crm, args.store, args.seed, args.duration, args.size, args.kills,
+                              args.pg_url, args.keep)  # fmt: skip
+            runs.append(run(options))
+            report(runs[-1])
+    finally:
+        if runs:  # what ran is kept even when a later run breaks off
+            path = write_results("chaos", {"machine": machine(), "runs": runs})
+            console.print(f"results: {path}")
     return 0 if all(r["clean"] for r in runs) else 1
 
 
