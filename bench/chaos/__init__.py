@@ -35,7 +35,8 @@ which the CRM record also carries.
   good, or a create that never reached the CRM);
 - **stale**: a live CRM record whose only row still has its local id, or whose row differs from
   it in a field's value (every field the mirror keeps, compared as the mirror types it); and a
-  merged-away record the mirror knew whose ``mirror_idmap`` entry does not name its survivor;
+  merged-away record the mirror knew whose ``mirror_idmap`` entry names neither its survivor
+  nor a record that survivor was merged into later;
 - **duplicated**: a live CRM record that two or more live mirror rows stand for.
 
 Edits: every accepted portal edit against the CRM's write log (the sandbox's ``write_log``: each

@@ -124,7 +124,11 @@ def _check_object(
         if not live:
             if mine:
                 findings.add("records", "ghost", f"{name} {record_id}: deleted in the CRM")
-            elif survivor and record_id in rows and merges.get(record_id) != survivor:
+            elif (
+                survivor
+                and record_id in rows
+                and merges.get(record_id) not in _chain(scenario.crm, dumped, survivor)
+            ):
                 detail = f"{name} {record_id}: merged into {survivor}, mirror_idmap says "
                 findings.add("records", "stale", detail + str(merges.get(record_id)))
             continue
@@ -142,6 +146,16 @@ def _check_object(
                 findings.add("records", "stale", f"{name} {record_id}: {differing}")
     for record_id in sorted(standing):
         findings.add("records", "ghost", f"{name} {record_id}: not in the CRM")
+
+
+def _chain(crm: str, dumped: dict[str, dict[str, Any]], survivor: str) -> list[str]:
+    """The survivor a loser was merged into, and the ones that survivor was merged into later."""
+    chain = [survivor]
+    while survivor in dumped and (survivor := _state(crm, dumped[survivor])[1]):
+        if survivor in chain:
+            break
+        chain.append(survivor)
+    return chain
 
 
 def _differing(fields: list[Any], row: Any, values: dict[str, Any]) -> str:
