@@ -36,7 +36,7 @@ which the CRM record also carries.
 - **stale**: a live CRM record whose only row still has its local id, or whose row differs from
   it in a field's value (every field the mirror keeps, compared as the mirror types it); and a
   merged-away record the mirror knew whose ``mirror_idmap`` entry names neither its survivor
-  nor a record that survivor was merged into later;
+  nor a record that survivor was merged into later (when the last of them is live);
 - **duplicated**: a live CRM record that two or more live mirror rows stand for.
 
 Edits: every accepted portal edit against the CRM's write log (the sandbox's ``write_log``: each

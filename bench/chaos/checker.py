@@ -124,13 +124,10 @@ def _check_object(
         if not live:
             if mine:
                 findings.add("records", "ghost", f"{name} {record_id}: deleted in the CRM")
-            elif (
-                survivor
-                and record_id in rows
-                and merges.get(record_id) not in _chain(scenario.crm, dumped, survivor)
-            ):
-                detail = f"{name} {record_id}: merged into {survivor}, mirror_idmap says "
-                findings.add("records", "stale", detail + str(merges.get(record_id)))
+            elif survivor and record_id in rows:
+                unmapped = _unmapped(scenario.crm, dumped, survivor, merges.get(record_id))
+                if unmapped:
+                    findings.add("records", "stale", f"{name} {record_id}: {unmapped}")
             continue
         findings.compared[name] += 1
         if not mine:
@@ -148,14 +145,21 @@ def _check_object(
         findings.add("records", "ghost", f"{name} {record_id}: not in the CRM")
 
 
-def _chain(crm: str, dumped: dict[str, dict[str, Any]], survivor: str) -> list[str]:
-    """The survivor a loser was merged into, and the ones that survivor was merged into later."""
+def _unmapped(
+    crm: str, dumped: dict[str, dict[str, Any]], survivor: str, mapped: str | None
+) -> str | None:
+    """What is wrong with a merged-away record's id map entry (``mapped``), if anything: it
+    must name its survivor or one that survivor was merged into later, when the last of them
+    is live."""
     chain = [survivor]
-    while survivor in dumped and (survivor := _state(crm, dumped[survivor])[1]):
-        if survivor in chain:
+    while chain[-1] in dumped and (later := _state(crm, dumped[chain[-1]])[1]):
+        if later in chain:
             break
-        chain.append(survivor)
-    return chain
+        chain.append(later)
+    last = dumped.get(chain[-1])
+    if mapped in chain or last is None or not _state(crm, last)[0]:
+        return None
+    return f"merged into {survivor}, mirror_idmap says {mapped}"
 
 
 def _differing(fields: list[Any], row: Any, values: dict[str, Any]) -> str:
