@@ -3,6 +3,7 @@ portal for ``duration`` seconds, then quiescence and the checker."""
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import signal
@@ -78,6 +79,8 @@ def _run(options: Options, folder: Path, box: SandboxProcess, database: str) -> 
         nemesis.calm()
         processes.stop_all()
     chaos_s = time.monotonic() - started
+    history = {"edits": [asdict(e) for e in portal.edits], "nemesis": nemesis.log}
+    (folder / "history.json").write_text(json.dumps(history, indent=1))
     rounds, exits = _quiesce(processes, config)
     with Mirror.open(config) as mirror:
         findings = check(mirror, crm, scenario, portal.edits)
