@@ -112,8 +112,8 @@ KNOWN = pytest.mark.xfail(
     "blocked for good, records stale)",
 )
 SCENARIO_RUNS = [
-    pytest.param("salesforce", "sqlite", 300, marks=KNOWN),
-    pytest.param("salesforce", "postgresql", 300, marks=[pytest.mark.postgres, KNOWN]),
+    pytest.param("salesforce", "sqlite", 200, marks=KNOWN),
+    pytest.param("salesforce", "postgresql", 200, marks=[pytest.mark.postgres, KNOWN]),
     pytest.param("hubspot", "sqlite", 200, marks=KNOWN),
     pytest.param("dynamics", "sqlite", 200, marks=KNOWN),
 ]
@@ -125,7 +125,7 @@ SCENARIO_RUNS = [
 def test_a_short_chaos_run_ends_with_nothing_lost(crm: str, store: str, size: int) -> None:
     if store == "postgresql" and not PG_URL:
         pytest.skip("PostgreSQL suite: set PRM_MIRROR_TEST_PG_URL")
-    options = Options(crm, store, seed=3, duration=12.0, size=size, kills=4, pg_url=PG_URL or "")
+    options = Options(crm, store, seed=3, duration=10.0, size=size, kills=3, pg_url=PG_URL or "")
     result: dict[str, Any] = run(options)
     assert sum(result["kills"].values()) >= 1 and sum(result["portal_edits"].values()) >= 1
     assert sum(result["crm_changes"].values()) >= 10

@@ -17,8 +17,8 @@ its own process and, for ``--duration`` seconds:
   user)``): updates of one text field, creates and deletes, each writing a value no other edit
   writes (a token), and logs every edit the mirror accepted.
 
-Then it quiesces (faults off; sync, push, sync until no portal edit is left open or nothing
-moves any more, at most six rounds; then a sweep and a last sync) and checks. The choice of every
+Then it quiesces (faults off; a sync, then a push and a sync until no portal edit is left open
+or nothing moves any more, at most six rounds; then a sweep) and checks. The choice of every
 action comes from ``--seed``; when each happens depends on timing (process start-up, the
 machine's load), so two runs of one seed differ in detail and a failure a seed shows is likely,
 not certain, to show again.

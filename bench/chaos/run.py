@@ -175,8 +175,9 @@ def _keep_busy(processes: Processes, rng: random.Random, plan: list[str]) -> Non
 
 
 def _quiesce(processes: Processes, config: Path) -> tuple[int, list[str]]:
-    """Faults are off: sync and push until no portal edit is left open (or nothing moves any
-    more), then a sweep and a last sync. Returns the rounds and any non-zero exit."""
+    """Faults are off: a sync, then a push and a sync (which confirms what the push wrote)
+    until no portal edit is left open or a round changed nothing, then a sweep. Returns the
+    rounds and any non-zero exit."""
     failures: list[str] = []
 
     def run(kind: str) -> None:
@@ -186,9 +187,9 @@ def _quiesce(processes: Processes, config: Path) -> tuple[int, list[str]]:
 
     before: Any = None
     rounds = 0
+    run("sync")
     while rounds < QUIESCE_ROUNDS:
         rounds += 1
-        run("sync")
         run("push")
         run("sync")
         with Mirror.open(config) as mirror, mirror.store.engine.connect() as conn:
@@ -200,7 +201,6 @@ def _quiesce(processes: Processes, config: Path) -> tuple[int, list[str]]:
         before = now
         time.sleep(1.0)
     run("sweep")
-    run("sync")
     return rounds, failures
 
 
