@@ -46,7 +46,11 @@ def report(result: dict[str, Any]) -> None:
     """Print one run: what the nemesis did, the counts, and the first examples of each."""
     title = f"chaos: {result['crm']} on {result['store']}, seed {result['seed']}"
     did = [
-        ["chaos", f"{result['duration_s']} s, quiesced in {result['quiesce_rounds']} rounds"],
+        [
+            "chaos",
+            f"{result['duration_s']} s, then quiesced in {result['quiesce_s']} s "
+            f"({result['quiesce_rounds']} rounds)",
+        ],
         ["processes started", _pairs(result["processes"])],
         ["signals sent", _pairs(result["kills"])],
         ["CRM changes", _pairs(result["crm_changes"])],

@@ -107,7 +107,7 @@ class Processes:
         """The errors the processes reported, by their first words: a command's ``error:``
         line, the last line of a traceback, a daemon's ``error`` log lines."""
         found: Counter[str] = Counter()
-        for log in sorted(self.folder.glob("*.log")):
+        for log in sorted(self.folder.glob("[0-9]*-*.log")):
             lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
             kind = log.stem.split("-", 1)[1]
             for line in lines:

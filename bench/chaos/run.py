@@ -4,6 +4,7 @@ portal for ``duration`` seconds, then quiescence and the checker."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import signal
@@ -81,7 +82,9 @@ def _run(options: Options, folder: Path, box: SandboxProcess, database: str) -> 
     chaos_s = time.monotonic() - started
     history = {"edits": [asdict(e) for e in portal.edits], "nemesis": nemesis.log}
     (folder / "history.json").write_text(json.dumps(history, indent=1))
-    rounds, exits = _quiesce(processes, config)
+    started = time.monotonic()
+    rounds, exits = _quiesce(config, folder)
+    quiesce_s = time.monotonic() - started
     with Mirror.open(config) as mirror:
         findings = check(mirror, crm, scenario, portal.edits)
         leftovers = _leftovers(mirror)
@@ -92,6 +95,7 @@ def _run(options: Options, folder: Path, box: SandboxProcess, database: str) -> 
         "size": options.size,
         "duration_s": round(chaos_s, 1),
         "quiesce_rounds": rounds,
+        "quiesce_s": round(quiesce_s, 1),
         "quiesce_exits": exits,
         "processes": dict(processes.started),
         "kills": dict(processes.kills),
@@ -174,34 +178,47 @@ def _keep_busy(processes: Processes, rng: random.Random, plan: list[str]) -> Non
         processes.start("push")
 
 
-def _quiesce(processes: Processes, config: Path) -> tuple[int, list[str]]:
+def _quiesce(config: Path, folder: Path) -> tuple[int, list[str]]:
     """Faults are off: a sync, then a push and a sync (which confirms what the push wrote)
     until no portal edit is left open or a round changed nothing, then a sweep. Returns the
-    rounds and any non-zero exit."""
+    rounds and the steps that failed. The steps run in this process, through the same calls the
+    commands make (their logs go to ``quiesce.log``): nothing is killed any more, and a
+    process's start-up, many times over, would only make the wait longer."""
     failures: list[str] = []
-
-    def run(kind: str) -> None:
-        code = processes.run(kind)
-        if code:
-            failures.append(f"{kind}: exit {code}")
-
-    before: Any = None
-    rounds = 0
-    run("sync")
-    while rounds < QUIESCE_ROUNDS:
-        rounds += 1
-        run("push")
-        run("sync")
-        with Mirror.open(config) as mirror, mirror.store.engine.connect() as conn:
-            o = mirror_outbox.c
-            query = select(o.seq, o.status, o.attempts).where(open_entry_filter())
-            now = sorted(tuple(row) for row in conn.execute(query))
-        if not now or now == before:
-            break
-        before = now
-        time.sleep(1.0)
-    run("sweep")
+    handler = logging.FileHandler(folder / "quiesce.log")
+    logging.getLogger().addHandler(handler)
+    try:
+        _step(config, "sync", failures)
+        before: Any = None
+        rounds = 0
+        while rounds < QUIESCE_ROUNDS:
+            rounds += 1
+            _step(config, "push", failures)
+            _step(config, "sync", failures)
+            with Mirror.open(config) as mirror, mirror.store.engine.connect() as conn:
+                o = mirror_outbox.c
+                query = select(o.seq, o.status, o.attempts).where(open_entry_filter())
+                now = sorted(tuple(row) for row in conn.execute(query))
+            if not now or now == before:
+                break
+            before = now
+            time.sleep(1.0)  # retries of failed writes wait a moment before they are due
+        _step(config, "sweep", failures)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
     return rounds, failures
+
+
+def _step(config: Path, kind: str, failures: list[str]) -> None:
+    """``Mirror.sync()``, ``push()`` or ``sweep()``, as ``prm-mirror <kind>`` runs it; a
+    failure is noted, not raised (it is one of the findings)."""
+    try:
+        with Mirror.open(config) as mirror:
+            getattr(mirror, kind)()
+    except Exception as error:  # whatever the engine raises is one of the findings
+        first = (str(error).splitlines() or [""])[0]
+        failures.append(f"{kind}: {type(error).__name__}: {first[:160]}")
 
 
 def _leftovers(mirror: Mirror) -> dict[str, int]:
