@@ -121,17 +121,6 @@ class Processes:
                 found[f"{kind}: {_exception(lines)}"[:160]] += 1
         return found
 
-    def run(self, kind: str, timeout: float = 300.0) -> int:
-        """Run ``prm-mirror <kind>`` to its end; its exit code."""
-        process = self.start(kind)
-        try:
-            code = process.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.popen.kill()
-            code = process.popen.wait()
-        self.reap()
-        return code
-
 
 def _exception(lines: list[str]) -> str:
     """The exception line of the last traceback in ``lines``."""
