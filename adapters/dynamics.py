@@ -24,10 +24,11 @@ import requests
 
 from adapters.dynamics_client import DataverseConnection
 from adapters.dynamics_errors import RowNotFound
-from adapters.dynamics_read import cursor_pages, fetch_rows, read_ids, tracked_pages
+from adapters.dynamics_fetch import fetch_rows
+from adapters.dynamics_read import cursor_pages, read_ids, tracked_pages
 from adapters.dynamics_settings import DynamicsSettings
 from adapters.dynamics_types import RecordConverter, TableInfo, navigation_of, object_spec
-from adapters.dynamics_write import BatchWriter
+from adapters.dynamics_write import BatchWriter, create_id
 from mirror.errors import ConfigError
 from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResult
 
@@ -127,6 +128,11 @@ class DynamicsAdapter:
             self.lookup_targets,
         )
         return writer.write(writes)
+
+    def created_id(self, spec: ObjectSpec, idempotency_key: str) -> str | None:
+        """The guid a create of ``spec`` with ``idempotency_key`` is sent with (the engine's
+        ``KeyedIds``): a pulled row with it is that create, even when its answer was lost."""
+        return create_id(spec.name, idempotency_key)
 
     def api_calls(self) -> int:
         """HTTP requests made so far, token requests and retries included."""

@@ -20,16 +20,26 @@ from typing import Any
 import msal
 import requests
 
+from adapters import dynamics_batch as batch
 from adapters.dynamics_errors import ErrorAnswer, Outcome, mirror_error, outcome
 from adapters.dynamics_settings import DynamicsSettings
 from adapters.http_retry import CONNECTION_ERRORS, RequestLog, parse_retry_after
-from mirror.errors import AuthError, ConfigError, TransientError
+from adapters.url_budget import prepared_url, url_bytes
+from mirror.errors import AuthError, ConfigError, CrmError, TransientError
 
 ODATA_HEADERS = {
     "Accept": "application/json",
     "OData-MaxVersion": "4.0",
     "OData-Version": "4.0",
 }
+URL_LIMIT = 32_768
+"""Characters of URL Dataverse takes in one request ("Compose HTTP requests": Maximum URL
+length); a request inside a ``$batch`` body may have a URL of up to twice that."""
+BATCHED_URL_LIMIT = 65_536
+URL_ALLOWANCE = 1_024
+"""Characters kept below each limit, for a host or proxy that writes the URL longer."""
+DIRECT_URL_BUDGET = URL_LIMIT - URL_ALLOWANCE
+BATCHED_URL_BUDGET = BATCHED_URL_LIMIT - URL_ALLOWANCE
 REFUSED_CLIENT_ERRORS = frozenset(
     {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_resource",
      "invalid_request", "unsupported_grant_type", "invalid_tenant", "invalid_grant"}
@@ -208,10 +218,57 @@ class DataverseConnection:
     def get_json(
         self, path_or_url: str, *, action: str, prefer: str | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        """``GET`` and decode the JSON answer."""
+        """``GET`` and decode the JSON answer. A URL longer than Dataverse takes (32,768
+        characters) is sent as the one request of a ``$batch`` body instead, where URLs of
+        up to 65,536 characters are accepted."""
+        url = prepared_url(self.url(path_or_url), kwargs.get("params"))
+        if url_bytes(url) > DIRECT_URL_BUDGET:
+            return self._get_batched(url, action, prefer, kwargs.get("headers"))
         response = self.request("GET", path_or_url, action=action, prefer=prefer, **kwargs)
         body: dict[str, Any] = response.json()
         return body
+
+    def _get_batched(
+        self, url: str, action: str, prefer: str | None, headers: Mapping[str, str] | None
+    ) -> dict[str, Any]:
+        """``GET url`` inside ``$batch`` (with ``odata.continue-on-error``, so the batch itself
+        answers 200 and the request's own answer comes inside); that answer's errors get the
+        same renewal, retry and mapping as a direct request's."""
+        if url_bytes(url) > BATCHED_URL_BUDGET:
+            raise ConfigError(
+                f"a Dataverse request URL of {url_bytes(url):,} characters is over the "
+                f"{BATCHED_URL_LIMIT:,} Dataverse takes even inside $batch ({action})"
+            )
+        inner = {**ODATA_HEADERS, **(headers or {})}
+        if prefer:
+            inner["Prefer"] = prefer
+        content_type, payload = batch.build([batch.BatchRequest("GET", url, inner)])
+        attempt = 0
+        renewed = False
+        while True:
+            response = self.request("POST", "$batch", action=action, data=payload,
+                                    headers={"Content-Type": content_type},
+                                    prefer="odata.continue-on-error")  # fmt: skip
+            answers = batch.parse(response.headers.get("Content-Type", ""), response.content)
+            if len(answers) != 1:
+                raise CrmError(f"Dataverse answered {len(answers)} requests of a $batch of one",
+                               status=response.status_code)  # fmt: skip
+            answer = answers[0]
+            if answer.status < 400:
+                body: dict[str, Any] = answer.json()
+                return body
+            error = ErrorAnswer.from_parts(answer.status, answer.body)
+            kind = outcome(error)
+            retry_after = parse_retry_after(answer.headers.get("retry-after"))
+            if kind is Outcome.RENEW_TOKEN and not renewed:
+                self.renew_token()
+                renewed = True
+                continue
+            if kind is Outcome.RETRY and not self.policy.gives_up(attempt, retry_after):
+                self.sleep(self.policy.delay(attempt, retry_after))
+                attempt += 1
+                continue
+            raise mirror_error(error, action, retry_after)
 
     def _observe(self, response: requests.Response) -> None:
         for name in ("x-ms-ratelimit-burst-remaining-xrm-requests",

@@ -10,19 +10,23 @@ page asks the engine for a delete sweep (rows deleted while the token was stale 
 reported); rows already mirrored come back unchanged and the engine recognises them by content
 hash, so nothing is duplicated.
 
-Tables without change tracking are read by a closed-range cursor: ``modifiedon ge <cursor>``
-ordered by ``modifiedon`` and key, skipping the ids already applied at the cursor value; their
-deletes are found by the delete sweep.
+Tables without change tracking are read by the engine's closed-range cursor
+(``mirror.cursor``): ``modifiedon ge <cursor>`` ordered by ``modifiedon`` and key, skipping the
+ids already applied at the cursor value; their deletes are found by the delete sweep. Each page
+is a query of its own (the paging cookie holds the last row's sort values), so each page's
+answer brings a fence, held once a row at or after it has been delivered. ``modifiedon`` has
+whole seconds; the checkpoint only stands on a second that was over before its query began, so
+a row changed twice in one second, with a read between, is read again by the next read.
 
-In both modes the checkpoint's ``cursor`` is the highest ``modifiedon`` applied and
-``ids_at_cursor`` the ids applied at exactly that value, so a table whose change tracking is
-turned off continues from it by cursor.
+In both modes the checkpoint's ``cursor`` is the highest ``modifiedon`` applied before the
+fence and ``ids_at_cursor`` the ids applied at exactly that value, so a table whose change
+tracking is turned off continues from it by cursor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -36,42 +40,22 @@ from adapters.dynamics_types import (
     format_datetime,
     parse_datetime,
 )
+from mirror.cursor import ChangeCursor, StampCodec, fence_of
 from mirror.errors import CrmError
 from mirror.types import Checkpoint, ObjectSpec, Page, Record, Reject, Tombstone
 
 DELETED_CONTEXT = "$deletedEntity"
 LOOKUP_ANNOTATION = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 ID_PAGE_SIZE = 5000
-FETCH_CHUNK = 50
 
 
-class CursorTracker:
-    """The highest ``modifiedon`` applied and the ids applied at exactly that value."""
+STAMPS: StampCodec[datetime] = StampCodec(parse_datetime, format_cursor)
+RESOLUTION = timedelta(seconds=1)
 
-    def __init__(self, checkpoint: Checkpoint | None = None) -> None:
-        """Start from ``checkpoint`` (from nothing when ``None``)."""
-        cursor = checkpoint.cursor if checkpoint else None
-        self.value: datetime | None = parse_datetime(cursor) if cursor else None
-        self._ids: dict[str, None] = dict.fromkeys(checkpoint.ids_at_cursor if checkpoint else ())
-        self._skip_value = self.value
-        self._skip_ids = frozenset(self._ids)
 
-    def already_applied(self, value: datetime, record_id: str) -> bool:
-        """Whether a cursor read delivered this row before (so it is skipped)."""
-        return value == self._skip_value and record_id in self._skip_ids
-
-    def advance(self, value: datetime, record_id: str) -> None:
-        """Take one applied row into the cursor (lower values leave it as it is)."""
-        if self.value is None or value > self.value:
-            self.value = value
-            self._ids = {record_id: None}
-        elif value == self.value:
-            self._ids[record_id] = None
-
-    def checkpoint(self, phase: str, state: Mapping[str, Any]) -> Checkpoint:
-        """The checkpoint after the rows advanced so far."""
-        cursor = format_cursor(self.value) if self.value is not None else None
-        return Checkpoint(cursor, tuple(self._ids), phase, dict(state))
+def answer_fence(conn: DataverseConnection) -> datetime | None:
+    """The fence of the query this thread has just asked (``modifiedon`` has whole seconds)."""
+    return fence_of(conn.log.answer_time(), RESOLUTION)
 
 
 class PageBuilder:
@@ -80,7 +64,7 @@ class PageBuilder:
     def __init__(
         self,
         spec: ObjectSpec,
-        tracker: CursorTracker,
+        cursor: ChangeCursor[datetime],
         *,
         skip_applied: bool,
         targets: dict[str, str] | None = None,
@@ -88,7 +72,7 @@ class PageBuilder:
         """Rows of ``spec``; ``skip_applied`` drops rows a cursor read already delivered;
         ``targets`` collects the target table of each annotated lookup value."""
         self.spec = spec
-        self.tracker = tracker
+        self.cursor = cursor
         self.skip_applied = skip_applied
         self.targets = targets
         self.converter = RecordConverter(spec)
@@ -96,7 +80,7 @@ class PageBuilder:
     def build(
         self, rows: Iterable[Mapping[str, Any]], checkpoint_of: Any, needs_sweep: bool = False
     ) -> Page:
-        """The page of ``rows``; ``checkpoint_of(tracker)`` gives its checkpoint."""
+        """The page of ``rows``; ``checkpoint_of(cursor)`` gives its checkpoint."""
         records: list[Record] = []
         tombstones: list[Tombstone] = []
         rejects: list[Reject] = []
@@ -105,7 +89,7 @@ class PageBuilder:
                 tombstones.append(Tombstone(str(row["id"]).lower()))
                 continue
             self._take(row, records, rejects)
-        return Page(records, checkpoint_of(self.tracker), tombstones, rejects, needs_sweep)
+        return Page(records, checkpoint_of(self.cursor), tombstones, rejects, needs_sweep)
 
     def _take(self, row: Mapping[str, Any], records: list[Record], rejects: list[Reject]) -> None:
         record_id = str(row.get(self.spec.key) or "").lower()
@@ -116,7 +100,7 @@ class PageBuilder:
             reason = f"field {CURSOR_FIELD}: {row.get(CURSOR_FIELD)!r} is not a datetime"
             rejects.append(Reject(record_id or None, reason, payload))
             return
-        if self.skip_applied and self.tracker.already_applied(stamp, record_id):
+        if self.skip_applied and self.cursor.already_applied(stamp, record_id):
             return
         if self.targets is not None:
             self._note_targets(row)
@@ -124,9 +108,9 @@ class PageBuilder:
             record = self.converter.from_json(row)
         except ValueError as error:
             rejects.append(Reject(record_id or None, str(error), payload))
-            self.tracker.advance(stamp, record_id)
+            self.cursor.take(stamp, record_id)
             return
-        self.tracker.advance(stamp, record_id)
+        self.cursor.take(stamp, record_id)
         records.append(record)
 
     def _note_targets(self, row: Mapping[str, Any]) -> None:
@@ -170,28 +154,34 @@ def tracked_pages(
     collects the tables polymorphic lookup values point at."""
     backfill = since is None or since.phase == "backfill"
     state = dict(since.state) if since else {}
-    tracker = CursorTracker(since)
-    builder = PageBuilder(spec, tracker, skip_applied=False, targets=targets)
+    cursor = ChangeCursor.resume(STAMPS, since)
+    builder = PageBuilder(spec, cursor, skip_applied=False, targets=targets)
     prefer = _prefer(page_size, True, targets is not None)
     initial = _query(table, {"$select": _select(spec)})
     link, kind, sweep = _starting_link(state, initial, backfill)
     recovering = bool(state.get("next_link"))
+    # a pass resumed at a next link began before this read: its fence is unknown, so its rows
+    # leave the cursor where it was
+    pass_start = not recovering
     while True:
         try:
             body = conn.get_json(link, action=f"reading changes of {spec.name}", prefer=prefer)
         except DeltaTokenExpired:
             if kind == "initial":
                 raise
-            link, kind, sweep, recovering = initial, "initial", True, False
+            link, kind, sweep, recovering, pass_start = initial, "initial", True, False, True
             continue
         except CrmError as error:
             if not (recovering and error.status == 400):
                 raise
             link, kind, sweep = _starting_link({"delta_link": state.get("delta_link")},
                                                initial, backfill)  # fmt: skip
-            recovering = False
+            recovering, pass_start = False, True
             continue
-        recovering = False
+        if pass_start:
+            # a pass is one snapshot, begun no earlier than its first answer's fence
+            cursor.began(answer_fence(conn))
+        recovering = pass_start = False
         next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
         if next_link:
             state = {**state, "mode": "track", "next_link": next_link, "pass": kind}
@@ -231,17 +221,19 @@ def cursor_pages(
     """Pages of a table read by the closed-range ``modifiedon`` cursor."""
     backfill = since is None or since.phase == "backfill"
     mid_pass = since is not None and bool(since.state.get("next_link"))
-    tracker = CursorTracker(None if mid_pass else since)
-    builder = PageBuilder(spec, tracker, skip_applied=True, targets=targets)
+    cursor = ChangeCursor.resume(STAMPS, None if mid_pass else since)
+    builder = PageBuilder(spec, cursor, skip_applied=True, targets=targets)
     prefer = _prefer(page_size, False, targets is not None)
     options = {"$select": _select(spec), "$orderby": f"{CURSOR_FIELD} asc,{spec.key} asc"}
-    if tracker.value is not None:
-        options["$filter"] = f"{CURSOR_FIELD} ge {format_datetime(tracker.value)}"
+    if cursor.value is not None:
+        options["$filter"] = f"{CURSOR_FIELD} ge {format_datetime(cursor.value)}"
     link = _query(table, options)
     state = {"mode": "cursor"}
     sweep = mid_pass and not backfill
     while True:
         body = conn.get_json(link, action=f"reading {spec.name}", prefer=prefer)
+        # every page is a query of its own, after the paging cookie's last row
+        cursor.began(answer_fence(conn))
         next_link = body.get("@odata.nextLink")
         phase = "backfill" if backfill and next_link else "incremental"
         yield builder.build(body.get("value") or (),
@@ -268,22 +260,3 @@ def read_ids(conn: DataverseConnection, spec: ObjectSpec, table: TableInfo) -> I
         link = body.get("@odata.nextLink")
         if not link:
             return
-
-
-def fetch_rows(
-    conn: DataverseConnection, spec: ObjectSpec, table: TableInfo, ids: Iterable[str],
-    select: str | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """The current Web API rows of ``ids`` (missing ones left out), 50 ids a request."""
-    wanted = [str(i).lower() for i in ids]
-    rows: list[dict[str, Any]] = []
-    for start in range(0, len(wanted), FETCH_CHUNK):
-        chunk = wanted[start : start + FETCH_CHUNK]
-        condition = " or ".join(f"{spec.key} eq {record_id}" for record_id in chunk)
-        options = {"$select": select or _select(spec), "$filter": condition}
-        link: str | None = _query(table, options)
-        while link:
-            body = conn.get_json(link, action=f"reading {spec.name} records")
-            rows += body.get("value") or []
-            link = body.get("@odata.nextLink")
-    return rows

@@ -8,9 +8,13 @@
   checked against a fresh read of ``modifiedon`` and ``@odata.etag`` (one query per 50 rows);
   a record changed since is ``precondition_failed`` without sending anything, and the write
   itself carries ``If-Match: <etag>`` so a change landing between the check and the write is a
-  412 too. An update's 412 is read back once: when the row already holds the values sent (an
-  earlier attempt of this write landed), it is a success. Updates without a version send
-  ``If-Match: *`` so they never create a row.
+  412 too. That etag is the one the check read, not the one the portal edited (the mirror
+  keeps ``modifiedon``, whole seconds): a change made in the second of the edited version
+  leaves ``modifiedon`` as it was, so the same read takes the fields an update sets, and one
+  whose fields no longer hold the values the portal edited (``Write.expected_values``) is
+  ``precondition_failed`` as well. An update's 412 is read back once: when the row already
+  holds the values sent (an earlier attempt of this write landed), it is a success. Updates
+  without a version send ``If-Match: *`` so they never create a row.
 - Lookups are written through ``<navigation property>@odata.bind``; a polymorphic lookup's
   target table comes from the lookup annotation of earlier reads or, failing that, from
   looking the guid up in each target table.
@@ -24,22 +28,25 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from dataclasses import field as default
 from datetime import datetime
 from typing import Any
 
 from adapters import dynamics_batch as batch
 from adapters.dynamics_client import DataverseConnection
 from adapters.dynamics_errors import ErrorAnswer, RowNotFound, record_outcome
-from adapters.dynamics_read import fetch_rows
+from adapters.dynamics_fetch import fetch_rows
 from adapters.dynamics_types import (
     CURSOR_FIELD,
+    RecordConverter,
     TableInfo,
     format_cursor,
     parse_datetime,
     to_wire,
 )
 from mirror.errors import CrmError, MirrorError
-from mirror.types import FieldSpec, FieldType, ObjectSpec, Write, WriteOp, WriteResult
+from mirror.preconditions import changed_fields
+from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Write, WriteOp, WriteResult
 
 CREATE_NAMESPACE = uuid.UUID("b6f2a4e0-6c1d-4f7a-9e35-2d8c0a1f7e59")
 NOT_FOUND_CODE = "0x80040217"
@@ -54,10 +61,11 @@ def create_id(object_name: str, idempotency_key: str | None) -> str:
 
 @dataclass(frozen=True)
 class Current:
-    """A row's version as a fresh read found it."""
+    """A row's version as a fresh read found it, with the values of the fields checked."""
 
     modifiedon: datetime
     etag: str
+    values: Record = default(default_factory=dict)
 
 
 @dataclass
@@ -96,6 +104,7 @@ class BatchWriter:
         self.navigation = navigation
         self.lookup_targets = lookup_targets
         self.batch_size = conn.settings.effective_batch_size
+        self.converter = RecordConverter(spec)
 
     def write(self, writes: Sequence[Write]) -> list[WriteResult]:
         """One result per write, in order (see the module docstring)."""
@@ -118,18 +127,33 @@ class BatchWriter:
     # --- planning ------------------------------------------------------------------------
 
     def _current(self, writes: Sequence[Write]) -> dict[str, Current]:
-        ids = [str(w.record_id).lower() for w in writes
-               if w.op is not WriteOp.CREATE and w.expected_version and w.record_id]  # fmt: skip
-        if not ids:
+        checked = [
+            w for w in writes if w.op is not WriteOp.CREATE and w.expected_version and w.record_id
+        ]
+        if not checked:
             return {}
+        skip = {self.spec.key, CURSOR_FIELD}
+        names = sorted({n for w in checked for n in w.expected_values or ()
+                        if n not in skip and self.spec.has_field(n)})  # fmt: skip
+        ids = [str(w.record_id).lower() for w in checked]
         rows = fetch_rows(self.conn, self.spec, self.table, ids,
-                          select=f"{self.spec.key},{CURSOR_FIELD}")  # fmt: skip
+                          select=",".join([self.spec.key, CURSOR_FIELD, *names]))  # fmt: skip
         return {
             str(row[self.spec.key]).lower(): Current(
-                parse_datetime(row[CURSOR_FIELD]), str(row.get("@odata.etag"))
+                parse_datetime(row[CURSOR_FIELD]),
+                str(row.get("@odata.etag")),
+                self._values(row, names),
             )
             for row in rows
         }
+
+    def _values(self, row: Mapping[str, Any], names: Sequence[str]) -> Record:
+        """The checked fields of ``row`` as the reads convert them."""
+        try:
+            record = self.converter.from_json(row)
+        except ValueError:
+            record = dict(row)
+        return {name: record.get(name) for name in names}
 
     def _plan(self, index: int, write: Write, current: Mapping[str, Current]):
         if write.op is WriteOp.CREATE:
@@ -149,6 +173,8 @@ class BatchWriter:
                               record_id=record_id)  # fmt: skip
             if not same_version(write.expected_version, found):
                 return _changed(record_id, found.modifiedon)
+            if changed := changed_fields(self.spec, write.expected_values, found.values):
+                return _changed(record_id, found.modifiedon, changed)
             condition = found.etag
         if write.op is WriteOp.DELETE:
             url = self.conn.url(f"{self.table.set_name}({record_id})")
@@ -331,11 +357,17 @@ def _same_value(stored: Any, sent: Any) -> bool:
     return bool(stored == sent)
 
 
-def _changed(record_id: str, stamp: datetime) -> WriteResult:
+def _changed(record_id: str, stamp: datetime, fields: Sequence[str] = ()) -> WriteResult:
+    what = (
+        f"{', '.join(fields)} changed in Dataverse without a later modifiedon than the one "
+        f"edited ({format_cursor(stamp)}): a change made in that second"
+        if fields
+        else f"the record changed in Dataverse at {format_cursor(stamp)}, after the version "
+        "that was edited"
+    )
     return failed(
         "PRECONDITION_FAILED",
-        f"the record changed in Dataverse at {format_cursor(stamp)}, after the version that "
-        "was edited",
+        what,
         record_id=record_id,
         precondition_failed=True,
         version=format_cursor(stamp),

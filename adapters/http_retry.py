@@ -3,8 +3,9 @@
 Every adapter talks to its CRM through one ``requests.Session``. ``RequestLog.install`` wraps that
 session's ``send`` so every HTTP request is counted (logins, retries and redirects included), gets
 the adapter's default timeout, and leaves its response's ``Retry-After`` and ``Date`` headers
-behind for the retry loop and for server-clock reads. ``RetryPolicy`` computes exponential
-backoff with full jitter and honours a server's ``Retry-After``.
+behind for the retry loop and for server-clock reads (``answer_time``: when the CRM answered the
+calling thread's last request, for the fence of a change cursor). ``RetryPolicy`` computes
+exponential backoff with full jitter and honours a server's ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+
+from mirror.cursor import AnswerTime
 
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     requests.ConnectionError,
@@ -93,6 +96,7 @@ class RequestLog:
         self.last_retry_after: float | None = None
         self.last_server_date: datetime | None = None
         self.last_usage: tuple[int, int] | None = None
+        self._answers = threading.local()
 
     @property
     def count(self) -> int:
@@ -120,9 +124,18 @@ class RequestLog:
         server_date = parse_http_date(response.headers.get("Date"))
         if server_date is not None:
             self.last_server_date = server_date
+        answered = AnswerTime(server_date, response.elapsed) if server_date is not None else None
+        self._answers.last = answered
         usage = parse_usage(response.headers.get("Sforce-Limit-Info"))
         if usage is not None:
             self.last_usage = usage
+
+    def answer_time(self) -> AnswerTime | None:
+        """When the CRM answered the last request this thread sent (``None``: no answer yet,
+        or it carried no ``Date``). Per thread, so a request of another thread never stands
+        in for the caller's."""
+        answered: AnswerTime | None = getattr(self._answers, "last", None)
+        return answered
 
     def take_retry_after(self) -> float | None:
         """The last response's ``Retry-After`` in seconds, cleared so it is used once."""

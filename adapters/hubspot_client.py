@@ -6,34 +6,47 @@ through ``call``, which asks the SDK for the raw answer (``_preload_content=Fals
 it with orjson: the SDK keeps paths, auth, parameter encoding and its exceptions, while records
 stay the plain strings HubSpot sent, with no model objects in between. Server errors and lost
 connections are retried with backoff when the request may be repeated; everything else is
-mapped through the one table in ``hubspot_errors``.
+mapped through the one table in ``hubspot_errors``. A list page whose properties would make its
+URL too long is read as an id list plus a ``batch/read`` (``list_page``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import orjson
 import urllib3
 from hubspot import HubSpot
 
+from adapters.http_retry import parse_http_date
 from adapters.hubspot_errors import ErrorAnswer, Outcome, OutcomeUnknown, mirror_error, outcome
 from adapters.hubspot_http import GovernedPoolManager, RateGovernor
 from adapters.hubspot_settings import HubSpotSettings
-from mirror.errors import ConfigError, TransientError
+from adapters.url_budget import prepared_url, url_bytes
+from mirror.cursor import AnswerTime
+from mirror.errors import ConfigError, CrmError, TransientError
 
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (urllib3.exceptions.HTTPError, OSError)
+ID_PROPERTY = "hs_object_id"
+DIRECT_URL_BUDGET = 12_288
+"""The longest GET URL the adapter sends HubSpot. HubSpot documents no URL limit; integrators
+see 414 URI Too Long from about 16 KB, so the adapter keeps a quarter of that free (and falls
+back on a 414 all the same)."""
+URI_TOO_LONG = 414
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One successful answer: its status and parsed JSON body (``None`` when empty)."""
+    """One successful answer: its status, parsed JSON body (``None`` when empty) and when the
+    portal answered (its ``Date`` and the local time the request took; ``None``: no date)."""
 
     status: int
     body: Any
+    answered: AnswerTime | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
         """A key of the body (``default`` when the body is not an object)."""
@@ -98,6 +111,7 @@ class HubSpotConnection:
         policy = self.settings.retry_policy
         attempt = 0
         while True:
+            sent = time.monotonic()
             try:
                 raw = send(self.client)
             except CONNECTION_ERRORS as error:
@@ -117,7 +131,7 @@ class HubSpotConnection:
                 if kind is not Outcome.RETRY or policy.gives_up(attempt):
                     raise mirror_error(answer, action) from None
             else:
-                return _reply(raw)
+                return _reply(raw, timedelta(seconds=time.monotonic() - sent))
             self.sleep(policy.delay(attempt))
             attempt += 1
 
@@ -131,7 +145,50 @@ class HubSpotConnection:
         limit: int,
         archived: bool = False,
     ) -> Reply:
-        """``GET /crm/v3/objects/{type}``: one page of records in id order."""
+        """``GET /crm/v3/objects/{type}``: one page of records in id order.
+
+        The properties go in the URL, repeated; when they would make it longer than
+        ``DIRECT_URL_BUDGET`` (or HubSpot answers 414 all the same), the page is listed with the
+        id property alone and its records are read with every property through ``batch/read``
+        (properties in the body), which keeps the list order and its paging; a record gone
+        between the two is left out."""
+        fits = self.list_url_bytes(object_type, properties, after, limit) <= DIRECT_URL_BUDGET
+        if not properties or fits:
+            try:
+                return self._list_page(object_type, properties, after, limit, archived)
+            except CrmError as error:
+                if error.status != URI_TOO_LONG or not properties:
+                    raise
+        listed = self._list_page(object_type, [ID_PROPERTY], after, limit, archived)
+        ids = [str(obj["id"]) for obj in listed.get("results") or ()]
+        if not ids:
+            return listed
+        body = {"properties": list(properties), "inputs": [{"id": i} for i in ids]}
+        read = self.batch(object_type, "read", body, archived=archived)
+        by_id = {str(obj.get("id")): obj for obj in read.get("results") or ()}
+        results = [by_id[i] for i in ids if i in by_id]
+        # the list's own answer (its status, when it was answered) stands for the page
+        return replace(listed, body={**listed.body, "results": results})
+
+    def list_url_bytes(
+        self, object_type: str, properties: Sequence[str], after: str | None, limit: int
+    ) -> int:
+        """The length of the list request's URL, encoded as the SDK sends it."""
+        params: list[tuple[str, Any]] = [("limit", limit), ("archived", "false")]
+        params += [("properties", name) for name in properties]
+        if after:
+            params.append(("after", after))
+        url = f"{self.settings.base_url.rstrip('/')}/crm/v3/objects/{object_type}"
+        return url_bytes(prepared_url(url, params))
+
+    def _list_page(
+        self,
+        object_type: str,
+        properties: Sequence[str],
+        after: str | None,
+        limit: int,
+        archived: bool,
+    ) -> Reply:
         kwargs: dict[str, Any] = {"limit": limit, "archived": archived, "_preload_content": False}
         if properties:
             kwargs["properties"] = list(properties)
@@ -197,7 +254,10 @@ class HubSpotConnection:
         )
 
 
-def _reply(raw: Any) -> Reply:
+def _reply(raw: Any, elapsed: timedelta) -> Reply:
     data = getattr(raw, "data", None) or b""
     body = orjson.loads(data) if data.strip() else None
-    return Reply(int(getattr(raw, "status", 200)), body)
+    headers = getattr(raw, "headers", None) or {}
+    date = parse_http_date(headers.get("Date"))
+    answered = AnswerTime(date, elapsed) if date is not None else None
+    return Reply(int(getattr(raw, "status", 200)), body, answered)

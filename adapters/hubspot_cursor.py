@@ -1,8 +1,8 @@
-"""The keyset cursor that walks HubSpot search past its 10,000-result cap.
+"""The keyset that walks HubSpot search past its 10,000-result cap, on the engine's cursor.
 
 HubSpot search sorts by one property only, leaves ties in no stated order, and refuses to page
-past the 10,000th result of a query. So every page is a fresh query anchored at the cursor, and
-``after`` offsets are never used:
+past the 10,000th result of a query. So every page is a fresh query anchored at the read's
+position, and ``after`` offsets are never used:
 
 - *advance*: ``modified > c`` OR (``modified = c`` AND ``hs_object_id > last``), sorted by the
   last-modified property. In a full page the records at its newest instant may be only part
@@ -12,51 +12,95 @@ past the 10,000th result of a query. So every page is a fresh query anchored at 
   ``hs_object_id`` and paged by id (``modified = c`` AND ``hs_object_id > last``), which is
   exact however many records share it.
 
-The checkpoint is the engine's closed range: ``cursor`` is the newest instant applied and
-``ids_at_cursor`` the ids applied at it, always a prefix of that instant's records in id
+The position and the checkpoint are the engine's fenced closed-range cursor
+(``mirror.cursor``), in epoch milliseconds: each search is a query of its own and brings its
+fence (its answer's ``Date`` less the request's time, less ``SEARCH_INDEX_LAG``: search is
+eventually consistent, and a change indexed late must not be passed by the checkpoint). The
+position (newest instant delivered, ids delivered at it) anchors the next search; the
+checkpoint saved is ``cursor``, the newest instant delivered before the fence, and
+``ids_at_cursor``, the ids delivered at it: always a prefix of that instant's records in id
 order (all of them, or those read so far in tie mode), so ``last`` is their highest id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from adapters.hubspot_types import KEY, format_cursor, parse_instant, to_ms
+from mirror.cursor import AnswerTime, ChangeCursor, StampCodec, fence_of
 from mirror.types import Checkpoint
 
+RESOLUTION = timedelta(milliseconds=1)
+SEARCH_INDEX_LAG = timedelta(seconds=5)
+"""How long a change may take to reach search (HubSpot documents "a few seconds", no bound):
+the checkpoint stays this far behind each search's start, so those changes are read again."""
 
-@dataclass
+
+def _parse_ms(text: str) -> int:
+    return to_ms(parse_instant(text))
+
+
+def format_cursor_ms(ms: int) -> str:
+    """An epoch-ms instant in checkpoint form."""
+    return format_cursor(parse_instant(str(ms)))
+
+
+STAMPS: StampCodec[int] = StampCodec(_parse_ms, format_cursor_ms)
+
+
+def search_fence(answered: AnswerTime | None) -> int | None:
+    """The fence (epoch ms) of a search answered at ``answered``."""
+    fence = fence_of(answered, RESOLUTION, SEARCH_INDEX_LAG)
+    return to_ms(fence) if fence is not None else None
+
+
+def list_fence(answered: AnswerTime | None) -> int | None:
+    """The fence (epoch ms) of a listing answered at ``answered`` (listings read records, not
+    the search index)."""
+    fence = fence_of(answered, RESOLUTION)
+    return to_ms(fence) if fence is not None else None
+
+
 class Keyset:
-    """The newest instant applied (epoch ms) and the ids applied at exactly that instant."""
+    """A search read's position and checkpoint (``mirror.cursor.ChangeCursor`` in epoch ms)."""
 
-    value: int | None = None
-    ids: dict[str, None] = field(default_factory=dict)
+    def __init__(self, cursor: ChangeCursor[int] | None = None) -> None:
+        """Walk from ``cursor`` (from the start when ``None``)."""
+        self.cursor: ChangeCursor[int] = cursor if cursor is not None else ChangeCursor(STAMPS)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint | None) -> Keyset:
         """Resume after ``checkpoint``."""
-        if checkpoint is None or checkpoint.cursor is None:
-            return cls()
-        return cls(to_ms(parse_instant(checkpoint.cursor)), dict.fromkeys(checkpoint.ids_at_cursor))
+        return cls(ChangeCursor.resume(STAMPS, checkpoint))
+
+    @property
+    def value(self) -> int | None:
+        """The newest instant delivered (the position)."""
+        return self.cursor.position
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The ids delivered at exactly the position's instant."""
+        return self.cursor.position_ids
 
     @property
     def last_id(self) -> int | None:
-        """The highest id applied at the cursor instant."""
+        """The highest id delivered at the position's instant."""
         return max((int(i) for i in self.ids), default=None)
 
+    def began(self, answered: AnswerTime | None) -> None:
+        """A search answered at ``answered`` is about to be taken in."""
+        self.cursor.began(search_fence(answered))
+
     def advance(self, stamp: int, record_id: str) -> None:
-        """Take one applied record into the cursor (records come in (instant, id) order)."""
-        if self.value is None or stamp > self.value:
-            self.value, self.ids = stamp, {record_id: None}
-        elif stamp == self.value:
-            self.ids[record_id] = None
+        """Take one applied record (records come in (instant, id) order)."""
+        self.cursor.take(stamp, record_id)
 
     def checkpoint(self, phase: str, state: Mapping[str, Any]) -> Checkpoint:
         """The checkpoint after the records advanced so far."""
-        cursor = format_cursor_ms(self.value) if self.value is not None else None
-        return Checkpoint(cursor, tuple(self.ids), phase, dict(state))
+        return self.cursor.checkpoint(phase, state)
 
     def advance_filters(self, prop: str) -> list[dict[str, Any]]:
         """The filter groups of the next *advance* query."""
@@ -80,11 +124,6 @@ class Keyset:
 
 def _filter(prop: str, operator: str, value: int) -> dict[str, Any]:
     return {"propertyName": prop, "operator": operator, "value": str(value)}
-
-
-def format_cursor_ms(ms: int) -> str:
-    """An epoch-ms instant in checkpoint form."""
-    return format_cursor(parse_instant(str(ms)))
 
 
 def split_full_page(stamped: Iterable[tuple[int, Any]]) -> tuple[list[Any], int, bool]:

@@ -1,11 +1,14 @@
 """Reads of one HubSpot object: backfill by list paging, incremental by keyset search.
 
-- Backfill: the newest last-modified instant and the ids at it are noted first (two searches),
-  then the object is listed in id order, 100 a page, resumable at its ``after`` token; the
-  last page's checkpoint starts the incremental reads at that instant with those ids applied
-  (closed range: nothing changed during the backfill is lost, nothing before it re-read).
-- Incremental: keyset search on the last-modified property (``hubspot_cursor``), so any number
-  of changes since the checkpoint, past the 10,000-result cap, are all read.
+- Backfill: the object is listed in id order, 100 a page, resumable at its ``after`` token. The
+  first page's answer fixes the listing's fence (its ``Date`` less the request's time): every
+  record changed before it is listed at that version or a newer one, so the last page's
+  checkpoint starts the incremental reads at the fence with no id applied at it (the engine's
+  ``handover``: nothing changed during the backfill is lost, nothing older re-read).
+- Incremental: keyset search on the last-modified property (``hubspot_cursor``) with the
+  engine's fenced cursor, so any number of changes since the checkpoint, past the
+  10,000-result cap, are all read, and a change that shares a millisecond with the read, or
+  reaches the search index late, is read again by the next one.
 - Deletes: search never returns archived records, so each incremental read lists the recycle
   bin (``archived=true``) and turns records archived since the last check into tombstones
   (``archived_checked``, ``archived_recent`` and ``archived_listed`` in the state). HubSpot
@@ -30,9 +33,16 @@ from typing import Any
 from adapters.hubspot_assoc import Associations
 from adapters.hubspot_catalog import Catalog
 from adapters.hubspot_client import HubSpotConnection, Reply
-from adapters.hubspot_cursor import Keyset, format_cursor_ms, split_full_page
+from adapters.hubspot_cursor import (
+    STAMPS,
+    Keyset,
+    format_cursor_ms,
+    list_fence,
+    split_full_page,
+)
 from adapters.hubspot_settings import HubSpotSettings
 from adapters.hubspot_types import KEY, MERGED_IDS, RecordConverter, parse_instant, to_ms
+from mirror.cursor import handover
 from mirror.errors import CrmError
 from mirror.types import Checkpoint, ObjectSpec, Page, Record, Reject, Tombstone
 
@@ -125,20 +135,15 @@ class Reader:
             dict(since.state) if since is not None and since.state.get("backfill_started") else {}
         )
         if not state:
-            newest = self.newest_instant()
-            cursor = format_cursor_ms(newest) if newest is not None else None
-            at_newest = self.ids_at(newest) if newest is not None else []
             _, _, archived = self.archived_since({})
-            state = {
-                "backfill_cursor": cursor,
-                "backfill_ids": at_newest,
-                "backfill_started": self._now(),
-                **archived,
-            }
+            state = {"backfill_started": self._now(), **archived}
         builder = self._builder()
         after = state.get("after")
         while True:
             reply = self._list(after)
+            if "backfill_cursor" not in state:
+                fence = list_fence(reply.answered)
+                state["backfill_cursor"] = format_cursor_ms(fence) if fence is not None else None
             builder.take(reply.get("results") or [])
             after = _next_after(reply)
             if after:
@@ -152,39 +157,9 @@ class Reader:
                 "assoc_swept": state.get("backfill_started"),
             }
             cursor = state.get("backfill_cursor")
-            ids = tuple(state.get("backfill_ids") or ())
-            yield builder.page(Checkpoint(cursor, ids, "incremental", final))
+            fence = STAMPS.parse(str(cursor)) if cursor else None
+            yield builder.page(handover(STAMPS, fence, "incremental", final))
             return
-
-    def newest_instant(self) -> int | None:
-        """The newest last-modified instant of the object (epoch ms), from one search."""
-        prop = self.spec.cursor_field
-        body = {
-            "sorts": [{"propertyName": prop, "direction": "DESCENDING"}],
-            "properties": [prop],
-            "limit": 1,
-        }
-        results = self.conn.search(self.api_type, body).get("results") or []
-        if not results:
-            return None
-        value = (results[0].get("properties") or {}).get(prop) or results[0].get("updatedAt")
-        return to_ms(parse_instant(str(value))) if value else None
-
-    def ids_at(self, instant: int) -> list[str]:
-        """Every id whose last-modified value is exactly ``instant``, in id order."""
-        keyset = Keyset()
-        found: list[str] = []
-        limit = self.settings.search_limit
-        while True:
-            groups = keyset.tie_filters(self.spec.cursor_field, instant)
-            body = self._search_body(groups, KEY, limit)
-            body["properties"] = [KEY]
-            results = self.conn.search(self.api_type, body).get("results") or []
-            for obj in results:
-                keyset.advance(instant, str(obj["id"]))
-                found.append(str(obj["id"]))
-            if len(results) < limit:
-                return found
 
     def _list(self, after: str | None, archived: bool = False, ids_only: bool = False) -> Reply:
         properties = [KEY] if ids_only else self.properties
@@ -224,7 +199,9 @@ class Reader:
                 body = self._search_body(keyset.tie_filters(prop, tie_at), KEY, limit)
             else:
                 body = self._search_body(keyset.advance_filters(prop), prop, limit)
-            results = self.conn.search(self.api_type, body).get("results") or []
+            reply = self.conn.search(self.api_type, body)
+            keyset.began(reply.answered)
+            results = reply.get("results") or []
             stamped = [(self._stamp(obj), obj) for obj in results]
             full = len(results) >= limit
             if tie_at is None and full:

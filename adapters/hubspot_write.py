@@ -6,7 +6,13 @@
   ``objectWriteTraceId`` (HubSpot does not promise input order).
 - Updates and deletes with an ``expected_version`` are checked first against one batch read of
   the records' last-modified values (HubSpot has no conditional writes); changed records come
-  back ``precondition_failed``.
+  back ``precondition_failed``. A change made in the millisecond of the edited version leaves
+  that value as it was, so the same read takes the properties an update sets, and one whose
+  properties no longer hold the values the portal edited (``Write.expected_values``) is
+  ``precondition_failed`` as well (linked association fields are not compared). After a
+  versioned update, the written properties' history is read back: a change made between the
+  check and the update, which the update overwrote, is given back its value and the update
+  reported ``precondition_failed`` too (``hubspot_overwrites``).
 - A 207 answer fails only the records it names; a batch refused as a whole (400, 409) is
   retried record by record so one bad record never blocks the rest.
 - Association fields (``partner_company_id``, ``primary_company_id``, ``deal_id``) are written
@@ -23,8 +29,23 @@ from adapters.hubspot_assoc import Associations
 from adapters.hubspot_catalog import Catalog
 from adapters.hubspot_client import HubSpotConnection, Reply
 from adapters.hubspot_errors import RECORD_RETRYABLE_CATEGORIES, OutcomeUnknown
-from adapters.hubspot_types import KEY, format_cursor, parse_instant, to_ms, to_wire
+from adapters.hubspot_overwrites import (
+    Overwritten,
+    changed_since,
+    checked_fields,
+    current_values,
+    overwritten,
+)
+from adapters.hubspot_types import (
+    KEY,
+    RecordConverter,
+    format_cursor,
+    parse_instant,
+    to_ms,
+    to_wire,
+)
 from mirror.errors import CrmError, MirrorError
+from mirror.preconditions import changed_fields
 from mirror.types import ObjectSpec, Write, WriteOp, WriteResult
 
 BATCH_SIZE = 100
@@ -65,6 +86,7 @@ class BatchWriter:
         self.api_type = catalog.api_type(spec.name)
         self.associations = Associations(conn, catalog, spec.name)
         self.fields = {f.name: f for f in spec.fields}
+        self.converter = RecordConverter(spec, self.associations.names)
 
     def write(self, writes: Sequence[Write]) -> list[WriteResult]:
         """One result per write, in order. A failure before anything was applied is
@@ -217,19 +239,28 @@ class BatchWriter:
 
     # -- update and delete ------------------------------------------------------------------
 
-    def _current(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+    def _current(
+        self, ids: Sequence[str], properties: Sequence[str] = ()
+    ) -> dict[str, Mapping[str, Any]]:
         found: dict[str, Mapping[str, Any]] = {}
+        names = list(dict.fromkeys([self.spec.cursor_field, *properties]))
         for start in range(0, len(ids), BATCH_SIZE):
             chunk = ids[start : start + BATCH_SIZE]
-            body = {"properties": [self.spec.cursor_field], "inputs": [{"id": i} for i in chunk]}
+            body = {"properties": names, "inputs": [{"id": i} for i in chunk]}
             reply = self.conn.batch(self.api_type, "read", body)
             found |= {str(r["id"]): r for r in reply.get("results") or () if str(r["id"]) in chunk}
         return found
 
     def _check_versions(self, batch: list[Item]) -> dict[int, WriteResult]:
-        """A verdict for each write whose record changed or vanished since its version."""
+        """A verdict for each write whose record changed or vanished since its version, or
+        whose properties no longer hold the values edited."""
         checked = [i for i in batch if i.write.expected_version and i.write.record_id]
-        current = self._current([str(i.write.record_id) for i in checked]) if checked else {}
+        fields = checked_fields(self.associations, self.fields, checked)
+        current = (
+            self._current([str(i.write.record_id) for i in checked], sorted(set(fields.values())))
+            if checked
+            else {}
+        )
         verdicts: dict[int, WriteResult] = {}
         for item in checked:
             record_id = str(item.write.record_id)
@@ -247,18 +278,17 @@ class BatchWriter:
                 continue
             version = self._version(obj)
             if not _same_version(item.write.expected_version, version):
-                verdicts[item.index] = failed(
-                    "PRECONDITION_FAILED",
-                    f"the record changed in HubSpot at {version}, after the version edited",
-                    record_id=record_id,
-                    precondition_failed=True,
-                    version=version,
-                )
+                verdicts[item.index] = changed_since(record_id, version)
+                continue
+            values = current_values(self.converter, obj, fields)
+            if changed := changed_fields(self.spec, item.write.expected_values, values):
+                verdicts[item.index] = changed_since(record_id, version, changed)
         return verdicts
 
     def _update(self, items: list[Item]) -> dict[int, WriteResult]:
         with_props = [i for i in items if self._properties(i.write)]
         results = self._isolated(with_props, self._send_update) if with_props else {}
+        results |= self._give_back(with_props, results)
         only_links = [i for i in items if i.index not in results]
         if only_links:
             current = self._current([str(i.write.record_id) for i in only_links])
@@ -313,6 +343,69 @@ class BatchWriter:
                     retryable=category in RECORD_RETRYABLE_CATEGORIES,
                 )
         return results
+
+    def _give_back(
+        self, items: list[Item], results: Mapping[int, WriteResult]
+    ) -> dict[int, WriteResult]:
+        """Failures for the versioned updates that overwrote a change made in HubSpot after
+        their check, whose properties got their values back (see ``hubspot_overwrites``)."""
+        checked = [
+            i
+            for i in items
+            if i.write.expected_version and results[i.index].ok and results[i.index].version
+        ]
+        if not checked:
+            return {}
+        names = sorted({name for i in checked for name in self._properties(i.write)})
+        body = {
+            "properties": [self.spec.cursor_field],
+            "propertiesWithHistory": names,
+            "inputs": [{"id": str(i.write.record_id)} for i in checked],
+        }
+        try:
+            reply = self.conn.batch(self.api_type, "read", body)
+        except CrmError:
+            return {}  # unverified: the updates stand as written
+        history = {
+            str(r["id"]): r.get("propertiesWithHistory") or {} for r in reply.get("results") or ()
+        }
+        found: dict[int, Overwritten] = {}
+        for item in checked:
+            lost = overwritten(
+                history.get(str(item.write.record_id), {}),
+                self._properties(item.write),
+                str(item.write.expected_version),
+                str(results[item.index].version),
+            )
+            if lost is not None:
+                found[item.index] = lost
+        return self._restore(checked, found) if found else {}
+
+    def _restore(
+        self, items: list[Item], found: Mapping[int, Overwritten]
+    ) -> dict[int, WriteResult]:
+        inputs = [
+            {"id": str(i.write.record_id), "properties": found[i.index].values}
+            for i in items
+            if i.index in found
+        ]
+        try:
+            reply = self.conn.batch(self.api_type, "update", {"inputs": inputs})
+        except CrmError:
+            return {}  # the overwritten values could not be given back: the updates stand
+        restored = {str(r["id"]): self._version(r) for r in reply.get("results") or ()}
+        return {
+            i.index: failed(
+                "PRECONDITION_FAILED",
+                f"the record changed in HubSpot at {found[i.index].changed_at}, while this edit "
+                "was being written; that change was given back its value",
+                record_id=str(i.write.record_id),
+                precondition_failed=True,
+                version=restored[str(i.write.record_id)],
+            )
+            for i in items
+            if i.index in found and str(i.write.record_id) in restored
+        }
 
     def _delete(self, items: list[Item]) -> dict[int, WriteResult]:
         inputs = [{"id": str(i.write.record_id)} for i in items]

@@ -4,7 +4,7 @@
   the change cursor (``salesforce_types``).
 - Backfill: objects above ``bulk_threshold`` records go through one Bulk API 2.0 query job,
   resumable at its results locator (``salesforce_bulk``); smaller ones through paged REST
-  queries with a closed-range cursor (``salesforce_read``).
+  queries with the engine's fenced closed-range cursor (``salesforce_read``, ``mirror.cursor``).
 - Split backfills (``RangeReader``): record-id ranges found with ``COUNT()`` queries, each
   bounded by the newest SystemModstamp at the start (``salesforce_range_read``).
 - Incremental: ``queryAll`` from the cursor (deleted rows become tombstones, merge losers point
@@ -25,7 +25,8 @@ import requests
 
 from adapters.salesforce_bulk import bulk_backfill, bulk_ids
 from adapters.salesforce_client import SalesforceConnection
-from adapters.salesforce_cursor import CursorTracker
+from adapters.salesforce_cursor import resume
+from adapters.salesforce_fetch import fetch_rows
 from adapters.salesforce_range_read import plan_ranges, range_pages
 from adapters.salesforce_read import (
     DeletedCheck,
@@ -33,10 +34,9 @@ from adapters.salesforce_read import (
     first_query,
     rest_ids,
     rest_pages,
-    select_soql,
 )
 from adapters.salesforce_settings import SalesforceSettings
-from adapters.salesforce_types import RecordConverter, mirrorable_objects, object_spec, to_18
+from adapters.salesforce_types import RecordConverter, mirrorable_objects, object_spec
 from adapters.salesforce_write import CollectionWriter
 from mirror.adapter import RangePlan
 from mirror.errors import ConfigError
@@ -44,7 +44,6 @@ from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResul
 
 __all__ = ["SalesforceAdapter", "SalesforceSettings"]
 
-FETCH_BATCH = 200
 BULK_STATE_KEYS = frozenset({"bulk_job", "locator", "started", "backfill_started"})
 
 
@@ -120,18 +119,10 @@ class SalesforceAdapter:
 
     def fetch(self, spec: ObjectSpec, ids: Sequence[str]) -> list[Record]:
         """The current CRM version of the records ``ids`` (deleted ones included, with
-        ``IsDeleted``); for dry-run diffs and audits."""
+        ``IsDeleted``); for dry-run diffs and audits, in as many queries as their length needs
+        (``salesforce_fetch``)."""
         converter = RecordConverter(spec)
-        records: list[Record] = []
-        for start in range(0, len(ids), FETCH_BATCH):
-            quoted = ", ".join(f"'{to_18(i)}'" for i in ids[start : start + FETCH_BATCH])
-            result = self.connection.query(
-                select_soql(spec, f"Id IN ({quoted})", order=False),
-                include_deleted=True,
-                action=f"reading {spec.name} records",
-            )
-            records += [converter.from_json(row) for row in result["records"]]
-        return records
+        return [converter.from_json(row) for row in fetch_rows(self.connection, spec, ids)]
 
     def write(self, spec: ObjectSpec, writes: Sequence[Write]) -> list[WriteResult]:
         """Apply ``writes`` through sObject Collections; one result per write, in order."""
@@ -150,18 +141,20 @@ class SalesforceAdapter:
     def _backfill(self, spec: ObjectSpec, since: Checkpoint | None) -> Iterator[Page]:
         if since is not None and since.state.get("bulk_job"):
             return bulk_backfill(self.connection, spec, since)
-        resuming = since is not None and since.cursor is not None
-        tracker = CursorTracker.from_checkpoint(since)
+        # a resumed backfill may have applied records deleted since: queryAll brings them back
+        # as tombstones, also when no row has moved the checkpoint yet
+        resuming = since is not None
+        cursor = resume(since)
         first = None
         if not resuming:
             # the query's own totalSize picks the API: no separate COUNT() call per object
-            first = first_query(self.connection, spec, tracker, include_deleted=False)
+            first = first_query(self.connection, spec, cursor, include_deleted=False)
             if int(first.get("totalSize", 0)) > self.settings.bulk_threshold:
                 return bulk_backfill(self.connection, spec, None)
         return rest_pages(
             self.connection,
             spec,
-            tracker,
+            cursor,
             phase="backfill",
             include_deleted=resuming,
             state={},
@@ -179,7 +172,7 @@ class SalesforceAdapter:
         return rest_pages(
             self.connection,
             spec,
-            CursorTracker.from_checkpoint(since),
+            resume(since),
             phase="incremental",
             include_deleted=True,
             state=state,

@@ -4,7 +4,8 @@ A backfill of a large object runs one ``query`` job (a snapshot as of the job's 
 downloads its CSV results ``bulk_page_size`` rows at a time. Each page's checkpoint holds the job
 id and the next locator, so a crash resumes at that locator; when the job is gone (404, or its
 locator is refused) the backfill starts a new job, remembering when the first one started. The
-last page hands over to incremental reads at the job's ``createdDate`` minus one second, with
+last page hands over to incremental reads at the job's ``createdDate`` minus one second (the
+engine's ``handover``: every change before it delivered, nothing applied at it), with
 ``deleted_checked`` at the first job's start so deletes made during the backfill are found.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from adapters.salesforce_client import SalesforceConnection
+from adapters.salesforce_cursor import RESOLUTION, STAMPS
 from adapters.salesforce_read import select_soql
 from adapters.salesforce_types import (
     KEY_FIELD,
@@ -23,6 +25,7 @@ from adapters.salesforce_types import (
     parse_datetime,
     to_18,
 )
+from mirror.cursor import handover
 from mirror.errors import CrmError
 from mirror.types import Checkpoint, ObjectSpec, Page
 
@@ -142,11 +145,11 @@ def _checkpoint(job_id: str, locator: str | None, started: str, first_started: s
                 "backfill_started": first_started,
             },
         )
-    return Checkpoint(
-        cursor=minus_one_second(started),
-        ids_at_cursor=(),
-        phase="incremental",
-        state={"deleted_checked": minus_one_second(first_started)},
+    # the last job's snapshot holds every record as of some moment after its createdDate: a
+    # change made after it is stamped no earlier (a second's margin for the hosts' clocks)
+    fence = parse_datetime(started) - RESOLUTION
+    return handover(
+        STAMPS, fence, "incremental", {"deleted_checked": minus_one_second(first_started)}
     )
 
 

@@ -5,7 +5,8 @@
 request with a simple-salesforce client, renewing an expired session (also in the middle of a
 paged read or a Bulk download, which simple-salesforce alone does not do for Bulk API 2.0),
 retrying outages, locks and dropped connections with backoff and jitter, and turning whatever
-is left into the engine's ``MirrorError`` tree through ``salesforce_errors``.
+is left into the engine's ``MirrorError`` tree through ``salesforce_errors``. Queries go in the
+URL when they fit Salesforce's URI limit and through Composite when not (``salesforce_soql``).
 
 A settings' loopback sandbox URL is reached through ``adapters.sandbox.transport.local_session``,
 because simple-salesforce always speaks https.
@@ -37,6 +38,7 @@ from adapters.salesforce_errors import (
     outcome,
 )
 from adapters.salesforce_settings import SalesforceSettings
+from adapters.salesforce_soql import send_query
 from mirror.errors import AuthError, ConfigError, TransientError
 
 T = TypeVar("T")
@@ -225,11 +227,10 @@ class SalesforceConnection:
     def query(
         self, soql: str, *, include_deleted: bool = False, action: str = "querying"
     ) -> dict[str, Any]:
-        """The first page of a SOQL query (``queryAll`` with ``include_deleted``)."""
+        """The first page of a SOQL query (``queryAll`` with ``include_deleted``), in the URL
+        when it fits Salesforce's URI limit, else through Composite (``salesforce_soql``)."""
         headers = self._batch_header()
-        return self.call(
-            action, lambda sf: sf.query(soql, include_deleted=include_deleted, headers=headers)
-        )
+        return self.call(action, lambda sf: send_query(sf, soql, include_deleted, headers))
 
     def query_more(self, next_records_url: str, action: str = "paging a query") -> dict[str, Any]:
         """The page at ``next_records_url`` (a root-relative path)."""

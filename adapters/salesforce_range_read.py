@@ -23,7 +23,7 @@ from itertools import pairwise
 from typing import Any
 
 from adapters.salesforce_client import SalesforceConnection
-from adapters.salesforce_cursor import CursorTracker
+from adapters.salesforce_cursor import STAMPS
 from adapters.salesforce_read import PageBuilder, answers, is_last
 from adapters.salesforce_types import (
     KEY_FIELD,
@@ -34,6 +34,7 @@ from adapters.salesforce_types import (
     to_18,
 )
 from mirror.adapter import RangePlan
+from mirror.cursor import handover
 from mirror.types import Checkpoint, ObjectSpec, Page
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -119,7 +120,9 @@ def plan_ranges(
     cuts = split_ids(count_below, to_18(first), to_18(last), total, parts)
     edges: list[str | None] = [None, *cuts, None]
     bounds = tuple(pairwise(edges))
-    after = Checkpoint(cursor=watermark, phase="incremental")
+    # a change made after this plan is stamped at or after the watermark (the newest stamp
+    # then): the incremental phase starts at it, nothing applied at it
+    after = handover(STAMPS, parse_datetime(watermark), "incremental", {})
     return RangePlan(bounds, after, {"watermark": watermark})
 
 
@@ -134,7 +137,7 @@ def range_pages(
     lower, upper = plan.bounds[index]
     watermark = parse_datetime(str(plan.state["watermark"]))
     last = since.cursor if since is not None else None
-    builder = PageBuilder(spec, RecordConverter(spec), CursorTracker())
+    builder = PageBuilder(spec, RecordConverter(spec))
 
     def ask() -> Mapping[str, Any]:
         return conn.query(

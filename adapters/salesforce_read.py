@@ -4,8 +4,11 @@ Backfill and incremental reads are the same query, ``SELECT <fields> FROM X WHER
 SystemModstamp >= c ORDER BY SystemModstamp, Id``, one ``Page`` per REST batch. A fresh backfill
 uses ``query``; a resumed backfill and every incremental read use ``queryAll``, so a record
 deleted since an earlier snapshot comes back as a tombstone (its SystemModstamp moved on
-delete) instead of silently staying in the mirror. An expired query locator re-queries from
-the last page's cursor and the read goes on.
+delete) instead of silently staying in the mirror. The checkpoint is the engine's fenced
+closed-range cursor (``mirror.cursor``, ``salesforce_cursor``): a record changed while the pages
+go by comes back in its old place with its new stamp, at or after the query's fence, and
+leaves the checkpoint where it was. An expired query locator re-queries from the checkpoint
+and the read goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from adapters.salesforce_client import SalesforceConnection
-from adapters.salesforce_cursor import CursorTracker
+from adapters.salesforce_cursor import Cursor, query_fence, where
 from adapters.salesforce_errors import QueryLocatorExpired
 from adapters.salesforce_types import (
     KEY_FIELD,
@@ -34,11 +37,12 @@ DELETED_WINDOW_CODES = frozenset({"INVALID_REPLICATION_DATE"})
 
 @dataclass
 class PageBuilder:
-    """Sorts the rows of one batch into records, tombstones and rejects, advancing the cursor."""
+    """Sorts the rows of one batch into records, tombstones and rejects, advancing the cursor
+    (when there is one)."""
 
     spec: ObjectSpec
     converter: RecordConverter
-    tracker: CursorTracker
+    cursor: Cursor | None = None
     records: list[Record] = field(default_factory=list)
     tombstones: list[Tombstone] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
@@ -56,9 +60,10 @@ class PageBuilder:
                 row,
             )
             return
-        if self.tracker.already_applied(stamp, record_id):
-            return
-        self.tracker.advance(stamp, record_id)
+        if self.cursor is not None:
+            if self.cursor.already_applied(stamp, record_id):
+                return
+            self.cursor.take(stamp, record_id)
         if row.get("IsDeleted") is True:
             master = row.get("MasterRecordId")
             self.tombstones.append(
@@ -119,7 +124,7 @@ def select_soql(spec: ObjectSpec, where: str = "", order: bool = True) -> str:
 def rest_pages(
     conn: SalesforceConnection,
     spec: ObjectSpec,
-    tracker: CursorTracker,
+    cursor: Cursor,
     *,
     phase: str,
     include_deleted: bool,
@@ -127,37 +132,38 @@ def rest_pages(
     deleted_check: Callable[[datetime | None], DeletedCheck] | None = None,
     first_answer: Mapping[str, Any] | None = None,
 ) -> Iterator[Page]:
-    """Pages of ``spec`` from the tracker's cursor on; the last one is phase ``incremental``.
+    """Pages of ``spec`` from the cursor's checkpoint on; the last one is phase ``incremental``.
 
     ``deleted_check``, if given, runs once the first batch has been taken in and gets the
     newest cursor value seen (the org's clock is at least that); its tombstones and sweep flag
     go on the first page and its ``checked_until`` into every checkpoint's ``deleted_checked``.
-    ``first_answer`` is the query's first answer when the caller has already asked it.
+    ``first_answer`` is the query's first answer when the caller has already asked it (through
+    ``first_query``, which gave the cursor the query's fence).
     """
-    builder = PageBuilder(spec, RecordConverter(spec), tracker)
+    builder = PageBuilder(spec, RecordConverter(spec), cursor)
 
     def again() -> Mapping[str, Any]:
-        tracker.restart()
-        return conn.query(
-            select_soql(spec, tracker.where(spec.cursor_field)),
+        cursor.restart()
+        answer = conn.query(
+            select_soql(spec, where(cursor, spec.cursor_field)),
             include_deleted=True,
             action=f"re-reading {spec.name}",
         )
+        cursor.began(query_fence(conn))
+        return answer
 
-    first = first_answer or first_query(conn, spec, tracker, include_deleted)
-    # the first answer's Date: rows stamped after its second changed after the query began
-    tracker.ceiling = conn.server_now() + timedelta(seconds=1)
+    first = first_answer or first_query(conn, spec, cursor, include_deleted)
     extra: list[Tombstone] = []
     sweep = False
     for number, result in enumerate(answers(conn, spec, first, again)):
         for row in result["records"]:
             builder.add(row)
         if number == 0 and deleted_check is not None:
-            deleted = deleted_check(tracker.value)
+            deleted = deleted_check(cursor.position)
             extra, sweep = deleted.tombstones, deleted.needs_sweep
             if deleted.checked_until:
                 state = {**state, "deleted_checked": deleted.checked_until}
-        checkpoint = tracker.checkpoint("incremental" if is_last(result) else phase, state)
+        checkpoint = cursor.checkpoint("incremental" if is_last(result) else phase, state)
         yield builder.page(checkpoint, extra, sweep)
         extra, sweep = [], False
 
@@ -192,15 +198,18 @@ def answers(
 
 
 def first_query(
-    conn: SalesforceConnection, spec: ObjectSpec, tracker: CursorTracker, include_deleted: bool
+    conn: SalesforceConnection, spec: ObjectSpec, cursor: Cursor, include_deleted: bool
 ) -> Mapping[str, Any]:
-    """The first answer of the object's paged query from the tracker's cursor on (its
-    ``totalSize`` says how many records the whole query holds)."""
-    return conn.query(
-        select_soql(spec, tracker.where(spec.cursor_field)),
+    """The first answer of the object's paged query from the cursor's checkpoint on (its
+    ``totalSize`` says how many records the whole query holds); the cursor takes the query's
+    fence from it."""
+    answer = conn.query(
+        select_soql(spec, where(cursor, spec.cursor_field)),
         include_deleted=include_deleted,
         action=f"reading {spec.name}",
     )
+    cursor.began(query_fence(conn))
+    return answer
 
 
 def check_deleted(

@@ -4,15 +4,18 @@ Creates are upserts on the object's ``Mirror_Key__c`` external id when it has on
 carries an idempotency key, so a create retried after a lost answer lands once; otherwise they
 are plain creates, never repeated blindly. Updates and deletes with an ``expected_version`` are
 checked against a fresh read first (collections have no conditional headers): one query for the
-whole call lists the object's records changed since the oldest edited version, and records
+whole call lists the object's records changed at or since the oldest edited version, and records
 changed since their own come back ``precondition_failed``; when that list would be long, each
-collection call checks its own ids instead. A call handed more than 200 writes therefore checks
-once for up to ``len(writes)`` records: fewer API calls, at the price of a wider window between
-check and write. Calls use ``allOrNone: false`` so one bad record never blocks the rest;
-records that failed on a row lock are retried with backoff, the others keep Salesforce's own
-error code and message. A written record's new version is the ``Date`` of Salesforce's answer:
-an upper bound of the ``SystemModstamp`` the write set (so using it as a precondition later
-means "not changed since this write"), known without another call.
+collection call checks its own ids instead. ``SystemModstamp`` has whole seconds, so a change
+made in the second of the edited version looks like no change: the same query reads the fields
+the updates set, and an update whose fields no longer hold the values the portal edited
+(``Write.expected_values``) is ``precondition_failed`` too. A call handed more than 200 writes
+therefore checks once for up to ``len(writes)`` records: fewer API calls, at the price of a
+wider window between check and write. Calls use ``allOrNone: false`` so one bad record never
+blocks the rest; records that failed on a row lock are retried with backoff, the others keep
+Salesforce's own error code and message. A written record's new version is the ``Date`` of
+Salesforce's answer: an upper bound of the ``SystemModstamp`` the write set (so using it as a
+precondition later means "not changed since this write"), known without another call.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from adapters.salesforce_client import SalesforceConnection
 from adapters.salesforce_errors import RECORD_RETRYABLE_CODES, OutcomeUnknown, first_error
 from adapters.salesforce_types import (
     KEY_FIELD,
+    RecordConverter,
     format_cursor,
     parse_datetime,
     soql_datetime,
@@ -33,7 +37,8 @@ from adapters.salesforce_types import (
     to_wire,
 )
 from mirror.errors import CrmError, MirrorError
-from mirror.types import ObjectSpec, Write, WriteOp, WriteResult
+from mirror.preconditions import changed_fields
+from mirror.types import ObjectSpec, Record, Write, WriteOp, WriteResult
 
 BATCH_SIZE = 200
 ALREADY_DELETED = "ENTITY_IS_DELETED"
@@ -106,6 +111,7 @@ class CollectionWriter:
         """A writer for ``spec`` over ``conn``."""
         self.conn = conn
         self.spec = spec
+        self.converter = RecordConverter(spec)
         self._verdicts: dict[int, WriteResult] | None = None
 
     def write(self, writes: Sequence[Write]) -> list[WriteResult]:
@@ -245,26 +251,47 @@ class CollectionWriter:
 
     # --- versions ------------------------------------------------------------------------
 
-    def _modstamps(self, ids: Sequence[str]) -> dict[str, datetime]:
+    def _checked_fields(self, items: Sequence[Item]) -> list[str]:
+        """The fields whose edited values the check reads along with the versions."""
+        names = {name for i in items for name in i.write.expected_values or ()}
+        skip = {KEY_FIELD, self.spec.cursor_field}
+        return sorted(n for n in names if n not in skip and self.spec.has_field(n))
+
+    def _versions_query(self, fields: Sequence[str], where: str) -> str:
+        columns = ", ".join([KEY_FIELD, self.spec.cursor_field, *fields])
+        return f"SELECT {columns} FROM {self.spec.name} WHERE {where}"
+
+    def _current(self, row: dict[str, Any]) -> tuple[datetime, Record]:
+        """A checked row's version and values (as the reads convert them)."""
+        stamp = parse_datetime(row[self.spec.cursor_field])
+        try:
+            return stamp, self.converter.from_json(row)
+        except ValueError:
+            return stamp, {k: v for k, v in row.items() if k != "attributes"}
+
+    def _modstamps(
+        self, ids: Sequence[str], fields: Sequence[str]
+    ) -> dict[str, tuple[datetime, Record]]:
         if not ids:
             return {}
-        cursor = self.spec.cursor_field
         quoted = ", ".join(f"'{record_id}'" for record_id in ids)
         answer = self.conn.query(
-            f"SELECT {KEY_FIELD}, {cursor} FROM {self.spec.name} WHERE {KEY_FIELD} IN ({quoted})",
+            self._versions_query(fields, f"{KEY_FIELD} IN ({quoted})"),
             action=f"reading {self.spec.name} versions",
         )
-        return {to_18(row[KEY_FIELD]): parse_datetime(row[cursor]) for row in answer["records"]}
+        return {to_18(row[KEY_FIELD]): self._current(row) for row in answer["records"]}
 
     def _check_versions(self, batch: list[Item]) -> list[WriteResult | None]:
         """A failure for each write whose record changed or vanished; ``None`` to go ahead."""
         checked = [i for i in batch if i.write.expected_version and i.write.record_id]
-        current = self._modstamps([to_18(str(i.write.record_id)) for i in checked])
+        current = self._modstamps(
+            [to_18(str(i.write.record_id)) for i in checked], self._checked_fields(checked)
+        )
         verdicts: dict[int, WriteResult] = {}
         for item in checked:
             record_id = to_18(str(item.write.record_id))
-            stamp = current.get(record_id)
-            if stamp is None:
+            found = current.get(record_id)
+            if found is None:
                 verdicts[item.index] = (
                     WriteResult(ok=True, record_id=record_id)
                     if item.write.op is WriteOp.DELETE
@@ -274,9 +301,22 @@ class CollectionWriter:
                         record_id=record_id,
                     )
                 )
-            elif not _same_version(item.write.expected_version, stamp):
-                verdicts[item.index] = _changed(record_id, stamp)
+            elif (verdict := self._verdict(item.write, record_id, *found)) is not None:
+                verdicts[item.index] = verdict
         return [verdicts.get(item.index) for item in batch]
+
+    def _verdict(
+        self, write: Write, record_id: str, stamp: datetime, values: Record
+    ) -> WriteResult | None:
+        """A failure when the record changed since the edited version, or when a field the
+        write sets holds another value than the one edited (a change in that version's
+        second); ``None`` to go ahead."""
+        if not _same_version(write.expected_version, stamp):
+            return _changed(record_id, stamp)
+        changed = changed_fields(self.spec, write.expected_values, values)
+        if changed:
+            return _changed(record_id, stamp, changed)
+        return None
 
     def _stamped(self, results: list[WriteResult]) -> list[WriteResult]:
         """Successful creates and updates carry the answer's ``Date`` as their new version."""
@@ -285,7 +325,8 @@ class CollectionWriter:
 
     def _check_whole_call(self, writes: Sequence[Write]) -> dict[int, WriteResult] | None:
         """Verdicts for every versioned update or delete of the call from ONE query of what
-        changed since the oldest edited version; ``None`` when too much changed to list."""
+        changed at or since the oldest edited version; ``None`` when too much changed to
+        list."""
         items = [
             Item(index, write)
             for index, write in enumerate(writes)
@@ -299,40 +340,50 @@ class CollectionWriter:
             oldest = max(oldest, min(synced) - timedelta(seconds=1))
         elif len(items) <= BATCH_SIZE:
             return None
-        changed = self._changed_since(oldest, limit=max(len(items), BATCH_SIZE))
+        limit = max(len(items), BATCH_SIZE)
+        changed = self._changed_since(oldest, limit, self._checked_fields(items))
         if changed is None:
             return None
         verdicts: dict[int, WriteResult] = {}
         for item in items:
             record_id = to_18(str(item.write.record_id))
-            stamp = changed.get(record_id)
-            if stamp is not None and not _same_version(item.write.expected_version, stamp):
-                verdicts[item.index] = _changed(record_id, stamp)
+            found = changed.get(record_id)
+            if found is not None:
+                verdict = self._verdict(item.write, record_id, *found)
+                if verdict is not None:
+                    verdicts[item.index] = verdict
         return verdicts
 
-    def _changed_since(self, oldest: datetime, limit: int) -> dict[str, datetime] | None:
-        cursor = self.spec.cursor_field
+    def _changed_since(
+        self, oldest: datetime, limit: int, fields: Sequence[str]
+    ) -> dict[str, tuple[datetime, Record]] | None:
+        # at or since: a record changed in the oldest version's own second still carries it
         answer = self.conn.query(
-            f"SELECT {KEY_FIELD}, {cursor} FROM {self.spec.name} "
-            f"WHERE {cursor} > {soql_datetime(oldest)}",
+            self._versions_query(fields, f"{self.spec.cursor_field} >= {soql_datetime(oldest)}"),
             action=f"reading recent {self.spec.name} versions",
         )
         if int(answer.get("totalSize", 0)) > limit:
             return None
-        changed: dict[str, datetime] = {}
+        changed: dict[str, tuple[datetime, Record]] = {}
         while True:
             for row in answer["records"]:
-                changed[to_18(row[KEY_FIELD])] = parse_datetime(row[cursor])
+                changed[to_18(row[KEY_FIELD])] = self._current(row)
             if answer.get("done", True) or not answer.get("nextRecordsUrl"):
                 return changed
             answer = self.conn.query_more(answer["nextRecordsUrl"])
 
 
-def _changed(record_id: str, stamp: datetime) -> WriteResult:
+def _changed(record_id: str, stamp: datetime, fields: Sequence[str] = ()) -> WriteResult:
+    what = (
+        f"{', '.join(fields)} changed in Salesforce without a later version than the one "
+        f"edited ({format_cursor(stamp)}): a change made in that version's second"
+        if fields
+        else f"the record changed in Salesforce at {format_cursor(stamp)}, "
+        "after the version that was edited"
+    )
     return failed(
         "PRECONDITION_FAILED",
-        f"the record changed in Salesforce at {format_cursor(stamp)}, "
-        "after the version that was edited",
+        what,
         record_id=record_id,
         precondition_failed=True,
         version=format_cursor(stamp),

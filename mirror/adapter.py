@@ -94,3 +94,20 @@ class RangeReader(Protocol):
         Every page carries the range's own checkpoint; the last one is in phase ``"done"``.
         """
         ...
+
+
+@runtime_checkable
+class KeyedIds(Protocol):
+    """Optional: an adapter whose CRM lets a create choose the new record's id, and which
+    derives it from the write's idempotency key.
+
+    The engine checks for it with ``isinstance``; a pulled record whose id is the one a
+    pending portal create would get is recognised as that create (its answer was lost).
+    Adapters of CRMs that keep the key in an external-id field (``ObjectSpec.
+    external_id_field``) need not implement it.
+    """
+
+    def created_id(self, spec: ObjectSpec, idempotency_key: str) -> str | None:
+        """The id a create of ``spec`` with ``idempotency_key`` gives its record, or
+        ``None`` when the CRM assigns it."""
+        ...

@@ -35,6 +35,7 @@ from mirror.partner import PartnerView
 from mirror.ranges import plan_of
 from mirror.registrations import Registrations, RegistrationSettings
 from mirror.rls import SecurityReport
+from mirror.runs import ClosedRun, close_orphaned_runs
 from mirror.schema import apply_schema, load_crm_schema
 from mirror.store import Store
 from mirror.sync import ProgressCallback, Puller, RunResult
@@ -84,7 +85,7 @@ class Mirror:
         hooks: Iterable[PageHook] = (),
     ) -> None:
         self.config = config
-        self.store = Store(config.store.database)
+        self.store = Store(config.store.database, run_lease_seconds=config.daemon.lease_seconds)
         self._adapters: dict[str, CrmAdapter] = dict(adapters or {})
         self._specs: dict[tuple[str, str], ObjectSpec] = {}
         self._rules: dict[str, VisibilityRules] = {}
@@ -165,6 +166,7 @@ class Mirror:
         read under ``leases`` (default: this process's own), so daemon workers reading the
         same backfill keep theirs."""
         leases = leases or Leases(self.store, _process_holder(), self.config.daemon.lease_seconds)
+        self.close_orphaned_runs()
         results = []
         for source in sources or self.config.sources:
             names = list(objects or self.object_names(source))
@@ -240,6 +242,7 @@ class Mirror:
             backfill_ranges=self.config.sync.backfill_ranges,
             range_min_records=self.config.sync.backfill_range_min_records,
             leases=leases,
+            access=access,
         )
 
     def policy_of(self, source: str) -> Callable[[str, str], Policy]:
@@ -267,6 +270,7 @@ class Mirror:
                 max_attempts=self.config.sync.push_max_attempts,
                 base_delay=self.config.sync.push_retry_delay,
                 on_change=access.refresh,
+                access=access,
             )
             results[source] = pusher.push()
         return results
@@ -473,8 +477,15 @@ class Mirror:
                 swept[f"{source}.{name}"] = puller.sweep(mirrored)
         return swept
 
+    def close_orphaned_runs(self) -> list[ClosedRun]:
+        """Mark ``interrupted`` the runs left ``running`` by processes that died (killed, or
+        their machine lost), each with the reason; a live worker's runs are left alone."""
+        return close_orphaned_runs(self.store)
+
     def status(self) -> list[ObjectStatus]:
-        """Per mirrored object: phase, cursor, row counts, rejects and the last run."""
+        """Per mirrored object: phase, cursor, row counts, rejects and the last run (runs
+        whose process died are closed as ``interrupted`` first)."""
+        self.close_orphaned_runs()
         statuses = []
         p = mirror_access_pending.c
         with self.store.engine.connect() as conn:

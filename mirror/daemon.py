@@ -10,7 +10,9 @@ take over a dead worker's work when its lease expires; one job never overlaps it
 being written, commit, and exit; a restart resumes from the checkpoints. Before each CRM job
 the org's API budget, as the CRM's own usage headers report it, is checked: the daemon leaves
 ``api_reserve`` of the daily limit free for the vendor's people and waits for the quota to
-reset.
+reset. On start, and with each metrics refresh, runs left ``running`` by dead processes are
+closed as ``interrupted`` (``mirror.runs``). On SQLite the jobs' write transactions take turns
+(``mirror.sqlite_writes``); reads never wait.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Daemon:
 
     def run(self) -> None:
         """Run in the foreground until SIGTERM/SIGINT; then finish the current page and exit."""
+        self.mirror.close_orphaned_runs()
         scheduler = BlockingScheduler(timezone="UTC", executors=_executors())
         self._install(scheduler)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -81,6 +84,7 @@ class Daemon:
 
     def start_background(self) -> BackgroundScheduler:
         """Run the schedule on background threads (for apps embedding the daemon, and tests)."""
+        self.mirror.close_orphaned_runs()
         scheduler = BackgroundScheduler(timezone="UTC", executors=_executors())
         self._install(scheduler)
         self._start_server()
@@ -97,6 +101,7 @@ class Daemon:
 
     def run_once(self) -> dict[str, Any]:
         """Every job once, in order (syncs, push, metrics): for cron-style use and tests."""
+        self.mirror.close_orphaned_runs()
         for source in self.mirror.config.sources:
             for name in self.mirror.object_names(source):
                 self.sync_job(source, name)
@@ -343,7 +348,7 @@ def settle_heap(mirror: Mirror) -> int:
 
 
 def _executors() -> dict[str, Any]:
-    # a few objects at once: more would only queue on the store's write lock (SQLite) and the
+    # a few objects at once: more would only queue for the store's one writer (SQLite) and the
     # CRM's concurrency limits
     return {"default": ThreadPoolExecutor(max_workers=4)}
 

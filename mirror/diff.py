@@ -52,12 +52,14 @@ class Policy(enum.StrEnum):
 @dataclass(frozen=True)
 class PendingEdit:
     """One field's open portal edit: the CRM value it was made against, the portal's value,
-    when it was made, and (once pushed) the CRM version our write produced."""
+    when it was made, (once pushed) the CRM version our write produced, and whether the CRM
+    record it meets was read after that write had landed (``read_after_write``)."""
 
     base: Any
     value: Any
     edited_at: datetime
     pushed_version: datetime | None = None
+    read_after_write: bool = False
 
 
 class Outcome(enum.StrEnum):
@@ -95,14 +97,20 @@ def merge_field(
     """Three-way merge of one field: ``edit.base`` (common ancestor), ``edit.value`` (portal),
     ``crm_value`` (the CRM now, at ``crm_version``).
 
-    An edit already pushed waits for its echo: the CRM showing the portal's value confirms it;
-    another value from a version no later than our write's (``pushed_version``, exact or an
-    upper bound such as the write's response time) is a stale read and does not revert the
-    portal's value (no flip-flop); a later version is a change made in the CRM since.
+    An edit already pushed waits for its echo: the CRM showing the portal's value confirms it.
+    Another value is a change made in the CRM after our write when its version is later than
+    the write's (``pushed_version``, exact or an upper bound such as the write's response
+    time), or when the record was read after the write had landed. Otherwise the read cannot
+    tell: at the CRM's timestamp resolution a read taken before our write and a CRM edit made
+    in the same second as it look alike. The portal's value then stays (no flip-flop) and the
+    edit stays open, unconfirmed, until a read made after the write decides it
+    (``mirror.echoes``).
     """
     if edit.pushed_version is not None:
         if not _differs(crm_value, edit.value):
             return FieldMerge(crm_value, Outcome.AGREED, False)
+        if edit.read_after_write:
+            return FieldMerge(crm_value, Outcome.CRM, False)
         if crm_version is not None and crm_version > edit.pushed_version:
             return FieldMerge(crm_value, Outcome.CRM, False)
         return FieldMerge(edit.value, Outcome.PORTAL, True)

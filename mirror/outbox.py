@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from mirror.records import CONVERTERS, json_safe
-from mirror.store import MirrorTable, Store, utcnow
-from mirror.tables import (
-    given_by_children,
-    mirror_access,
-    mirror_changes,
-    mirror_idmap,
-    mirror_outbox,
-)
+from mirror.store import utcnow
+from mirror.tables import mirror_changes, mirror_outbox, mirror_runs
 from mirror.types import ObjectSpec
 
 LOCAL_PREFIX = "local-"
@@ -61,8 +54,10 @@ def enqueue(
     partner_id: str | None,
     author: str | None,
     idempotency_key: str | None = None,
+    feed: bool = True,
 ) -> int:
-    """Append one outbox entry and its change-feed entry; returns the entry's sequence.
+    """Append one outbox entry and (unless not ``feed``) its change-feed entry; returns the
+    entry's sequence.
 
     ``idempotency_key`` (random when not given) makes a create land once in the CRM however
     often it is sent; a caller that derives it from what it creates (an approval from its
@@ -91,6 +86,10 @@ def enqueue(
             updated_at=now,
         )
     )
+    seq = result.inserted_primary_key
+    assert seq is not None
+    if not feed:
+        return int(seq[0])
     fields = {f: [before.get(f), values.get(f)] for f in values} if op != "delete" else None
     conn.execute(
         insert(mirror_changes).values(
@@ -104,8 +103,6 @@ def enqueue(
             at=now,
         )
     )
-    seq = result.inserted_primary_key
-    assert seq is not None
     return int(seq[0])
 
 
@@ -139,6 +136,24 @@ def typed(spec: ObjectSpec, name: str, value: Any) -> Any:
     return CONVERTERS[spec.field(name).type](value)
 
 
+def base_values(spec: ObjectSpec, row: Any, replaced: Mapping[str, str]) -> dict[str, Any]:
+    """The values entry ``row`` was edited against, of the fields it writes, typed: what the
+    CRM must still hold for the write to replace nothing the portal did not see. A base that
+    is a local id is given as the CRM id that replaced it (``replaced``); one not replaced yet
+    is left out (the CRM cannot hold it)."""
+    bases: dict[str, Any] = {}
+    for name in row.new_values:
+        if name not in row.old_values:
+            continue
+        value = row.old_values[name]
+        if is_local(value):
+            if value not in replaced:
+                continue
+            value = replaced[value]
+        bases[name] = typed(spec, name, value)
+    return bases
+
+
 def set_entry(conn: Connection, seq: int, **values: Any) -> None:
     """Update one outbox entry."""
     conn.execute(
@@ -155,101 +170,6 @@ def still_pending(conn: Connection, source: str, name: str, record_id: str) -> b
         o.source == source, o.object == name, o.record_id == record_id, open_entry_filter()
     )
     return conn.execute(query.limit(1)).first() is not None
-
-
-def replace_local_id(
-    conn: Connection, store: Store, spec: ObjectSpec, local_id: str, crm_id: str, now: datetime
-) -> None:
-    """Swap a portal-created id for the CRM's everywhere the mirror holds it."""
-    mirrored = store.mirrored(spec.source, spec.name)
-    key = mirrored.table.c[spec.key]
-    conn.execute(update(mirrored.table).where(key == local_id).values({spec.key: crm_id}))
-    referencing = _referencing(store, spec)
-    for other in referencing:
-        for field in other.spec.fields:
-            if spec.name in field.references:
-                column = other.table.c[field.name]
-                conn.execute(
-                    update(other.table).where(column == local_id).values({field.name: crm_id})
-                )
-    o, a, c = mirror_outbox.c, mirror_access.c, mirror_changes.c
-    conn.execute(
-        update(mirror_outbox)
-        .where(o.source == spec.source, o.object == spec.name, o.record_id == local_id)
-        .values(record_id=crm_id)
-    )
-    _rewrite_outbox_values(conn, spec.source, local_id, crm_id)
-    conn.execute(
-        update(mirror_access)
-        .where(a.source == spec.source, a.object == spec.name, a.record_id == local_id)
-        .values(record_id=crm_id)
-    )
-    _rewrite_grants_via(conn, spec, referencing, local_id, crm_id)
-    conn.execute(
-        update(mirror_changes)
-        .where(c.source == spec.source, c.object == spec.name, c.record_id == local_id)
-        .values(record_id=crm_id)
-    )
-    store.upsert(
-        conn,
-        mirror_idmap,
-        [
-            {
-                "source": spec.source,
-                "object": spec.name,
-                "old_id": local_id,
-                "new_id": crm_id,
-                "kind": "create",
-                "at": now,
-            }
-        ],
-    )
-
-
-def _referencing(store: Store, spec: ObjectSpec) -> list[MirrorTable]:
-    tables = []
-    for source, name in store.objects():
-        if source != spec.source:
-            continue
-        other = store.mirrored(source, name)
-        if any(spec.name in f.references for f in other.spec.fields):
-            tables.append(other)
-    return tables
-
-
-def _rewrite_grants_via(
-    conn: Connection,
-    spec: ObjectSpec,
-    referencing: list[MirrorTable],
-    local_id: str,
-    crm_id: str,
-) -> None:
-    """Point the grants that went through the record's local id at its CRM id: those it gave
-    its parents (found by ``via``) and those its children got from it (found by the children's
-    keys, whose reference fields already hold ``crm_id``)."""
-    a = mirror_access.c
-    via = [a.source == spec.source, a.via_object == spec.name, a.via_id == local_id]
-    conn.execute(update(mirror_access).where(*via, given_by_children(a.path)).values(via_id=crm_id))
-    for other in referencing:
-        key = other.table.c[other.spec.key]
-        for field in other.spec.fields:
-            if spec.name not in field.references:
-                continue
-            children = select(key).where(other.table.c[field.name] == crm_id)
-            conn.execute(
-                update(mirror_access)
-                .where(*via, a.object == other.spec.name, a.record_id.in_(children))
-                .values(via_id=crm_id)
-            )
-
-
-def _rewrite_outbox_values(conn: Connection, source: str, local_id: str, crm_id: str) -> None:
-    o = mirror_outbox.c
-    query = select(o.seq, o.new_values).where(o.source == source, o.status.in_(OPEN_STATUSES))
-    for seq, values in conn.execute(query).all():
-        if local_id in values.values():
-            rewritten = {k: crm_id if v == local_id else v for k, v in values.items()}
-            set_entry(conn, seq, new_values=rewritten)
 
 
 def fail_open_edits(
@@ -275,3 +195,42 @@ def entry_by_key(conn: Connection, source: str, key: str) -> Any:
     o = mirror_outbox.c
     query = select(mirror_outbox).where(o.source == source, o.idempotency_key == key)
     return conn.execute(query.limit(1)).first()
+
+
+def stale_blocks(conn: Connection, source: str) -> list[int]:
+    """The blocked entries of ``source`` that a completed sync of their object, begun after
+    the block, did not release: the record did not come back, so only the CRM can say what
+    became of it (and the entry's precondition still guards the write)."""
+    o, r = mirror_outbox.c, mirror_runs.c
+    # by status alone: the status index holds the few blocked entries
+    query = select(o.seq, o.source, o.object, o.updated_at).where(o.status == "blocked")
+    blocked = [row for row in conn.execute(query) if row.source == source]
+    if not blocked:
+        return []
+    runs = (
+        select(r.object, func.max(r.started_at))
+        .where(
+            r.source == source,
+            r.object.in_(sorted({row.object for row in blocked})),
+            r.status == "ok",
+        )
+        .group_by(r.object)
+    )
+    synced = dict(conn.execute(runs).all())
+    return [
+        row.seq
+        for row in blocked
+        if (started := synced.get(row.object)) is not None and started > row.updated_at
+    ]
+
+
+def release_blocks(conn: Connection, seqs: list[int]) -> None:
+    """Make the blocked entries ``seqs`` (still blocked) ``pending`` again, due now."""
+    o = mirror_outbox.c
+    now = utcnow()
+    for start in range(0, len(seqs), 500):
+        conn.execute(
+            update(mirror_outbox)
+            .where(o.seq.in_(seqs[start : start + 500]), o.status == "blocked")
+            .values(status="pending", next_attempt_at=now, updated_at=now)
+        )

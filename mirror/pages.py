@@ -1,7 +1,9 @@
 """Applying one page to the store, inside the page's transaction (steps 1-5 of docs/guarantees.md).
 
-1. records are checked (malformed ones go to ``mirror_rejects``) and hashed; unchanged records
-   are recognised by hash and skipped;
+1. records are checked (malformed ones go to ``mirror_rejects``) and hashed; a record that is a
+   portal create whose answer was lost (it carries the create's idempotency key) takes over
+   the create's local row (``mirror.local_ids``); unchanged records are recognised by hash and
+   skipped;
 2. changed records are diffed field by field against their mirror row;
 3. upserts and tombstones are written, and the field-level changes appended to ``mirror_changes``;
 4. page hooks run (the partner access table keeps itself current here);
@@ -21,6 +23,8 @@ from sqlalchemy import Connection, insert, update
 from mirror.bulk import execute_many
 from mirror.diff import Policy, field_changes
 from mirror.idsets import batches, id_in
+from mirror.local_ids import AccessChanges
+from mirror.lost_creates import CreatedId, adopt_creates
 from mirror.outbox import fail_open_edits
 from mirror.reconcile import PolicyOf, reconcile
 from mirror.records import BadValue, json_safe
@@ -64,13 +68,19 @@ def _manual(_object: str, _field: str) -> Policy:
 
 @dataclass(frozen=True)
 class PageContext:
-    """Who applies the page: the run, whether inserts count as changes, the page hooks and
-    the conflict policy for records with open portal edits."""
+    """Who applies the page: the run, whether inserts count as changes, the page hooks, the
+    conflict policy for records with open portal edits, the outbox entries whose writes had
+    landed before the page was read (``fresh``, see ``mirror.reconcile``), the id the CRM
+    gives a create with a given key (when it derives ids from keys) and the access upkeep of
+    a create's merge."""
 
     run_id: int | None
     log_inserts: bool
     hooks: Sequence[PageHook] = ()
     policy_of: PolicyOf = _manual
+    fresh: frozenset[int] = frozenset()
+    created_id: CreatedId | None = None
+    access: AccessChanges | None = None
 
 
 def apply_page(
@@ -169,13 +179,19 @@ def _write_records(
     if not records:
         return
     spec, table, checker = mirrored.spec, mirrored.table, mirrored.checker
-    existing = store.rows_by_id(conn, table, spec.key, records, ["_hash", "_deleted", "_pending"])
+    state = ["_hash", "_deleted", "_pending"]
+    existing = store.rows_by_id(conn, table, spec.key, records, state)
+    # a portal create whose answer was lost is a record the mirror has not seen under its id
+    arrived = {i: r for i, r in records.items() if i not in existing}
+    adopted = adopt_creates(conn, store, mirrored, arrived, ctx.created_id, ctx.access)
+    if adopted:
+        existing.update(store.rows_by_id(conn, table, spec.key, adopted, state))
     hashes = {record_id: checker.content_hash(r) for record_id, r in records.items()}
     changed = [i for i, row in existing.items() if row._hash != hashes[i] or row._deleted]
     names = spec.field_names
     before = store.rows_by_id(conn, table, spec.key, changed, names) if changed else {}
     pending = {i: records[i] for i in changed if existing[i]._pending}
-    merged = reconcile(conn, mirrored, pending, ctx.policy_of) if pending else {}
+    merged = reconcile(conn, mirrored, pending, ctx.policy_of, ctx.fresh) if pending else {}
     system = {f.name for f in spec.fields if not (f.createable or f.updateable)}
     now = utcnow()
     rows: list[dict[str, Any]] = []

@@ -136,11 +136,13 @@ class PartnerView:
         return [dict(r._mapping) for r in rows]
 
     def get(self, object_name: str, record_id: str, fields: Sequence[str] | None = None) -> dict:
-        """One record of the slice; ``AccessDenied`` when it is not in it."""
+        """One record of the slice (also by the local id ``create`` returned, once the CRM
+        has replaced it); ``AccessDenied`` when it is not in it."""
         mirrored, rule = self._object(object_name)
         key = mirrored.table.c[mirrored.spec.key]
-        query = self._query(mirrored, rule, fields).where(key == record_id)
         with self.store.engine.connect() as conn:
+            record_id = portal_writes.current_id(conn, self, object_name, record_id)
+            query = self._query(mirrored, rule, fields).where(key == record_id)
             row = conn.execute(query).first()
         if row is None:
             raise self._deny(object_name, record_id)
@@ -162,6 +164,7 @@ class PartnerView:
         one of ``= != < <= > >= in like is_null``.
         """
         mirrored, rule = self._object(object_name)
+        where = portal_writes.current_where(self, where)
         if not 0 < limit <= MAX_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
         if not where and not order_by and not rule.public:
@@ -181,6 +184,7 @@ class PartnerView:
     def count(self, object_name: str, *, where: Mapping[str, Any] | None = None) -> int:
         """How many records of the slice match ``where``."""
         mirrored, rule = self._object(object_name)
+        where = portal_writes.current_where(self, where)
         if not where and not rule.public:
             with self.store.engine.connect() as conn:
                 if self.role != "rep":

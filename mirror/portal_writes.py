@@ -17,6 +17,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from mirror.diff import field_changes
 from mirror.errors import AccessDenied, ValidationError
+from mirror.local_ids import current_ids
 from mirror.outbox import enqueue, is_local, new_local_id
 from mirror.records import CONVERTERS, BadValue
 from mirror.store import MirrorTable, utcnow
@@ -31,12 +32,16 @@ if TYPE_CHECKING:
 def update_record(
     view: PartnerView, name: str, record_id: str, changes: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Change writable fields of one record in the slice; returns the record as now seen."""
+    """Change writable fields of one record in the slice; returns the record as now seen.
+    A local id the CRM has since replaced still names the record (so do local ids in
+    reference fields)."""
     mirrored, rule = view._object(name)
     spec = mirrored.spec
     values = _checked_values(spec, rule, changes)
     key = mirrored.table.c[spec.key]
     with view.store.transaction() as conn:
+        record_id = current_id(conn, view, name, record_id)
+        values = _current_references(conn, view, values)
         visible = view._query(mirrored, rule, [spec.key]).where(key == record_id)
         if conn.execute(visible).first() is None:
             raise view._deny(name, record_id)
@@ -54,6 +59,7 @@ def create_record(view: PartnerView, name: str, values: Mapping[str, Any]) -> st
     typed = _checked_values(mirrored.spec, rule, values)
     typed.update(_attribution(view, rule, typed))
     with view.store.transaction() as conn:
+        typed = _current_references(conn, view, typed)
         _check_references(conn, view, mirrored.spec, typed)
         local_id = insert_local(conn, mirrored, typed, view.partner_id, view.user_id)
         _refresh_access(view, conn, name, local_id)
@@ -136,6 +142,7 @@ def delete_record(view: PartnerView, name: str, record_id: str) -> None:
     spec, table = mirrored.spec, mirrored.table
     key = table.c[spec.key]
     with view.store.transaction() as conn:
+        record_id = current_id(conn, view, name, record_id)
         if (
             conn.execute(view._query(mirrored, rule, [spec.key]).where(key == record_id)).first()
             is None
@@ -155,6 +162,48 @@ def delete_record(view: PartnerView, name: str, record_id: str) -> None:
             partner_id=view.partner_id,
             author=view.user_id,
         )
+
+
+def current_id(conn: Connection, view: PartnerView, name: str, record_id: str) -> str:
+    """``record_id``, or the CRM id that replaced it when it is a local id the CRM created."""
+    return current_ids(conn, view.source, [record_id], [name]).get(record_id, record_id)
+
+
+def current_where(view: PartnerView, where: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """A query's conditions with the local ids they name replaced by the CRM's ids."""
+    if not where:
+        return where
+    values = [v for c in where.values() for v in _condition_values(c) if is_local(v)]
+    if not values:
+        return where
+    with view.store.engine.connect() as conn:
+        mapped = current_ids(conn, view.source, values)
+    return {name: _mapped(condition, mapped) for name, condition in where.items()}
+
+
+def _condition_values(condition: Any) -> list[Any]:
+    value = condition[1] if isinstance(condition, tuple) else condition
+    return list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+
+
+def _mapped(condition: Any, mapped: Mapping[str, str]) -> Any:
+    def one(value: Any) -> Any:
+        return mapped.get(value, value) if isinstance(value, str) else value
+
+    if not isinstance(condition, tuple):
+        return one(condition)
+    operator, value = condition
+    if isinstance(value, list | tuple | set | frozenset):
+        return (operator, [one(v) for v in value])
+    return (operator, one(value))
+
+
+def _current_references(
+    conn: Connection, view: PartnerView, values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``values`` with local ids the CRM has since created replaced by their CRM ids."""
+    mapped = current_ids(conn, view.source, values.values())
+    return {name: mapped.get(v, v) if isinstance(v, str) else v for name, v in values.items()}
 
 
 def _checked_values(spec: ObjectSpec, rule: SliceRule, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,13 +5,15 @@ Fields edited on one side only merge; a field changed on both sides is a conflic
 its policy (``mirror.diff.merge_field``), and every conflict is recorded in
 ``mirror_conflicts`` (resolved ones as an audit trail, ``manual`` ones open for a person, with
 nothing overwritten in the CRM meanwhile). Our own pushed writes coming back are confirmed,
-not treated as CRM changes.
+not treated as CRM changes; a pushed edit whose record came back with another value that the
+read cannot place before or after our write stays open until a read made after the write
+(``fresh``: the entries known to be written before the page was read) decides it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +39,17 @@ class Reconciled:
 
 
 def reconcile(
-    conn: Connection, mirrored: MirrorTable, records: dict[str, Record], policy_of: PolicyOf
+    conn: Connection,
+    mirrored: MirrorTable,
+    records: dict[str, Record],
+    policy_of: PolicyOf,
+    fresh: Collection[int] = (),
 ) -> dict[str, Reconciled]:
-    """Merge each record with its open outbox entries and update the entries accordingly."""
+    """Merge each record with its open outbox entries and update the entries accordingly.
+
+    ``fresh`` holds the sequence numbers of entries whose write had landed before ``records``
+    were read: a value other than theirs is then a change made in the CRM after them.
+    """
     spec = mirrored.spec
     entries = open_entries(conn, spec.source, spec.name, records)
     results: dict[str, Reconciled] = {}
@@ -48,14 +58,19 @@ def reconcile(
         if not rows:
             results[record_id] = Reconciled(record, pending=False)
             continue
-        results[record_id] = _reconcile_one(conn, spec, record, rows, policy_of)
+        results[record_id] = _reconcile_one(conn, spec, record, rows, policy_of, fresh)
     return results
 
 
 def _reconcile_one(
-    conn: Connection, spec: ObjectSpec, record: Record, rows: list[Any], policy_of: PolicyOf
+    conn: Connection,
+    spec: ObjectSpec,
+    record: Record,
+    rows: list[Any],
+    policy_of: PolicyOf,
+    fresh: Collection[int],
 ) -> Reconciled:
-    edits, owner = _edits(spec, rows)
+    edits, owner = _edits(spec, rows, fresh)
     crm_version = record.get(spec.cursor_field)
     changed_at = record.get("LastModifiedDate") or crm_version
     values, merges = merge_record(
@@ -74,20 +89,24 @@ def _reconcile_one(
     return Reconciled(values, pending, confirmed)
 
 
-def _edits(spec: ObjectSpec, rows: list[Any]) -> tuple[dict[str, PendingEdit], dict[str, Any]]:
+def _edits(
+    spec: ObjectSpec, rows: list[Any], fresh: Collection[int]
+) -> tuple[dict[str, PendingEdit], dict[str, Any]]:
     """The latest open edit per field (with the base it was made against) and its entry."""
     edits: dict[str, PendingEdit] = {}
     owner: dict[str, Any] = {}
     for row in rows:
         if row.op != "update" and row.op != "create":
             continue
-        pushed = _parse(row.pushed_version) if row.status == "done" else None
+        done = row.status == "done"
+        pushed = _parse(row.pushed_version) if done else None
         for name, value in row.new_values.items():
             edits[name] = PendingEdit(
                 base=typed(spec, name, row.old_values.get(name)),
                 value=typed(spec, name, value),
                 edited_at=row.created_at,
-                pushed_version=pushed if row.status == "done" else None,
+                pushed_version=pushed,
+                read_after_write=done and row.seq in fresh,
             )
             owner[name] = row
     return edits, owner

@@ -8,9 +8,8 @@ WAL mode so a portal reads while the daemon writes.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +34,13 @@ from sqlalchemy.schema import CreateTable
 
 from mirror import slice_sizes
 from mirror.bulk import execute_many
-from mirror.checkpoints import WalCheckpointer, database_file, hold_back_checkpoints
+from mirror.checkpoints import WalCheckpointer, database_file
 from mirror.errors import ConfigError
 from mirror.idsets import batches, id_in
 from mirror.records import RecordChecker
+from mirror.runs import RunHeartbeat
 from mirror.schema import Migration, field_from_json, plan_migration, spec_from_json, spec_to_json
+from mirror.sqlite_writes import WriterLock, configure_connection, writer_lock
 from mirror.tables import (
     column_for,
     engine_metadata,
@@ -62,6 +63,23 @@ def _ensure_indexes(conn: Connection, table: Table) -> None:
             index.drop(conn)
         if found.get(index.name) != columns:
             index.create(conn)
+
+
+def _upgrade_engine_columns(conn: Connection) -> None:
+    """Add the engine-table columns this version has and a store made by an earlier one lacks
+    (each such column may be empty: rows written before it have none)."""
+    inspector = inspect(conn)
+    preparer = conn.dialect.identifier_preparer
+    for table in engine_metadata.sorted_tables:
+        found = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in found:
+                continue
+            ddl = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.quote(table.name)} "
+                f"ADD COLUMN {preparer.quote(column.name)} {ddl}"
+            )
 
 
 def _upgrade_engine_indexes(conn: Connection) -> None:
@@ -104,21 +122,29 @@ class MirrorTable:
 class Store:
     """The mirror database: engine tables, object tables and the primitives the sync composes."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, run_lease_seconds: float = 300.0) -> None:
+        """Open (and create or upgrade) the store at ``url``; a run this process records is
+        closed as interrupted by other processes once ``run_lease_seconds`` pass without a
+        heartbeat from it (``mirror.runs``)."""
         self.url = url
         self.engine: Engine = create_engine(url, echo=echo, future=True)
+        # SQLite: one writer at a time (``mirror.sqlite_writes``); PostgreSQL locks rows
+        self._writer: WriterLock | None = None
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", configure_connection)
+            self._writer = writer_lock(database_file(self.engine.url))
         self.metadata = MetaData()
         self._tables: dict[tuple[str, str], MirrorTable] = {}
         # the path-index fields each prepared table was built with
         self._indexed: dict[tuple[str, str], tuple[str, ...]] = {}
         self.checkpointer: WalCheckpointer | None = None
+        self.heartbeat = RunHeartbeat(self, run_lease_seconds)
         try:
             with self.transaction() as conn:
                 self.lock_schema(conn)
                 sizes_kept = inspect(conn).has_table(mirror_slice_sizes.name)
                 engine_metadata.create_all(conn)
+                _upgrade_engine_columns(conn)
                 _upgrade_engine_indexes(conn)
                 if not sizes_kept:
                     slice_sizes.recount_every_source(conn)
@@ -130,11 +156,10 @@ class Store:
 
     def lock_schema(self, conn: Connection) -> None:
         """Serialise schema changes between processes sharing the store, for the rest of
-        ``conn``'s transaction (PostgreSQL: an advisory lock; SQLite: the write lock)."""
+        ``conn``'s transaction (PostgreSQL: an advisory lock; SQLite: the write lock, which
+        every write transaction holds from its start)."""
         if self.dialect == "postgresql":
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7262606)")
-        else:
-            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS mirror_schema_lock (id INTEGER)")
 
     @property
     def safe_url(self) -> str:
@@ -148,17 +173,25 @@ class Store:
 
     def close(self) -> None:
         """Release every pooled connection (and, on SQLite, checkpoint the log)."""
+        self.heartbeat.close()
         if self.checkpointer is not None:
             self.checkpointer.close()
         self.engine.dispose()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One database transaction: committed on success, rolled back on any error."""
-        with self.engine.begin() as conn:
+        """One database transaction: committed on success, rolled back on any error. On
+        SQLite it holds the write lock from its start (``BEGIN IMMEDIATE``), after the
+        process's earlier writers of the same file."""
+        with self._write_turn(), self.engine.begin() as conn:
+            if self._writer is not None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
         if self.checkpointer is not None:
             self.checkpointer.committed()
+
+    def _write_turn(self) -> AbstractContextManager[None]:
+        return self._writer.held() if self._writer is not None else nullcontext()
 
     def refresh_statistics(self, table_name: str) -> None:
         """PostgreSQL: re-analyse a growing table and the access table (at pages 1, 2, 4, 8,
@@ -404,15 +437,3 @@ def _field_json(field: FieldSpec) -> dict[str, Any]:
         "fields"
     ][0]
     return dict(data)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    # index builds sort with helper threads: rebuilding the access table's index after a
-    # first backfill of millions of grants is the longest step a sync leaves to the end
-    cursor.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
-    cursor.close()
-    hold_back_checkpoints(dbapi_connection)

@@ -23,13 +23,17 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from mirror.adapter import CrmAdapter, RangePlan, RangeReader
+from mirror.adapter import CrmAdapter, KeyedIds, RangePlan, RangeReader
+from mirror.echoes import verify_echoes
 from mirror.leases import Leases
+from mirror.local_ids import AccessChanges, is_local_key
+from mirror.outbox import fail_open_edits, open_entry_filter
 from mirror.pages import PageContext, PageHook, PageOutcome, apply_page
 from mirror.ranges import RangeBook, RangeRow, RangeTaken, plan_of, range_lease
 from mirror.reconcile import PolicyOf
+from mirror.runs import start_run
 from mirror.store import MirrorTable, Store, utcnow
-from mirror.tables import mirror_changes, mirror_runs, mirror_sweep
+from mirror.tables import mirror_changes, mirror_outbox, mirror_runs, mirror_sweep
 from mirror.types import Checkpoint, ObjectSpec, Page
 
 log = logging.getLogger("prm_mirror.sync")
@@ -66,10 +70,12 @@ class Puller:
         backfill_ranges: int = 1,
         range_min_records: int = 0,
         leases: Leases | None = None,
+        access: AccessChanges | None = None,
     ) -> None:
         """``backfill_ranges`` above 1 splits large first backfills into ranges (see
         ``mirror.ranges``); ``leases`` shares those ranges out between workers (without it,
-        this puller reads every open range itself)."""
+        this puller reads every open range itself); ``access`` keeps the grants current when
+        a pulled record is merged with the portal create it turns out to be."""
         self.store = store
         self.policy_of = policy_of
         self.indexes = dict(indexes or {})
@@ -79,6 +85,7 @@ class Puller:
         self.backfill_ranges = backfill_ranges
         self.range_min_records = range_min_records
         self.leases = leases
+        self.access = access
         self.ranges = RangeBook(store)
 
     def sync_object(
@@ -112,10 +119,15 @@ class Puller:
         first_backfill = since is None or kind == "backfill"
         result = RunResult(spec.source, spec.name, kind, self._start_run(spec, kind))
         ctx = self._context(result.run_id, log_inserts=not first_backfill)
+        started = utcnow()
         pages = self.adapter.read(mirrored.spec, since)
-        return self._run(
-            result, lambda: self._apply_pages(mirrored, pages, ctx, result, progress, stop)
-        )
+
+        def work() -> None:
+            self._apply_pages(mirrored, pages, ctx, result, progress, stop)
+            if not result.stopped:
+                verify_echoes(self.store, self.adapter, mirrored, ctx, started)
+
+        return self._run(result, work)
 
     def join_backfill(
         self,
@@ -143,9 +155,13 @@ class Puller:
 
         The CRM's live ids are staged in ``mirror_sweep`` in short transactions (a long read
         never holds a write lock), then compared with the mirror in one transaction;
-        ``keep_staged`` leaves them there for the caller (the self-audit).
+        ``keep_staged`` leaves them there for the caller (the self-audit). Rows the CRM cannot
+        have listed are left alone: portal creates not in the CRM yet (or not yet confirmed
+        by a pull), and rows a pull wrote after the listing began. The open edits
+        of the records marked deleted fail: no write can reach them any more.
         """
         spec, table = mirrored.spec, mirrored.table
+        started = utcnow()
         scope = (mirror_sweep.c.source == spec.source, mirror_sweep.c.object == spec.name)
         with self.store.transaction() as conn:
             conn.execute(delete(mirror_sweep).where(*scope))
@@ -154,13 +170,8 @@ class Puller:
             with self.store.transaction() as conn:
                 self.store.upsert(conn, mirror_sweep, rows)
         key = table.c[spec.key]
-        live_in_crm = select(mirror_sweep.c.record_id).where(*scope)
         with self.store.transaction() as conn:
-            gone = list(
-                conn.execute(
-                    select(key).where(table.c._deleted.is_(False), key.not_in(live_in_crm))
-                ).scalars()
-            )
+            gone = list(conn.execute(_unlisted(mirrored, started)).scalars())
             now = utcnow()
             for start in range(0, len(gone), 500):
                 chunk = gone[start : start + 500]
@@ -170,6 +181,14 @@ class Puller:
             if gone:
                 conn.execute(
                     insert(mirror_changes), [_sweep_change(spec, i, now, run_id) for i in gone]
+                )
+                fail_open_edits(
+                    conn,
+                    spec.source,
+                    spec.name,
+                    gone,
+                    "ENTITY_IS_DELETED",
+                    "the record is no longer in the CRM (deleted there) and cannot take this edit",
                 )
             outcome = PageOutcome(deleted=len(gone), deleted_ids=gone)
             for hook in self.hooks:
@@ -291,7 +310,14 @@ class Puller:
             log.info("%s", taken)
 
     def _context(self, run_id: int, *, log_inserts: bool) -> PageContext:
-        ctx = PageContext(run_id, log_inserts=log_inserts, hooks=self.hooks)
+        created_id = self.adapter.created_id if isinstance(self.adapter, KeyedIds) else None
+        ctx = PageContext(
+            run_id,
+            log_inserts=log_inserts,
+            hooks=self.hooks,
+            created_id=created_id,
+            access=self.access,
+        )
         if self.policy_of is not None:
             ctx = dataclasses.replace(ctx, policy_of=self.policy_of)
         return ctx
@@ -342,19 +368,7 @@ class Puller:
                 return
 
     def _start_run(self, spec: ObjectSpec, kind: str) -> int:
-        with self.store.transaction() as conn:
-            result = conn.execute(
-                insert(mirror_runs).values(
-                    source=spec.source,
-                    object=spec.name,
-                    kind=kind,
-                    status="running",
-                    started_at=utcnow(),
-                )
-            )
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+        return start_run(self.store, spec.source, spec.name, kind)
 
     def _finish_run(self, result: RunResult, status: str, error: str | None) -> None:
         totals = result.totals
@@ -375,6 +389,26 @@ class Puller:
                     error=error,
                 )
             )
+
+
+def _unlisted(mirrored: MirrorTable, started: Any) -> Any:
+    """The live rows missing from the CRM's listing staged in ``mirror_sweep``, save those
+    the listing cannot have held: portal creates whose record the CRM has not confirmed yet
+    (local ids, or creates still open), and rows written after the listing began."""
+    spec, table = mirrored.spec, mirrored.table
+    key, synced = table.c[spec.key], table.c._synced_at
+    s, o = mirror_sweep.c, mirror_outbox.c
+    listed = select(s.record_id).where(s.source == spec.source, s.object == spec.name)
+    creating = select(o.record_id).where(
+        o.source == spec.source, o.object == spec.name, o.op == "create", open_entry_filter()
+    )
+    return select(key).where(
+        table.c._deleted.is_(False),
+        key.not_in(listed),
+        ~is_local_key(key),
+        key.not_in(creating),
+        synced.is_(None) | (synced < started),
+    )
 
 
 def _status_of(exc: BaseException) -> str:

@@ -120,7 +120,13 @@ mirror_runs = Table(
     Column("rejected", Integer, nullable=False, default=0),
     Column("api_calls", Integer, nullable=False, default=0),
     Column("error", Text),
+    # the process running it (``mirror.runs``), and until when it is known to be alive
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("owner", String(255)),
+    Column("alive_until", UtcDateTime),
     Index("ix_mirror_runs_object", "source", "object", "id"),
+    Index("ix_mirror_runs_status", "status"),
 )
 
 mirror_changes = Table(

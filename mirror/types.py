@@ -181,10 +181,16 @@ class Write:
 
     ``expected_version`` is the version the portal edited (the record's change-cursor value or
     ETag); the adapter sends it as a precondition: the write fails when the record changed
-    after it. ``idempotency_key`` makes a retried create land once. ``synced_through`` is the
-    object's checkpoint cursor when the write was read from the outbox: every CRM change up to
-    it has already been reconciled with the edit, so an adapter that must look changes up
-    itself need only look after it.
+    after it. ``expected_values`` (with ``expected_version``, updates only) are the values the
+    portal saw of the fields the write sets, its edit's base: a version at the CRM's stamp
+    resolution cannot tell a change made in the same second (or millisecond) as that version,
+    so the adapter also reads these fields in its version check and fails the write
+    (``precondition_failed``) when one of them holds another value
+    (``mirror.preconditions.changed_fields``); a field missing from them is not compared.
+    ``idempotency_key`` makes a retried create land once. ``synced_through`` is the object's
+    checkpoint cursor when the write was read from the outbox: every CRM change up to it has
+    already been reconciled with the edit, so an adapter that must look changes up itself need
+    only look after it.
     """
 
     op: WriteOp
@@ -194,6 +200,7 @@ class Write:
     expected_version: str | None = None
     idempotency_key: str | None = None
     synced_through: str | None = None
+    expected_values: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,14 @@ round), groups the rest by object and operation in batches, marks them ``sending
 before calling the CRM. A crash after that leaves them ``sending``: the next push sends them
 again, and that is safe: creates carry an idempotency key (an external-id upsert), updates
 carry the same values, and the precondition then fails only to be reconciled by the next pull.
+
+The CRM's answers of a batch are recorded in one transaction; when that fails, each answer is
+recorded in a transaction of its own, and an entry whose answer cannot be recorded is retried
+later like a transient failure, so it never holds back the entries behind it. An entry a pull
+settled while its write was on the way (a create recognised by its key) keeps what the pull
+decided. A ``blocked`` entry waits for the next pull to reconcile it; one still blocked after a
+sync of its object that began after the block and completed is sent again, so the CRM says
+what became of the record (deleted for good, typically) instead of the entry waiting forever.
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from sqlalchemy import Connection, select, update
 
 from mirror.adapter import CrmAdapter
 from mirror.errors import MirrorError, QuotaExceeded, TransientError
+from mirror.local_ids import AccessChanges, current_ids, settle_create
 from mirror.outbox import (
     OPEN_STATUSES,
+    base_values,
     is_local,
-    replace_local_id,
+    release_blocks,
     set_entry,
+    stale_blocks,
     still_pending,
     typed,
 )
@@ -51,6 +62,14 @@ class PushResult:
     api_calls: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def add(self, other: PushResult) -> None:
+        """Accumulate what ``other`` recorded (its entries' outcomes and errors)."""
+        self.done += other.done
+        self.failed += other.failed
+        self.retried += other.retried
+        self.blocked += other.blocked
+        self.errors.extend(other.errors)
+
 
 class Pusher:
     """Drains one source's outbox into its CRM."""
@@ -66,7 +85,10 @@ class Pusher:
         max_attempts: int = 8,
         base_delay: float = 1.0,
         on_change: Hook | None = None,
+        access: AccessChanges | None = None,
     ) -> None:
+        """``on_change`` is told of records a refused write changed back; ``access`` keeps
+        the grants current when a created record is merged into its CRM row."""
         self.store = store
         self.adapter = adapter
         self.source = source
@@ -75,6 +97,7 @@ class Pusher:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.on_change = on_change
+        self.access = access
         self._synced: dict[str, str] = {}
 
     def push(self, *, max_rounds: int = 20) -> PushResult:
@@ -86,6 +109,11 @@ class Pusher:
         result = PushResult()
         calls_before = self.adapter.api_calls()
         attempted: set[int] = set()
+        with self.store.engine.connect() as conn:
+            stale = stale_blocks(conn, self.source)
+        if stale:
+            with self.store.transaction() as conn:
+                release_blocks(conn, stale)
         for _ in range(max_rounds):
             # the checkpoints first: every CRM change up to them is already reconciled with the
             # entries read after
@@ -145,7 +173,8 @@ class Pusher:
         with self.store.transaction() as conn:
             for row in batch:
                 set_entry(conn, row.seq, status="sending")
-        writes = [self._write(spec, row) for row in batch]
+        replaced = self._replaced(batch)
+        writes = [self._write(spec, row, replaced) for row in batch]
         result.sent += len(batch)
         result.batches += 1
         try:
@@ -155,33 +184,117 @@ class Pusher:
             raise
         except (TransientError, MirrorError) as exc:
             answers = [WriteResult(ok=False, message=str(exc), retryable=True) for _ in writes]
-        with self.store.transaction() as conn:
-            for row, answer in zip(batch, answers, strict=True):
-                self._apply(conn, spec, row, answer, result)
+        self._record(spec, batch, answers, result)
 
-    def _write(self, spec: ObjectSpec, row: Any) -> Write:
+    def _record(
+        self, spec: ObjectSpec, batch: list[Any], answers: list[WriteResult], result: PushResult
+    ) -> None:
+        """Record the answers of a batch in one transaction or, when that fails, each answer
+        in its own: one entry that cannot be recorded never rolls the others back."""
+        recorded = PushResult()
+        try:
+            with self.store.transaction() as conn:
+                sending = self._still_sending(conn, batch)
+                for row, answer in zip(batch, answers, strict=True):
+                    if row.seq in sending:
+                        self._apply(conn, spec, row, answer, recorded)
+        except Exception as exc:
+            log.warning(
+                "recording %d %s answers at once failed (%s); recording each on its own",
+                len(batch), spec.name, _describe(exc),
+            )  # fmt: skip
+            recorded = PushResult()
+            for row, answer in zip(batch, answers, strict=True):
+                self._record_one(spec, row, answer, recorded)
+        result.add(recorded)
+
+    def _record_one(
+        self, spec: ObjectSpec, row: Any, answer: WriteResult, result: PushResult
+    ) -> None:
+        """Record one answer; when even that fails, the entry is retried later."""
+        recorded = PushResult()
+        try:
+            with self.store.transaction() as conn:
+                if self._still_sending(conn, [row]):
+                    self._apply(conn, spec, row, answer, recorded)
+            result.add(recorded)
+            return
+        except Exception as exc:
+            log.exception("recording the answer to outbox entry %d failed", row.seq)
+            reason = _describe(exc)
+        failure = WriteResult(
+            ok=False,
+            error_code="NOT_RECORDED",
+            message=f"the CRM's answer could not be recorded in the mirror ({reason})",
+            retryable=True,
+        )
+        with self.store.transaction() as conn:
+            if self._still_sending(conn, [row]):
+                self._apply(conn, spec, row, failure, result)
+
+    def _still_sending(self, conn: Connection, rows: list[Any]) -> set[int]:
+        """Which of the entries are still ``sending`` (locked until the commit): a pull may
+        have settled one while its write was on the way."""
+        o = mirror_outbox.c
+        seqs = sorted(row.seq for row in rows)
+        found: set[int] = set()
+        for start in range(0, len(seqs), 500):
+            query = (
+                select(o.seq)
+                .where(o.seq.in_(seqs[start : start + 500]), o.status == "sending")
+                .order_by(o.seq)
+                .with_for_update()
+            )
+            found.update(conn.execute(query).scalars())
+        return found
+
+    def _replaced(self, batch: list[Any]) -> dict[str, str]:
+        """The CRM ids of the local ids the batch's entries were edited against."""
+        bases = {v for row in batch for v in (row.old_values or {}).values() if is_local(v)}
+        if not bases:
+            return {}
+        with self.store.engine.connect() as conn:
+            return current_ids(conn, self.source, bases)
+
+    def _write(self, spec: ObjectSpec, row: Any, replaced: dict[str, str]) -> Write:
         values = {name: typed(spec, name, value) for name, value in row.new_values.items()}
         op = WriteOp(row.op)
+        version = None if row.force or op is WriteOp.CREATE else row.base_version
         return Write(
             op=op,
             object=spec.name,
             values=values if op is not WriteOp.DELETE else {},
             record_id=None if op is WriteOp.CREATE else row.record_id,
-            expected_version=None if row.force or op is WriteOp.CREATE else row.base_version,
+            expected_version=version,
             idempotency_key=row.idempotency_key,
             synced_through=self._synced.get(spec.name),
+            # the version cannot tell a change made in its own second: the values can
+            expected_values=(
+                base_values(spec, row, replaced) if version and op is WriteOp.UPDATE else None
+            ),
         )
 
     def _apply(
         self, conn: Connection, spec: ObjectSpec, row: Any, answer: WriteResult, result: PushResult
     ) -> None:
         now = utcnow()
+        if answer.ok and row.op == "create" and answer.record_id:
+            result.done += 1
+            settle_create(
+                conn,
+                self.store,
+                spec,
+                row,
+                answer.record_id,
+                version=answer.version,
+                confirmed=answer.version is None,
+                access=self.access,
+            )
+            self._settle(conn, spec, answer.record_id)
+            return
         if answer.ok:
             result.done += 1
             record_id = row.record_id
-            if row.op == "create" and answer.record_id:
-                replace_local_id(conn, self.store, spec, row.record_id, answer.record_id, now)
-                record_id = answer.record_id
             set_entry(
                 conn,
                 row.seq,
@@ -264,6 +377,7 @@ class Pusher:
             }
             if restore:
                 conn.execute(update(table).where(key == row.record_id).values(**restore))
+            _rebase_followers(conn, row)
         conn.execute(
             mirror_changes.insert().values(
                 source=spec.source,
@@ -279,3 +393,35 @@ class Pusher:
         self._settle(conn, spec, row.record_id)
         if self.on_change is not None:
             self.on_change(conn, spec.name, [row.record_id])
+
+
+def _rebase_followers(conn: Connection, row: Any) -> None:
+    """Later open edits of the record made on top of the refused one's values were made
+    against values the CRM never held: their base becomes what the CRM kept, so their write
+    is not refused for a change nobody made."""
+    o = mirror_outbox.c
+    query = select(o.seq, o.old_values).where(
+        o.source == row.source,
+        o.object == row.object,
+        o.record_id == row.record_id,
+        o.seq > row.seq,
+        o.op == "update",
+        o.status.in_(OPEN_STATUSES),
+    )
+    for seq, old_values in conn.execute(query).all():
+        rebased = {
+            name: row.old_values[name]
+            if name in row.new_values and name in row.old_values and value == row.new_values[name]
+            else value
+            for name, value in old_values.items()
+        }
+        if rebased != old_values:
+            set_entry(conn, seq, old_values=rebased)
+
+
+def _describe(exc: BaseException) -> str:
+    """An error's kind and first line, without the statement or values a database error
+    carries."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__

@@ -33,7 +33,7 @@ from adapters.sandbox.dynamics_app import DataverseApp
 from adapters.sandbox.dynamics_errors import REQUESTS_LIMIT, THROTTLE_MESSAGES
 from adapters.sandbox.dynamics_load import DataverseLoader, record_guid
 from adapters.sandbox.dynamics_org import DataverseOrg, Fault, ServiceProtection
-from adapters.sandbox.dynamics_schema import DataverseSchema, Entity
+from adapters.sandbox.dynamics_schema import Attribute, DataverseSchema, Entity
 from adapters.sandbox.dynamics_store import DataverseStore, quote
 from adapters.sandbox.dynamics_values import epoch, normalize_guid
 from adapters.sandbox.entra import EntraTenant, generate_certificate, thumbprints
@@ -43,11 +43,13 @@ from adapters.sandbox.server import SandboxServer
 from adapters.sandbox.writelog import read_log
 
 _CONTROLS = (
-    "now", "advance_clock", "set_clock", "create", "update", "delete", "hard_delete",
+    "now", "advance_clock", "freeze_clock", "thaw_clock",
+    "set_clock", "create", "update", "delete", "hard_delete",
     "set_modstamp", "get", "count", "ids", "record_id", "expire_tokens", "expire_delta_tokens",
     "set_delta_token_expiry_days", "set_change_tracking", "fail_next", "throttle",
     "set_rate_limit", "drop_next_response", "slow_down", "corrupt", "reset_calls",
-    "call_count", "issue_token", "write_log", "dump", "clear_faults",
+    "call_count", "issue_token", "add_column", "add_columns", "write_log", "dump",
+    "clear_faults",
 )  # fmt: skip
 _PROPERTIES = ("calls", "tenant_id", "client_id", "client_secret", "certificate_thumbprint")
 _DATETIME_ARGUMENTS = {"set_clock": "dt", "set_modstamp": "when"}
@@ -107,6 +109,8 @@ class DynamicsSandbox(SandboxLifecycle):
             store.set_meta("generated", f"seed={self.seed} size={self.size}")
         for name in orjson.loads(store.get_meta("untracked") or "[]"):
             schema.set_change_tracking(name, False)
+        for table, column in orjson.loads(store.get_meta("added_columns") or "[]"):
+            schema.add_attribute(table, _attribute(column))
         anchor = datetime.fromisoformat(store.get_meta("anchor") or datetime.now(UTC).isoformat())
         clock = SandboxClock.from_state(store.get_meta("clock"))
         if clock.now() < anchor:
@@ -196,6 +200,14 @@ class DynamicsSandbox(SandboxLifecycle):
     def set_clock(self, dt: datetime) -> datetime:
         """Set the sandbox clock (never backwards)."""
         return self.org.clock.set(dt)
+
+    def freeze_clock(self) -> datetime:
+        """Stop the sandbox clock (only ``advance_clock`` and ``set_clock`` move it then)."""
+        return self.org.clock.freeze()
+
+    def thaw_clock(self) -> datetime:
+        """Let a frozen sandbox clock run on with the wall clock."""
+        return self.org.clock.thaw()
 
     # -- records -----------------------------------------------------------------------------
 
@@ -299,6 +311,28 @@ class DynamicsSandbox(SandboxLifecycle):
         """How many days a delta token lives (Dataverse's ``ExpireChangeTrackingInDays``)."""
         self.org.expire_change_tracking_days = days
 
+    def add_column(
+        self, table: str, name: str, type: str = "String", max_length: int | None = 100
+    ) -> None:
+        """Schema drift: a new column appears in the table's definitions and becomes readable
+        and writable (kept across restarts of the sandbox)."""
+        self.add_columns(table, [name], type, max_length)
+
+    def add_columns(
+        self, table: str, names: list[str], type: str = "String", max_length: int | None = 100
+    ) -> None:
+        """``add_column`` for many columns of one type at once."""
+        entity = self._entity(table)
+        columns = [{"name": name, "type": type, "max_length": max_length} for name in names]
+        attributes = [_attribute(column) for column in columns]
+        for attribute in attributes:
+            entity = self.org.schema.add_attribute(entity.name, attribute)
+        store = self.org.store
+        store.add_columns(entity, attributes)
+        added = orjson.loads(store.get_meta("added_columns") or "[]")
+        added += [[entity.name, column] for column in columns]
+        store.set_meta("added_columns", orjson.dumps(added).decode())
+
     def set_change_tracking(self, table: str, enabled: bool) -> None:
         """Turn change tracking of a table on or off."""
         entity = self._entity(table)
@@ -367,6 +401,13 @@ class DynamicsSandbox(SandboxLifecycle):
     def call_count(self, path_contains: str | None = None) -> int:
         """How many requests there were (whose path contains ``path_contains``)."""
         return sum(1 for _, path in self.calls if path_contains is None or path_contains in path)
+
+
+def _attribute(column: dict[str, Any]) -> Attribute:
+    """The attribute of an ``add_column`` entry (a custom column)."""
+    length = column.get("max_length") if column["type"] in ("String", "Memo") else None
+    return Attribute(column["name"], column["type"], column["name"], max_length=length,
+                     custom=True)  # fmt: skip
 
 
 def _guid(record_id: str) -> str:

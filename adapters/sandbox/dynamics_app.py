@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
@@ -28,10 +28,28 @@ from adapters.sandbox.dynamics_errors import AadError, DataverseError
 from adapters.sandbox.dynamics_org import API_PREFIX, SUPPORTED_VERSIONS, DataverseOrg
 from adapters.sandbox.dynamics_query import count_rows, parse_query, run_query, run_tracking
 from adapters.sandbox.dynamics_shape import parse_prefer
-from adapters.sandbox.server import BadJson, drop_connection, json_response, read_json
+from adapters.sandbox.server import (
+    BadJson,
+    drop_connection,
+    html_response,
+    json_response,
+    read_json,
+    request_target,
+)
 from adapters.sandbox.writelog import api_request
 
 log = logging.getLogger(__name__)
+URL_LIMIT = 32_768
+"""Characters of URL Dataverse takes in a request; inside a ``$batch`` body, twice as many."""
+BATCHED_URL_LIMIT = 65_536
+SEGMENT_LIMIT = 260
+"""Characters of one path segment (``accounts(...)``): longer is 400 Bad Request - Invalid URL."""
+_HTTP_SYS_PAGE = (
+    '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">'
+    "\r\n<HTML><HEAD><TITLE>{title}</TITLE>\r\n"
+    '<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
+    "<BODY><h2>{heading}</h2>\r\n<hr><p>{text}</p>\r\n</BODY></HTML>\r\n"
+)
 ADMIN_HEADER = "X-Sandbox-Admin"
 Controls = Callable[[str, dict[str, Any]], Any]
 
@@ -50,6 +68,10 @@ class DataverseApp:
         request = Request(environ)
         if request.path.startswith("/__sandbox/"):
             return self._admin(request)(environ, start_response)
+        if request.path.startswith(API_PREFIX):
+            refused = refuse_url(request_target(environ), URL_LIMIT)
+            if refused is not None:
+                return refused(environ, start_response)
         with api_request():
             response = self._answer(request)
         if self.org.faults.take(self.org.faults.drops, request.full_path) is not None:
@@ -153,6 +175,9 @@ class DataverseApp:
 
     def _batch(self, request: Request) -> Response:
         def execute(operation: Operation) -> Response:
+            refused = refuse_url(operation.url, BATCHED_URL_LIMIT)
+            if refused is not None:
+                return refused
             path, query_string = operation.path_and_query
             inner = EnvironBuilder(
                 method=operation.method,
@@ -198,6 +223,23 @@ class DataverseApp:
         except (KeyError, ValueError, TypeError, DataverseError, BadJson) as error:
             return json_response({"error": type(error).__name__, "message": str(error)}, 400)
         return json_response({"result": _jsonable(result)})
+
+
+def refuse_url(url: str, limit: int) -> Response | None:
+    """HTTP.sys's answer to a URL over ``limit`` characters (414) or with a path segment over
+    260 characters (400 Bad Request - Invalid URL), before Dataverse sees it; else ``None``."""
+    if len(url) > limit:
+        text = "HTTP Error 414. The request URL is too long."
+        page = _HTTP_SYS_PAGE.format(title="Request URL Too Long", heading="Request URL Too Long",
+                                     text=text)  # fmt: skip
+        return html_response(page, 414, charset="us-ascii")
+    path = urlsplit(url).path
+    if any(len(unquote(segment)) > SEGMENT_LIMIT for segment in path.split("/")):
+        text = "HTTP Error 400. The request URL is invalid."
+        page = _HTTP_SYS_PAGE.format(title="Bad Request", heading="Bad Request - Invalid URL",
+                                     text=text)  # fmt: skip
+        return html_response(page, 400, charset="us-ascii")
+    return None
 
 
 def _split_key(segment: str) -> tuple[str, str | None]:

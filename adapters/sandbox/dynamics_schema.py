@@ -389,6 +389,15 @@ class DataverseSchema:
             return self.entities[name]
         return self.by_set[name]
 
+    def add_attribute(self, name: str, attribute: Attribute) -> Entity:
+        """Schema drift: a new column on a table (``ValueError`` if it has one so named)."""
+        entity = self.entity(name)
+        if attribute.name in entity.by_name:
+            raise ValueError(f"{entity.name} already has a column {attribute.name!r}")
+        self.entities[entity.name] = replace(entity, attributes=(*entity.attributes, attribute))
+        self.__dict__.pop("by_set", None)
+        return self.entities[entity.name]
+
     def set_change_tracking(self, name: str, enabled: bool) -> None:
         """Turn change tracking of a table on or off."""
         entity = self.entity(name)

@@ -87,6 +87,16 @@ class DataverseStore:
                 )
                 conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(entity.name)} ({columns})")
 
+    def add_columns(self, entity: Entity, attributes: Iterable[Attribute]) -> None:
+        """Add the columns of new attributes to their table (kept when they are there)."""
+        table = quote(entity.name)
+        with self.transaction() as conn:
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for attribute in attributes:
+                if attribute.name not in present:
+                    column = f"{quote(attribute.name)} {sql_type(attribute)}"
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
     def create_indexes(self) -> None:
         """Index row versions, modification stamps and lookups."""
         with self.transaction() as conn:

@@ -23,7 +23,7 @@ Example::
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,8 @@ from adapters.sandbox.server import SandboxServer
 from adapters.sandbox.writelog import read_log
 
 _CONTROLS = (
-    "now", "advance_clock", "create", "create_many", "update", "delete", "restore",
+    "now", "advance_clock", "freeze_clock", "thaw_clock",
+    "create", "create_many", "update", "delete", "restore",
     "hard_delete", "merge", "set_modstamp", "get", "count", "ids", "associate", "dissociate",
     "associations", "fail_next", "drop_next_response", "throttle", "set_rate_limits",
     "set_search_cap", "add_property", "corrupt", "rotate_token", "reset_calls", "call_count",
@@ -112,6 +113,9 @@ class HubSpotSandbox(SandboxLifecycle):
     def _app(self) -> HubSpotApp:
         return HubSpotApp(self.portal, self.admin_token, self._control)
 
+    def _date_clock(self) -> Callable[[], datetime]:
+        return self.now
+
     @property
     def access_token(self) -> str:
         """The portal's private-app access token."""
@@ -141,6 +145,15 @@ class HubSpotSandbox(SandboxLifecycle):
     def advance_clock(self, seconds: float) -> datetime:
         """Move the sandbox clock forward."""
         return datetime.fromtimestamp(self.portal.clock.advance(seconds) / 1000, UTC)
+
+    def freeze_clock(self) -> datetime:
+        """Stop the sandbox clock (only ``advance_clock`` moves it then; each change still
+        gets a millisecond of its own)."""
+        return datetime.fromtimestamp(self.portal.clock.freeze() / 1000, UTC)
+
+    def thaw_clock(self) -> datetime:
+        """Let a frozen sandbox clock run on with the wall clock."""
+        return datetime.fromtimestamp(self.portal.clock.thaw() / 1000, UTC)
 
     # -- records -----------------------------------------------------------------------------
 

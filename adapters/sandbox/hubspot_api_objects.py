@@ -1,10 +1,11 @@
 """The CRM objects v3 endpoints: list, get, create, update, archive, batch, merge.
 
-Lists page in id order with an ``after`` cursor (at most 100 a page); ``archived=true`` lists
-only the recycle bin, with ``archivedAt``. Batches take at most 100 inputs; reads and updates
-that miss some ids answer 207 Multi-Status with an ``OBJECT_NOT_FOUND`` error naming them,
-while invalid property values fail the whole batch with 400, as HubSpot's do. A merged-away id
-reads as its survivor.
+Lists page in id order with an ``after`` cursor (at most 100 a page, 50 with
+``propertiesWithHistory``); ``archived=true`` lists only the recycle bin, with ``archivedAt``.
+Records, lists and batch reads show ``propertiesWithHistory`` when asked for it. Batches take
+at most 100 inputs; reads and updates that miss some ids answer 207 Multi-Status with an
+``OBJECT_NOT_FOUND`` error naming them, while invalid property values fail the whole batch with
+400, as HubSpot's do. A merged-away id reads as its survivor.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from adapters.sandbox.hubspot_values import ms_to_iso
 from adapters.sandbox.server import empty_response, json_response, read_json
 
 MAX_PAGE = 100
+MAX_PAGE_WITH_HISTORY = 50
 MAX_BATCH = 100
 
 
@@ -86,6 +88,9 @@ def list_objects(portal: Portal, request: Request, object_type: str) -> Response
     """``GET /crm/v3/objects/{type}``: a page of live (or only archived) records by id."""
     kind = _object_type(portal, object_type)
     limit = _limit(request.args.get("limit", "10"))
+    history = list_param(request, "propertiesWithHistory")
+    if history:
+        limit = min(limit, MAX_PAGE_WITH_HISTORY)
     archived = bool_param(request, "archived")
     after = request.args.get("after")
     start = _after_id(after)
@@ -98,7 +103,7 @@ def list_objects(portal: Portal, request: Request, object_type: str) -> Response
     associations = list_param(request, "associations")
     results = []
     for row in rows[:limit]:
-        body = portal.records.to_json(kind, row, properties)
+        body = _shown(portal, kind, row, properties, history)
         if associations:
             body["associations"] = _v3_associations(portal, kind, row["id"], associations)
         results.append(body)
@@ -168,7 +173,24 @@ def get_object(portal: Portal, request: Request, object_type: str, object_id: st
     row = _find(portal, kind, object_id, request.args.get("idProperty"), archived)
     if row is None:
         raise not_found()
-    return json_response(portal.records.to_json(kind, row, list_param(request, "properties")))
+    properties = list_param(request, "properties")
+    history = list_param(request, "propertiesWithHistory")
+    return json_response(_shown(portal, kind, row, properties, history))
+
+
+def _shown(
+    portal: Portal,
+    kind: ObjectType,
+    row: Mapping[str, Any],
+    properties: Sequence[str],
+    history: Sequence[str],
+) -> dict[str, Any]:
+    """A record's JSON, with ``propertiesWithHistory`` for the known names of ``history``."""
+    body = portal.records.to_json(kind, row, properties)
+    if history:
+        known = [name for name in dict.fromkeys(history) if kind.property(name) is not None]
+        body["propertiesWithHistory"] = portal.records.history.of(kind.name, row, known)
+    return body
 
 
 def _find(
@@ -249,6 +271,7 @@ def batch_read(portal: Portal, request: Request, object_type: str) -> Response:
     body = read_json(request)
     inputs = _batch_inputs(body)
     properties = list(body.get("properties") or ())
+    history = list(body.get("propertiesWithHistory") or ())
     archived = bool_param(request, "archived")
     results, missing = [], []
     for entry in inputs:
@@ -257,7 +280,7 @@ def batch_read(portal: Portal, request: Request, object_type: str) -> Response:
         if row is None:
             missing.append(key)
         else:
-            results.append(portal.records.to_json(kind, row, properties))
+            results.append(_shown(portal, kind, row, properties, history))
     return _batch_reply(portal, results, missing, 200)
 
 

@@ -25,10 +25,24 @@ from adapters.sandbox import hubspot_api_objects as objects
 from adapters.sandbox.hubspot_api_search import search
 from adapters.sandbox.hubspot_errors import HsError, unauthorized
 from adapters.sandbox.hubspot_portal import Portal
-from adapters.sandbox.server import BadJson, drop_connection, json_response, read_json
+from adapters.sandbox.server import (
+    BadJson,
+    drop_connection,
+    html_response,
+    json_response,
+    read_json,
+    request_target,
+)
 from adapters.sandbox.writelog import api_request
 
 ADMIN_HEADER = "X-Sandbox-Admin"
+URL_LIMIT = 16_384
+"""Bytes of request target (path and query) the sandbox takes. HubSpot documents no URL
+limit; integrators report 414 URI Too Long from about 16 KB of URL (see docs/hubspot.md)."""
+TOO_LONG_PAGE = (
+    "<html><head><title>414 Request-URI Too Large</title></head><body>"
+    "<center><h1>414 Request-URI Too Large</h1></center></body></html>"
+)
 
 
 def _rules() -> Iterable[Rule]:
@@ -86,6 +100,8 @@ class HubSpotApp:
         request = Request(environ)
         if request.path.startswith("/__sandbox/"):
             return self._admin(request)(environ, start_response)
+        if len(request_target(environ).encode()) > URL_LIMIT:
+            return html_response(TOO_LONG_PAGE, 414)(environ, start_response)
         with api_request():
             response = self._answer(request)
         if self.portal.faults.take(self.portal.faults.drops, request.path) is not None:

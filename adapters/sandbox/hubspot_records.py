@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from adapters.sandbox.hubspot_errors import HsError, invalid_values, not_found, validation
+from adapters.sandbox.hubspot_history import CALCULATED, CRM_USER, INTEGRATION, History, Source
 from adapters.sandbox.hubspot_schema import (
     CLOSED_STAGES,
     DEAL_STAGES,
@@ -37,6 +38,7 @@ class Records:
         self.store = store
         self.schema = schema
         self.clock = clock
+        self.history = History(store)
         with store.lock:
             create_table(store.conn)
 
@@ -174,6 +176,7 @@ class Records:
                 self._derive(object_type, row)
                 self.store.write(object_type.name, row)
                 self._store_unique(object_type, row)
+                self.history.record(object_type.name, record_id, props, moment, _source(system))
                 self._log("create", object_type, row["id"], values, moment)
                 rows.append(row)
         return rows
@@ -192,7 +195,7 @@ class Records:
         checked = self.checked(object_type, values, system=system)
         self._check_unique(object_type, checked, row["id"])
         with self.store.transaction():
-            row = self._apply(object_type, row, checked, stamp)
+            row = self._apply(object_type, row, checked, stamp, _source(system))
             self._log("update", object_type, row["id"], checked, row["modified_ms"])
         return row
 
@@ -202,6 +205,7 @@ class Records:
         row: dict[str, Any],
         changes: Mapping[str, str | None],
         stamp: int | None = None,
+        source: Source = CALCULATED,
     ) -> dict[str, Any]:
         for name, value in changes.items():
             if value is None:
@@ -213,6 +217,7 @@ class Records:
         with self.store.transaction():
             self.store.write(object_type.name, row)
             self._store_unique(object_type, row)
+            self.history.record(object_type.name, row["id"], changes, row["modified_ms"], source)
         return row
 
     def touch(self, object_type: ObjectType, ids: Iterable[Any], stamp: int) -> None:
@@ -254,6 +259,7 @@ class Records:
         """Delete a record for good (a GDPR delete, or the recycle bin emptied)."""
         with self.store.transaction():
             self.store.purge(object_type.name, _as_id(record_id))
+            self.history.forget(object_type.name, _as_id(record_id))
             self._log("hard_delete", object_type, record_id, {}, self.clock.now_ms())
 
     def merge(
@@ -441,6 +447,11 @@ def _new_row(record_id: int, props: dict[str, str], moment: int) -> dict[str, An
         "archived_ms": None,
         "merged_into": None,
     }
+
+
+def _source(system: bool) -> Source:
+    """Test controls write as a person in the CRM, API calls as the portal's private app."""
+    return CRM_USER if system else INTEGRATION
 
 
 def _bool(value: bool) -> str:

@@ -57,16 +57,22 @@ class HubSpotClock:
         self._lock = threading.Lock()
         self._offset = offset_ms
         self._last = last_ms
+        self._frozen_at: int | None = None
+
+    def _wall(self) -> int:
+        if self._frozen_at is not None:
+            return self._frozen_at
+        return int(time.time() * 1000) + self._offset
 
     def now_ms(self) -> int:
         """The current reading (not earlier than any stamp handed out)."""
         with self._lock:
-            return max(int(time.time() * 1000) + self._offset, self._last)
+            return max(self._wall(), self._last)
 
     def stamp(self) -> int:
         """A fresh stamp for a change, later than every earlier one."""
         with self._lock:
-            self._last = max(int(time.time() * 1000) + self._offset, self._last + 1)
+            self._last = max(self._wall(), self._last + 1)
             return self._last
 
     def advance(self, seconds: float) -> int:
@@ -75,12 +81,32 @@ class HubSpotClock:
             raise ValueError("the sandbox clock never goes backwards")
         with self._lock:
             self._offset += int(seconds * 1000)
+            if self._frozen_at is not None:
+                self._frozen_at += int(seconds * 1000)
+        return self.now_ms()
+
+    def freeze(self) -> int:
+        """Stop the clock at its current reading (``advance`` still moves it; each change
+        still gets a stamp of its own, a millisecond after the last one)."""
+        with self._lock:
+            self._frozen_at = max(self._wall(), self._last)
+            return self._frozen_at
+
+    def thaw(self) -> int:
+        """Let a frozen clock follow the wall clock again, on from its current reading."""
+        with self._lock:
+            if self._frozen_at is not None:
+                self._offset = self._frozen_at - int(time.time() * 1000)
+                self._frozen_at = None
         return self.now_ms()
 
     def state(self) -> str:
-        """``"<offset> <last>"`` to persist."""
+        """``"<offset> <last>"`` to persist (a frozen clock is saved as running on)."""
         with self._lock:
-            return f"{self._offset} {self._last}"
+            offset = self._offset
+            if self._frozen_at is not None:
+                offset = self._frozen_at - int(time.time() * 1000)
+            return f"{offset} {self._last}"
 
     @classmethod
     def from_state(cls, state: str | None, floor_ms: int = 0) -> HubSpotClock:

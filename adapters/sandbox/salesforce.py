@@ -39,7 +39,8 @@ from adapters.sandbox.sf_ids import normalize_id
 from adapters.sandbox.writelog import read_log
 
 _CONTROLS = (
-    "now", "advance_clock", "set_clock", "create", "update", "delete", "undelete", "hard_delete",
+    "now", "advance_clock", "freeze_clock", "thaw_clock",
+    "set_clock", "create", "update", "delete", "undelete", "hard_delete",
     "merge", "set_modstamp", "get", "count", "ids", "expire_sessions", "fail_next", "throttle",
     "set_daily_limit", "lock_rows", "unlock_rows", "drop_next_response", "add_field", "corrupt",
     "set_deleted_window", "reset_calls", "call_count", "issue_session", "write_log", "dump",
@@ -146,6 +147,14 @@ class SalesforceSandbox(SandboxLifecycle):
     def set_clock(self, dt: datetime) -> datetime:
         """Set the sandbox clock (never backwards)."""
         return self.org.clock.set(dt)
+
+    def freeze_clock(self) -> datetime:
+        """Stop the sandbox clock (only ``advance_clock`` and ``set_clock`` move it then)."""
+        return self.org.clock.freeze()
+
+    def thaw_clock(self) -> datetime:
+        """Let a frozen sandbox clock run on with the wall clock."""
+        return self.org.clock.thaw()
 
     # -- records -----------------------------------------------------------------------------
 

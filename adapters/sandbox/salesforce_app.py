@@ -30,6 +30,9 @@ from adapters.sandbox import (
     salesforce_api_composite as composite,
 )
 from adapters.sandbox import (
+    salesforce_api_composite_request as composite_request,
+)
+from adapters.sandbox import (
     salesforce_api_rows as rows,
 )
 from adapters.sandbox import (
@@ -37,13 +40,24 @@ from adapters.sandbox import (
 )
 from adapters.sandbox.salesforce_errors import SfError, invalid_session
 from adapters.sandbox.salesforce_org import Org
-from adapters.sandbox.server import BadJson, drop_connection, json_response, read_json
+from adapters.sandbox.server import (
+    BadJson,
+    drop_connection,
+    html_response,
+    json_response,
+    read_json,
+    request_head_bytes,
+    request_target,
+)
 from adapters.sandbox.soql import SoqlError
 from adapters.sandbox.writelog import api_request
 
 log = logging.getLogger(__name__)
 
 MIN_VERSION, MAX_VERSION = 50, 62
+REQUEST_HEAD_LIMIT = 16_384
+"""Bytes Salesforce takes for a request's URI, and for its URI and headers together: a longer
+URI is refused with 414, longer URI and headers with 431 (Help article 000386264)."""
 ADMIN_HEADER = "X-Sandbox-Admin"
 _SEASONS = ("Winter", "Spring", "Summer")
 
@@ -136,6 +150,7 @@ def _rules() -> Iterable[Rule]:
         (f"{data}/queryAll", sync.query_all, ("GET",)),
         (f"{data}/query/<locator>", sync.query_more, ("GET",)),
         (f"{data}/queryAll/<locator>", sync.query_more, ("GET",)),
+        (f"{data}/composite", composite_request.composite, ("POST",)),
         (f"{data}/composite/sobjects", composite.collection, ("POST", "PATCH", "DELETE")),
         (f"{data}/composite/sobjects/<sobject>", composite.retrieve, ("GET", "POST")),
         (f"{data}/composite/sobjects/<sobject>/<field>", composite.upsert, ("PATCH",)),
@@ -166,6 +181,9 @@ class SalesforceApp:
         request = Request(environ)
         if request.path.startswith("/__sandbox/"):
             return self._admin(request)(environ, start_response)
+        refused = refuse_oversized(environ)
+        if refused is not None:
+            return refused(environ, start_response)
         with api_request():
             response = self._answer(request)
         if self.org.faults.take(self.org.faults.drops, request.path) is not None:
@@ -178,13 +196,22 @@ class SalesforceApp:
         org.record_call(request.method, request.path)
         if org.faults.delay_seconds:
             time.sleep(org.faults.delay_seconds)
+        fault = org.faults.take(org.faults.failures, request.path)
+        if fault is not None:
+            return json_response(SfError(fault.status, fault.error_code, fault.message).body(),
+                                 fault.status)  # fmt: skip
+        return self._route(request, authorize=True)
+
+    def _route(self, request: Request, *, authorize: bool) -> Response:
+        """Answer ``request`` from its route; errors become Salesforce's JSON arrays.
+        A composite subrequest is routed without ``authorize``: its call was checked once."""
+        org = self.org
         try:
-            fault = org.faults.take(org.faults.failures, request.path)
-            if fault is not None:
-                raise SfError(fault.status, fault.error_code, fault.message)
             endpoint, args = self.url_map.bind_to_environ(request.environ).match()
-            if endpoint not in PUBLIC_ENDPOINTS:
+            if authorize and endpoint not in PUBLIC_ENDPOINTS:
                 self._authorize(request)
+            if endpoint is composite_request.composite:
+                args["dispatch"] = lambda inner: self._route(inner, authorize=False)
             return endpoint(org, request, **args)
         except SfError as error:
             return json_response(error.body(), error.status)
@@ -224,6 +251,17 @@ class SalesforceApp:
         except (KeyError, ValueError, TypeError, SfError, BadJson) as error:
             return json_response({"error": type(error).__name__, "message": str(error)}, 400)
         return json_response({"result": _jsonable(result)})
+
+
+def refuse_oversized(environ: dict[str, Any]) -> Response | None:
+    """The front end's answer to a request whose URI, or URI and headers, are over 16,384
+    bytes (Jetty's HTML pages, before any authentication or API accounting); else ``None``."""
+    if len(request_target(environ).encode()) > REQUEST_HEAD_LIMIT:
+        return html_response("<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>", 414)
+    if request_head_bytes(environ) > REQUEST_HEAD_LIMIT:
+        body = "<h1>Bad Message 431</h1><pre>reason: Request Header Fields Too Large</pre>"
+        return html_response(body, 431)
+    return None
 
 
 def _jsonable(value: Any) -> Any:

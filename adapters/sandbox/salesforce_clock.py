@@ -2,7 +2,9 @@
 
 It follows the wall clock plus an offset that ``advance`` and ``set`` move, so timestamps
 written by the sandbox look like a live org's while tests can jump ahead (for example past the
-15-minute query-locator expiry or the getDeleted window) without waiting.
+15-minute query-locator expiry or the getDeleted window) without waiting. ``freeze`` stops it
+(only ``advance`` and ``set`` move it then) so that a test can make several changes and
+queries fall in one second on purpose; ``thaw`` lets it run on from where it stands.
 """
 
 from __future__ import annotations
@@ -20,11 +22,29 @@ class SandboxClock:
         self._lock = threading.Lock()
         self._offset = offset_seconds
         self._last = int(floor.timestamp()) if floor else 0
+        self._frozen = False
 
     def _reading(self) -> int:
+        if self._frozen:
+            return self._last
         reading = max(int(time.time()) + self._offset, self._last)
         self._last = reading
         return reading
+
+    def freeze(self) -> datetime:
+        """Stop the clock at its current reading (``advance`` and ``set`` still move it)."""
+        with self._lock:
+            reading = self._reading()
+            self._frozen = True
+            return datetime.fromtimestamp(reading, UTC)
+
+    def thaw(self) -> datetime:
+        """Let a frozen clock follow the wall clock again, on from its current reading."""
+        with self._lock:
+            if self._frozen:
+                self._frozen = False
+                self._offset = self._last - int(time.time())
+            return datetime.fromtimestamp(self._reading(), UTC)
 
     def now(self) -> datetime:
         """The current sandbox time (aware UTC, whole seconds)."""
@@ -59,9 +79,11 @@ class SandboxClock:
         return self._offset
 
     def state(self) -> str:
-        """The clock as a string to persist: ``"<offset> <last reading>"``."""
+        """The clock as a string to persist: ``"<offset> <last reading>"`` (a frozen clock
+        is saved as running on from its reading)."""
         with self._lock:
-            return f"{self._offset} {self._last}"
+            offset = self._last - int(time.time()) if self._frozen else self._offset
+            return f"{offset} {self._last}"
 
     @classmethod
     def from_state(cls, state: str | None) -> SandboxClock:

@@ -113,6 +113,36 @@ def json_response(
     )
 
 
+def html_response(body: str, status: int, charset: str = "iso-8859-1") -> Response:
+    """An HTML answer, as the web servers in front of a CRM API send for requests they refuse
+    before the API sees them (a request line or URL over their limit)."""
+    content_type = f"text/html; charset={charset}"
+    return Response(body.encode(charset), status=status, content_type=content_type)
+
+
+def request_target(environ: Mapping[str, Any]) -> str:
+    """The request target exactly as the client sent it on the request line (path and query,
+    still percent-encoded)."""
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if raw:
+        return str(raw)
+    query = environ.get("QUERY_STRING") or ""
+    return str(environ.get("PATH_INFO") or "/") + (f"?{query}" if query else "")
+
+
+def request_head_bytes(environ: Mapping[str, Any]) -> int:
+    """The size of the request line and header lines as sent (each ``name: value`` line with
+    its CRLF), without the body: what a server's request-head buffer has to hold."""
+    line = f"{environ.get('REQUEST_METHOD', 'GET')} {request_target(environ)} "
+    line += f"{environ.get('SERVER_PROTOCOL', 'HTTP/1.1')}\r\n"
+    size = len(line.encode("latin-1", "replace"))
+    for key, value in environ.items():
+        if key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            name = key.removeprefix("HTTP_")
+            size += len(name) + 2 + len(str(value).encode("latin-1", "replace")) + 2
+    return size
+
+
 def empty_response(status: int = 204, headers: Mapping[str, str] | None = None) -> Response:
     """A response without a body (204 No Content by default)."""
     response = Response(status=status, headers=dict(headers or {}))

@@ -245,8 +245,16 @@ def _parser() -> Lark:
     return Lark.open("soql.lark", rel_to=__file__, parser="lalr")
 
 
+MAX_STATEMENT_CHARS = 100_000
+"""Salesforce's limit on the length of one SOQL statement (SOQL and SOSL limits)."""
+
+
 def parse(text: str) -> Query:
-    """Parse SOQL text into a ``Query``; raises ``SoqlError`` (MALFORMED_QUERY) on bad syntax."""
+    """Parse SOQL text into a ``Query``; raises ``SoqlError`` (MALFORMED_QUERY) on bad syntax
+    and on a statement longer than Salesforce takes."""
+    if len(text) > MAX_STATEMENT_CHARS:
+        message = f"SOQL statements can not be longer than {MAX_STATEMENT_CHARS} characters."
+        raise SoqlError("MALFORMED_QUERY", message)
     try:
         tree = _parser().parse(text)
     except UnexpectedEOF:

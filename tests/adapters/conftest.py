@@ -49,6 +49,10 @@ class SalesforceControls:
         self._tick()
         self.sandbox.set_modstamp(object_name, list(ids), self.sandbox.now())
 
+    def advance_clock(self, seconds: float) -> None:
+        """Move the sandbox clock forward."""
+        self.sandbox.advance_clock(seconds)
+
     def expire_sessions(self) -> None:
         """Invalidate every issued session."""
         self.sandbox.expire_sessions()

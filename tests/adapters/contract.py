@@ -45,6 +45,10 @@ class SandboxControls(Protocol):
         """Give all ``ids`` one and the same new change-cursor value."""
         ...
 
+    def advance_clock(self, seconds: float) -> None:
+        """Move the CRM's clock forward by ``seconds``."""
+        ...
+
     def expire_sessions(self) -> None:
         """Make every issued session or token invalid."""
         ...
@@ -143,6 +147,10 @@ def _tag() -> str:
     return uuid.uuid4().hex[:12]
 
 
+# past every adapter's fence: its stamp resolution, a request's time and any index lag
+SETTLE_SECONDS = 10
+
+
 class CrmAdapterContract:
     """The shared checks; subclass with a ``contract_subject`` fixture in scope."""
 
@@ -187,12 +195,22 @@ class CrmAdapterContract:
         _cursors_never_go_back([pages[-1], *later])
 
     def test_an_idle_incremental_delivers_nothing_but_a_checkpoint(self, contract_subject):
-        _, pages = backfill(contract_subject)
-        adapter = contract_subject.make_adapter()
-        replica, idle = read_all(adapter, contract_subject.spec(), pages[-1].checkpoint)
+        subject = contract_subject
+        spec = subject.spec()
+        full, pages = backfill(subject)
+        subject.controls.advance_clock(SETTLE_SECONDS)
+        # records stamped at or after the backfill's fence (changed just before it began, or
+        # while it ran) are read once more, and only those
+        caught, settled = read_all(subject.make_adapter(), spec, pages[-1].checkpoint)
+        assert len(caught.deliveries) < len(full.deliveries)
+        start = pages[-1].checkpoint.cursor
+        if start is not None:
+            assert all(row[spec.cursor_field] >= _as_time(start) for row in caught.rows.values())
+        replica, idle = read_all(subject.make_adapter(), spec, settled[-1].checkpoint)
         assert replica.deliveries == [] and replica.tombstones == []
         assert idle[-1].checkpoint.phase == "incremental"
-        assert idle[-1].checkpoint.cursor == pages[-1].checkpoint.cursor
+        assert idle[-1].checkpoint.cursor == settled[-1].checkpoint.cursor
+        assert idle[-1].checkpoint.ids_at_cursor == settled[-1].checkpoint.ids_at_cursor
 
     def test_equal_cursor_values_straddling_pages_survive_every_resume(
         self, contract_subject: ContractSubject
@@ -201,10 +219,14 @@ class CrmAdapterContract:
         _, pages = backfill(subject)
         tied = subject.controls.ids(subject.object_name)[: subject.page_size + 50]
         subject.controls.set_same_modstamp(subject.object_name, tied)
+        # the tie is older than the read's fence, so its ids are what the checkpoints carry
+        subject.controls.advance_clock(SETTLE_SECONDS)
         spec = subject.spec()
         replica, later = read_all(subject.make_adapter(), spec, pages[-1].checkpoint)
         assert set(tied) <= set(replica.rows)
         assert len(later) >= 2, "the tied records must straddle a page boundary"
+        straddling = [set(p.checkpoint.ids_at_cursor) & set(tied) for p in later[:-1]]
+        assert any(0 < len(ids) < len(tied) for ids in straddling), "no page ends inside the tie"
         for position, page in enumerate(later[:-1]):
             resumed = Replica(spec.key)
             for earlier in later[: position + 1]:

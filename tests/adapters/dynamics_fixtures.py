@@ -56,6 +56,10 @@ class DynamicsControls:
         self._tick()
         self.sandbox.set_modstamp(object_name, list(ids), self.sandbox.now())
 
+    def advance_clock(self, seconds: float) -> None:
+        """Move the sandbox clock forward."""
+        self.sandbox.advance_clock(seconds)
+
     def expire_sessions(self) -> None:
         """Invalidate every issued access token."""
         self.sandbox.expire_tokens()

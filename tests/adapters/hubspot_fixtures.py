@@ -43,6 +43,10 @@ class HubSpotControls:
         """Put every id on one new last-modified instant."""
         self.sandbox.set_modstamp(object_name, list(ids))
 
+    def advance_clock(self, seconds: float) -> None:
+        """Move the sandbox clock forward."""
+        self.sandbox.advance_clock(seconds)
+
     def expire_sessions(self) -> None:
         """Nothing to do: a private app's token stays valid until it is rotated."""
 

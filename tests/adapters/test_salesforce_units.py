@@ -18,7 +18,7 @@ from requests.adapters import BaseAdapter
 from adapters.http_retry import RequestLog, RetryPolicy, parse_retry_after
 from adapters.salesforce import SalesforceAdapter, SalesforceSettings
 from adapters.salesforce_client import text_lines
-from adapters.salesforce_cursor import CursorTracker
+from adapters.salesforce_cursor import resume, where
 from adapters.salesforce_errors import ErrorAnswer, Outcome, mirror_error, outcome
 from adapters.salesforce_read import PageBuilder, _deleted_check, select_soql
 from adapters.salesforce_settings import url_kind
@@ -27,6 +27,7 @@ from adapters.salesforce_types import (
     format_cursor,
     mirrorable_objects,
     object_spec,
+    parse_datetime,
     soql_datetime,
     to_18,
     to_wire,
@@ -229,42 +230,75 @@ def row(record_id: str, stamp: str, **extra):
 T1, T2 = "2024-11-05T10:00:00.000+0000", "2024-11-05T10:00:01.000+0000"
 
 
-def test_tracker_carries_ids_at_an_unchanged_cursor_and_resets_when_it_moves():
-    tracker = CursorTracker()
-    builder = PageBuilder(
-        object_spec(recorded("Account")), RecordConverter(object_spec(recorded("Account"))), tracker
-    )
+FENCE = datetime(2024, 11, 5, 10, 0, 5, tzinfo=UTC)
+
+
+def test_cursor_carries_ids_at_an_unchanged_value_and_resets_when_it_moves():
+    cursor = resume(None)
+    cursor.began(FENCE)
+    spec = object_spec(recorded("Account"))
+    builder = PageBuilder(spec, RecordConverter(spec), cursor)
     builder.add(row("001000000000001AAA", T1))
     builder.add(row("001000000000002AAA", T1))
-    first = builder.page(tracker.checkpoint("backfill", {})).checkpoint
+    first = builder.page(cursor.checkpoint("backfill", {})).checkpoint
     assert first.cursor == "2024-11-05T10:00:00.000Z"
     assert first.ids_at_cursor == ("001000000000001AAA", "001000000000002AAA")
     builder.add(row("001000000000003AAA", T1))
-    assert tracker.checkpoint("backfill", {}).ids_at_cursor == (
+    assert cursor.checkpoint("backfill", {}).ids_at_cursor == (
         "001000000000001AAA",
         "001000000000002AAA",
         "001000000000003AAA",
     )
     builder.add(row("001000000000004AAA", T2))
-    assert tracker.checkpoint("backfill", {}).ids_at_cursor == ("001000000000004AAA",)
+    assert cursor.checkpoint("backfill", {}).ids_at_cursor == ("001000000000004AAA",)
 
 
-def test_resumed_tracker_skips_only_ids_already_applied_at_the_cursor():
+def test_rows_at_or_after_the_fence_are_delivered_but_leave_the_checkpoint():
+    cursor = resume(None)
+    cursor.began(datetime(2024, 11, 5, 10, 0, 1, tzinfo=UTC))
+    spec = object_spec(recorded("Account"))
+    builder = PageBuilder(spec, RecordConverter(spec), cursor)
+    builder.add(row("001000000000001AAA", T1))
+    builder.add(row("001000000000009AAA", T2))  # changed after the snapshot began
+    builder.add(row("001000000000002AAA", T1))
+    page = builder.page(cursor.checkpoint("backfill", {}))
+    assert [r["Id"] for r in page.records] == [
+        "001000000000001AAA",
+        "001000000000009AAA",
+        "001000000000002AAA",
+    ]
+    assert page.checkpoint.cursor == "2024-11-05T10:00:00.000Z"
+    assert page.checkpoint.ids_at_cursor == ("001000000000001AAA", "001000000000002AAA")
+    assert cursor.position == parse_datetime(T2)
+
+
+def test_without_a_fence_no_row_moves_the_checkpoint():
+    cursor = resume(None)
+    spec = object_spec(recorded("Account"))
+    builder = PageBuilder(spec, RecordConverter(spec), cursor)
+    builder.add(row("001000000000001AAA", T1))
+    page = builder.page(cursor.checkpoint("backfill", {}))
+    assert [r["Id"] for r in page.records] == ["001000000000001AAA"]
+    assert page.checkpoint.cursor is None and page.checkpoint.ids_at_cursor == ()
+
+
+def test_resumed_cursor_skips_only_ids_already_applied_at_the_checkpoint():
     spec = object_spec(recorded("Account"))
     since = Checkpoint(cursor="2024-11-05T10:00:00.000Z", ids_at_cursor=("001000000000001AAA",))
-    tracker = CursorTracker.from_checkpoint(since)
-    assert tracker.where("SystemModstamp") == "SystemModstamp >= 2024-11-05T10:00:00Z"
-    builder = PageBuilder(spec, RecordConverter(spec), tracker)
+    cursor = resume(since)
+    cursor.began(FENCE)
+    assert where(cursor, "SystemModstamp") == "SystemModstamp >= 2024-11-05T10:00:00Z"
+    builder = PageBuilder(spec, RecordConverter(spec), cursor)
     for record_id in ("001000000000001AAA", "001000000000002AAA"):
         builder.add(row(record_id, T1))
-    page = builder.page(tracker.checkpoint("incremental", {}))
+    page = builder.page(cursor.checkpoint("incremental", {}))
     assert [r["Id"] for r in page.records] == ["001000000000002AAA"]
     assert page.checkpoint.ids_at_cursor == ("001000000000001AAA", "001000000000002AAA")
 
 
 def test_deleted_rows_become_tombstones_with_their_master():
     spec = object_spec(recorded("Account"))
-    builder = PageBuilder(spec, RecordConverter(spec), CursorTracker())
+    builder = PageBuilder(spec, RecordConverter(spec), resume(None))
     builder.add(row("001000000000001AAA", T1, IsDeleted=True, MasterRecordId="001000000000009"))
     builder.add(row("001000000000002AAA", T1, IsDeleted=True, MasterRecordId=None))
     page = builder.page(Checkpoint())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mirror.diff import (
@@ -106,3 +106,56 @@ def test_a_pushed_edit_ignores_stale_reads_and_confirms_on_its_echo() -> None:
     assert (echo.value, echo.outcome, echo.still_pending) == ("new", Outcome.AGREED, False)
     later = merge_field(pushed, "newer", T0 + dt.timedelta(seconds=20), None, Policy.MANUAL)
     assert (later.value, later.outcome) == ("newer", Outcome.CRM)
+
+
+def test_latest_wins_gives_a_tie_to_the_portal() -> None:
+    edit = PendingEdit("old", "portal", T0)
+    tie = merge_field(edit, "crm", T0, T0, Policy.LATEST_WINS)
+    assert (tie.value, tie.outcome, tie.still_pending) == ("portal", Outcome.CONFLICT_PORTAL, True)
+    just_after = T0 + dt.timedelta(microseconds=1)
+    later = merge_field(edit, "crm", just_after, just_after, Policy.LATEST_WINS)
+    assert (later.value, later.outcome, later.still_pending) == ("crm", Outcome.CONFLICT_CRM, False)
+
+
+def test_another_value_at_exactly_our_writes_version_waits_for_a_read_after_the_write() -> None:
+    written = T0 + dt.timedelta(seconds=10)
+    pushed = PendingEdit("old", "new", T0, pushed_version=written)
+    same_second = merge_field(pushed, "crm", written, written, Policy.CRM_WINS)
+    assert (same_second.value, same_second.outcome, same_second.still_pending) == (
+        "new",
+        Outcome.PORTAL,
+        True,
+    )
+    assert not same_second.conflict
+    just_after = written + dt.timedelta(microseconds=1)
+    after = merge_field(pushed, "crm", just_after, just_after, Policy.PORTAL_WINS)
+    assert (after.value, after.outcome, after.still_pending) == ("crm", Outcome.CRM, False)
+    fresh = PendingEdit("old", "new", T0, pushed_version=written, read_after_write=True)
+    settled = merge_field(fresh, "crm", written, written, Policy.PORTAL_WINS)
+    assert (settled.value, settled.outcome, settled.still_pending) == ("crm", Outcome.CRM, False)
+    echo = merge_field(fresh, "new", written, written, Policy.PORTAL_WINS)
+    assert (echo.value, echo.outcome, echo.still_pending) == ("new", Outcome.AGREED, False)
+
+
+offsets = st.integers(-3, 3).map(lambda s: dt.timedelta(seconds=s))
+
+
+@settings(max_examples=200, deadline=None)
+@given(values, values, values, offsets, st.booleans(), policies)
+def test_a_pushed_edit_is_never_dropped_nor_a_crm_change_swallowed(
+    base, portal, crm, offset, read_after_write, policy
+) -> None:
+    written = T0 + dt.timedelta(seconds=10)
+    edit = PendingEdit(base, portal, T0, pushed_version=written, read_after_write=read_after_write)
+    merged = merge_field(edit, crm, written + offset, written + offset, policy)
+    assert not merged.conflict  # our write is in the CRM: nothing is concurrent with it
+    if crm == portal:
+        assert (merged.value, merged.outcome, merged.still_pending) == (crm, Outcome.AGREED, False)
+    elif read_after_write or offset > dt.timedelta(0):
+        assert (merged.value, merged.outcome, merged.still_pending) == (crm, Outcome.CRM, False)
+    else:  # a read that cannot be placed after the write keeps the portal's value open
+        assert (merged.value, merged.outcome, merged.still_pending) == (
+            portal,
+            Outcome.PORTAL,
+            True,
+        )

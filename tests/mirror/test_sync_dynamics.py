@@ -164,6 +164,26 @@ def test_an_expired_delta_token_resyncs_without_loss_or_duplicates(mirror, box) 
     assert again.swept == 0 and again.totals.unchanged == 0
 
 
+def test_a_user_changed_twice_in_one_second_with_a_sync_between_keeps_the_second(
+    mirror, box
+) -> None:
+    # systemuser has no change tracking: it is read by the modifiedon cursor (whole seconds)
+    user = box.ids("systemuser")[3]
+    box.advance_clock(2)
+    box.freeze_clock()  # both changes and the sync between them share one second
+    try:
+        box.update("systemuser", user, {"firstname": "First of the second"})
+        mirror.sync(["systemuser"])
+        assert row(mirror, "systemuser", user)["firstname"] == "First of the second"
+        box.update("systemuser", user, {"firstname": "Second of the second"})
+    finally:
+        box.thaw_clock()
+    box.advance_clock(2)
+    mirror.sync(["systemuser"])
+    mirror.sync(["systemuser"])
+    assert row(mirror, "systemuser", user)["firstname"] == "Second of the second"
+
+
 def test_a_token_expiring_mid_run_is_renewed_once(db_url, box, adapter) -> None:
     mirror = make_mirror(db_url, adapter, prefetch_pages=0)
     tokens_before = box.call_count("oauth2/v2.0/token")

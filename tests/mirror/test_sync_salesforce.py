@@ -27,7 +27,7 @@ def box(tmp_path: Path) -> Iterator[SalesforceSandbox]:
         yield sandbox
 
 
-def make_mirror(url: str, box: SalesforceSandbox, **sync: Any) -> Mirror:
+def make_mirror(url: str, box: SalesforceSandbox, page_size: int = 200, **sync: Any) -> Mirror:
     config = parse_config(
         {
             "store": {"database": url},
@@ -42,7 +42,7 @@ def make_mirror(url: str, box: SalesforceSandbox, **sync: Any) -> Mirror:
             },
         }
     )
-    return Mirror(config, adapters={"salesforce": sandbox_adapter(box, page_size=200)})
+    return Mirror(config, adapters={"salesforce": sandbox_adapter(box, page_size=page_size)})
 
 
 @pytest.fixture
@@ -92,6 +92,8 @@ def test_equal_modstamps_straddling_pages_survive_an_interrupted_sync(db_url, bo
     stamp = box.now().replace(microsecond=0)
     box.set_modstamp("Opportunity", opportunities, stamp)
     box.set_modstamp("Contact", contacts, stamp)
+    # the tie is older than the sync's fence: pages that end inside it carry its ids
+    box.advance_clock(5)
     armed: list[bool] = []
 
     def fail_after_first_page(name: str, _outcome: Any, _page: Any) -> None:
@@ -103,6 +105,7 @@ def test_equal_modstamps_straddling_pages_survive_an_interrupted_sync(db_url, bo
         mirror.sync(["Opportunity"], progress=fail_after_first_page)
     checkpoint = mirror.store.load_checkpoint("salesforce", "Opportunity")
     assert checkpoint is not None and checkpoint.cursor is not None
+    assert 0 < len(checkpoint.ids_at_cursor) < len(opportunities)
     mirror.sync(["Opportunity", "Contact"])
     for record_id in opportunities:
         assert row(mirror, "Opportunity", record_id)["_modstamp"] == stamp
@@ -123,6 +126,100 @@ def test_a_change_made_during_the_backfill_is_not_lost(mirror, box) -> None:
     mirror.sync(progress=edit_midway)
     mirror.sync(["Opportunity"])
     assert done and row(mirror, "Opportunity", target)["NextStep"] == "edited during backfill"
+
+
+# --- changes while a backfill pages through its snapshot ---------------------------------------
+
+PAGE = 200
+
+
+@pytest.fixture
+def paged_box(tmp_path: Path) -> Iterator[SalesforceSandbox]:
+    """An org whose Opportunity backfill takes five pages."""
+    with SalesforceSandbox(tmp_path / "sf.db", size=5 * PAGE) as sandbox:
+        yield sandbox
+
+
+def backfill_pages(box: SalesforceSandbox) -> list[list[str]]:
+    """The Opportunity ids of each page of a backfill, in the order the snapshot holds them."""
+    adapter = sandbox_adapter(box, page_size=PAGE)
+    spec = adapter.describe("Opportunity")
+    return [[record["Id"] for record in page.records] for page in adapter.read(spec, None)]
+
+
+def assert_newest(mirror: Mirror, box: SalesforceSandbox) -> None:
+    """Every Opportunity is in the mirror with the values and stamp the org holds now."""
+    table = mirror.store.mirrored("salesforce", "Opportunity").table
+    with mirror.store.engine.connect() as conn:
+        query = select(table.c.Id, table.c.NextStep, table.c._modstamp)
+        mirrored = {r.Id: (r.NextStep, r._modstamp) for r in conn.execute(query)}
+    org = {}
+    for record_id in box.ids("Opportunity"):
+        record = box.get("Opportunity", record_id)
+        assert record is not None
+        org[record_id] = (record["NextStep"], record["SystemModstamp"])
+    assert mirrored == org
+
+
+@pytest.mark.parametrize("boundary", [1, 2, 3])
+def test_a_backfill_resumed_after_changes_made_while_it_paged_loses_nothing(
+    db_url, paged_box, boundary
+) -> None:
+    box = paged_box
+    order = backfill_pages(box)
+    assert len(order) == 5
+    mirror = make_mirror(db_url, box, page_size=PAGE, prefetch_pages=0)
+    applied, done = order[boundary - 1][-1], order[boundary][0]
+    ahead, further = order[boundary][1], order[boundary + 1][0]
+    box.freeze_clock()  # the query's first answer is dated in the second the changes below get
+    pages: list[int] = []
+
+    def edit_then_fail(name: str, _outcome: Any, _page: Any) -> None:
+        pages.append(len(pages) + 1)
+        if len(pages) == boundary:
+            box.update("Opportunity", applied, {"NextStep": "first second, delivered"})
+            box.update("Opportunity", done, {"NextStep": "first second, next page"})
+            box.advance_clock(1)
+            box.update("Opportunity", ahead, {"NextStep": "second after, next page"})
+            box.update("Opportunity", further, {"NextStep": "second after, a later page"})
+        if len(pages) == boundary + 1:
+            # the page after fails past the retry budget: the sync stops at this checkpoint
+            box.fail_next(5, status=503, error_code="SERVER_UNAVAILABLE", path_contains="query")
+
+    with pytest.raises(TransientError):
+        mirror.sync(["Opportunity"], progress=edit_then_fail)
+    assert len(pages) == boundary + 1
+    box.thaw_clock()
+    box.advance_clock(5)
+    mirror.sync(["Opportunity"])
+    mirror.sync(["Opportunity"])
+    assert_newest(mirror, box)
+    mirror.close()
+
+
+def test_an_update_in_the_first_answers_second_is_read_by_a_later_sync(db_url, paged_box) -> None:
+    box = paged_box
+    order = backfill_pages(box)
+    mirror = make_mirror(db_url, box, page_size=PAGE, prefetch_pages=0)
+    delivered, later = order[0][0], order[1][0]
+    box.freeze_clock()
+    edited: list[bool] = []
+
+    def edit_after_the_first_page(name: str, _outcome: Any, _page: Any) -> None:
+        if not edited:
+            box.update("Opportunity", delivered, {"NextStep": "updated in the first second"})
+            box.advance_clock(1)
+            box.update("Opportunity", later, {"NextStep": "updated a second later"})
+            edited.append(True)
+
+    mirror.sync(["Opportunity"], progress=edit_after_the_first_page)
+    box.thaw_clock()
+    box.advance_clock(5)
+    mirror.sync(["Opportunity"])
+    mirror.sync(["Opportunity"])
+    assert row(mirror, "Opportunity", delivered)["NextStep"] == "updated in the first second"
+    assert_newest(mirror, box)
+    mirror.close()
 
 
 def test_deletes_undeletes_and_merges(mirror, box) -> None:

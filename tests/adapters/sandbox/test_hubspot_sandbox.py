@@ -5,6 +5,7 @@ associations v4, properties, schemas, the recycle bin, merges, rate limits and t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -181,6 +182,48 @@ def test_batch_read_answers_207_naming_the_missing_ids(api, box):
     )
     assert reply.num_errors == 1 and reply.errors[0].context == {"ids": ["7"]}
     assert len(reply.results) == 1
+
+
+def test_property_history_newest_first_with_its_sources(api, box, http):
+    deal = box.ids("deals")[1]
+    box.update("deals", deal, {"hs_next_step": "from a person"})
+    reply = http(
+        "PATCH", f"/crm/v3/objects/deals/{deal}", json={"properties": {"hs_next_step": "api"}}
+    )
+    written = reply.json()["updatedAt"]
+    read = api.crm.objects.batch_api.read(
+        "deals",
+        {"properties": ["dealname"], "propertiesWithHistory": ["hs_next_step", "dealname", "nope"],
+         "inputs": [{"id": deal}]},
+    )  # fmt: skip
+    history = read.results[0].properties_with_history
+    assert set(history) == {"hs_next_step", "dealname"}
+    newest, person = history["hs_next_step"][:2]
+    assert (newest.value, newest.source_type, newest.source_id) == ("api", "INTEGRATION", "3141592")
+    assert newest.timestamp == read.results[0].updated_at
+    assert newest.timestamp == datetime.fromisoformat(written.replace("Z", "+00:00"))
+    assert (person.value, person.source_type, person.updated_by_user_id) == (
+        "from a person",
+        "CRM_UI",
+        9000001,
+    )
+    assert person.timestamp < newest.timestamp
+    (generated,) = history["dealname"]
+    assert (generated.value, generated.source_type) == (
+        box.get("deals", deal)["dealname"],
+        "IMPORT",
+    )
+    one = api.crm.deals.basic_api.get_by_id(deal, properties_with_history=["hs_next_step"])
+    assert [v.value for v in one.properties_with_history["hs_next_step"]][:2] == [
+        "api",
+        "from a person",
+    ]
+    listed = http(
+        "GET",
+        "/crm/v3/objects/deals",
+        params={"limit": 100, "propertiesWithHistory": "hs_next_step"},
+    )
+    assert len(listed.json()["results"]) == 50  # HubSpot's page limit with history
 
 
 def test_batches_take_at_most_100_inputs(http):
@@ -441,3 +484,22 @@ def test_faults_and_the_call_log(box, http):
     assert http("GET", "/crm/v3/objects/products").status_code == 502
     assert http("GET", "/crm/v3/objects/products").status_code == 200
     assert box.call_count("/crm/v3/objects/products", method="GET") >= 2
+
+
+def test_answers_are_dated_by_the_portal_clock_which_can_stand_still(box, http):
+    from email.utils import parsedate_to_datetime
+
+    frozen = box.freeze_clock()
+    try:
+        box.advance_clock(7200)
+        first, second = http("GET", "/crm/v3/objects/deals?limit=1"), box.now()
+        assert second == frozen + timedelta(hours=2)
+        assert parsedate_to_datetime(first.headers["Date"]) == second.replace(microsecond=0)
+        deal = box.ids("deals")[0]
+        box.update("deals", deal, {"dealname": "frozen"})
+        box.update("deals", deal, {"dealname": "still frozen"})
+        stamp = round(box.get("deals", deal)["hs_lastmodifieddate"].timestamp() * 1000)
+        assert stamp == round(second.timestamp() * 1000) + 1  # a millisecond of its own each
+    finally:
+        box.thaw_clock()
+    assert box.now() >= second

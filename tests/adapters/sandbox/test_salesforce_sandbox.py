@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import pytest
 import requests
@@ -342,6 +343,23 @@ def test_clock_is_whole_seconds_and_monotonic(sandbox: SalesforceSandbox) -> Non
         sandbox.set_clock(now)
     target = later + timedelta(days=2)
     assert sandbox.set_clock(target) == target
+
+
+def test_a_frozen_clock_moves_only_when_told_and_runs_on_when_thawed(
+    sandbox: SalesforceSandbox,
+) -> None:
+    frozen = sandbox.freeze_clock()
+    try:
+        lead = sandbox.create("Lead", {"LastName": "Frozen", "Company": "Frozen Ltd"})
+        answer = requests.get(f"{sandbox.base_url}/services/data/v59.0/", timeout=5)
+        assert parsedate_to_datetime(answer.headers["Date"]) == frozen
+        assert sandbox.advance_clock(1) == frozen + timedelta(seconds=1)
+        sandbox.update("Lead", lead, {"Title": "Still"})
+        stamped = sandbox.get("Lead", lead)
+        assert stamped and stamped["SystemModstamp"] == frozen + timedelta(seconds=1)
+    finally:
+        thawed = sandbox.thaw_clock()
+    assert thawed == frozen + timedelta(seconds=1) and sandbox.now() >= thawed
 
 
 def test_writes_stamp_the_sandbox_clock(sandbox: SalesforceSandbox) -> None:
