@@ -229,12 +229,14 @@ class SandboxControls:
 
 
 class SandboxProcess:
-    """``bench.sandbox_proc`` serving ``db_path``; ``admin`` drives its controls over HTTP."""
+    """``bench.sandbox_proc`` serving ``db_path`` (a Salesforce sandbox unless ``crm`` names
+    another); ``admin`` drives its controls over HTTP."""
 
-    def __init__(self, db_path: Path, size: int, seed: int = 7) -> None:
+    def __init__(self, db_path: Path, size: int, seed: int = 7, crm: str = SOURCE) -> None:
         self.db_path = db_path
         self.size = size
         self.seed = seed
+        self.crm = crm
         self.admin_token = secrets.token_urlsafe(24)
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
@@ -243,7 +245,7 @@ class SandboxProcess:
     def start(self) -> SandboxProcess:
         """Start the process and wait until it serves (generation may take minutes)."""
         command = [sys.executable, "-m", "bench.sandbox_proc", "--db", str(self.db_path)]
-        command += ["--size", str(self.size), "--seed", str(self.seed)]
+        command += ["--size", str(self.size), "--seed", str(self.seed), "--crm", self.crm]
         env = {**os.environ, ADMIN_TOKEN_ENV: self.admin_token}
         self.process = subprocess.Popen(
             command,
@@ -418,8 +420,9 @@ def _isolated_main(
 
 
 @contextmanager
-def pg_schema(base_url: str = PG_URL) -> Iterator[str]:
-    """A fresh PostgreSQL schema for one run; yields its URL and drops it afterwards."""
+def pg_schema(base_url: str = PG_URL, *, keep: bool = False) -> Iterator[str]:
+    """A fresh PostgreSQL schema for one run; yields its URL and drops it afterwards (unless
+    ``keep``)."""
     from sqlalchemy import create_engine, text
 
     name = f"bench_{uuid.uuid4().hex[:10]}"
@@ -430,8 +433,9 @@ def pg_schema(base_url: str = PG_URL) -> Iterator[str]:
             conn.execute(text(f'CREATE SCHEMA "{name}"'))
         yield f"{base_url}{separator}options=-csearch_path%3D{name}"
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
         admin.dispose()
 
 

@@ -1,11 +1,11 @@
-"""A Salesforce sandbox in its own process, for the benchmarks.
+"""A CRM sandbox in its own process, for the benchmarks and the chaos harness.
 
-``python -m bench.sandbox_proc --db PATH --size N --seed S`` generates the dataset into ``PATH``
-if the file is new, serves it on a free port of 127.0.0.1 and prints one JSON line
-``{"port": P}`` once it answers. The admin token of ``POST /__sandbox/<control>`` is read from
-the ``PRM_BENCH_ADMIN_TOKEN`` environment variable, so the parent can drive the sandbox's
-controls without the token ever being printed. The process serves until its stdin closes or it
-receives SIGTERM.
+``python -m bench.sandbox_proc --db PATH --size N --seed S [--crm salesforce|hubspot|dynamics]``
+generates the dataset into ``PATH`` if the file is new, serves it on a free port of 127.0.0.1
+and prints one JSON line ``{"port": P}`` once it answers. The admin token of
+``POST /__sandbox/<control>`` is read from the ``PRM_BENCH_ADMIN_TOKEN`` environment variable, so
+the parent can drive the sandbox's controls without the token ever being printed. The process
+serves until its stdin closes or it receives SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,10 +16,25 @@ import os
 import signal
 import sys
 from types import FrameType
-
-from adapters.sandbox.salesforce import SalesforceSandbox
+from typing import Any
 
 ADMIN_TOKEN_ENV = "PRM_BENCH_ADMIN_TOKEN"
+CRMS = ("salesforce", "hubspot", "dynamics")
+
+
+def sandbox(crm: str, db: str, size: int, seed: int, admin_token: str | None) -> Any:
+    """The (not yet started) sandbox of ``crm`` on the file ``db``."""
+    if crm == "hubspot":
+        from adapters.sandbox.hubspot import HubSpotSandbox
+
+        return HubSpotSandbox(db, seed=seed, size=size, admin_token=admin_token)
+    if crm == "dynamics":
+        from adapters.sandbox.dynamics import DynamicsSandbox
+
+        return DynamicsSandbox(db, seed=seed, size=size, admin_token=admin_token)
+    from adapters.sandbox.salesforce import SalesforceSandbox
+
+    return SalesforceSandbox(db, seed=seed, size=size, admin_token=admin_token)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,10 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", required=True)
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--crm", choices=CRMS, default="salesforce")
     args = parser.parse_args(argv)
-    box = SalesforceSandbox(
-        args.db, seed=args.seed, size=args.size, admin_token=os.environ.get(ADMIN_TOKEN_ENV)
-    )
+    box = sandbox(args.crm, args.db, args.size, args.seed, os.environ.get(ADMIN_TOKEN_ENV))
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         raise SystemExit(0)

@@ -34,12 +34,13 @@ from adapters.sandbox.dynamics_errors import REQUESTS_LIMIT, THROTTLE_MESSAGES
 from adapters.sandbox.dynamics_load import DataverseLoader, record_guid
 from adapters.sandbox.dynamics_org import DataverseOrg, Fault, ServiceProtection
 from adapters.sandbox.dynamics_schema import Attribute, DataverseSchema, Entity
-from adapters.sandbox.dynamics_store import DataverseStore
+from adapters.sandbox.dynamics_store import DataverseStore, quote
 from adapters.sandbox.dynamics_values import epoch, normalize_guid
 from adapters.sandbox.entra import EntraTenant, generate_certificate, thumbprints
 from adapters.sandbox.lifecycle import SandboxLifecycle
 from adapters.sandbox.salesforce_clock import SandboxClock
 from adapters.sandbox.server import SandboxServer
+from adapters.sandbox.writelog import read_log
 
 _CONTROLS = (
     "now", "advance_clock", "freeze_clock", "thaw_clock",
@@ -47,7 +48,8 @@ _CONTROLS = (
     "set_modstamp", "get", "count", "ids", "record_id", "expire_tokens", "expire_delta_tokens",
     "set_delta_token_expiry_days", "set_change_tracking", "fail_next", "throttle",
     "set_rate_limit", "drop_next_response", "slow_down", "corrupt", "reset_calls",
-    "call_count", "issue_token", "add_column", "add_columns",
+    "call_count", "issue_token", "add_column", "add_columns", "write_log", "dump",
+    "clear_faults",
 )  # fmt: skip
 _PROPERTIES = ("calls", "tenant_id", "client_id", "client_secret", "certificate_thumbprint")
 _DATETIME_ARGUMENTS = {"set_clock": "dt", "set_modstamp": "when"}
@@ -249,6 +251,7 @@ class DynamicsSandbox(SandboxLifecycle):
                     raise KeyError(f"{entity.name} has no row {record_id}")
                 store.update(entity, guid, {"modifiedon": epoch(when),
                                             "versionnumber": store.next_version()})  # fmt: skip
+                self.org.records.log("touch", entity, guid, {}, epoch(when))
 
     def get(self, table: str, record_id: str) -> dict[str, Any] | None:
         """A row's values keyed by Web API property, as Python values; ``None`` if absent."""
@@ -256,6 +259,20 @@ class DynamicsSandbox(SandboxLifecycle):
         guid = normalize_guid(record_id)
         row = self.org.store.fetch(entity, guid) if guid else None
         return None if row is None else self.org.records.as_python(entity, row)
+
+    def dump(self, table: str) -> dict[str, dict[str, Any]]:
+        """Every row of a table by id, keyed by Web API property, as Python values (a deleted
+        row is gone: Dataverse keeps no recycle bin)."""
+        entity = self._entity(table)
+        rows = self.org.store.query(f"SELECT * FROM {quote(entity.name)}")
+        return {
+            row[entity.primary_id]: self.org.records.as_python(entity, dict(row)) for row in rows
+        }
+
+    def write_log(self, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Committed record writes after sequence ``after`` (``adapters.sandbox.writelog``)."""
+        with self.org.store.lock:
+            return read_log(self.org.store.conn, after, limit)
 
     def count(self, table: str) -> int:
         """How many rows a table holds."""
@@ -360,6 +377,13 @@ class DynamicsSandbox(SandboxLifecycle):
     def slow_down(self, delay_seconds: float) -> None:
         """Add latency to every request."""
         self.org.faults.delay_seconds = delay_seconds
+
+    def clear_faults(self) -> None:
+        """Forget every injected failure and dropped response and remove the added latency."""
+        with self.org.faults.lock:
+            self.org.faults.failures.clear()
+            self.org.faults.drops.clear()
+        self.org.faults.delay_seconds = 0.0
 
     # -- call log ----------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from adapters.sandbox.server import (
     read_json,
     request_target,
 )
+from adapters.sandbox.writelog import api_request
 
 log = logging.getLogger(__name__)
 URL_LIMIT = 32_768
@@ -71,7 +72,8 @@ class DataverseApp:
             refused = refuse_url(request_target(environ), URL_LIMIT)
             if refused is not None:
                 return refused(environ, start_response)
-        response = self._answer(request)
+        with api_request():
+            response = self._answer(request)
         if self.org.faults.take(self.org.faults.drops, request.full_path) is not None:
             drop_connection(environ)
         return response(environ, start_response)

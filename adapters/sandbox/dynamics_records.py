@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from adapters.sandbox.dynamics_errors import REFERENCE_WRITE, DataverseError, not_found
@@ -28,6 +28,7 @@ from adapters.sandbox.dynamics_values import (
     stored_value,
 )
 from adapters.sandbox.salesforce_clock import SandboxClock
+from adapters.sandbox.writelog import log_write
 
 _BIND_TARGET = re.compile(r"^(?:.*/)?(?P<set>[A-Za-z_][A-Za-z0-9_]*)\((?P<key>[^)]+)\)$")
 
@@ -173,6 +174,7 @@ class Records:
                 row[column] = default
         self._full_name(entity, row, {})
         self.store.insert(entity, row)
+        self.log("create", entity, row[entity.primary_id], values, now)
         return row
 
     def update(self, entity: Entity, record_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,6 +187,7 @@ class Records:
             self._full_name(entity, changes, current)
             changes.update(modifiedon=self.now(), versionnumber=self.store.next_version())
             self.store.update(entity, record_id, changes)
+            self.log("update", entity, record_id, values, changes["modifiedon"])
             return {**current, **changes}
 
     def delete(self, entity: Entity, record_id: str, *, tombstone: bool = True) -> None:
@@ -194,6 +197,14 @@ class Records:
                 raise not_found(entity.name, record_id)
             version = self.store.next_version() if tombstone else None
             self.store.delete(entity, record_id, version, self.now())
+            self.log("delete" if tombstone else "hard_delete", entity, record_id, {}, self.now())
+
+    def log(
+        self, op: str, entity: Entity, record_id: str, fields: Mapping[str, Any], at: int
+    ) -> None:
+        """Append a committed write to the write log (``adapters.sandbox.writelog``)."""
+        moment = datetime.fromtimestamp(at, UTC).isoformat()
+        log_write(self.store.conn, op, entity.name, record_id, fields, moment)
 
     def _full_name(
         self, entity: Entity, changes: dict[str, Any], current: Mapping[str, Any]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.sandbox.dynamics_schema import Attribute, DataverseSchema, Entity
+from adapters.sandbox.writelog import create_table
 
 _SIDE_TABLES = """
 CREATE TABLE IF NOT EXISTS sandbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,6 +69,7 @@ class DataverseStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(_SIDE_TABLES)
+        create_table(self.conn)
 
     def close(self) -> None:
         """Close the connection."""

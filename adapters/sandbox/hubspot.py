@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from adapters.sandbox.dataset import Dataset
 from adapters.sandbox.hubspot_app import HubSpotApp
 from adapters.sandbox.hubspot_load import PortalLoader
@@ -38,6 +40,7 @@ from adapters.sandbox.hubspot_store import LIVE, HubSpotClock, Store
 from adapters.sandbox.hubspot_values import ms_to_iso, to_ms, to_python
 from adapters.sandbox.lifecycle import SandboxLifecycle
 from adapters.sandbox.server import SandboxServer
+from adapters.sandbox.writelog import read_log
 
 _CONTROLS = (
     "now", "advance_clock", "freeze_clock", "thaw_clock",
@@ -45,6 +48,7 @@ _CONTROLS = (
     "hard_delete", "merge", "set_modstamp", "get", "count", "ids", "associate", "dissociate",
     "associations", "fail_next", "drop_next_response", "throttle", "set_rate_limits",
     "set_search_cap", "add_property", "corrupt", "rotate_token", "reset_calls", "call_count",
+    "write_log", "dump", "clear_faults",
 )  # fmt: skip
 _PROPERTIES = ("calls", "access_token", "rate_limited")
 
@@ -219,6 +223,25 @@ class HubSpotSandbox(SandboxLifecycle):
         )
         return [str(row[0]) for row in rows]
 
+    def dump(self, object_type: str) -> dict[str, dict[str, Any]]:
+        """Every record of a type, archived and merged ones included, by id: its properties as
+        Python values plus ``archived`` and ``merged_into`` (the survivor's id, or ``None``)."""
+        kind = self._type(object_type)
+        rows = self.portal.store.query(
+            "SELECT id, props, archived, merged_into FROM hs_objects WHERE type = ?", (kind.name,)
+        )
+        dumped = {}
+        for record_id, props, archived, merged_into in rows:
+            values = {n: to_python(kind.property(n), v) for n, v in orjson.loads(props).items()}
+            values.update(archived=bool(archived), merged_into=merged_into and str(merged_into))
+            dumped[str(record_id)] = values
+        return dumped
+
+    def write_log(self, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Committed record writes after sequence ``after`` (``adapters.sandbox.writelog``)."""
+        with self.portal.store.lock:
+            return read_log(self.portal.store.conn, after, limit)
+
     def corrupt(self, object_type: str, record_id: str, name: str, raw_value: str) -> None:
         """Store a raw property string that may not fit its type; it is served as is."""
         kind = self._type(object_type)
@@ -330,6 +353,13 @@ class HubSpotSandbox(SandboxLifecycle):
     def throttle(self, delay_seconds: float) -> None:
         """Add latency to every request."""
         self.portal.faults.delay_seconds = delay_seconds
+
+    def clear_faults(self) -> None:
+        """Forget every injected failure and dropped response and remove the added latency."""
+        with self.portal.faults.lock:
+            self.portal.faults.failures.clear()
+            self.portal.faults.drops.clear()
+        self.portal.faults.delay_seconds = 0.0
 
     def set_rate_limits(
         self,

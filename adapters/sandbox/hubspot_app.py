@@ -33,6 +33,7 @@ from adapters.sandbox.server import (
     read_json,
     request_target,
 )
+from adapters.sandbox.writelog import api_request
 
 ADMIN_HEADER = "X-Sandbox-Admin"
 URL_LIMIT = 16_384
@@ -101,7 +102,8 @@ class HubSpotApp:
             return self._admin(request)(environ, start_response)
         if len(request_target(environ).encode()) > URL_LIMIT:
             return html_response(TOO_LONG_PAGE, 414)(environ, start_response)
-        response = self._answer(request)
+        with api_request():
+            response = self._answer(request)
         if self.portal.faults.take(self.portal.faults.drops, request.path) is not None:
             drop_connection(environ)
         return response(environ, start_response)

@@ -24,6 +24,7 @@ from adapters.sandbox.hubspot_schema import (
 )
 from adapters.sandbox.hubspot_store import HubSpotClock, Store
 from adapters.sandbox.hubspot_values import InvalidValue, canonical, ms_to_iso
+from adapters.sandbox.writelog import create_table, log_write
 
 RECYCLE_BIN_DAYS = 90
 _PROBABILITY = {stage: probability for stage, _label, probability in DEAL_STAGES}
@@ -38,6 +39,8 @@ class Records:
         self.schema = schema
         self.clock = clock
         self.history = History(store)
+        with store.lock:
+            create_table(store.conn)
 
     def object_type(self, name: str) -> ObjectType:
         """The object type called ``name`` (any alias); 400 when there is none."""
@@ -174,6 +177,7 @@ class Records:
                 self.store.write(object_type.name, row)
                 self._store_unique(object_type, row)
                 self.history.record(object_type.name, record_id, props, moment, _source(system))
+                self._log("create", object_type, row["id"], values, moment)
                 rows.append(row)
         return rows
 
@@ -190,7 +194,10 @@ class Records:
         row = self.require(object_type, record_id)
         checked = self.checked(object_type, values, system=system)
         self._check_unique(object_type, checked, row["id"])
-        return self._apply(object_type, row, checked, stamp, _source(system))
+        with self.store.transaction():
+            row = self._apply(object_type, row, checked, stamp, _source(system))
+            self._log("update", object_type, row["id"], checked, row["modified_ms"])
+        return row
 
     def _apply(
         self,
@@ -221,6 +228,7 @@ class Records:
                 row["modified_ms"] = stamp
                 self._derive(object_type, row)
                 self.store.write(object_type.name, row)
+                self._log("touch", object_type, row["id"], {}, stamp)
 
     def archive(self, object_type: ObjectType, record_id: Any) -> bool:
         """Move a live record to the recycle bin; ``False`` when it was not live."""
@@ -232,6 +240,7 @@ class Records:
         with self.store.transaction():
             self.store.write(object_type.name, row)
             self.store.release_unique(object_type.name, row["id"])
+            self._log("delete", object_type, row["id"], {}, row["archived_ms"])
         return True
 
     def restore(self, object_type: ObjectType, record_id: Any) -> dict[str, Any]:
@@ -241,12 +250,17 @@ class Records:
             raise not_found()
         self._check_unique(object_type, row["props"], row["id"])
         row["archived"], row["archived_ms"] = False, None
-        return self._apply(object_type, row, {})
+        with self.store.transaction():
+            row = self._apply(object_type, row, {})
+            self._log("undelete", object_type, row["id"], {}, row["modified_ms"])
+        return row
 
     def purge(self, object_type: ObjectType, record_id: Any) -> None:
         """Delete a record for good (a GDPR delete, or the recycle bin emptied)."""
-        self.store.purge(object_type.name, _as_id(record_id))
-        self.history.forget(object_type.name, _as_id(record_id))
+        with self.store.transaction():
+            self.store.purge(object_type.name, _as_id(record_id))
+            self.history.forget(object_type.name, _as_id(record_id))
+            self._log("hard_delete", object_type, record_id, {}, self.clock.now_ms())
 
     def merge(
         self, object_type: ObjectType, primary_id: Any, loser_ids: Iterable[Any]
@@ -262,6 +276,8 @@ class Records:
                     raise validation("A record cannot be merged into itself")
                 loser["merged_into"] = primary["id"]
                 self.store.write(object_type.name, loser)
+                merged_into = {"merged_into": primary["id"]}
+                self._log("merge", object_type, loser["id"], merged_into, self.clock.now_ms())
                 self.store.release_unique(object_type.name, loser["id"])
                 self._move_associations(object_type.name, loser["id"], primary["id"])
                 merged += [str(loser["id"])] + [
@@ -367,6 +383,11 @@ class Records:
                 self._apply(from_type, contact, {"associatedcompanyid": None})
 
     # -- derived values and JSON --------------------------------------------------------
+
+    def _log(
+        self, op: str, object_type: ObjectType, record_id: Any, fields: Mapping[str, Any], ms: int
+    ) -> None:
+        log_write(self.store.conn, op, object_type.name, record_id, fields, ms_to_iso(ms))
 
     def _derive(self, object_type: ObjectType, row: dict[str, Any]) -> None:
         props = row["props"]

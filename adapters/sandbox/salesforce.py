@@ -36,13 +36,15 @@ from adapters.sandbox.salesforce_store import Store, quote
 from adapters.sandbox.salesforce_values import to_python
 from adapters.sandbox.server import SandboxServer
 from adapters.sandbox.sf_ids import normalize_id
+from adapters.sandbox.writelog import read_log
 
 _CONTROLS = (
     "now", "advance_clock", "freeze_clock", "thaw_clock",
     "set_clock", "create", "update", "delete", "undelete", "hard_delete",
     "merge", "set_modstamp", "get", "count", "ids", "expire_sessions", "fail_next", "throttle",
     "set_daily_limit", "lock_rows", "unlock_rows", "drop_next_response", "add_field", "corrupt",
-    "set_deleted_window", "reset_calls", "call_count", "issue_session",
+    "set_deleted_window", "reset_calls", "call_count", "issue_session", "write_log", "dump",
+    "clear_faults",
 )  # fmt: skip
 _PROPERTIES = ("api_usage", "calls")
 _DATETIME_ARGUMENTS = {"set_clock": "dt", "set_modstamp": "when"}
@@ -214,6 +216,28 @@ class SalesforceSandbox(SandboxLifecycle):
         sql = f'SELECT "Id" FROM {quote(obj.sql_table)}{condition} ORDER BY "Id"'
         return [row[0] for row in self.org.store.query(sql)]
 
+    def dump(self, sobject: str) -> dict[str, dict[str, Any]]:
+        """Every record of an object, deleted ones included, by id: its stored values as
+        Python (``IsDeleted`` and ``MasterRecordId`` say whether and into what it went)."""
+        obj = self.org.records.sobject(sobject)
+        types = {f["name"]: f["type"] for f in obj.stored_fields()}
+        with self.org.store.lock:
+            cursor = self.org.store.conn.execute(f"SELECT * FROM {quote(obj.sql_table)}")
+            names = [column[0] for column in cursor.description]
+            rows = cursor.fetchall()
+        return {
+            row[names.index("Id")]: {
+                name: to_python(types.get(name, "string"), value)
+                for name, value in zip(names, row, strict=True)
+            }
+            for row in rows
+        }
+
+    def write_log(self, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Committed record writes after sequence ``after`` (``adapters.sandbox.writelog``)."""
+        with self.org.store.lock:
+            return read_log(self.org.store.conn, after, limit)
+
     def corrupt(self, sobject: str, record_id: str, field: str, raw_value: Any) -> None:
         """Store a raw value that may be invalid for the field's type; it is served as is."""
         records = self.org.records
@@ -262,6 +286,15 @@ class SalesforceSandbox(SandboxLifecycle):
     def throttle(self, delay_seconds: float) -> None:
         """Add latency to every request."""
         self.org.faults.delay_seconds = delay_seconds
+
+    def clear_faults(self) -> None:
+        """Forget every injected failure and dropped response, remove the added latency and
+        release every locked record."""
+        with self.org.faults.lock:
+            self.org.faults.failures.clear()
+            self.org.faults.drops.clear()
+        self.org.faults.delay_seconds = 0.0
+        self.unlock_rows()
 
     def set_daily_limit(self, limit: int) -> None:
         """Set the daily API request allowance."""

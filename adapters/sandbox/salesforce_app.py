@@ -50,6 +50,7 @@ from adapters.sandbox.server import (
     request_target,
 )
 from adapters.sandbox.soql import SoqlError
+from adapters.sandbox.writelog import api_request
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,8 @@ class SalesforceApp:
         refused = refuse_oversized(environ)
         if refused is not None:
             return refused(environ, start_response)
-        response = self._answer(request)
+        with api_request():
+            response = self._answer(request)
         if self.org.faults.take(self.org.faults.drops, request.path) is not None:
             drop_connection(environ)
         response.headers["Sforce-Limit-Info"] = self.org.budget.header()

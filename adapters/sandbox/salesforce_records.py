@@ -23,6 +23,7 @@ from adapters.sandbox.salesforce_schema import SalesforceSchema, SObject
 from adapters.sandbox.salesforce_store import Store, quote
 from adapters.sandbox.salesforce_values import datetime_to_storage, to_storage
 from adapters.sandbox.sf_ids import make_id, normalize_id
+from adapters.sandbox.writelog import create_table, log_write
 
 MERGEABLE = ("Account", "Contact", "Lead")
 _STAMPS = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
@@ -38,6 +39,8 @@ class Records:
         self.clock = clock
         self.locked_ids: set[str] = set()
         self.user_id = make_id("005", 1)
+        with store.lock:
+            create_table(store.conn)
 
     def sobject(self, name: str) -> SObject:
         """The sObject called ``name``; 404 NOT_FOUND when the org has none."""
@@ -126,6 +129,7 @@ class Records:
             self._check(obj, row, converted, record_id, creating=True, system=system)
             row = {name: row.get(name) for name in (f["name"] for f in obj.stored_fields())}
             self.store.insert_many(obj, list(row), [tuple(row.values())])
+            self._log("create", obj, record_id, converted, now)
             self._after_write(obj, row)
             return record_id
 
@@ -157,6 +161,7 @@ class Records:
                 after.update(LastModifiedDate=now, LastModifiedById=self.user_id)
             changes = {k: v for k, v in after.items() if k in _STAMPS or before.get(k) != v}
             self.store.update_row(obj, record_id, changes)
+            self._log("update", obj, record_id, converted, now)
             self._after_write(obj, after)
 
     def upsert(
@@ -197,6 +202,7 @@ class Records:
     def _mark_deleted(self, obj: SObject, record_id: str, now: str, extra: dict[str, Any]) -> None:
         self.store.update_row(obj, record_id, {"IsDeleted": 1, "SystemModstamp": now, **extra})
         self.store.log_deletion(obj, record_id, now)
+        self._log("merge" if extra else "delete", obj, record_id, extra, now)
         for child, field in self._children(obj, cascade_only=True):
             ids = self.store.query(
                 f'SELECT "Id" FROM {quote(child.sql_table)}'
@@ -230,11 +236,15 @@ class Records:
             restored = {"IsDeleted": 0, "SystemModstamp": now, "LastModifiedDate": now}
             self.store.update_row(obj, row["Id"], restored)
             self.store.forget_deletion(obj, row["Id"])
+            self._log("undelete", obj, row["Id"], {}, now)
             self._after_write(obj, row)
 
     def hard_delete(self, obj: SObject, record_id: str) -> None:
         """Remove a record for good: gone from queryAll and from getDeleted."""
-        self.store.delete_row(obj, self.row(obj, record_id, include_deleted=True)["Id"])
+        with self.store.transaction():
+            record_id = self.row(obj, record_id, include_deleted=True)["Id"]
+            self.store.delete_row(obj, record_id)
+            self._log("hard_delete", obj, record_id, {}, datetime_to_storage(self.clock.now()))
 
     def merge(self, obj: SObject, master_id: str, loser_ids: Iterable[str]) -> None:
         """Merge losers into master: children move to master, losers are deleted with
@@ -265,6 +275,12 @@ class Records:
                 last_modified = min(row["LastModifiedDate"] or stored, stored)
                 changes = {"SystemModstamp": stored, "LastModifiedDate": last_modified}
                 self.store.update_row(obj, row["Id"], changes)
+                self._log("touch", obj, row["Id"], changes, stored)
+
+    def _log(
+        self, op: str, obj: SObject, record_id: str, fields: Mapping[str, Any], at: str
+    ) -> None:
+        log_write(self.store.conn, op, obj.name, record_id, fields, at)
 
     def _defaults(self, obj: SObject) -> dict[str, Any]:
         row: dict[str, Any] = {}
