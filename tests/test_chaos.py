@@ -104,18 +104,11 @@ def test_the_checker_finds_each_kind_of_failure(tmp_path: Path) -> None:
     assert "#4 " in examples["edits.reordered"][0] and "#6" in examples["changes.overwritten"][0]
 
 
-KNOWN = pytest.mark.xfail(
-    strict=False,
-    reason="a create whose answer was lost: its retry cannot take the row a sync pulled, and "
-    "every later push fails (edits lost and stuck); a CRM change in the second (the "
-    "millisecond) of one already read or of the engine's own write is never read (edits "
-    "blocked for good, records stale)",
-)
 SCENARIO_RUNS = [
-    pytest.param("salesforce", "sqlite", 200, marks=KNOWN),
-    pytest.param("salesforce", "postgresql", 200, marks=[pytest.mark.postgres, KNOWN]),
-    pytest.param("hubspot", "sqlite", 200, marks=KNOWN),
-    pytest.param("dynamics", "sqlite", 200, marks=KNOWN),
+    pytest.param("salesforce", "sqlite", 200),
+    pytest.param("salesforce", "postgresql", 200, marks=pytest.mark.postgres),
+    pytest.param("hubspot", "sqlite", 200),
+    pytest.param("dynamics", "sqlite", 200),
 ]
 
 
