@@ -1,6 +1,8 @@
 """The PostgreSQL ``_partners`` column after a first backfill and a rebuild: the same partners
 the reference model gives, whether a record's grants are stored or read through its parent
-(over one hop or two), and derived in work that grows with the data, not with its square."""
+(over one hop or two), and derived in work that grows with the data, not with its square; the
+grants are measured for the planner in the deriving transaction without holding up other syncs
+that measure their tables."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from sqlalchemy import Connection, func, select, text
 from mirror import access_sets
 from mirror.access import AccessMaintainer
 from mirror.api import _path_indexes
+from mirror.store import Store
 from mirror.sync import Puller
 from mirror.tables import mirror_access
 from mirror.types import FieldSpec, FieldType
@@ -170,3 +173,22 @@ def test_deriving_slices_reads_each_grant_a_bounded_number_of_times(pg_url: str)
     # contact 41 is on account 10, the customer of deals 40 to 43
     assert backfilled["Contact"]["BK41"] == ["BP0", "BP1", "BP2", "BP3"]
     assert backfilled == expected_columns(org, SLICED_SMALL)
+
+
+def test_a_sync_measuring_its_tables_does_not_wait_for_a_derivation(pg_url: str) -> None:
+    org = Org(pg_url)
+    impatient = Store(pg_url.replace("options=", "options=-clock_timeout%3D1000%20"))
+    try:
+        build_small_org(org)
+        with org.store.transaction() as deriving:
+            # what a derivation holds until it commits, once it has measured its grants
+            deriving.exec_driver_sql("ANALYZE mirror_access")
+            held = deriving.exec_driver_sql(
+                "SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() "
+                "AND relation = to_regclass('mirror_access')"
+            ).scalars()
+            assert "ShareUpdateExclusiveLock" in set(held)
+            impatient.refresh_statistics("fake__opportunity")
+    finally:
+        impatient.close()
+        org.close()
