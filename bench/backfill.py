@@ -5,8 +5,11 @@ opportunities; the other objects scale with it):
 
 1. the bound: every object's pages read through the adapter and thrown away;
 2. the backfill of the whole graph into a fresh SQLite mirror through ``Mirror.sync``;
-3. the same backfill into a fresh PostgreSQL schema (sizes in ``--pg-sizes``);
+3. the same backfill into a fresh PostgreSQL schema (sizes in ``--pg-sizes``), with the time
+   it spends after its objects are written (deriving the partner slices);
 4. an incremental sync of ``--changes`` opportunity edits made in the sandbox.
+
+``--pg-only`` runs step 3 alone, at every size.
 
 The sandbox serves from its own process, each engine step runs in a fresh process whose peak
 RSS is reported. Prints the tables and writes JSON to ``bench/results/``.
@@ -84,16 +87,17 @@ def run_size(size: int, args: argparse.Namespace, settings: dict[str, Any]) -> d
             name: minimum_calls(count, settings) for name, count in result["counts"].items()
         }
         url = sandbox.base_url
-        result["bound"] = _step(sandbox, jobs.fetch_only, url, settings)
         sqlite_url = f"sqlite:///{mirror_db}"
-        result["sqlite"] = _step(sandbox, jobs.sync_all, sqlite_url, url, settings)
-        if not args.no_mirror_cache:
-            copy_sqlite(mirror_db, kept_mirror)
-            keep_only(kept_mirror)
-        if size in args.pg_sizes and pg_available(args.pg_url):
+        if not args.pg_only:
+            result["bound"] = _step(sandbox, jobs.fetch_only, url, settings)
+            result["sqlite"] = _step(sandbox, jobs.sync_all, sqlite_url, url, settings)
+            if not args.no_mirror_cache:
+                copy_sqlite(mirror_db, kept_mirror)
+                keep_only(kept_mirror)
+        if (args.pg_only or size in args.pg_sizes) and pg_available(args.pg_url):
             with pg_schema(args.pg_url) as pg_url:
                 result["postgresql"] = _pg_step(sandbox, pg_url, url, settings, args.pg_timeout)
-        if args.changes:
+        if args.changes and not args.pg_only:
             people = population(mirror_db)
             edit_opportunities(sandbox, people, args.changes, random.Random(args.seed))
             result["incremental"] = _step(sandbox, jobs.sync_all, sqlite_url, url, settings)
@@ -111,6 +115,7 @@ def _pg_step(
     try:
         return _step(sandbox, jobs.sync_all, pg_url, url, settings, timeout=timeout)
     except TimeoutError:
+        _end_orphans(pg_url)
         tables = {name: f"salesforce__{name.lower()}" for name in OBJECTS}
         rows = committed_rows(pg_url, list(tables.values()))
         return {
@@ -118,6 +123,27 @@ def _pg_step(
             "seconds": timeout,
             "committed": {name: rows.get(table, 0) for name, table in tables.items()},
         }
+
+
+def _end_orphans(pg_url: str) -> None:
+    """End the sessions still at work in the run's schema. The engine process stopped at the
+    timeout leaves its statement running (the server notices a vanished client only when it
+    next writes to it), holding locks that counting the committed rows would wait for."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM (SELECT DISTINCT l.pid FROM pg_locks l "
+                    "JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                    "AND l.pid <> pg_backend_pid()) AS working"
+                )
+            )
+    finally:
+        engine.dispose()
 
 
 def _step(sandbox: SandboxProcess, job: Any, *args: Any, timeout: float | None = None) -> Any:
@@ -133,6 +159,30 @@ def _step(sandbox: SandboxProcess, job: Any, *args: Any, timeout: float | None =
     return outcome
 
 
+def _pg_summary(size_result: dict[str, Any]) -> dict[str, Any]:
+    """The PostgreSQL backfill's figures (none when it did not run)."""
+    pg = size_result.get("postgresql")
+    if pg is None:
+        return {}
+    timed_out = bool(pg.get("timed_out"))
+    done = sum(pg["committed"].values()) if timed_out else size_result["records_total"]
+    summary = {
+        "postgresql_timed_out": timed_out,
+        "postgresql_rps": rate(done, pg["seconds"]),
+        "postgresql_peak_rss_mb": pg.get("peak_rss_mb"),
+    }
+    if not timed_out:
+        summary["postgresql_after_objects_s"] = after_objects(pg)
+    return summary
+
+
+def after_objects(step: dict[str, Any]) -> float:
+    """Seconds of a sync spent outside its objects' runs: after the last object is written,
+    deriving the partner slices of the objects it backfilled (and before the first, reading
+    their descriptions)."""
+    return round(step["seconds"] - sum(o["seconds"] for o in step["objects"].values()), 3)
+
+
 def rate(records: int, seconds: float) -> float:
     """Records per second (0 when nothing was timed)."""
     return records / seconds if seconds > 0 else 0.0
@@ -140,8 +190,10 @@ def rate(records: int, seconds: float) -> float:
 
 def summarize(size_result: dict[str, Any]) -> dict[str, Any]:
     """The headline figures of one size: throughput vs bound, calls vs minimum, memory."""
-    bound, engine = size_result["bound"], size_result["sqlite"]
     records = size_result["records_total"]
+    if "sqlite" not in size_result:
+        return {"size": size_result["size"], "records": records, **_pg_summary(size_result)}
+    bound, engine = size_result["bound"], size_result["sqlite"]
     engine_calls = sum(o["api_calls"] for o in engine["objects"].values())
     minimum = sum(size_result["minimum_calls"].values())
     summary = {
@@ -152,19 +204,16 @@ def summarize(size_result: dict[str, Any]) -> dict[str, Any]:
         "sqlite_calls": engine_calls,
         "minimum_calls": minimum,
         "calls_over_minimum_pct": 100.0 * (engine_calls - minimum) / minimum,
+        "sqlite_after_objects_s": after_objects(engine),
         "sqlite_peak_rss_mb": engine["peak_rss_mb"],
         "bound_peak_rss_mb": bound["peak_rss_mb"],
     }
     summary["sqlite_pct_of_bound"] = 100.0 * summary["sqlite_rps"] / summary["bound_rps"]
-    if "postgresql" in size_result:
-        pg = size_result["postgresql"]
-        done = sum(pg["committed"].values()) if pg.get("timed_out") else records
-        summary["postgresql_timed_out"] = bool(pg.get("timed_out"))
-        summary["postgresql_rps"] = rate(done, pg["seconds"])
+    summary.update(_pg_summary(size_result))
+    if "postgresql_rps" in summary:
         summary["postgresql_pct_of_bound"] = (
             100.0 * summary["postgresql_rps"] / summary["bound_rps"]
         )
-        summary["postgresql_peak_rss_mb"] = pg.get("peak_rss_mb")
     if "incremental" in size_result:
         incremental = size_result["incremental"]
         summary["incremental_s"] = incremental["seconds"]
@@ -175,6 +224,7 @@ def summarize(size_result: dict[str, Any]) -> dict[str, Any]:
 
 def targets(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each target with its figure and whether it is met."""
+    summaries = [s for s in summaries if "sqlite_rps" in s]
     by_size = {s["size"]: s for s in summaries}
     checks = []
     for s in summaries:
@@ -198,6 +248,9 @@ def _check(name: str, value: float, met: bool, unit: str) -> dict[str, Any]:
 
 def print_size(size_result: dict[str, Any]) -> None:
     """The per-object table of one size."""
+    if "sqlite" not in size_result:
+        _print_pg_size(size_result)
+        return
     bound, engine = size_result["bound"]["objects"], size_result["sqlite"]["objects"]
     pg = size_result.get("postgresql", {}).get("objects", {})
     rows = []
@@ -218,14 +271,29 @@ def print_size(size_result: dict[str, Any]) -> None:
     print_table(f"backfill, {size_result['size']:,} opportunities", headers, rows)
 
 
+def _print_pg_size(size_result: dict[str, Any]) -> None:
+    pg = size_result["postgresql"]
+    objects = pg.get("objects", {})
+    rows: list[list[Any]] = [
+        [name, count, rate(count, objects[name]["seconds"]) if name in objects else None]
+        for name, count in size_result["counts"].items()
+    ]
+    rows.append(
+        ["all (wall clock)", size_result["records_total"], _pg_cell(summarize(size_result))]
+    )
+    title = f"PostgreSQL backfill, {size_result['size']:,} opportunities"
+    print_table(title, ["object", "records", "PG rec/s"], rows)
+
+
 def print_summary(summaries: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
     """The cross-size table and the targets."""
     headers = ["size", "records", "bound rec/s", "SQLite rec/s", "% bound", "PG rec/s",
-               "peak RSS MB", "incr. 1k s", "incr. Opp. s"]  # fmt: skip
+               "PG after objects s", "peak RSS MB", "incr. 1k s", "incr. Opp. s"]  # fmt: skip
     rows = [
-        [s["size"], s["records"], s["bound_rps"], s["sqlite_rps"], s["sqlite_pct_of_bound"],
-         _pg_cell(s), s["sqlite_peak_rss_mb"], s.get("incremental_s"),
-         s.get("incremental_opportunity_s")]
+        [s["size"], s["records"], s.get("bound_rps"), s.get("sqlite_rps"),
+         s.get("sqlite_pct_of_bound"), _pg_cell(s), s.get("postgresql_after_objects_s"),
+         s.get("sqlite_peak_rss_mb"),
+         s.get("incremental_s"), s.get("incremental_opportunity_s")]
         for s in summaries
     ]  # fmt: skip
     print_table("backfill summary", headers, rows)
@@ -249,6 +317,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("10k,100k,1M"))
     parser.add_argument("--pg-sizes", type=parse_sizes, default=parse_sizes("100k"))
     parser.add_argument("--pg-url", default=PG_URL, help="PostgreSQL server for --pg-sizes.")
+    parser.add_argument(
+        "--pg-only",
+        action="store_true",
+        help="Only the PostgreSQL backfill, at every size (no bound, SQLite or incremental).",
+    )
     parser.add_argument(
         "--pg-timeout", type=float, default=3600, help="Stop a PostgreSQL backfill after this."
     )

@@ -91,7 +91,7 @@ def derive(conn: Connection, maintainer: AccessMaintainer, names: Iterable[str])
     dependency order); returns how many grants were written."""
     a = mirror_access.c
     names = list(names)
-    total = 0
+    total = unmeasured = 0
     with _bulk_load(conn, maintainer, names):
         for name in names:
             conn.execute(
@@ -99,7 +99,11 @@ def derive(conn: Connection, maintainer: AccessMaintainer, names: Iterable[str])
             )
             for query in grant_queries(maintainer, name):
                 result = conn.execute(_insert_grants(conn, query))
-                total += max(result.rowcount or 0, 0)
+                written = max(result.rowcount or 0, 0)
+                total += written
+                unmeasured += written
+            if _measure_grants(conn, unmeasured):
+                unmeasured = 0
     inherited = {
         name: granted(maintainer.store, maintainer.rules, name)
         for name in names
@@ -119,8 +123,33 @@ def _insert_grants(conn: Connection, query: GrantQuery) -> Any:
         # the primary key instead of landing all over it
         rows = rows.order_by(*(literal_column(str(i)) for i in range(3, 9)))
     if conn.dialect.name == "postgresql":
-        return pg_insert(mirror_access).from_select(GRANT_COLUMNS, rows).on_conflict_do_nothing()
-    return insert(mirror_access).from_select(GRANT_COLUMNS, rows).prefix_with("OR IGNORE")
+        statement: Any = pg_insert(mirror_access).from_select(GRANT_COLUMNS, rows)
+        statement = statement.on_conflict_do_nothing()
+    else:
+        statement = insert(mirror_access).from_select(GRANT_COLUMNS, rows).prefix_with("OR IGNORE")
+    # an INSERT's row count is dropped with its cursor unless asked for
+    return statement.execution_options(preserve_rowcount=True)
+
+
+# PostgreSQL: from this many grants written, the access table is measured again
+_MEASURED_FROM = 1000
+
+
+def _measure_grants(conn: Connection, written: int) -> bool:
+    """On PostgreSQL, ``ANALYZE`` the access table when ``written`` grants (of one object, or
+    of several small ones) were written since it was last measured; returns whether it did.
+
+    The statements after an object's derivation (the next objects' paths, the change feed,
+    the slice sizes, the ``_partners`` column) join its grants. Planned on statistics that do
+    not know them (an access table measured empty, as a first backfill leaves it, or measured
+    before this object had grants), they probe every grant of the object once per row.
+    Autovacuum cannot help: it does not see rows this transaction has not committed, but an
+    ``ANALYZE`` in the same transaction counts them.
+    """
+    if conn.dialect.name != "postgresql" or written < _MEASURED_FROM:
+        return False
+    conn.exec_driver_sql(f"ANALYZE {mirror_access.name}")
+    return True
 
 
 # from this many records to derive per grant already stored, dropping the access table's

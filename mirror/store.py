@@ -201,14 +201,16 @@ class Store:
     def refresh_statistics(self, table_name: str) -> None:
         """PostgreSQL: re-analyse a growing table and the access table (at pages 1, 2, 4, 8,
         ... of a sync), so the planner keeps using their indexes instead of planning for the
-        empty tables it last measured. SQLite needs nothing."""
+        empty tables it last measured. A table another transaction is analysing or altering
+        (a slice derivation of another sync) is skipped, not waited for. SQLite needs
+        nothing."""
         if self.dialect != "postgresql":
             return
         quote = self.engine.dialect.identifier_preparer.quote
         with self.engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.exec_driver_sql(f"ANALYZE {quote(table_name)}")
-            conn.exec_driver_sql("ANALYZE mirror_access")
+            conn.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {quote(table_name)}")
+            conn.exec_driver_sql("ANALYZE (SKIP_LOCKED) mirror_access")
 
     def prepare_object(
         self, described: ObjectSpec, indexed: tuple[str, ...] = (), *, defer_indexes: bool = False
