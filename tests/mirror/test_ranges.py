@@ -133,7 +133,7 @@ def test_busy_ranges_are_left_to_their_worker_and_taken_over_when_it_dies(
 ) -> None:
     mirror = ranged_mirror(db_url, box)
     start_split_backfill(mirror, 1)
-    dead = Leases(mirror.store, "dead", ttl_seconds=2.5)
+    dead = Leases(mirror.store, "dead", ttl_seconds=8)
     assert dead.acquire("backfill:salesforce:Opportunity:1")
     me = Leases(mirror.store, "me", ttl_seconds=60)
     mirror.sync(["Opportunity"], leases=me)
