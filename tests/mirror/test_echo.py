@@ -271,11 +271,13 @@ def hs_mirror(db_url: str, hs: HubSpotSandbox, policy: str) -> Mirror:
     return mirror
 
 
-def open_deal(mirror: Mirror) -> tuple[str, str]:
+def open_deal(mirror: Mirror, used: set[str]) -> tuple[str, str]:
+    """An open deal of the busiest partner that no test of the module has taken yet
+    (``used`` is the module's own: each module has its own sandbox)."""
     partner = busiest_partner(mirror)
     for deal in mirror.as_partner(partner).select("deals", where={"hs_is_closed": False}):
-        if deal["hs_object_id"] not in USED:
-            USED.add(deal["hs_object_id"])
+        if deal["hs_object_id"] not in used:
+            used.add(deal["hs_object_id"])
             return partner, deal["hs_object_id"]
     raise AssertionError("no open deal left")
 
@@ -292,7 +294,7 @@ def test_hs_a_change_between_the_check_and_the_update_becomes_a_conflict(
 ) -> None:
     mirror = hs_mirror(db_url, hs, policy)
     try:
-        partner, deal = open_deal(mirror)
+        partner, deal = open_deal(mirror, USED)
         view = mirror.as_partner(partner)
         view.update("deals", deal, {"hs_next_step": "portal says", "amount": 4242.0})
         checked = HubSpotWriter._check_versions
@@ -326,7 +328,7 @@ def test_hs_a_change_between_the_check_and_the_update_becomes_a_conflict(
 def test_hs_our_own_write_is_not_mistaken_for_an_overwrite(db_url, hs) -> None:
     mirror = hs_mirror(db_url, hs, "manual")
     try:
-        partner, deal = open_deal(mirror)
+        partner, deal = open_deal(mirror, USED)
         view = mirror.as_partner(partner)
         for step in ("first", "second"):
             view.update("deals", deal, {"hs_next_step": step})

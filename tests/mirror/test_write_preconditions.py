@@ -255,7 +255,7 @@ def hs_read_then_changed(
 ) -> tuple[str, str]:
     """A deal synced at version v, then changed in the CRM in v's millisecond; (partner, id).
     Call with the clock frozen."""
-    partner, deal = open_deal(mirror)
+    partner, deal = open_deal(mirror, USED)
     hs.update("deals", deal, {"description": "the version edited", **start})
     stamp = hs.set_modstamp("deals", [deal])
     mirror.sync(["deals"])
