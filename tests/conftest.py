@@ -9,9 +9,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from hypothesis import Phase, settings
 from sqlalchemy import create_engine
 
 PG_URL = os.environ.get("PRM_MIRROR_TEST_PG_URL")
+
+# The suite replays the same examples on every run, so a red run means a change broke something
+# rather than a new search having been lucky; ``PRM_MIRROR_HYPOTHESIS_SEARCH=1`` (or asking for
+# more examples) searches anew on each run. Explaining a failure re-runs it many times over: a
+# stateful example costs seconds, so the suite reports the shrunk example without it.
+settings.register_profile(
+    "suite", derandomize=True, phases=[p for p in Phase if p is not Phase.explain]
+)
+settings.register_profile("search", derandomize=False)
+SEARCH = os.environ.get("PRM_MIRROR_HYPOTHESIS_SEARCH") == "1" or bool(
+    os.environ.get("PRM_MIRROR_HYPOTHESIS_EXAMPLES")
+)
+settings.load_profile("search" if SEARCH else "suite")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 

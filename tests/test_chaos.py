@@ -120,7 +120,7 @@ SCENARIO_RUNS = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize(("crm", "store", "size"), SCENARIO_RUNS)
 def test_a_short_chaos_run_ends_with_nothing_lost(crm: str, store: str, size: int) -> None:
     if store == "postgresql" and not PG_URL:

@@ -121,16 +121,16 @@ def _chaos(
 ) -> None:
     """The timed part: processes started and killed, the CRM changed and broken, partners
     editing, until ``duration`` has passed (and partners made ``MIN_EDITS`` updates, or three
-    times ``duration`` has passed). Until partners see records to edit (the first backfill
-    has ended) or half the time is gone, the CRM's API only fails the odd burst of reads: kills,
-    CRM changes and those bursts hit that backfill; every fault on top would keep it from ever
-    finishing on a slow machine."""
+    times ``duration``, at least 90 s, has passed). Until partners see records to edit (the
+    first backfill has ended) or half the time is gone, the CRM's API only fails the odd burst
+    of reads: kills, CRM changes and those bursts hit that backfill; every fault on top would
+    keep it from ever finishing on a slow machine."""
     start = time.monotonic()
     kills = sorted(rng.uniform(0.03, 0.95) * options.duration for _ in range(options.kills))
     processes.start("sync")
     plan: list[str] = []
     while (elapsed := time.monotonic() - start) < options.duration or (
-        sum(e.op == "update" for e in portal.edits) < MIN_EDITS and elapsed < 3 * options.duration
+        sum(e.op == "update" for e in portal.edits) < MIN_EDITS and elapsed < _edit_wait(options)
     ):
         if kills and elapsed >= kills[0] and _kill(processes, rng):
             kills.pop(0)
@@ -153,6 +153,12 @@ def _chaos(
         elif roll < 0.88:
             nemesis.crm.admin("advance_clock", seconds=1)
         time.sleep(rng.uniform(0.0, 0.15))
+
+
+def _edit_wait(options: Options) -> float:
+    """How long the run waits for partners' first edits: on a loaded machine the first backfill
+    alone can take longer than a short run's ``duration``."""
+    return max(3 * options.duration, 90.0)
 
 
 def _kill(processes: Processes, rng: random.Random) -> bool:
