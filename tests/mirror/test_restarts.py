@@ -209,3 +209,22 @@ def test_a_portal_create_deleted_for_good_before_its_echo_is_found_by_the_sweep(
     assert crm_deletes(s.mirror, made) == 1
     (entry,) = [e for e in s.mirror.outbox() if e["record_id"] == made]
     assert (entry["status"], entry["confirmed"]) == ("done", True)
+
+
+@pytest.mark.parametrize("crm", [SALESFORCE, HUBSPOT, DYNAMICS], ids=lambda crm: crm.name)
+def test_a_first_backfill_lists_no_ids_for_a_sweep(crm: Crm, tmp_path: Path, db_url: str) -> None:
+    box, adapter = start(crm, tmp_path)
+    listed: list[str] = []
+    read_ids = adapter.read_ids
+
+    def counted(spec: Any) -> Any:
+        listed.append(spec.name)
+        return read_ids(spec)
+
+    adapter.read_ids = counted
+    try:
+        mirror = open_mirror(crm, db_url, adapter)
+        mirror.close()
+    finally:
+        box.stop()
+    assert listed == []
