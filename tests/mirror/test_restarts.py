@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from mirror import Mirror
+from mirror.config import parse_config
 from mirror.tables import mirror_idmap
 from tests.mirror.test_writeback_faults import (
     DYNAMICS,
@@ -228,3 +229,46 @@ def test_a_first_backfill_lists_no_ids_for_a_sweep(crm: Crm, tmp_path: Path, db_
     finally:
         box.stop()
     assert listed == []
+
+
+@pytest.mark.parametrize(
+    "read, sync",
+    [
+        ("bulk", {}),
+        ("ranges", {"backfill_ranges": 3, "backfill_range_min_records": 10}),
+    ],
+)
+def test_a_restarted_salesforce_bulk_or_split_backfill_takes_deletes_and_merges(
+    tmp_path: Path, db_url: str, read: str, sync: dict[str, Any]
+) -> None:
+    from adapters.sandbox.salesforce import SalesforceSandbox
+    from tests.adapters.conftest import sandbox_adapter
+
+    box = SalesforceSandbox(tmp_path / "sf.db", size="tiny").start()
+    # a Bulk API job (in pages of 10) for any object above 10 records, or id ranges
+    adapter = sandbox_adapter(box, bulk_threshold=10 if read == "bulk" else 10_000,
+                              bulk_page_size=10)  # fmt: skip
+    source = {"crm": "salesforce", **SALESFORCE.source, "objects": ["Account", "Opportunity"]}
+    config = {"store": {"database": db_url}, "sync": sync, "sources": {"salesforce": source}}
+    mirror = Mirror(parse_config(config), adapters={"salesforce": adapter})
+    try:
+        mirror.sync()
+        s = Setup(SALESFORCE, box, adapter, mirror)
+        gone = sorted(live_ids(mirror, "salesforce", "Opportunity"))[0]
+        survivor, loser, changed = customers(s)[:3]
+        box.advance_clock(1)
+        box.delete("Opportunity", gone)
+        box.merge("Account", survivor, [loser])
+        box.advance_clock(1)
+        box.update("Account", changed, {"Name": "changed after the merge"})
+        box.advance_clock(2)
+        mirror.sync(restart=True)
+        assert gone not in live_ids(mirror, "salesforce", "Opportunity")
+        assert live_ids(mirror, "salesforce", "Account") == crm_ids(s, "Account")
+        m = mirror_idmap.c
+        query = select(m.new_id).where(m.object == "Account", m.old_id == loser)
+        with mirror.store.engine.connect() as conn:
+            assert conn.execute(query).scalars().all() == [survivor]
+    finally:
+        mirror.close()
+        box.stop()
