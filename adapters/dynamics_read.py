@@ -8,11 +8,14 @@ the ``next_link`` of the pass in progress, so a resumed read continues after the
 at. An expired delta token (``0x80044352``) starts a resync: a new full tracked read whose first
 page asks the engine for a delete sweep (rows deleted while the token was stale are no longer
 reported); rows already mirrored come back unchanged and the engine recognises them by content
-hash, so nothing is duplicated.
+hash, so nothing is duplicated. A backfill begun afresh (no checkpoint) asks for that sweep too:
+the mirror may hold rows from before it (a backfill started again), and a first pass reports
+no deletes (the engine skips the sweep while the mirror holds no row).
 
 Tables without change tracking are read by the engine's closed-range cursor
 (``mirror.cursor``): ``modifiedon ge <cursor>`` ordered by ``modifiedon`` and key, skipping the
-ids already applied at the cursor value; their deletes are found by the delete sweep. Each page
+ids already applied at the cursor value; their deletes are found by the delete sweep (also
+asked for by a backfill begun afresh). Each page
 is a query of its own (the paging cookie holds the last row's sort values), so each page's
 answer brings a fence, held once a row at or after it has been delivered. ``modifiedon`` has
 whole seconds; the checkpoint only stands on a second that was over before its query began, so
@@ -159,6 +162,8 @@ def tracked_pages(
     prefer = _prefer(page_size, True, targets is not None)
     initial = _query(table, {"$select": _select(spec)})
     link, kind, sweep = _starting_link(state, initial, backfill)
+    # a pass begun afresh reports no deletes: the mirror may hold records from before it
+    sweep = sweep or since is None
     recovering = bool(state.get("next_link"))
     # a pass resumed at a next link began before this read: its fence is unknown, so its rows
     # leave the cursor where it was
@@ -229,7 +234,7 @@ def cursor_pages(
         options["$filter"] = f"{CURSOR_FIELD} ge {format_datetime(cursor.value)}"
     link = _query(table, options)
     state = {"mode": "cursor"}
-    sweep = mid_pass and not backfill
+    sweep = (mid_pass and not backfill) or since is None
     while True:
         body = conn.get_json(link, action=f"reading {spec.name}", prefer=prefer)
         # every page is a query of its own, after the paging cookie's last row

@@ -7,7 +7,8 @@ backfill lists every deal, an incremental read searches the deals changed since 
 and re-reads their associations. Association changes do not move a deal's last-modified value
 and a vanished association leaves no trace to read, so every ``association_sweep_seconds`` the
 read lists every edge again and asks the engine for an id sweep, which compares every current
-edge with the mirror and marks the vanished ones deleted. Edges are read-only.
+edge with the mirror and marks the vanished ones deleted; a backfill begun afresh asks for that
+sweep too (the engine skips it while the mirror holds no edge). Edges are read-only.
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ class EdgeReader(Reader):
     def sweeps_associations(self) -> bool:
         """Edges are associations: they are always swept."""
         return True
+
+    def backfill(self, since: Checkpoint | None) -> Iterator[Page]:
+        """Every edge; a backfill begun afresh asks for an id sweep with its first page, so
+        that a mirror holding edges already (a restarted backfill) loses those gone since."""
+        for position, page in enumerate(super().backfill(since)):
+            yield dataclasses.replace(page, needs_sweep=since is None and position == 0)
 
     def incremental(self, since: Checkpoint) -> Iterator[Page]:
         """Edges of the records changed since ``since``; when a sweep is due, every edge

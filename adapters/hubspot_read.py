@@ -11,7 +11,10 @@
   reaches the search index late, is read again by the next one.
 - Deletes: search never returns archived records, so each incremental read lists the recycle
   bin (``archived=true``) and turns records archived since the last check into tombstones
-  (``archived_checked``, ``archived_recent`` and ``archived_listed`` in the state). HubSpot
+  (``archived_checked``, ``archived_recent`` and ``archived_listed`` in the state). A backfill
+  lists the bin before its first page and sends every record in it as a tombstone with that
+  page (but those the page lists live: restored since), so a backfill started again over a
+  mirror that holds records archived since is not left with them live. HubSpot
   keeps archived records 90 days; a check older than that asks the engine for an id sweep.
   Hard deletes (GDPR) are found by that sweep.
 - Merges: a survivor's ``hs_merged_object_ids`` turns each merged id into a tombstone pointing
@@ -134,8 +137,11 @@ class Reader:
         state = (
             dict(since.state) if since is not None and since.state.get("backfill_started") else {}
         )
+        binned: list[Tombstone] = []
         if not state:
-            _, _, archived = self.archived_since({})
+            # the mirror may hold records from before (a restarted backfill): those in the
+            # recycle bin now are tombstones, and later archives the incremental reads find
+            binned, _, archived = self.archived_since({})
             state = {"backfill_started": self._now(), **archived}
         builder = self._builder()
         after = state.get("after")
@@ -145,10 +151,13 @@ class Reader:
                 fence = list_fence(reply.answered)
                 state["backfill_cursor"] = format_cursor_ms(fence) if fence is not None else None
             builder.take(reply.get("results") or [])
+            # a record listed live was restored after the bin was listed: the listing wins
+            listed = {str(record.get(self.spec.key)) for record in builder.records}
+            extra, binned = [t for t in binned if t.id not in listed], []
             after = _next_after(reply)
             if after:
                 checkpoint = Checkpoint(None, (), "backfill", {**state, "after": after})
-                yield builder.page(checkpoint)
+                yield builder.page(checkpoint, extra)
                 continue
             final = {
                 "archived_checked": state.get("archived_checked"),
@@ -158,7 +167,7 @@ class Reader:
             }
             cursor = state.get("backfill_cursor")
             fence = STAMPS.parse(str(cursor)) if cursor else None
-            yield builder.page(handover(STAMPS, fence, "incremental", final))
+            yield builder.page(handover(STAMPS, fence, "incremental", final), extra)
             return
 
     def _list(self, after: str | None, archived: bool = False, ids_only: bool = False) -> Reply:

@@ -2,9 +2,11 @@
 
 - Metadata: describe JSON becomes an ``ObjectSpec`` keyed on ``Id`` with ``SystemModstamp`` as
   the change cursor (``salesforce_types``).
-- Backfill: objects above ``bulk_threshold`` records go through one Bulk API 2.0 query job,
-  resumable at its results locator (``salesforce_bulk``); smaller ones through paged REST
-  queries with the engine's fenced closed-range cursor (``salesforce_read``, ``mirror.cursor``).
+- Backfill: objects above ``bulk_threshold`` records go through one Bulk API 2.0 ``queryAll``
+  job, resumable at its results locator (``salesforce_bulk``); smaller ones through paged REST
+  ``queryAll`` queries with the engine's fenced closed-range cursor (``salesforce_read``,
+  ``mirror.cursor``). Deleted rows (the recycle bin, merge losers) become tombstones, so a
+  backfill started again over a mirror that holds them does not leave them live.
 - Split backfills (``RangeReader``): record-id ranges found with ``COUNT()`` queries, each
   bounded by the newest SystemModstamp at the start (``salesforce_range_read``).
 - Incremental: ``queryAll`` from the cursor (deleted rows become tombstones, merge losers point
@@ -141,14 +143,14 @@ class SalesforceAdapter:
     def _backfill(self, spec: ObjectSpec, since: Checkpoint | None) -> Iterator[Page]:
         if since is not None and since.state.get("bulk_job"):
             return bulk_backfill(self.connection, spec, since)
-        # a resumed backfill may have applied records deleted since: queryAll brings them back
-        # as tombstones, also when no row has moved the checkpoint yet
-        resuming = since is not None
+        # the mirror may hold records deleted or merged away since they were applied (by this
+        # backfill before it was resumed, or before it was started again): queryAll brings
+        # them back as tombstones, merge losers pointing at their master
         cursor = resume(since)
         first = None
-        if not resuming:
+        if since is None:
             # the query's own totalSize picks the API: no separate COUNT() call per object
-            first = first_query(self.connection, spec, cursor, include_deleted=False)
+            first = first_query(self.connection, spec, cursor, include_deleted=True)
             if int(first.get("totalSize", 0)) > self.settings.bulk_threshold:
                 return bulk_backfill(self.connection, spec, None)
         return rest_pages(
@@ -156,7 +158,7 @@ class SalesforceAdapter:
             spec,
             cursor,
             phase="backfill",
-            include_deleted=resuming,
+            include_deleted=True,
             state={},
             first_answer=first,
         )

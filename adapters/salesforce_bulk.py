@@ -1,7 +1,9 @@
 """Bulk API 2.0 reads: large backfills and id lists, one page per results locator.
 
-A backfill of a large object runs one ``query`` job (a snapshot as of the job's creation) and
-downloads its CSV results ``bulk_page_size`` rows at a time. Each page's checkpoint holds the job
+A backfill of a large object runs one ``queryAll`` job (a snapshot as of the job's creation) and
+downloads its CSV results ``bulk_page_size`` rows at a time; its deleted rows (the recycle bin,
+merge losers) become tombstones, so a backfill started again over a mirror that holds them does
+not leave them live. Each page's checkpoint holds the job
 id and the next locator, so a crash resumes at that locator; when the job is gone (404, or its
 locator is refused) the backfill starts a new job, remembering when the first one started. The
 last page hands over to incremental reads at the job's ``createdDate`` minus one second (the
@@ -12,6 +14,7 @@ engine's ``handover``: every change before it delivered, nothing applied at it),
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 
 from adapters.salesforce_client import SalesforceConnection
@@ -27,7 +30,7 @@ from adapters.salesforce_types import (
 )
 from mirror.cursor import handover
 from mirror.errors import CrmError
-from mirror.types import Checkpoint, ObjectSpec, Page
+from mirror.types import Checkpoint, ObjectSpec, Page, Record, Tombstone
 
 T = TypeVar("T")
 
@@ -41,14 +44,17 @@ class BulkJobGone(CrmError):
     """The Bulk job of a checkpoint no longer exists or refuses its locator."""
 
 
-def create_query_job(conn: SalesforceConnection, soql: str, object_name: str) -> dict[str, Any]:
-    """Start a Bulk API 2.0 ``query`` job and wait until its results are ready."""
+def create_query_job(
+    conn: SalesforceConnection, soql: str, object_name: str, operation: str = "query"
+) -> dict[str, Any]:
+    """Start a Bulk API 2.0 ``operation`` job (``query``, or ``queryAll`` with deleted rows)
+    and wait until its results are ready."""
     job = conn.rest(
         f"starting a Bulk API 2.0 job for {object_name}",
         "jobs/query",
         method="POST",
         json={
-            "operation": "query",
+            "operation": operation,
             "query": soql,
             "contentType": "CSV",
             "columnDelimiter": "COMMA",
@@ -111,7 +117,8 @@ def bulk_backfill(
     restarts = 0
     while True:
         if not job_id:
-            job = create_query_job(conn, select_soql(spec, order=False), spec.name)
+            soql = select_soql(spec, order=False)
+            job = create_query_job(conn, soql, spec.name, operation="queryAll")
             job_id, locator = job["id"], None
             started = format_cursor(parse_datetime(job["createdDate"]))
             first_started = first_started or started
@@ -125,13 +132,36 @@ def bulk_backfill(
                 raise
             job_id = None
             continue
+        live, tombstones = split_deleted(spec, records)
         yield Page(
-            records=records,
+            records=live,
+            tombstones=tombstones,
             rejects=rejects,
             checkpoint=_checkpoint(job_id, locator, str(started), str(first_started)),
         )
         if locator is None:
             return
+
+
+def split_deleted(spec: ObjectSpec, rows: list[Record]) -> tuple[list[Record], list[Tombstone]]:
+    """``rows`` of a ``queryAll`` job as live records and tombstones (``IsDeleted`` rows; a
+    merge loser's points at its ``MasterRecordId``)."""
+    live: list[Record] = []
+    tombstones: list[Tombstone] = []
+    for row in rows:
+        if row.get("IsDeleted") is not True:
+            live.append(row)
+            continue
+        master = row.get("MasterRecordId")
+        stamp = row.get(spec.cursor_field)
+        tombstones.append(
+            Tombstone(
+                to_18(str(row[KEY_FIELD])),
+                deleted_at=stamp if isinstance(stamp, datetime) else None,
+                merged_into=to_18(str(master)) if master else None,
+            )
+        )
+    return live, tombstones
 
 
 def _checkpoint(job_id: str, locator: str | None, started: str, first_started: str) -> Checkpoint:

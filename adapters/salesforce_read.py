@@ -1,10 +1,10 @@
 """REST reads of one Salesforce object: paged SOQL with closed-range cursors, getDeleted, ids.
 
 Backfill and incremental reads are the same query, ``SELECT <fields> FROM X WHERE
-SystemModstamp >= c ORDER BY SystemModstamp, Id``, one ``Page`` per REST batch. A fresh backfill
-uses ``query``; a resumed backfill and every incremental read use ``queryAll``, so a record
-deleted since an earlier snapshot comes back as a tombstone (its SystemModstamp moved on
-delete) instead of silently staying in the mirror. The checkpoint is the engine's fenced
+SystemModstamp >= c ORDER BY SystemModstamp, Id``, one ``Page`` per REST batch, always through
+``queryAll``: a record deleted or merged away since the mirror took it (before a backfill was
+resumed or started again, or since an earlier read) comes back as a tombstone instead of
+silently staying in the mirror. The checkpoint is the engine's fenced
 closed-range cursor (``mirror.cursor``, ``salesforce_cursor``): a record changed while the pages
 go by comes back in its old place with its new stamp, at or after the query's fence, and
 leaves the checkpoint where it was. An expired query locator re-queries from the checkpoint

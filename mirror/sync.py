@@ -27,7 +27,7 @@ from mirror.adapter import CrmAdapter, KeyedIds, RangePlan, RangeReader
 from mirror.echoes import verify_echoes
 from mirror.leases import Leases
 from mirror.local_ids import AccessChanges, is_local_key
-from mirror.outbox import fail_open_edits, open_entry_filter
+from mirror.outbox import OPEN_STATUSES, fail_open_edits
 from mirror.pages import PageContext, PageHook, PageOutcome, apply_page
 from mirror.ranges import RangeBook, RangeRow, RangeTaken, plan_of, range_lease
 from mirror.reconcile import PolicyOf
@@ -156,9 +156,9 @@ class Puller:
         The CRM's live ids are staged in ``mirror_sweep`` in short transactions (a long read
         never holds a write lock), then compared with the mirror in one transaction;
         ``keep_staged`` leaves them there for the caller (the self-audit). Rows the CRM cannot
-        have listed are left alone: portal creates not in the CRM yet (or not yet confirmed
-        by a pull), and rows a pull wrote after the listing began. The open edits
-        of the records marked deleted fail: no write can reach them any more.
+        have listed are left alone: portal creates not in the CRM yet, or made there after the
+        listing began, and rows a pull wrote after it began. The open edits of the records
+        marked deleted fail: no write can reach them any more.
         """
         spec, table = mirrored.spec, mirrored.table
         started = utcnow()
@@ -352,7 +352,9 @@ class Puller:
         """Apply ``pages`` one transaction each; ``prepare`` runs first in that transaction
         and may replace the page applied."""
         for page in _prefetched(pages, self.prefetch_pages):
-            if page.needs_sweep:
+            # a first backfill asks for a sweep in case the mirror held the object already (a
+            # restarted backfill); an empty table has nothing to mark and saves the listing
+            if page.needs_sweep and _holds_live_rows(self.store, mirrored):
                 result.swept += self.sweep(mirrored, ctx.run_id)
             with self.store.transaction() as conn:
                 applied = page if prepare is None else prepare(conn, page)
@@ -391,16 +393,32 @@ class Puller:
             )
 
 
+def _holds_live_rows(store: Store, mirrored: MirrorTable) -> bool:
+    """Whether ``mirrored``'s table has a row not marked deleted."""
+    table = mirrored.table
+    query = select(table.c[mirrored.spec.key]).where(table.c._deleted.is_(False)).limit(1)
+    with store.engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
 def _unlisted(mirrored: MirrorTable, started: Any) -> Any:
     """The live rows missing from the CRM's listing staged in ``mirror_sweep``, save those
-    the listing cannot have held: portal creates whose record the CRM has not confirmed yet
-    (local ids, or creates still open), and rows written after the listing began."""
+    the listing cannot have held: portal creates the CRM has not made yet (local ids, or
+    creates still open) or made after the listing began (the push's answer recorded then),
+    and rows written after the listing began.
+
+    A create the CRM answered before the listing began is in it unless deleted since, also
+    when no pull has confirmed it yet: its echo never comes if it was deleted for good."""
     spec, table = mirrored.spec, mirrored.table
     key, synced = table.c[spec.key], table.c._synced_at
     s, o = mirror_sweep.c, mirror_outbox.c
     listed = select(s.record_id).where(s.source == spec.source, s.object == spec.name)
+    answered_since = (o.status == "done") & o.confirmed.is_(False) & (o.updated_at >= started)
     creating = select(o.record_id).where(
-        o.source == spec.source, o.object == spec.name, o.op == "create", open_entry_filter()
+        o.source == spec.source,
+        o.object == spec.name,
+        o.op == "create",
+        o.status.in_(OPEN_STATUSES) | answered_since,
     )
     return select(key).where(
         table.c._deleted.is_(False),

@@ -409,16 +409,20 @@ def test_the_delete_sweep_leaves_portal_creates_the_crm_cannot_have_listed(
     assert view.get("Opportunity", unpushed)["Name"] == "Not pushed yet"
     assert ("delete", "crm") not in partner_feed(mirror, partner, unpushed)
     assert crm_deletes(mirror, unpushed) == 0
-    # the listing the sweep compares with was read before the push created the record
-    spec = mirror.store.mirrored("salesforce", "Opportunity").spec
-    listing = list(adapter.read_ids(spec))
-    mirror.push()
-    crm_id = crm_id_of(mirror, pushed)
-    adapter.read_ids = lambda _spec: iter(listing)
+    # the push lands while the sweep runs, after the listing it compares with was read
+    read_ids = adapter.read_ids
+
+    def listed_then_pushed(spec: Any) -> Iterator[list[str]]:
+        listing = list(read_ids(spec))
+        mirror.push()
+        return iter(listing)
+
+    adapter.read_ids = listed_then_pushed
     try:
         assert mirror.sweep(["Opportunity"]) == {"salesforce.Opportunity": 0}
     finally:
         del adapter.read_ids
+    crm_id = crm_id_of(mirror, pushed)
     assert view.get("Opportunity", crm_id)["Name"] == "Pushed during the sweep"
     assert crm_deletes(mirror, crm_id) == 0
     assert box.get("Opportunity", crm_id) is not None
