@@ -121,8 +121,13 @@ class BatchWriter:
                 send = self._update if op is WriteOp.UPDATE else self._delete
                 done = {**verdicts, **(send(pending) if pending else {})}
         except OutcomeUnknown as error:
+            # the engine reads an update back before retrying it (``mirror.landed``)
             return [
-                failed("OUTCOME_UNKNOWN", f"{error}; check the record before retrying")
+                failed(
+                    "OUTCOME_UNKNOWN",
+                    f"{error}; check the record before retrying",
+                    retryable=op is WriteOp.UPDATE,
+                )
                 for _ in batch
             ]
         except CrmError as error:
@@ -391,7 +396,7 @@ class BatchWriter:
         ]
         try:
             reply = self.conn.batch(self.api_type, "update", {"inputs": inputs})
-        except CrmError:
+        except (CrmError, OutcomeUnknown):
             return {}  # the overwritten values could not be given back: the updates stand
         restored = {str(r["id"]): self._version(r) for r in reply.get("results") or ()}
         return {

@@ -162,8 +162,13 @@ class CollectionWriter:
                 for item, result in zip(batch, checked, strict=True)
             ]
         except OutcomeUnknown as error:
+            # the engine reads an update back before retrying it (``mirror.landed``)
             return [
-                failed("OUTCOME_UNKNOWN", f"{error}; check the record before retrying")
+                failed(
+                    "OUTCOME_UNKNOWN",
+                    f"{error}; check the record before retrying",
+                    retryable=op is WriteOp.UPDATE,
+                )
                 for _ in batch
             ]
         except CrmError as error:
@@ -229,6 +234,8 @@ class CollectionWriter:
             f"updating {self.spec.name} records",
             "composite/sobjects",
             method="PATCH",
+            # sent again after a lost answer, it could revert a change made in between
+            idempotent=False,
             json={"allOrNone": False, "records": records},
         )
         return [entry_result(entry) for entry in answer]
