@@ -13,6 +13,9 @@
   versioned update, the written properties' history is read back: a change made between the
   check and the update, which the update overwrote, is given back its value and the update
   reported ``precondition_failed`` too (``hubspot_overwrites``).
+- An update whose answer was lost is not sent again (it could revert a change made since it
+  landed): it is ``OUTCOME_UNKNOWN``, retryable, and the engine reads the record back before
+  retrying it (``mirror.landed``).
 - A 207 answer fails only the records it names; a batch refused as a whole (400, 409) is
   retried record by record so one bad record never blocks the rest.
 - Association fields (``partner_company_id``, ``primary_company_id``, ``deal_id``) are written

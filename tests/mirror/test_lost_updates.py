@@ -1,0 +1,147 @@
+"""Portal updates whose answer was lost, on every CRM and both stores, over HTTP against the
+sandboxes: the CRM applied the update, the connection dropped before its answer came back
+(``drop_next_response``), and a CRM user changed the field afterwards. The update must reach
+the CRM once: never sent again over the newer value, which stands (``mirror.landed``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mirror import Mirror
+from mirror.config import parse_config
+from mirror.outbox import is_local
+from tests.mirror.test_writeback_faults import DYNAMICS, HUBSPOT, RETRIES, SALESFORCE, Crm, Setup
+
+# the path of each CRM's update requests
+UPDATES = {"salesforce": "composite/sobjects", "hubspot": "batch/update", "dynamics": "$batch"}
+
+
+def open_mirror(crm: Crm, url: str, adapter: Any, policy: str) -> Mirror:
+    """A mirror of ``crm`` with ``policy`` for every conflict, synced once."""
+    source = {"crm": crm.name, **crm.source, "objects": list(crm.objects)}
+    config = parse_config(
+        {
+            "store": {"database": url},
+            "sync": {"push_retry_delay": 0},
+            "sources": {crm.name: {**source, "conflicts": {"default": policy}}},
+        }
+    )
+    mirror = Mirror(config, adapters={crm.name: adapter})
+    mirror.sync()
+    return mirror
+
+
+def started(crm: Crm, folder: Path, url: str, policy: str) -> Setup:
+    """``crm``'s sandbox, its adapter and a synced mirror of it."""
+    box, adapter = crm.start(folder)
+    return Setup(crm, box, adapter, open_mirror(crm, url, adapter, policy))
+
+
+def portal_update(s: Setup, value: str) -> str:
+    """A partner's update of one of its records; returns the record's id."""
+    crm, mirror = s.crm, s.mirror
+    partner = str(max(mirror.partners(), key=lambda p: p["slice"].get(crm.object, 0))["id"])
+    view = mirror.as_partner(partner)
+    record_id = next(
+        str(r[crm.key]) for r in view.select(crm.object, limit=50) if not is_local(r[crm.key])
+    )
+    view.update(crm.object, record_id, {crm.edit: value})
+    return record_id
+
+
+def api_values(s: Setup, record_id: str) -> list[Any]:
+    """The values of the edited field the engine's writes carried, in commit order."""
+    return [
+        w["fields"][s.crm.edit]
+        for w in s.box.write_log()
+        if w["origin"] == "api" and s.crm.edit in w["fields"]
+        and str(w["record_id"]).lower() == record_id.lower()
+    ]  # fmt: skip
+
+
+def settle(s: Setup) -> None:
+    """Sync, push and sync again, a second apart: the mirror at rest."""
+    for step in (s.mirror.sync, s.mirror.push, s.mirror.sync):
+        s.box.advance_clock(1)
+        step()
+
+
+def open_entries(s: Setup) -> list[dict[str, Any]]:
+    """The outbox entries not settled."""
+    return [e for e in s.mirror.outbox(limit=100) if e["status"] != "done" or not e["confirmed"]]
+
+
+@pytest.fixture(params=[SALESFORCE, HUBSPOT, DYNAMICS], ids=lambda crm: crm.name)
+def crm(request: pytest.FixtureRequest) -> Crm:
+    return request.param  # type: ignore[no-any-return]
+
+
+def test_an_update_lost_past_the_retries_is_not_sent_again_over_a_later_crm_change(
+    crm: Crm, tmp_path: Path, db_url: str
+) -> None:
+    s = started(crm, tmp_path, db_url, "portal_wins")
+    try:
+        record_id = portal_update(s, "the portal's value")
+        s.box.drop_next_response(RETRIES + 1, path_contains=UPDATES[crm.name])
+        s.mirror.push()
+        s.box.clear_faults()
+        assert api_values(s, record_id)[-1:] == ["the portal's value"]
+        s.box.advance_clock(1)
+        s.box.update(crm.object, record_id, {crm.edit: "a CRM user's later value"})
+        settle(s)
+        assert s.box.get(crm.object, record_id)[crm.edit] == "a CRM user's later value"
+        assert set(api_values(s, record_id)) == {"the portal's value"}
+        assert s.mirror.conflicts() == []
+        assert open_entries(s) == []
+        row = s.mirror.as_partner(portal_partner(s, record_id)).get(crm.object, record_id)
+        assert row[crm.edit] == "a CRM user's later value"
+    finally:
+        s.mirror.close()
+        s.box.stop()
+
+
+def portal_partner(s: Setup, record_id: str) -> str:
+    """The partner whose slice holds ``record_id``."""
+    return next(
+        str(p["id"])
+        for p in s.mirror.partners()
+        if s.mirror.as_partner(str(p["id"])).get(s.crm.object, record_id) is not None
+    )
+
+
+@pytest.mark.parametrize("crm", [SALESFORCE, HUBSPOT], ids=lambda crm: crm.name)
+def test_an_update_whose_answer_was_lost_is_not_retried_over_a_change_made_since(
+    crm: Crm, tmp_path: Path, db_url: str
+) -> None:
+    """A CRM user changes the field right after the update landed and its answer was lost,
+    before the adapter could send the update again."""
+    s = started(crm, tmp_path, db_url, "manual")
+    try:
+        record_id = portal_update(s, "the portal's value")
+        connection = s.adapter.connection
+        sleep, edited = connection.sleep, []
+
+        def a_crm_user_edits() -> None:
+            if not edited:
+                s.box.update(crm.object, record_id, {crm.edit: "a CRM user's value"})
+                edited.append(True)
+
+        def edit_then_sleep(seconds: float) -> None:
+            a_crm_user_edits()
+            sleep(seconds)
+
+        connection.sleep = edit_then_sleep
+        s.box.drop_next_response(1, path_contains=UPDATES[crm.name])
+        s.mirror.push()
+        connection.sleep = sleep
+        a_crm_user_edits()
+        settle(s)
+        assert s.box.get(crm.object, record_id)[crm.edit] == "a CRM user's value"
+        assert api_values(s, record_id) == ["the portal's value"]
+        assert [e["status"] for e in open_entries(s)] in ([], ["superseded"])
+    finally:
+        s.mirror.close()
+        s.box.stop()
