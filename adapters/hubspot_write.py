@@ -14,8 +14,9 @@
   check and the update, which the update overwrote, is given back its value and the update
   reported ``precondition_failed`` too (``hubspot_overwrites``).
 - An update whose answer was lost is not sent again (it could revert a change made since it
-  landed): it is ``OUTCOME_UNKNOWN``, retryable, and the engine reads the record back before
-  retrying it (``mirror.landed``).
+  landed): when the written properties' history shows it landed, it is a success at that
+  moment (``hubspot_overwrites.landed_at``); otherwise it is ``OUTCOME_UNKNOWN``, retryable,
+  and the engine reads the record back before retrying it (``mirror.landed``).
 - A 207 answer fails only the records it names; a batch refused as a whole (400, 409) is
   retried record by record so one bad record never blocks the rest.
 - Association fields (``partner_company_id``, ``primary_company_id``, ``deal_id``) are written
@@ -37,6 +38,7 @@ from adapters.hubspot_overwrites import (
     changed_since,
     checked_fields,
     current_values,
+    landed_at,
     overwritten,
 )
 from adapters.hubspot_types import (
@@ -295,7 +297,10 @@ class BatchWriter:
 
     def _update(self, items: list[Item]) -> dict[int, WriteResult]:
         with_props = [i for i in items if self._properties(i.write)]
-        results = self._isolated(with_props, self._send_update) if with_props else {}
+        try:
+            results = self._isolated(with_props, self._send_update) if with_props else {}
+        except OutcomeUnknown as error:
+            results = self._landed(with_props, error)
         results |= self._give_back(with_props, results)
         only_links = [i for i in items if i.index not in results]
         if only_links:
@@ -350,6 +355,46 @@ class BatchWriter:
                     record_id=record_id,
                     retryable=category in RECORD_RETRYABLE_CATEGORIES,
                 )
+        return results
+
+    def _landed(self, items: list[Item], error: OutcomeUnknown) -> dict[int, WriteResult]:
+        """After a lost answer: a success for each versioned update the history shows landed
+        (``hubspot_overwrites.landed_at``), else ``OUTCOME_UNKNOWN``, retryable."""
+        unknown = failed(
+            "OUTCOME_UNKNOWN", f"{error}; check the record before retrying", retryable=True
+        )
+        versioned = [i for i in items if i.write.expected_version]
+        names = sorted({name for i in versioned for name in self._properties(i.write)})
+        history: dict[str, Any] = {}
+        if versioned:
+            body = {
+                "properties": [self.spec.cursor_field],
+                "propertiesWithHistory": names,
+                "inputs": [{"id": str(i.write.record_id)} for i in versioned],
+            }
+            try:
+                reply = self.conn.batch(self.api_type, "read", body)
+            except MirrorError:
+                return {i.index: unknown for i in items}
+            history = {
+                str(r["id"]): r.get("propertiesWithHistory") or {}
+                for r in reply.get("results") or ()
+            }
+        results: dict[int, WriteResult] = {}
+        for item in items:
+            record_id = str(item.write.record_id)
+            stamp = (
+                landed_at(
+                    history.get(record_id, {}),
+                    self._properties(item.write),
+                    str(item.write.expected_version),
+                )
+                if item.write.expected_version
+                else None
+            )
+            results[item.index] = (
+                WriteResult(ok=True, record_id=record_id, version=stamp) if stamp else unknown
+            )
         return results
 
     def _give_back(

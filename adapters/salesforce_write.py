@@ -15,9 +15,10 @@ wider window between check and write. Calls use ``allOrNone: false`` so one bad 
 blocks the rest; records that failed on a row lock are retried with backoff, the others keep
 Salesforce's own error code and message. An update whose answer was lost is not sent again
 (it could revert a change made since it landed): it is ``OUTCOME_UNKNOWN``, retryable, and the
-engine reads the record back before retrying it (``mirror.landed``). A written record's new version is the ``Date`` of
-Salesforce's answer: an upper bound of the ``SystemModstamp`` the write set (so using it as a
-precondition later means "not changed since this write"), known without another call.
+engine reads the record back before retrying it (``mirror.landed``). A written record's new
+version is the ``Date`` of Salesforce's answer: an upper bound of the ``SystemModstamp`` the
+write set (so using it as a precondition later means "not changed since this write"), known
+without another call.
 """
 
 from __future__ import annotations

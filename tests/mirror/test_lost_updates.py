@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from adapters.hubspot_errors import OutcomeUnknown
 from mirror import Mirror
 from mirror.config import parse_config
 from mirror.outbox import is_local
@@ -142,6 +143,50 @@ def test_an_update_whose_answer_was_lost_is_not_retried_over_a_change_made_since
         assert s.box.get(crm.object, record_id)[crm.edit] == "a CRM user's value"
         assert api_values(s, record_id) == ["the portal's value"]
         assert [e["status"] for e in open_entries(s)] in ([], ["superseded"])
+    finally:
+        s.mirror.close()
+        s.box.stop()
+
+
+@pytest.mark.parametrize("crm", [HUBSPOT], ids=lambda crm: crm.name)
+def test_hubspot_history_shows_a_lost_update_landed_before_a_change_made_right_after(
+    crm: Crm, tmp_path: Path, db_url: str
+) -> None:
+    """The CRM user's change lands the moment the update's answer is lost, before anything
+    reads the record back: the property history still shows our write came first."""
+    s = started(crm, tmp_path, db_url, "portal_wins")
+    try:
+        record_id = portal_update(s, "the portal's value")
+        connection = s.adapter.connection
+        batch, sleep, edited = connection.batch, connection.sleep, []
+
+        def a_crm_user_edits() -> None:
+            if not edited:
+                s.box.advance_clock(0.01)
+                s.box.update(crm.object, record_id, {crm.edit: "a CRM user's value"})
+                edited.append(True)
+
+        def edit_when_lost(object_type: str, verb: str, body: Any, **kwargs: Any) -> Any:
+            try:
+                return batch(object_type, verb, body, **kwargs)
+            except OutcomeUnknown:
+                a_crm_user_edits()
+                raise
+
+        def edit_then_sleep(seconds: float) -> None:
+            a_crm_user_edits()
+            sleep(seconds)
+
+        connection.batch, connection.sleep = edit_when_lost, edit_then_sleep
+        s.box.drop_next_response(1, path_contains=UPDATES[crm.name])
+        s.mirror.push()
+        connection.batch, connection.sleep = batch, sleep
+        assert edited
+        settle(s)
+        assert s.box.get(crm.object, record_id)[crm.edit] == "a CRM user's value"
+        assert api_values(s, record_id) == ["the portal's value"]
+        assert s.mirror.conflicts() == []
+        assert open_entries(s) == []
     finally:
         s.mirror.close()
         s.box.stop()
