@@ -95,7 +95,7 @@ def test_an_update_lost_past_the_retries_is_not_sent_again_over_a_later_crm_chan
         settle(s)
         assert s.box.get(crm.object, record_id)[crm.edit] == "a CRM user's later value"
         assert set(api_values(s, record_id)) == {"the portal's value"}
-        assert s.mirror.conflicts() == []
+        assert s.mirror.conflicts(status=None) == []
         assert open_entries(s) == []
         row = s.mirror.as_partner(portal_partner(s, record_id)).get(crm.object, record_id)
         assert row[crm.edit] == "a CRM user's later value"
@@ -185,7 +185,46 @@ def test_hubspot_history_shows_a_lost_update_landed_before_a_change_made_right_a
         settle(s)
         assert s.box.get(crm.object, record_id)[crm.edit] == "a CRM user's value"
         assert api_values(s, record_id) == ["the portal's value"]
-        assert s.mirror.conflicts() == []
+        assert s.mirror.conflicts(status=None) == []
+        assert open_entries(s) == []
+    finally:
+        s.mirror.close()
+        s.box.stop()
+
+
+def test_a_forced_update_whose_answer_was_lost_is_not_retried_over_a_change_made_since(
+    crm: Crm, tmp_path: Path, db_url: str
+) -> None:
+    """``portal_wins`` after a conflict writes with no precondition: a repeat after its lost
+    answer would revert a change made in between, with nothing to refuse it."""
+    s = started(crm, tmp_path, db_url, "portal_wins")
+    try:
+        record_id = portal_update(s, "the portal's value")
+        s.box.advance_clock(1)
+        s.box.update(crm.object, record_id, {crm.edit: "a CRM user's first value"})
+        s.box.advance_clock(1)
+        s.mirror.sync()
+        assert [c["policy"] for c in s.mirror.conflicts(status=None)] == ["portal_wins"]
+        connection = s.adapter.connection
+        sleep, edited = connection.sleep, []
+
+        def a_crm_user_edits() -> None:
+            if not edited:
+                s.box.update(crm.object, record_id, {crm.edit: "a CRM user's second value"})
+                edited.append(True)
+
+        def edit_then_sleep(seconds: float) -> None:
+            a_crm_user_edits()
+            sleep(seconds)
+
+        connection.sleep = edit_then_sleep
+        s.box.drop_next_response(1, path_contains=UPDATES[crm.name])
+        s.mirror.push()
+        connection.sleep = sleep
+        a_crm_user_edits()
+        settle(s)
+        assert s.box.get(crm.object, record_id)[crm.edit] == "a CRM user's second value"
+        assert api_values(s, record_id) == ["the portal's value"]
         assert open_entries(s) == []
     finally:
         s.mirror.close()
