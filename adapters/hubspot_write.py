@@ -1,9 +1,12 @@
 """Writes to HubSpot through the v3 batch APIs, 100 records a call.
 
 - Creates with an idempotency key go through ``batch/upsert`` on the object's unique
-  ``prm_mirror_key`` property, so a create retried after a lost answer lands once; others go
-  through ``batch/create`` and are never repeated blindly. Results are matched to writes by
-  ``objectWriteTraceId`` (HubSpot does not promise input order).
+  ``prm_mirror_key`` property, so a create retried after a lost answer lands once; an upsert
+  sent again would overwrite a change made since the first one landed, so it is not repeated
+  after a lost answer, and one that may have landed (``Write.in_doubt``) is looked up by its
+  key first and, found, answered as made; others go through ``batch/create`` and are never
+  repeated blindly. Results are matched to writes by ``objectWriteTraceId`` (HubSpot does not
+  promise input order).
 - Updates and deletes with an ``expected_version`` are checked first against one batch read of
   the records' last-modified values (HubSpot has no conditional writes); changed records come
   back ``precondition_failed``. A change made in the millisecond of the edited version leaves
@@ -172,7 +175,7 @@ class BatchWriter:
         plain = [i for i in batch if not (key_field and i.write.idempotency_key)]
         results: dict[int, WriteResult] = {}
         if keyed:
-            results |= self._isolated(keyed, lambda items: self._send_upsert(items, str(key_field)))
+            results |= self._keyed(keyed, str(key_field))
         if plain:
             results |= self._isolated(plain, self._send_create)
         made = [
@@ -182,6 +185,40 @@ class BatchWriter:
         ]
         if made:
             self.associations.write(made)
+        return results
+
+    def _keyed(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
+        """Creates by key: those HubSpot made already (``Write.in_doubt``: an earlier attempt
+        whose answer was lost) are answered as they are, the others upserted; an upsert whose
+        answer is lost is not sent again (it would overwrite a change made since it landed)."""
+        doubtful = [i for i in items if i.write.in_doubt]
+        results = self._made_already(doubtful, key_field) if doubtful else {}
+        fresh = [i for i in items if i.index not in results]
+        if not fresh:
+            return results
+        try:
+            return results | self._isolated(fresh, lambda rest: self._send_upsert(rest, key_field))
+        except OutcomeUnknown as error:
+            # looked up by its key when it is sent again (``Write.in_doubt``)
+            unknown = failed("OUTCOME_UNKNOWN", f"{error}; looked up next time", retryable=True)
+        return results | {i.index: unknown for i in fresh if i.index not in results}
+
+    def _made_already(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
+        """Successes for the creates whose record HubSpot holds under their key."""
+        by_key = {str(i.write.idempotency_key): i for i in items}
+        body = {
+            "idProperty": key_field,
+            "properties": [self.spec.cursor_field, key_field],
+            "inputs": [{"id": key} for key in by_key],
+        }
+        reply = self.conn.batch(self.api_type, "read", body)
+        results: dict[int, WriteResult] = {}
+        for obj in reply.get("results") or ():
+            item = by_key.get(str((obj.get("properties") or {}).get(key_field)))
+            if item is not None:
+                results[item.index] = WriteResult(
+                    ok=True, record_id=str(obj["id"]), version=self._version(obj), created=False
+                )
         return results
 
     def _send_upsert(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:

@@ -29,6 +29,8 @@ from mirror.types import ObjectSpec, Record, Write, WriteOp, WriteResult
 
 log = logging.getLogger("prm_mirror.writeback")
 OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+# the error codes of answers that leave open whether the write landed (``None``: no answer)
+IN_DOUBT = (None, OUTCOME_UNKNOWN)
 FETCH_CHUNK = 200
 
 
@@ -39,7 +41,7 @@ def may_have_landed(write: Write, answer: WriteResult) -> bool:
         and write.record_id is not None
         and not answer.ok
         and answer.retryable
-        and answer.error_code in (None, OUTCOME_UNKNOWN)
+        and answer.error_code in IN_DOUBT
     )
 
 

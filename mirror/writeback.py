@@ -30,7 +30,7 @@ from sqlalchemy import Connection, select, update
 
 from mirror.adapter import CrmAdapter
 from mirror.errors import MirrorError, QuotaExceeded, TransientError
-from mirror.landed import settle_lost_answers
+from mirror.landed import IN_DOUBT, settle_lost_answers
 from mirror.local_ids import AccessChanges, current_ids, settle_create
 from mirror.outbox import (
     OPEN_STATUSES,
@@ -274,6 +274,8 @@ class Pusher:
             expected_values=(
                 base_values(spec, row, replaced) if version and op is WriteOp.UPDATE else None
             ),
+            in_doubt=row.status == "sending"
+            or (row.attempts > 0 and row.error_code in (*IN_DOUBT, "NOT_RECORDED")),
         )
 
     def _apply(

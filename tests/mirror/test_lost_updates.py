@@ -53,12 +53,14 @@ def portal_update(s: Setup, value: str) -> str:
     return record_id
 
 
-def api_values(s: Setup, record_id: str) -> list[Any]:
-    """The values of the edited field the engine's writes carried, in commit order."""
+def api_values(s: Setup, record_id: str, field: str | None = None) -> list[Any]:
+    """The values of ``field`` (the edited one by default) the engine's writes carried, in
+    commit order."""
+    name = field or s.crm.edit
     return [
-        w["fields"][s.crm.edit]
+        w["fields"][name]
         for w in s.box.write_log()
-        if w["origin"] == "api" and s.crm.edit in w["fields"]
+        if w["origin"] == "api" and name in w["fields"]
         and str(w["record_id"]).lower() == record_id.lower()
     ]  # fmt: skip
 
@@ -226,6 +228,38 @@ def test_a_forced_update_whose_answer_was_lost_is_not_retried_over_a_change_made
         assert s.box.get(crm.object, record_id)[crm.edit] == "a CRM user's second value"
         assert api_values(s, record_id) == ["the portal's value"]
         assert open_entries(s) == []
+    finally:
+        s.mirror.close()
+        s.box.stop()
+
+
+@pytest.mark.parametrize("crm", [SALESFORCE, HUBSPOT], ids=lambda crm: crm.name)
+def test_a_create_whose_answer_was_lost_is_not_written_again_over_a_change_made_since(
+    crm: Crm, tmp_path: Path, db_url: str
+) -> None:
+    """A create by key sent again after its answer was lost would be an upsert of the record
+    the first attempt made, over a change a CRM user made since."""
+    s = started(crm, tmp_path, db_url, "portal_wins")
+    try:
+        partner = str(max(s.mirror.partners(), key=lambda p: p["slice"].get(crm.object, 0))["id"])
+        local = s.mirror.as_partner(partner).create(crm.object, crm.values("the portal's deal"))
+        s.box.drop_next_response(RETRIES + 1, path_contains=crm.drop)
+        s.mirror.push()
+        s.box.clear_faults()
+        [made] = [
+            i for i in s.box.ids(crm.object)
+            if s.box.get(crm.object, i)[crm.label] == "the portal's deal"
+        ]  # fmt: skip
+        s.box.advance_clock(1)
+        s.box.update(crm.object, made, {crm.label: "renamed in the CRM"})
+        s.box.advance_clock(1)
+        s.mirror.push()
+        settle(s)
+        assert s.box.get(crm.object, made)[crm.label] == "renamed in the CRM"
+        assert api_values(s, made, crm.label) == ["the portal's deal"]
+        assert open_entries(s) == []
+        row = s.mirror.as_partner(partner).get(crm.object, local)
+        assert str(row[crm.key]) == str(made) and row[crm.label] == "renamed in the CRM"
     finally:
         s.mirror.close()
         s.box.stop()
