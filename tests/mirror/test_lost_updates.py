@@ -1,10 +1,12 @@
-"""Portal updates whose answer was lost, on every CRM and both stores, over HTTP against the
-sandboxes: the CRM applied the update, the connection dropped before its answer came back
-(``drop_next_response``), and a CRM user changed the field afterwards. The update must reach
-the CRM once: never sent again over the newer value, which stands (``mirror.landed``)."""
+"""Portal writes whose answer was lost, over HTTP against the sandboxes: the CRM applied the
+write, the connection dropped before its answer came back (``drop_next_response``), and a CRM
+user changed the record afterwards. The write must reach the CRM once: never sent again over
+the newer value, which stands (``mirror.landed``, the adapters' writes). The first test runs on
+both stores, the others on SQLite (what they hold to is the adapters' and the pusher's)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from adapters.hubspot_errors import OutcomeUnknown
 from mirror import Mirror
 from mirror.config import parse_config
 from mirror.outbox import is_local
+from tests.conftest import fresh_database
 from tests.mirror.test_writeback_faults import DYNAMICS, HUBSPOT, RETRIES, SALESFORCE, Crm, Setup
 
 # the path of each CRM's update requests
@@ -77,6 +80,13 @@ def open_entries(s: Setup) -> list[dict[str, Any]]:
     return [e for e in s.mirror.outbox(limit=100) if e["status"] != "done" or not e["confirmed"]]
 
 
+@pytest.fixture
+def sqlite_url() -> Iterator[str]:
+    """A fresh SQLite mirror database."""
+    with fresh_database("sqlite") as url:
+        yield url
+
+
 @pytest.fixture(params=[SALESFORCE, HUBSPOT, DYNAMICS], ids=lambda crm: crm.name)
 def crm(request: pytest.FixtureRequest) -> Crm:
     return request.param  # type: ignore[no-any-return]
@@ -117,11 +127,11 @@ def portal_partner(s: Setup, record_id: str) -> str:
 
 @pytest.mark.parametrize("crm", [SALESFORCE, HUBSPOT], ids=lambda crm: crm.name)
 def test_an_update_whose_answer_was_lost_is_not_retried_over_a_change_made_since(
-    crm: Crm, tmp_path: Path, db_url: str
+    crm: Crm, tmp_path: Path, sqlite_url: str
 ) -> None:
     """A CRM user changes the field right after the update landed and its answer was lost,
     before the adapter could send the update again."""
-    s = started(crm, tmp_path, db_url, "manual")
+    s = started(crm, tmp_path, sqlite_url, "manual")
     try:
         record_id = portal_update(s, "the portal's value")
         connection = s.adapter.connection
@@ -152,11 +162,11 @@ def test_an_update_whose_answer_was_lost_is_not_retried_over_a_change_made_since
 
 @pytest.mark.parametrize("crm", [HUBSPOT], ids=lambda crm: crm.name)
 def test_hubspot_history_shows_a_lost_update_landed_before_a_change_made_right_after(
-    crm: Crm, tmp_path: Path, db_url: str
+    crm: Crm, tmp_path: Path, sqlite_url: str
 ) -> None:
     """The CRM user's change lands the moment the update's answer is lost, before anything
     reads the record back: the property history still shows our write came first."""
-    s = started(crm, tmp_path, db_url, "portal_wins")
+    s = started(crm, tmp_path, sqlite_url, "portal_wins")
     try:
         record_id = portal_update(s, "the portal's value")
         connection = s.adapter.connection
@@ -195,11 +205,11 @@ def test_hubspot_history_shows_a_lost_update_landed_before_a_change_made_right_a
 
 
 def test_a_forced_update_whose_answer_was_lost_is_not_retried_over_a_change_made_since(
-    crm: Crm, tmp_path: Path, db_url: str
+    crm: Crm, tmp_path: Path, sqlite_url: str
 ) -> None:
     """``portal_wins`` after a conflict writes with no precondition: a repeat after its lost
     answer would revert a change made in between, with nothing to refuse it."""
-    s = started(crm, tmp_path, db_url, "portal_wins")
+    s = started(crm, tmp_path, sqlite_url, "portal_wins")
     try:
         record_id = portal_update(s, "the portal's value")
         s.box.advance_clock(1)
@@ -235,11 +245,11 @@ def test_a_forced_update_whose_answer_was_lost_is_not_retried_over_a_change_made
 
 @pytest.mark.parametrize("crm", [SALESFORCE, HUBSPOT], ids=lambda crm: crm.name)
 def test_a_create_whose_answer_was_lost_is_not_written_again_over_a_change_made_since(
-    crm: Crm, tmp_path: Path, db_url: str
+    crm: Crm, tmp_path: Path, sqlite_url: str
 ) -> None:
     """A create by key sent again after its answer was lost would be an upsert of the record
     the first attempt made, over a change a CRM user made since."""
-    s = started(crm, tmp_path, db_url, "portal_wins")
+    s = started(crm, tmp_path, sqlite_url, "portal_wins")
     try:
         partner = str(max(s.mirror.partners(), key=lambda p: p["slice"].get(crm.object, 0))["id"])
         local = s.mirror.as_partner(partner).create(crm.object, crm.values("the portal's deal"))
