@@ -14,7 +14,8 @@
   whose fields no longer hold the values the portal edited (``Write.expected_values``) is
   ``precondition_failed`` as well. An update's 412 is read back once: when the row already
   holds the values sent (an earlier attempt of this write landed), it is a success. Updates
-  without a version send ``If-Match: *`` so they never create a row.
+  without a version send ``If-Match: *`` so they never create a row; a ``$batch`` holding one
+  is not sent again after a lost answer (the engine reads the rows back, ``mirror.landed``).
 - Lookups are written through ``<navigation property>@odata.bind``; a polymorphic lookup's
   target table comes from the lookup annotation of earlier reads or, failing that, from
   looking the guid up in each target table.
@@ -272,6 +273,9 @@ class BatchWriter:
             data=body,
             headers={"Content-Type": content_type},
             prefer="odata.continue-on-error",
+            # an update without an etag, sent again after a lost answer, could revert a change
+            # made since it landed (``If-Match`` turns that into a 412 for the others)
+            idempotent=not any(_unconditional_update(item) for item in chunk),
         )
         answers = batch.parse(response.headers.get("Content-Type", ""), response.content)
         if len(answers) != len(chunk):
@@ -341,6 +345,11 @@ class BatchWriter:
             result = results[index]
             if stamp and result is not None:
                 results[index] = replace(result, version=format_cursor(parse_datetime(stamp)))
+
+
+def _unconditional_update(item: Planned) -> bool:
+    """Whether ``item`` is an update that would overwrite whatever the row holds."""
+    return item.write.op is WriteOp.UPDATE and item.request.headers.get("If-Match") == "*"
 
 
 def same_version(expected: str, current: Current) -> bool:

@@ -210,13 +210,14 @@ class HubSpotConnection:
 
     def batch(self, object_type: str, verb: str, body: dict[str, Any], **kwargs: Any) -> Reply:
         """``POST /crm/v3/objects/{type}/batch/{verb}`` (read, create, update, upsert,
-        archive); only create may not be repeated after a lost answer."""
+        archive); create, update and upsert are not repeated after a lost answer (sent
+        again, an update or upsert could revert a change made since the first one landed)."""
         return self.call(
             f"{verb} of {object_type} records",
             lambda api: getattr(api.crm.objects.batch_api, verb)(
                 object_type, body, _preload_content=False, **kwargs
             ),
-            idempotent=verb != "create",
+            idempotent=verb not in ("create", "update", "upsert"),
         )
 
     def associations(self, from_type: str, to_type: str, verb: str, body: dict[str, Any]) -> Reply:

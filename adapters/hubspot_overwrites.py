@@ -17,6 +17,10 @@ it. Those properties are then given back the value they had just before our writ
 update is reported ``precondition_failed``: the engine blocks the edit, and the next pull
 merges it with that change under the field's conflict policy, as if the check had seen it. A
 property changed again after our write keeps that later value (there is nothing to give back).
+
+An update whose answer was lost is not sent again; the same history says whether it landed
+(``landed_at``): each property took the value sent, from an integration, after the edited
+version. It then counts as written at that moment, so a later change stands as HubSpot's.
 """
 
 from __future__ import annotations
@@ -131,6 +135,27 @@ def overwritten(
     if not values:
         return None
     return Overwritten(values, _iso(newest))
+
+
+def landed_at(
+    history: Mapping[str, Sequence[Mapping[str, Any]]], sent: Mapping[str, str], since: str
+) -> str | None:
+    """When an update that sent ``sent`` (wire strings) to a record edited at version ``since``
+    landed, judged from the record's ``propertiesWithHistory``: every property took the value
+    sent from an integration after ``since``. ``None`` when one did not (the update did not
+    land, or the history cannot show it)."""
+    after, stamps = _ms(since), []
+    for name, value in sent.items():
+        ours = [
+            _ms(str(entry.get("timestamp")))
+            for entry in history.get(name) or ()
+            if entry.get("sourceType") == "INTEGRATION" and str(entry.get("value") or "") == value
+        ]
+        ours = [stamp for stamp in ours if stamp > after]
+        if not ours:
+            return None
+        stamps.append(min(ours))
+    return _iso(max(stamps)) if stamps else None
 
 
 def _ms(text: str) -> int:

@@ -1,9 +1,12 @@
 """Writes to HubSpot through the v3 batch APIs, 100 records a call.
 
 - Creates with an idempotency key go through ``batch/upsert`` on the object's unique
-  ``prm_mirror_key`` property, so a create retried after a lost answer lands once; others go
-  through ``batch/create`` and are never repeated blindly. Results are matched to writes by
-  ``objectWriteTraceId`` (HubSpot does not promise input order).
+  ``prm_mirror_key`` property, so a create retried after a lost answer lands once; an upsert
+  sent again would overwrite a change made since the first one landed, so it is not repeated
+  after a lost answer, and one that may have landed (``Write.in_doubt``) is looked up by its
+  key first and, found, answered as made; others go through ``batch/create`` and are never
+  repeated blindly. Results are matched to writes by ``objectWriteTraceId`` (HubSpot does not
+  promise input order).
 - Updates and deletes with an ``expected_version`` are checked first against one batch read of
   the records' last-modified values (HubSpot has no conditional writes); changed records come
   back ``precondition_failed``. A change made in the millisecond of the edited version leaves
@@ -13,6 +16,10 @@
   versioned update, the written properties' history is read back: a change made between the
   check and the update, which the update overwrote, is given back its value and the update
   reported ``precondition_failed`` too (``hubspot_overwrites``).
+- An update whose answer was lost is not sent again (it could revert a change made since it
+  landed): when the written properties' history shows it landed, it is a success at that
+  moment (``hubspot_overwrites.landed_at``); otherwise it is ``OUTCOME_UNKNOWN``, retryable,
+  and the engine reads the record back before retrying it (``mirror.landed``).
 - A 207 answer fails only the records it names; a batch refused as a whole (400, 409) is
   retried record by record so one bad record never blocks the rest.
 - Association fields (``partner_company_id``, ``primary_company_id``, ``deal_id``) are written
@@ -34,6 +41,7 @@ from adapters.hubspot_overwrites import (
     changed_since,
     checked_fields,
     current_values,
+    landed_at,
     overwritten,
 )
 from adapters.hubspot_types import (
@@ -121,8 +129,13 @@ class BatchWriter:
                 send = self._update if op is WriteOp.UPDATE else self._delete
                 done = {**verdicts, **(send(pending) if pending else {})}
         except OutcomeUnknown as error:
+            # the engine reads an update back before retrying it (``mirror.landed``)
             return [
-                failed("OUTCOME_UNKNOWN", f"{error}; check the record before retrying")
+                failed(
+                    "OUTCOME_UNKNOWN",
+                    f"{error}; check the record before retrying",
+                    retryable=op is WriteOp.UPDATE,
+                )
                 for _ in batch
             ]
         except CrmError as error:
@@ -162,7 +175,7 @@ class BatchWriter:
         plain = [i for i in batch if not (key_field and i.write.idempotency_key)]
         results: dict[int, WriteResult] = {}
         if keyed:
-            results |= self._isolated(keyed, lambda items: self._send_upsert(items, str(key_field)))
+            results |= self._keyed(keyed, str(key_field))
         if plain:
             results |= self._isolated(plain, self._send_create)
         made = [
@@ -172,6 +185,40 @@ class BatchWriter:
         ]
         if made:
             self.associations.write(made)
+        return results
+
+    def _keyed(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
+        """Creates by key: those HubSpot made already (``Write.in_doubt``: an earlier attempt
+        whose answer was lost) are answered as they are, the others upserted; an upsert whose
+        answer is lost is not sent again (it would overwrite a change made since it landed)."""
+        doubtful = [i for i in items if i.write.in_doubt]
+        results = self._made_already(doubtful, key_field) if doubtful else {}
+        fresh = [i for i in items if i.index not in results]
+        if not fresh:
+            return results
+        try:
+            return results | self._isolated(fresh, lambda rest: self._send_upsert(rest, key_field))
+        except OutcomeUnknown as error:
+            # looked up by its key when it is sent again (``Write.in_doubt``)
+            unknown = failed("OUTCOME_UNKNOWN", f"{error}; looked up next time", retryable=True)
+        return results | {i.index: unknown for i in fresh if i.index not in results}
+
+    def _made_already(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
+        """Successes for the creates whose record HubSpot holds under their key."""
+        by_key = {str(i.write.idempotency_key): i for i in items}
+        body = {
+            "idProperty": key_field,
+            "properties": [self.spec.cursor_field, key_field],
+            "inputs": [{"id": key} for key in by_key],
+        }
+        reply = self.conn.batch(self.api_type, "read", body)
+        results: dict[int, WriteResult] = {}
+        for obj in reply.get("results") or ():
+            item = by_key.get(str((obj.get("properties") or {}).get(key_field)))
+            if item is not None:
+                results[item.index] = WriteResult(
+                    ok=True, record_id=str(obj["id"]), version=self._version(obj), created=False
+                )
         return results
 
     def _send_upsert(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
@@ -287,7 +334,10 @@ class BatchWriter:
 
     def _update(self, items: list[Item]) -> dict[int, WriteResult]:
         with_props = [i for i in items if self._properties(i.write)]
-        results = self._isolated(with_props, self._send_update) if with_props else {}
+        try:
+            results = self._isolated(with_props, self._send_update) if with_props else {}
+        except OutcomeUnknown as error:
+            results = self._landed(with_props, error)
         results |= self._give_back(with_props, results)
         only_links = [i for i in items if i.index not in results]
         if only_links:
@@ -344,6 +394,46 @@ class BatchWriter:
                 )
         return results
 
+    def _landed(self, items: list[Item], error: OutcomeUnknown) -> dict[int, WriteResult]:
+        """After a lost answer: a success for each versioned update the history shows landed
+        (``hubspot_overwrites.landed_at``), else ``OUTCOME_UNKNOWN``, retryable."""
+        unknown = failed(
+            "OUTCOME_UNKNOWN", f"{error}; check the record before retrying", retryable=True
+        )
+        versioned = [i for i in items if i.write.expected_version]
+        names = sorted({name for i in versioned for name in self._properties(i.write)})
+        history: dict[str, Any] = {}
+        if versioned:
+            body = {
+                "properties": [self.spec.cursor_field],
+                "propertiesWithHistory": names,
+                "inputs": [{"id": str(i.write.record_id)} for i in versioned],
+            }
+            try:
+                reply = self.conn.batch(self.api_type, "read", body)
+            except MirrorError:
+                return {i.index: unknown for i in items}
+            history = {
+                str(r["id"]): r.get("propertiesWithHistory") or {}
+                for r in reply.get("results") or ()
+            }
+        results: dict[int, WriteResult] = {}
+        for item in items:
+            record_id = str(item.write.record_id)
+            stamp = (
+                landed_at(
+                    history.get(record_id, {}),
+                    self._properties(item.write),
+                    str(item.write.expected_version),
+                )
+                if item.write.expected_version
+                else None
+            )
+            results[item.index] = (
+                WriteResult(ok=True, record_id=record_id, version=stamp) if stamp else unknown
+            )
+        return results
+
     def _give_back(
         self, items: list[Item], results: Mapping[int, WriteResult]
     ) -> dict[int, WriteResult]:
@@ -391,7 +481,7 @@ class BatchWriter:
         ]
         try:
             reply = self.conn.batch(self.api_type, "update", {"inputs": inputs})
-        except CrmError:
+        except (CrmError, OutcomeUnknown):
             return {}  # the overwritten values could not be given back: the updates stand
         restored = {str(r["id"]): self._version(r) for r in reply.get("results") or ()}
         return {

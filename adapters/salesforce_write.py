@@ -2,8 +2,11 @@
 
 Creates are upserts on the object's ``Mirror_Key__c`` external id when it has one and the write
 carries an idempotency key, so a create retried after a lost answer lands once; otherwise they
-are plain creates, never repeated blindly. Updates and deletes with an ``expected_version`` are
-checked against a fresh read first (collections have no conditional headers): one query for the
+are plain creates, never repeated blindly. An upsert sent again would also overwrite a change
+made in Salesforce since the first attempt landed: it is not repeated after a lost answer, and
+a create that may have landed (``Write.in_doubt``) is looked up by its key first, one found
+being answered as made. Updates and deletes with an ``expected_version`` are checked against a
+fresh read first (collections have no conditional headers): one query for the
 whole call lists the object's records changed at or since the oldest edited version, and records
 changed since their own come back ``precondition_failed``; when that list would be long, each
 collection call checks its own ids instead. ``SystemModstamp`` has whole seconds, so a change
@@ -13,9 +16,12 @@ the updates set, and an update whose fields no longer hold the values the portal
 therefore checks once for up to ``len(writes)`` records: fewer API calls, at the price of a
 wider window between check and write. Calls use ``allOrNone: false`` so one bad record never
 blocks the rest; records that failed on a row lock are retried with backoff, the others keep
-Salesforce's own error code and message. A written record's new version is the ``Date`` of
-Salesforce's answer: an upper bound of the ``SystemModstamp`` the write set (so using it as a
-precondition later means "not changed since this write"), known without another call.
+Salesforce's own error code and message. An update whose answer was lost is not sent again
+(it could revert a change made since it landed): it is ``OUTCOME_UNKNOWN``, retryable, and the
+engine reads the record back before retrying it (``mirror.landed``). A written record's new
+version is the ``Date`` of Salesforce's answer: an upper bound of the ``SystemModstamp`` the
+write set (so using it as a precondition later means "not changed since this write"), known
+without another call.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from mirror.types import ObjectSpec, Record, Write, WriteOp, WriteResult
 
 BATCH_SIZE = 200
 ALREADY_DELETED = "ENTITY_IS_DELETED"
+UNKNOWN = "OUTCOME_UNKNOWN"  # the write may have landed: never repeated here
 
 
 @dataclass(frozen=True)
@@ -162,8 +169,13 @@ class CollectionWriter:
                 for item, result in zip(batch, checked, strict=True)
             ]
         except OutcomeUnknown as error:
+            # the engine reads an update back before retrying it (``mirror.landed``)
             return [
-                failed("OUTCOME_UNKNOWN", f"{error}; check the record before retrying")
+                failed(
+                    "OUTCOME_UNKNOWN",
+                    f"{error}; check the record before retrying",
+                    retryable=op is WriteOp.UPDATE,
+                )
                 for _ in batch
             ]
         except CrmError as error:
@@ -175,7 +187,11 @@ class CollectionWriter:
         )
         policy = self.conn.policy
         for attempt in range(policy.max_retries):
-            locked = [item for item in batch if results[item.index].retryable]
+            locked = [
+                item
+                for item in batch
+                if results[item.index].retryable and results[item.index].error_code != UNKNOWN
+            ]
             if not locked:
                 break
             self.conn.sleep(policy.delay(attempt))
@@ -194,20 +210,7 @@ class CollectionWriter:
         plain = [i for i in batch if not (key_field and i.write.idempotency_key)]
         results: dict[int, WriteResult] = {}
         if keyed:
-            records = [
-                self._record(i.write, **{str(key_field): i.write.idempotency_key}) for i in keyed
-            ]
-            answer = self.conn.rest(
-                f"upserting {self.spec.name} records",
-                f"composite/sobjects/{self.spec.name}/{key_field}",
-                method="PATCH",
-                json={"allOrNone": False, "records": records},
-            )
-            results |= zip(
-                (i.index for i in keyed),
-                (entry_result(e, created_default=True) for e in answer),
-                strict=True,
-            )
+            results |= self._keyed(keyed, str(key_field))
         if plain:
             answer = self.conn.rest(
                 f"creating {self.spec.name} records",
@@ -223,12 +226,54 @@ class CollectionWriter:
             )
         return [results[item.index] for item in batch]
 
+    def _keyed(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
+        """Creates by key: those Salesforce made already (``Write.in_doubt``: an earlier attempt
+        whose answer was lost) are answered as they are, the others upserted; an upsert whose
+        answer is lost is not sent again (it would overwrite a change made since it landed)."""
+        doubtful = [i for i in items if i.write.in_doubt]
+        results = self._made_already(doubtful, key_field) if doubtful else {}
+        fresh = [i for i in items if i.index not in results]
+        if not fresh:
+            return results
+        records = [self._record(i.write, **{key_field: i.write.idempotency_key}) for i in fresh]
+        try:
+            answer = self.conn.rest(
+                f"upserting {self.spec.name} records",
+                f"composite/sobjects/{self.spec.name}/{key_field}",
+                method="PATCH",
+                idempotent=False,
+                json={"allOrNone": False, "records": records},
+            )
+        except OutcomeUnknown as error:
+            # looked up by its key when it is sent again (``Write.in_doubt``)
+            unknown = failed("OUTCOME_UNKNOWN", f"{error}; looked up next time", retryable=True)
+            return results | {i.index: unknown for i in fresh if i.index not in results}
+        made = (entry_result(e, created_default=True) for e in answer)
+        return results | dict(zip((i.index for i in fresh), made, strict=True))
+
+    def _made_already(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
+        """Successes for the creates whose record Salesforce holds under their key."""
+        by_key = {str(i.write.idempotency_key).lower(): i for i in items}
+        keys = ", ".join(_soql_string(key) for key in by_key)
+        answer = self.conn.query(
+            f"SELECT {KEY_FIELD}, {key_field} FROM {self.spec.name} WHERE {key_field} IN ({keys})",
+            action=f"looking up {self.spec.name} records by key",
+        )
+        results: dict[int, WriteResult] = {}
+        for row in answer["records"]:
+            item = by_key.get(str(row.get(key_field) or "").lower())
+            if item is not None:
+                results[item.index] = WriteResult(ok=True, record_id=to_18(row[KEY_FIELD]))
+        return results
+
     def _update(self, batch: list[Item]) -> list[WriteResult]:
         records = [self._record(i.write, id=i.write.record_id) for i in batch]
         answer = self.conn.rest(
             f"updating {self.spec.name} records",
             "composite/sobjects",
             method="PATCH",
+            # sent again after a lost answer, it could revert a change made in between
+            idempotent=False,
             json={"allOrNone": False, "records": records},
         )
         return [entry_result(entry) for entry in answer]
@@ -388,6 +433,11 @@ def _changed(record_id: str, stamp: datetime, fields: Sequence[str] = ()) -> Wri
         precondition_failed=True,
         version=format_cursor(stamp),
     )
+
+
+def _soql_string(value: str) -> str:
+    """``value`` as a SOQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _not_attempted(error: MirrorError) -> WriteResult:

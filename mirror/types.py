@@ -190,7 +190,10 @@ class Write:
     ``idempotency_key`` makes a retried create land once. ``synced_through`` is the object's
     checkpoint cursor when the write was read from the outbox: every CRM change up to it has
     already been reconciled with the edit, so an adapter that must look changes up itself need
-    only look after it.
+    only look after it. ``in_doubt``: an earlier attempt of this write went out and no answer
+    was recorded (lost, or the pusher died waiting for it), so it may have landed; a create by
+    key then looks its record up before sending anything that could overwrite a change made
+    since.
     """
 
     op: WriteOp
@@ -201,6 +204,7 @@ class Write:
     idempotency_key: str | None = None
     synced_through: str | None = None
     expected_values: Mapping[str, Any] | None = None
+    in_doubt: bool = False
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, select, update
 
 from mirror.adapter import CrmAdapter
 from mirror.errors import MirrorError, QuotaExceeded, TransientError
+from mirror.landed import IN_DOUBT, settle_lost_answers
 from mirror.local_ids import AccessChanges, current_ids, settle_create
 from mirror.outbox import (
     OPEN_STATUSES,
@@ -184,6 +185,7 @@ class Pusher:
             raise
         except (TransientError, MirrorError) as exc:
             answers = [WriteResult(ok=False, message=str(exc), retryable=True) for _ in writes]
+        answers = settle_lost_answers(self.adapter, spec, writes, answers)
         self._record(spec, batch, answers, result)
 
     def _record(
@@ -272,6 +274,8 @@ class Pusher:
             expected_values=(
                 base_values(spec, row, replaced) if version and op is WriteOp.UPDATE else None
             ),
+            in_doubt=row.status == "sending"
+            or (row.attempts > 0 and row.error_code in (*IN_DOUBT, "NOT_RECORDED")),
         )
 
     def _apply(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -334,14 +335,20 @@ def test_a_batch_refused_as_a_whole_is_retried_record_by_record(sandbox, adapter
     assert results[1].error_code == "CONFLICT" and "already exists" in str(results[1].message)
 
 
-def test_a_lost_answer_repeats_an_upsert_but_never_a_plain_create(sandbox, adapter):
+def test_a_lost_answer_is_never_written_again_by_an_upsert_or_a_plain_create(sandbox, adapter):
     spec = adapter.describe(SUBJECT)
     before = sandbox.count(SUBJECT)
     sandbox.drop_next_response(1, path_contains="/batch/upsert")
-    [keyed] = adapter.write(
-        spec, [Write(WriteOp.CREATE, SUBJECT, {"name": "Dropped"}, idempotency_key="drop-1")]
-    )
-    assert keyed.ok and sandbox.count(SUBJECT) == before + 1
+    write = Write(WriteOp.CREATE, SUBJECT, {"name": "Dropped"}, idempotency_key="drop-1")
+    [lost] = adapter.write(spec, [write])
+    assert not lost.ok and lost.retryable and lost.error_code == "OUTCOME_UNKNOWN"
+    assert sandbox.count(SUBJECT) == before + 1
+    [made] = [i for i in sandbox.ids(SUBJECT) if sandbox.get(SUBJECT, i)["name"] == "Dropped"]
+    sandbox.update(SUBJECT, made, {"name": "Renamed in HubSpot"})
+    [keyed] = adapter.write(spec, [replace(write, in_doubt=True)])
+    assert keyed.ok and keyed.record_id == made and not keyed.created
+    assert sandbox.get(SUBJECT, made)["name"] == "Renamed in HubSpot"
+    assert sandbox.count(SUBJECT) == before + 1
     plain = hubspot_adapter(sandbox, mirror_key_property="none")
     plain_spec = plain.describe(SUBJECT)
     assert plain_spec.external_id_field is None

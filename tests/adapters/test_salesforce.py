@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -318,13 +319,18 @@ def test_locked_rows_are_retried_then_reported_retryable(sandbox, controls, adap
     assert retried.ok and sandbox.get(SUBJECT, target)["Name"] == "Now"
 
 
-def test_a_dropped_answer_to_an_upsert_is_retried_without_duplicating(sandbox, adapter, account):
+def test_an_upsert_whose_answer_was_lost_is_looked_up_not_written_again(sandbox, adapter, account):
     before = sandbox.count(SUBJECT)
     sandbox.drop_next_response(1, path_contains="/composite/sobjects/Account/Mirror_Key__c")
-    [result] = adapter.write(
-        account, [Write(WriteOp.CREATE, SUBJECT, {"Name": "Dropped"}, idempotency_key="drop-1")]
-    )
-    assert result.ok and result.record_id
+    write = Write(WriteOp.CREATE, SUBJECT, {"Name": "Dropped"}, idempotency_key="drop-1")
+    [lost] = adapter.write(account, [write])
+    assert not lost.ok and lost.retryable and lost.error_code == "OUTCOME_UNKNOWN"
+    assert sandbox.count(SUBJECT) == before + 1
+    [made] = [i for i in sandbox.ids(SUBJECT) if sandbox.get(SUBJECT, i)["Name"] == "Dropped"]
+    sandbox.update(SUBJECT, made, {"Name": "Renamed in Salesforce"})
+    [again] = adapter.write(account, [replace(write, in_doubt=True)])
+    assert again.ok and again.record_id == made and not again.created
+    assert sandbox.get(SUBJECT, made)["Name"] == "Renamed in Salesforce"
     assert sandbox.count(SUBJECT) == before + 1
 
 
