@@ -124,8 +124,9 @@ def _field_edit(
 
     The base is what the CRM held when the portal first changed the field, not the portal's
     own value a later edit was made on; once an edit of the field was written, the value that
-    write put in the CRM. A CRM value some open edit was made against is no change the portal
-    did not see. A value other than the last write's, read at a version no later than that
+    write put in the CRM. A CRM value some open edit was made against, or one an earlier open
+    edit set (its write may have landed with its answer lost), is no change the portal did not
+    see. A value other than the last write's, read at a version no later than that
     write's and not after it had landed, cannot be told from a read taken before the write:
     the portal's value stays until a read made after the write decides it.
     """
@@ -142,6 +143,7 @@ def _field_edit(
     written = [i for i, row in enumerate(chain) if row.status == "done"]
     tail = chain[written[-1] + 1 :] if written else chain
     bases = [typed(spec, name, row.old_values.get(name)) for row in tail]
+    bases += [typed(spec, name, row.new_values[name]) for row in tail[:-1]]
     if written:
         last = chain[written[-1]]
         base = typed(spec, name, last.new_values[name])
