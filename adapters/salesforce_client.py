@@ -129,7 +129,7 @@ class SalesforceConnection:
             except SalesforceAuthenticationFailed as error:
                 said = getattr(error, "auth_message", None) or error.message
                 failure = self._login_failure(error.code, " ".join(str(said).split()))
-            except (AttributeError, TypeError) as error:
+            except (AttributeError, TypeError):
                 # simple-salesforce reading an error body of a shape it does not expect
                 status = self.log.answer_status()
                 if status is None or status < 400:
