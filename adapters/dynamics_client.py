@@ -6,19 +6,24 @@ new one shortly before it expires; a 401 mid-run drops the cached token and repe
 once with a fresh one. Every request goes through one ``requests.Session`` whose ``send`` is
 counted (``RequestLog``). Throttling (429 with ``Retry-After``) and server errors wait and
 retry up to ``max_retries`` times, honouring ``Retry-After`` as a floor; a lost connection is
-retried only for requests that are safe to repeat. For a sandbox on the loopback interface the
+retried only for requests that are safe to repeat. The same holds for Entra ID (the tenant's
+discovery and the token endpoint): only a refusal of the client (``invalid_client`` and the
+like) is an ``AuthError``; an outage, throttling or a lost connection is waited on and ends,
+retries spent, in a ``TransientError``. For a sandbox on the loopback interface the
 session redirects the https URLs msal insists on to plain ``http://127.0.0.1:PORT``.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msal
 import requests
+from msal.exceptions import MsalServiceError
 
 from adapters import dynamics_batch as batch
 from adapters.dynamics_errors import ErrorAnswer, Outcome, mirror_error, outcome
@@ -26,6 +31,8 @@ from adapters.dynamics_settings import DynamicsSettings
 from adapters.http_retry import CONNECTION_ERRORS, RequestLog, parse_retry_after
 from adapters.url_budget import prepared_url, url_bytes
 from mirror.errors import AuthError, ConfigError, CrmError, TransientError
+
+T = TypeVar("T")
 
 ODATA_HEADERS = {
     "Accept": "application/json",
@@ -40,10 +47,21 @@ URL_ALLOWANCE = 1_024
 """Characters kept below each limit, for a host or proxy that writes the URL longer."""
 DIRECT_URL_BUDGET = URL_LIMIT - URL_ALLOWANCE
 BATCHED_URL_BUDGET = BATCHED_URL_LIMIT - URL_ALLOWANCE
+TRANSIENT_TOKEN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+"""OAuth error codes of an authorization server that is overloaded or failing (RFC 6749)."""
 REFUSED_CLIENT_ERRORS = frozenset(
     {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_resource",
      "invalid_request", "unsupported_grant_type", "invalid_tenant", "invalid_grant"}
 )  # fmt: skip
+
+
+class EntraUnavailable(TransientError):
+    """Entra ID answered a token request with an outage or throttling error."""
+
+
+def _transient(status: int | None, error: str | None) -> bool:
+    """Whether an Entra ID answer (HTTP ``status``, OAuth ``error``) is worth a retry."""
+    return error in TRANSIENT_TOKEN_ERRORS or status is None or status == 429 or status >= 500
 
 
 class DataverseConnection:
@@ -62,6 +80,7 @@ class DataverseConnection:
         self.log.install(self.session)
         self.sleep: Callable[[float], None] = time.sleep
         self._app: msal.ConfidentialClientApplication | None = None
+        self._http_cache: dict[Any, Any] = {}
         self.rate_limit: dict[str, str] = {}
         self.token_renewals = 0
 
@@ -97,55 +116,76 @@ class DataverseConnection:
 
     def _msal(self) -> msal.ConfidentialClientApplication:
         if self._app is None:
-            settings = self.settings
-            try:
-                self._app = msal.ConfidentialClientApplication(
-                    str(settings.client_id),
-                    client_credential=self._credential(),
-                    authority=settings.authority,
-                    instance_discovery=settings.validates_authority,
-                    http_client=self.session,
-                    token_cache=msal.TokenCache(),
-                )
-            except CONNECTION_ERRORS as error:
-                raise TransientError(
-                    f"Entra ID at {settings.authority} is not reachable ({type(error).__name__})"
-                ) from None
-            except ValueError as error:
-                raise AuthError(
-                    f"Entra ID tenant {settings.tenant_id} could not be discovered at "
-                    f"{settings.authority} ({str(error)[:200]}); check dynamics.tenant_id and "
-                    "dynamics.authority_url"
-                ) from None
+            self._app = self._entra("reaching Entra ID", self._build_app)
         return self._app
+
+    def _build_app(self) -> msal.ConfidentialClientApplication:
+        settings = self.settings
+        try:
+            return msal.ConfidentialClientApplication(
+                str(settings.client_id),
+                client_credential=self._credential(),
+                authority=settings.authority,
+                instance_discovery=settings.validates_authority,
+                http_client=self.session,
+                token_cache=msal.TokenCache(),
+                http_cache=self._http_cache,
+            )
+        except ValueError as error:
+            raise AuthError(
+                f"Entra ID tenant {settings.tenant_id} could not be discovered at "
+                f"{settings.authority} ({str(error)[:200]}); check dynamics.tenant_id and "
+                "dynamics.authority_url"
+            ) from None
 
     def token(self) -> str:
         """A live access token (msal's cache, renewed shortly before it expires)."""
         app = self._msal()
-        for attempt in range(self.policy.max_retries + 1):
-            try:
-                result = app.acquire_token_for_client(scopes=[self.settings.scope])
-            except CONNECTION_ERRORS as error:
-                if self.policy.gives_up(attempt):
-                    raise TransientError(
-                        f"Entra ID is not reachable ({type(error).__name__}); try again later"
-                    ) from None
-                self.sleep(self.policy.delay(attempt))
-                continue
-            if "access_token" in result:
-                return str(result["access_token"])
-            self._refused(result, attempt)
-        raise TransientError("Entra ID kept failing to issue a token; try again later")
+        return self._entra("getting a token from Entra ID", lambda: self._acquire(app))
 
-    def _refused(self, result: Mapping[str, Any], attempt: int) -> None:
+    def _acquire(self, app: msal.ConfidentialClientApplication) -> str:
+        result = app.acquire_token_for_client(scopes=[self.settings.scope])
+        if "access_token" in result:
+            return str(result["access_token"])
         error = str(result.get("error") or "unknown_error")
         description = str(result.get("error_description") or "").split(" Trace ID:")[0]
-        if error in REFUSED_CLIENT_ERRORS or self.policy.gives_up(attempt):
+        said = f"{error}: {description[:300]}"
+        if error in REFUSED_CLIENT_ERRORS or not _transient(self.log.answer_status(), error):
             raise AuthError(
-                f"Entra ID refused the client credentials ({error}: {description[:300]}); "
+                f"Entra ID refused the client credentials ({said}); "
                 f"check {self.settings.credential_hint()}"
             )
-        self.sleep(self.policy.delay(attempt))
+        raise EntraUnavailable(said)
+
+    def _entra(self, action: str, attempt: Callable[[], T]) -> T:
+        """``attempt()`` with Entra ID's outages, throttling and lost connections waited on
+        and retried; ``TransientError`` once the retries are spent, never ``AuthError``."""
+        for tries in itertools.count():
+            try:
+                return attempt()
+            except CONNECTION_ERRORS as error:
+                cause = f"no answer: {type(error).__name__}"
+            except MsalServiceError:
+                status = self.log.answer_status()
+                if not _transient(status, None):
+                    raise AuthError(
+                        f"Entra ID refused {action} (HTTP {status}); check "
+                        f"{self.settings.credential_hint()}"
+                    ) from None
+                cause = f"HTTP {status}"
+            except EntraUnavailable as error:
+                cause = str(error)
+            retry_after = self.log.take_retry_after()
+            if self.policy.gives_up(tries, retry_after):
+                raise TransientError(
+                    f"Entra ID kept failing while {action} ({cause}); try again later",
+                    retry_after=retry_after,
+                ) from None
+            self.sleep(self.policy.delay(tries, retry_after))
+            # msal replays a throttled answer until its Retry-After (5 s without one) is
+            # over; the wait above honoured it, so the retry goes to Entra ID again
+            self._http_cache.clear()
+        raise AssertionError("unreachable")
 
     def renew_token(self) -> None:
         """Drop the cached token so the next request gets a fresh one."""

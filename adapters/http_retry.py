@@ -126,6 +126,7 @@ class RequestLog:
             self.last_server_date = server_date
         answered = AnswerTime(server_date, response.elapsed) if server_date is not None else None
         self._answers.last = answered
+        self._answers.status = response.status_code
         usage = parse_usage(response.headers.get("Sforce-Limit-Info"))
         if usage is not None:
             self.last_usage = usage
@@ -136,6 +137,12 @@ class RequestLog:
         in for the caller's."""
         answered: AnswerTime | None = getattr(self._answers, "last", None)
         return answered
+
+    def answer_status(self) -> int | None:
+        """The HTTP status of the last answer this thread received (``None``: none yet), for
+        callers whose SDK keeps it to itself."""
+        status: int | None = getattr(self._answers, "status", None)
+        return status
 
     def take_retry_after(self) -> float | None:
         """The last response's ``Retry-After`` in seconds, cleared so it is used once."""

@@ -34,6 +34,8 @@ from adapters.salesforce_errors import (
     Outcome,
     OutcomeUnknown,
     describe_answer,
+    login_error,
+    login_outcome,
     mirror_error,
     outcome,
 )
@@ -125,24 +127,31 @@ class SalesforceConnection:
                     object_pairs_hook=dict,
                 )
             except SalesforceAuthenticationFailed as error:
-                if not self._login_retryable(error, attempt):
-                    raise AuthError(
-                        f"Salesforce refused the login ({error.code}: "
-                        f"{error.message}); check {settings.credential_hint()}"
-                    ) from None
+                said = getattr(error, "auth_message", None) or error.message
+                failure = self._login_failure(error.code, " ".join(str(said).split()))
+            except (AttributeError, TypeError):
+                # simple-salesforce reading an error body of a shape it does not expect
+                status = self.log.answer_status()
+                if status is None or status < 400:
+                    raise
+                failure = ErrorAnswer(status, None, "an error answer simple-salesforce cannot read")
             except CONNECTION_ERRORS as error:
-                if self.policy.gives_up(attempt):
-                    raise TransientError(
-                        f"cannot reach the Salesforce login endpoint "
-                        f"({type(error).__name__}); try again later"
-                    ) from None
-            self.sleep(self.policy.delay(attempt, self.log.take_retry_after()))
+                failure = ErrorAnswer(None, None, f"no answer: {type(error).__name__}")
+            retry_after = self.log.take_retry_after()
+            retry = login_outcome(failure) is Outcome.RETRY
+            if not retry or self.policy.gives_up(attempt, retry_after):
+                raise login_error(failure, settings.credential_hint(), retry_after) from None
+            self._pause(attempt, retry_after, "logging in", describe_answer(failure))
             attempt += 1
 
-    def _login_retryable(self, error: SalesforceAuthenticationFailed, attempt: int) -> bool:
-        code = str(error.code)
-        transient = code.isdigit() and int(code) in (500, 502, 503, 504)
-        return (transient or code == "SERVER_UNAVAILABLE") and not self.policy.gives_up(attempt)
+    def _login_failure(self, code: Any, message: str) -> ErrorAnswer:
+        """A refused login as an answer: its HTTP status (simple-salesforce gives it as the
+        code only when it could not read the body) and its error code, if any."""
+        status = self.log.answer_status()
+        text = None if code is None else str(code)
+        if text is not None and text.isdigit():
+            status, text = int(text), None
+        return ErrorAnswer(status, text, message[:500])
 
     def _login_arguments(self) -> dict[str, Any]:
         s = self.settings

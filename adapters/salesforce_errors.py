@@ -51,6 +51,33 @@ CODE_OUTCOMES: Mapping[str, Outcome] = {
 }
 """errorCode -> outcome; it wins over the status. Anything absent falls back on the status."""
 
+LOGIN_CODE_OUTCOMES: Mapping[str, Outcome] = {
+    # SOAP ``login`` faults (``sf:exceptionCode``), each answered with HTTP 500
+    "INVALID_LOGIN": Outcome.AUTH,
+    "LOGIN_MUST_USE_SECURITY_TOKEN": Outcome.AUTH,
+    "INVALID_OPERATION_WITH_EXPIRED_PASSWORD": Outcome.AUTH,
+    "PASSWORD_LOCKOUT": Outcome.AUTH,
+    "INSUFFICIENT_ACCESS": Outcome.AUTH,
+    "API_DISABLED_FOR_ORG": Outcome.AUTH,
+    "API_CURRENTLY_DISABLED": Outcome.AUTH,
+    "ORG_LOCKED": Outcome.AUTH,
+    "SERVER_UNAVAILABLE": Outcome.RETRY,
+    "REQUEST_LIMIT_EXCEEDED": Outcome.QUOTA,
+    # OAuth token endpoint (``error``), answered with HTTP 400
+    "invalid_grant": Outcome.AUTH,
+    "invalid_client": Outcome.AUTH,
+    "invalid_client_id": Outcome.AUTH,
+    "invalid_client_credentials": Outcome.AUTH,
+    "unauthorized_client": Outcome.AUTH,
+    "unsupported_grant_type": Outcome.AUTH,
+    "invalid_request": Outcome.AUTH,
+    "inactive_user": Outcome.AUTH,
+    "inactive_org": Outcome.AUTH,
+    "unknown_error": Outcome.RETRY,
+}
+"""Login error code -> outcome; it wins over the status. Anything absent falls back on the
+status (``login_outcome``)."""
+
 RECORD_RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
 """Per-record ``statusCode`` values in collection results that a later retry may cure."""
 
@@ -103,9 +130,44 @@ def outcome(answer: ErrorAnswer) -> Outcome:
     return Outcome.FAIL
 
 
+def login_outcome(answer: ErrorAnswer) -> Outcome:
+    """What to do about a failed login: only a refusal of the credentials (or of the user's
+    access) is ``AUTH``; throttling, outages and lost connections (no status) are retried.
+
+    Every SOAP fault comes with HTTP 500, so a 500 that carries an error code the table does
+    not know is a refusal; one without a code is an outage.
+    """
+    if answer.code is not None and answer.code in LOGIN_CODE_OUTCOMES:
+        return LOGIN_CODE_OUTCOMES[answer.code]
+    if answer.status is None or answer.status == 429 or answer.status in RETRY_STATUSES:
+        return Outcome.AUTH if answer.status == 500 and answer.code else Outcome.RETRY
+    return Outcome.AUTH
+
+
+def login_error(answer: ErrorAnswer, hint: str, retry_after: float | None = None) -> MirrorError:
+    """The ``MirrorError`` of a login that ended with ``answer``; ``hint`` names the settings
+    that hold the credentials."""
+    said = describe_answer(answer)
+    kind = login_outcome(answer)
+    if kind is Outcome.QUOTA:
+        return QuotaExceeded(
+            f"Salesforce refused the login: API limit reached ({said}); it resumes when the "
+            "org's 24-hour request allowance frees up",
+            retry_after=retry_after,
+        )
+    if kind is Outcome.RETRY:
+        return TransientError(
+            f"the Salesforce login kept failing ({said}); try again later",
+            retry_after=retry_after,
+        )
+    return AuthError(f"Salesforce refused the login ({said}); check {hint}")
+
+
 def describe_answer(answer: ErrorAnswer) -> str:
     """``"403 REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded."``, for messages."""
     head = " ".join(str(part) for part in (answer.status, answer.code) if part)
+    if not head:
+        return answer.message
     return f"{head}: {answer.message}" if answer.message else head
 
 

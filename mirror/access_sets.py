@@ -36,6 +36,7 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    text,
     union,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -230,15 +231,26 @@ def settle_pending(conn: Connection, maintainer: AccessMaintainer) -> list[str]:
     """Settle, in one derivation, every object of the source whose grants were deferred;
     returns their names (none: nothing done)."""
     p = mirror_access_pending.c
-    # locked on PostgreSQL: two workers ending syncs at once derive the grants once
-    due = select(p.object).where(p.source == maintainer.source).with_for_update()
+    if conn.dialect.name == "postgresql":
+        # one settler of a source at a time, so two workers ending syncs at once derive the
+        # grants once: locking the due rows themselves took them in whatever order each
+        # settler met them, and two settlers (one seeing a row the other's scan had not)
+        # deadlocked
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"prm-access-pending:{maintainer.source}"},
+        )
+    due = select(p.object).where(p.source == maintainer.source).order_by(p.object)
     names = list(conn.execute(due).scalars())
     if not names:
         return []
     present = [name for name in names if maintainer.table(name) is not None]
     if present:
         settle(conn, maintainer, present)
-    conn.execute(delete(mirror_access_pending).where(p.source == maintainer.source))
+    # only the rows read: an object deferred since waits for the next settler
+    conn.execute(
+        delete(mirror_access_pending).where(p.source == maintainer.source, p.object.in_(names))
+    )
     return names
 
 

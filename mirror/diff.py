@@ -32,6 +32,12 @@ def field_changes(
     return changes
 
 
+def differs(before: Any, after: Any) -> bool:
+    """Whether two values of one field differ as the merge compares them (nested values by
+    content, floats within a relative tolerance)."""
+    return before != after and _differs(before, after)
+
+
 def _differs(before: Any, after: Any) -> bool:
     if isinstance(before, dict | list) or isinstance(after, dict | list):
         return bool(DeepDiff(before, after, ignore_order=False))

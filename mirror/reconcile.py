@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
-from mirror.diff import FieldMerge, Outcome, PendingEdit, Policy, merge_record
+from mirror.diff import FieldMerge, Outcome, PendingEdit, Policy, differs, merge_record
 from mirror.outbox import open_entries, set_entry, typed
 from mirror.records import json_safe
 from mirror.store import MirrorTable, utcnow
@@ -70,7 +70,7 @@ def _reconcile_one(
     policy_of: PolicyOf,
     fresh: Collection[int],
 ) -> Reconciled:
-    edits, owner = _edits(spec, rows, fresh)
+    edits, owner = _edits(spec, rows, fresh, record)
     crm_version = record.get(spec.cursor_field)
     changed_at = record.get("LastModifiedDate") or crm_version
     values, merges = merge_record(
@@ -83,33 +83,89 @@ def _reconcile_one(
     for name, merged in merges.items():
         if merged.conflict:
             _record_conflict(conn, spec, record, name, edits[name], merged, owner[name], policy_of)
-    _update_entries(conn, spec, rows, merges, record, crm_version)
+    # an edit on top of a write whose echo is undecided keeps its base: the read may predate it
+    undecided = frozenset(
+        n for n, e in edits.items() if e.pushed_version and owner[n].status != "done"
+    )
+    _update_entries(conn, spec, rows, merges, record, crm_version, undecided)
     confirmed = {n for n, m in merges.items() if m.outcome in (Outcome.AGREED, Outcome.CRM)}
     pending = any(m.still_pending for m in merges.values())
     return Reconciled(values, pending, confirmed)
 
 
 def _edits(
-    spec: ObjectSpec, rows: list[Any], fresh: Collection[int]
+    spec: ObjectSpec, rows: list[Any], fresh: Collection[int], record: Record
 ) -> tuple[dict[str, PendingEdit], dict[str, Any]]:
-    """The latest open edit per field (with the base it was made against) and its entry."""
-    edits: dict[str, PendingEdit] = {}
-    owner: dict[str, Any] = {}
+    """The one edit the merge weighs per field (the portal's latest value, against the base
+    its chain of open edits was made on) and the entry that made the latest value."""
+    chains: dict[str, list[Any]] = {}
     for row in rows:
         if row.op != "update" and row.op != "create":
             continue
-        done = row.status == "done"
-        pushed = _parse(row.pushed_version) if done else None
-        for name, value in row.new_values.items():
-            edits[name] = PendingEdit(
-                base=typed(spec, name, row.old_values.get(name)),
-                value=typed(spec, name, value),
-                edited_at=row.created_at,
-                pushed_version=pushed,
-                read_after_write=done and row.seq in fresh,
-            )
-            owner[name] = row
-    return edits, owner
+        for name in row.new_values:
+            chains.setdefault(name, []).append(row)
+    crm_version = record.get(spec.cursor_field)
+    edits = {
+        name: _field_edit(spec, name, chain, fresh, record.get(name), crm_version)
+        for name, chain in chains.items()
+    }
+    return edits, {name: chain[-1] for name, chain in chains.items()}
+
+
+def _field_edit(
+    spec: ObjectSpec,
+    name: str,
+    chain: list[Any],
+    fresh: Collection[int],
+    crm_value: Any,
+    crm_version: Any,
+) -> PendingEdit:
+    """The edit of field ``name`` that its open entries (``chain``, oldest first) add up to.
+
+    The base is what the CRM held when the portal first changed the field, not the portal's
+    own value a later edit was made on; once an edit of the field was written, the value that
+    write put in the CRM. A CRM value some open edit was made against, or one an earlier open
+    edit set (its write may have landed with its answer lost), is no change the portal did not
+    see. A value other than the last write's, read at a version no later than that
+    write's and not after it had landed, cannot be told from a read taken before the write:
+    the portal's value stays until a read made after the write decides it.
+    """
+    latest = chain[-1]
+    value = typed(spec, name, latest.new_values[name])
+    if latest.status == "done":
+        return PendingEdit(
+            base=typed(spec, name, latest.old_values.get(name)),
+            value=value,
+            edited_at=latest.created_at,
+            pushed_version=_parse(latest.pushed_version),
+            read_after_write=latest.seq in fresh,
+        )
+    written = [i for i, row in enumerate(chain) if row.status == "done"]
+    tail = chain[written[-1] + 1 :] if written else chain
+    bases = [typed(spec, name, row.old_values.get(name)) for row in tail]
+    bases += [typed(spec, name, row.new_values[name]) for row in tail[:-1]]
+    if written:
+        last = chain[written[-1]]
+        base = typed(spec, name, last.new_values[name])
+        bases.append(base)
+    else:
+        last, base = None, bases[0]
+    if any(not differs(crm_value, seen) for seen in bases):
+        return PendingEdit(crm_value, value, latest.created_at)
+    if last is not None and not _after_write(last, fresh, crm_version):
+        return PendingEdit(
+            base, value, latest.created_at, pushed_version=_parse(last.pushed_version)
+        )
+    return PendingEdit(base, value, latest.created_at)
+
+
+def _after_write(entry: Any, fresh: Collection[int], crm_version: Any) -> bool:
+    """Whether a record read at ``crm_version`` is known to show the CRM after ``entry``'s
+    write (read after it landed, or stamped later than the version it produced)."""
+    if entry.seq in fresh:
+        return True
+    pushed = _parse(entry.pushed_version)
+    return pushed is None or (isinstance(crm_version, dt.datetime) and crm_version > pushed)
 
 
 def _update_entries(
@@ -119,6 +175,7 @@ def _update_entries(
     merges: dict[str, FieldMerge],
     record: Record,
     crm_version: Any,
+    undecided: frozenset[str] = frozenset(),
 ) -> None:
     version = crm_version.isoformat() if isinstance(crm_version, dt.datetime) else None
     for row in rows:
@@ -138,8 +195,9 @@ def _update_entries(
             continue
         before = dict(row.old_values)
         force = row.force
+        rebased = row.base_version if undecided & kept.keys() else version
         for name in kept:
-            if name in merges:
+            if name in merges and name not in undecided:
                 before[name] = json_safe({"v": record.get(name)})["v"]
                 force = force or merges[name].outcome is Outcome.CONFLICT_PORTAL
         status = "pending" if row.status == "blocked" else row.status
@@ -148,7 +206,7 @@ def _update_entries(
             row.seq,
             new_values=kept,
             old_values=before,
-            base_version=version,
+            base_version=rebased,
             force=force,
             status=status,
         )

@@ -46,8 +46,8 @@ _CONTROLS = (
     "now", "advance_clock", "freeze_clock", "thaw_clock",
     "set_clock", "create", "update", "delete", "hard_delete",
     "set_modstamp", "get", "count", "ids", "record_id", "expire_tokens", "expire_delta_tokens",
-    "set_delta_token_expiry_days", "set_change_tracking", "fail_next", "throttle",
-    "set_rate_limit", "drop_next_response", "slow_down", "corrupt", "reset_calls",
+    "set_delta_token_expiry_days", "set_change_tracking", "fail_next", "fail_identity_next",
+    "throttle", "set_rate_limit", "drop_next_response", "slow_down", "corrupt", "reset_calls",
     "call_count", "issue_token", "add_column", "add_columns", "write_log", "dump",
     "clear_faults",
 )  # fmt: skip
@@ -354,6 +354,21 @@ class DynamicsSandbox(SandboxLifecycle):
         with self.org.faults.lock:
             self.org.faults.failures.append(fault)
 
+    def fail_identity_next(
+        self,
+        count: int,
+        status: int = 503,
+        error: str = "temporarily_unavailable",
+        message: str = "A transient error has occurred. Please try again.",
+        path_contains: str | None = "/oauth2/v2.0/token",
+        retry_after: int | None = None,
+    ) -> None:
+        """The next ``count`` Entra ID requests (the token endpoint unless ``path_contains``
+        says otherwise) fail with an AAD error answer."""
+        fault = Fault(count, path_contains, status, error, message, retry_after)
+        with self.org.faults.lock:
+            self.org.faults.identity.append(fault)
+
     def throttle(
         self,
         count: int = 1,
@@ -382,6 +397,7 @@ class DynamicsSandbox(SandboxLifecycle):
         """Forget every injected failure and dropped response and remove the added latency."""
         with self.org.faults.lock:
             self.org.faults.failures.clear()
+            self.org.faults.identity.clear()
             self.org.faults.drops.clear()
         self.org.faults.delay_seconds = 0.0
 

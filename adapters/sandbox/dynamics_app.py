@@ -86,6 +86,10 @@ class DataverseApp:
         if org.faults.delay_seconds:
             time.sleep(org.faults.delay_seconds)
         if not request.path.startswith(API_PREFIX):
+            fault = org.faults.take(org.faults.identity, request.full_path)
+            if fault is not None:
+                error = fault.identity_error()
+                return json_response(error.body(), error.status, error.headers)
             return self._identity(request)
         try:
             fault = org.faults.take(org.faults.failures, request.full_path)
@@ -116,7 +120,7 @@ class DataverseApp:
             if parts[1:] == ["oauth2", "v2.0", "token"] and request.method == "POST":
                 return tenant_api.token(request, parts[0])
         except AadError as error:
-            return json_response(error.body(), error.status)
+            return json_response(error.body(), error.status, error.headers)
         return json_response({"error": "not_found", "error_description": "No such endpoint."}, 404)
 
     def dispatch(self, request: Request) -> Response:

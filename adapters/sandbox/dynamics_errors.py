@@ -85,6 +85,7 @@ class AadError(Exception):
     error: str
     code: int
     description: str
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__init__(self.description)

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from adapters.sandbox.dynamics_errors import REQUESTS_LIMIT, DataverseError, throttled
+from adapters.sandbox.dynamics_errors import REQUESTS_LIMIT, AadError, DataverseError, throttled
 from adapters.sandbox.dynamics_records import Records
 from adapters.sandbox.dynamics_schema import DataverseSchema
 from adapters.sandbox.dynamics_store import DataverseStore
@@ -41,8 +41,16 @@ class Fault:
 
     def error(self) -> DataverseError:
         """The error answer of this fault."""
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
-        return DataverseError(self.status, self.code, self.message, headers)
+        return DataverseError(self.status, self.code, self.message, self.headers())
+
+    def identity_error(self) -> AadError:
+        """The answer of this fault at an Entra ID endpoint (AADSTS90033: a transient error)."""
+        error = self.code or "temporarily_unavailable"
+        return AadError(self.status, error, 90033, self.message, self.headers())
+
+    def headers(self) -> dict[str, str]:
+        """The fault's extra headers (``Retry-After``)."""
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 
 
 @dataclass
@@ -50,6 +58,7 @@ class Faults:
     """Injected failures, dropped responses and added latency."""
 
     failures: list[Fault] = field(default_factory=list)
+    identity: list[Fault] = field(default_factory=list)
     drops: list[Fault] = field(default_factory=list)
     delay_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
