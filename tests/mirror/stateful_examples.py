@@ -79,6 +79,37 @@ FOUND = {
     "delete_then_restart": Found(
         "restarts", QUIET, (lifecycle("delete"), ("sync", {**SYNC[1], "after": "restart"}))
     ),
+    # a create's answer dropped once, the created deal edited, answers lost again, the field
+    # changed in the CRM in between: the lost update was written again over the CRM's value
+    "lost_update_of_a_created_deal": Found(
+        "lost_updates",
+        {
+            "at": 4,
+            "changes": [("delivered", 979), ("delivered", 8718)],
+            "interruption": ("none", 0),
+        },
+        (
+            lifecycle("delete", 0, 0),
+            ("portal_write", {"kind": "create", "index": 0, "field": 0}),
+            lifecycle("hard_delete", 2, 1),
+            push("drop"),
+            lifecycle("hard_delete", 1, 3),
+            ("crm_change", {"kind": "contested", "index": 846, "count": 260, "advance": 2}),
+            ("portal_write", {"kind": "update_created", "index": 0, "field": 1}),
+            ("portal_write", {"kind": "create", "index": 0, "field": 1}),
+            ("portal_write", {"kind": "create", "index": 0, "field": 1}),
+            ("crm_change", {"kind": "side", "index": 3722, "count": 181, "advance": 1}),
+            ("crm_change", {"kind": "contested", "index": 404, "count": 1, "advance": 0}),
+            push(),
+            ("crm_change", {"kind": "account", "index": 273, "count": 238, "advance": 2}),
+            ("crm_change", {"kind": "side", "index": 5273, "count": 259, "advance": 1}),
+            ("portal_write", {"kind": "update_created", "index": 2, "field": 0}),
+            push("drop_all"),
+            ("portal_write", {"kind": "update", "index": 0, "field": 0}),
+            push(),
+            lifecycle("merge", 2, 2),
+        ),
+    ),
     # an edit blocked by a CRM change; the record is then hard-deleted
     "hard_deleted_while_blocked": Found(
         "hard_deletes", QUIET, (UPDATE, crm("contested"), push(), lifecycle("hard_delete"))
