@@ -152,14 +152,7 @@ class Pusher:
         first: dict[tuple[str, str], Any] = {}
         for row in rows:
             first.setdefault((row.object, row.record_id), row)
-        return [
-            row
-            for row in first.values()
-            if row.status != "blocked"
-            and row.next_attempt_at <= now
-            and not any(is_local(v) for v in row.new_values.values())
-            and (row.op == "create" or not is_local(row.record_id))
-        ]
+        return [row for row in first.values() if _sendable(row) and row.next_attempt_at <= now]
 
     def _batches(self, rows: list[Any]) -> Iterable[list[Any]]:
         groups: dict[tuple[str, str], list[Any]] = {}
@@ -172,8 +165,9 @@ class Pusher:
     def _send(self, batch: list[Any], result: PushResult) -> None:
         spec = self.spec_of(batch[0].object)
         with self.store.transaction() as conn:
-            for row in batch:
-                set_entry(conn, row.seq, status="sending")
+            batch = self._claim(conn, batch)
+        if not batch:
+            return
         replaced = self._replaced(batch)
         writes = [self._write(spec, row, replaced) for row in batch]
         result.sent += len(batch)
@@ -199,7 +193,7 @@ class Pusher:
                 sending = self._still_sending(conn, batch)
                 for row, answer in zip(batch, answers, strict=True):
                     if row.seq in sending:
-                        self._apply(conn, spec, row, answer, recorded)
+                        self._apply(conn, spec, sending[row.seq], answer, recorded)
         except Exception as exc:
             log.warning(
                 "recording %d %s answers at once failed (%s); recording each on its own",
@@ -217,8 +211,8 @@ class Pusher:
         recorded = PushResult()
         try:
             with self.store.transaction() as conn:
-                if self._still_sending(conn, [row]):
-                    self._apply(conn, spec, row, answer, recorded)
+                if current := self._still_sending(conn, [row]).get(row.seq):
+                    self._apply(conn, spec, current, answer, recorded)
             result.add(recorded)
             return
         except Exception as exc:
@@ -231,23 +225,40 @@ class Pusher:
             retryable=True,
         )
         with self.store.transaction() as conn:
-            if self._still_sending(conn, [row]):
-                self._apply(conn, spec, row, failure, result)
+            if current := self._still_sending(conn, [row]).get(row.seq):
+                self._apply(conn, spec, current, failure, result)
 
-    def _still_sending(self, conn: Connection, rows: list[Any]) -> set[int]:
-        """Which of the entries are still ``sending`` (locked until the commit): a pull may
-        have settled one while its write was on the way."""
+    def _claim(self, conn: Connection, batch: list[Any]) -> list[Any]:
+        """Mark ``sending`` the entries of ``batch`` still ready as they stand now (locked
+        until the commit), and return them as they stand: a pull that ran since the batch was
+        read may have parked an entry in a conflict, superseded it or rebased it onto the
+        CRM's newer values, and only the entry as that pull left it may be sent."""
+        current = self._locked(conn, batch, ("pending", "sending"))
+        claimed = [current[row.seq] for row in batch if row.seq in current]
+        claimed = [row for row in claimed if _sendable(row)]
+        for row in claimed:
+            set_entry(conn, row.seq, status="sending")
+        return claimed
+
+    def _still_sending(self, conn: Connection, rows: list[Any]) -> dict[int, Any]:
+        """The entries still ``sending``, as they stand now (locked until the commit): a pull
+        may have settled one while its write was on the way."""
+        return self._locked(conn, rows, ("sending",))
+
+    def _locked(
+        self, conn: Connection, rows: list[Any], statuses: tuple[str, ...]
+    ) -> dict[int, Any]:
         o = mirror_outbox.c
         seqs = sorted(row.seq for row in rows)
-        found: set[int] = set()
+        found: dict[int, Any] = {}
         for start in range(0, len(seqs), 500):
             query = (
-                select(o.seq)
-                .where(o.seq.in_(seqs[start : start + 500]), o.status == "sending")
+                select(mirror_outbox)
+                .where(o.seq.in_(seqs[start : start + 500]), o.status.in_(statuses))
                 .order_by(o.seq)
                 .with_for_update()
             )
-            found.update(conn.execute(query).scalars())
+            found.update((row.seq, row) for row in conn.execute(query))
         return found
 
     def _replaced(self, batch: list[Any]) -> dict[str, str]:
@@ -348,8 +359,8 @@ class Pusher:
 
     def _requeue(self, batch: list[Any]) -> None:
         with self.store.transaction() as conn:
-            for row in batch:
-                set_entry(conn, row.seq, status="pending")
+            for seq in self._still_sending(conn, batch):
+                set_entry(conn, seq, status="pending")
 
     def _settle(self, conn: Connection, spec: ObjectSpec, record_id: str) -> None:
         if not still_pending(conn, spec.source, spec.name, record_id):
@@ -421,6 +432,16 @@ def _rebase_followers(conn: Connection, row: Any) -> None:
         }
         if rebased != old_values:
             set_entry(conn, seq, old_values=rebased)
+
+
+def _sendable(row: Any) -> bool:
+    """Whether an open entry can go to the CRM now: not blocked, and referencing no record
+    the CRM has not created yet."""
+    return (
+        row.status != "blocked"
+        and not any(is_local(v) for v in row.new_values.values())
+        and (row.op == "create" or not is_local(row.record_id))
+    )
 
 
 def _describe(exc: BaseException) -> str:
