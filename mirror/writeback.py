@@ -4,7 +4,11 @@ Each round takes the oldest ready entry of every record (so a record's edits rea
 the order they were made), leaves out entries that reference a portal-created record the CRM has
 not created yet (the parent is created first, its id swapped in, and the child goes in a later
 round), groups the rest by object and operation in batches, marks them ``sending`` and commits
-before calling the CRM. A crash after that leaves them ``sending``: the next push sends them
+before calling the CRM. Marking a batch re-reads its entries, locked: a pull that ran since the
+round read them (a daemon syncs while it pushes) may have parked one in a ``manual`` conflict,
+superseded it or rebased it onto the CRM's newer values, and an entry goes out only as that
+pull left it, never as the round first read it. A crash after that leaves them ``sending``:
+the next push sends them
 again, and that is safe: creates carry an idempotency key (an external-id upsert), updates
 carry the same values, and the precondition then fails only to be reconciled by the next pull.
 
