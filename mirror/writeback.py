@@ -7,10 +7,11 @@ round), groups the rest by object and operation in batches, marks them ``sending
 before calling the CRM. Marking a batch re-reads its entries, locked: a pull that ran since the
 round read them (a daemon syncs while it pushes) may have parked one in a ``manual`` conflict,
 superseded it or rebased it onto the CRM's newer values, and an entry goes out only as that
-pull left it, never as the round first read it. A crash after that leaves them ``sending``:
-the next push sends them
-again, and that is safe: creates carry an idempotency key (an external-id upsert), updates
-carry the same values, and the precondition then fails only to be reconciled by the next pull.
+pull left it, never as the round first read it. A crash after that leaves them ``sending``: the
+next push sends them again, and that is safe: creates carry an idempotency key (an external-id
+upsert), updates carry the same values, and the precondition then fails only to be reconciled
+by the next pull. An update of a portal-created record that carries no version (made before a
+pull brought the record) is held to the version the CRM gave the create.
 
 The CRM's answers of a batch are recorded in one transaction; when that fails, each answer is
 recorded in a transaction of its own, and an entry whose answer cannot be recorded is retried
@@ -173,7 +174,8 @@ class Pusher:
         if not batch:
             return
         replaced = self._replaced(batch)
-        writes = [self._write(spec, row, replaced) for row in batch]
+        created = self._created_versions(batch)
+        writes = [self._write(spec, row, replaced, created) for row in batch]
         result.sent += len(batch)
         result.batches += 1
         try:
@@ -273,10 +275,40 @@ class Pusher:
         with self.store.engine.connect() as conn:
             return current_ids(conn, self.source, bases)
 
-    def _write(self, spec: ObjectSpec, row: Any, replaced: dict[str, str]) -> Write:
+    def _created_versions(self, batch: list[Any]) -> dict[str, str]:
+        """The version the CRM gave each record the portal created, for the batch's updates of
+        it that carry no version of their own (made before a pull brought the record): they
+        were made against the create's values, and a change made in the CRM since the create
+        must hold them back like any other."""
+        ids = sorted(
+            {row.record_id for row in batch if row.op == "update" and not row.base_version}
+        )
+        if not ids:
+            return {}
+        o = mirror_outbox.c
+        found: dict[str, str] = {}
+        with self.store.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(o.record_id, o.pushed_version).where(
+                    o.source == self.source,
+                    o.record_id.in_(ids[start : start + 500]),
+                    o.op == "create",
+                    o.status == "done",
+                    o.pushed_version.is_not(None),
+                )
+                found.update((record_id, version) for record_id, version in conn.execute(query))
+        return found
+
+    def _write(
+        self, spec: ObjectSpec, row: Any, replaced: dict[str, str], created: dict[str, str]
+    ) -> Write:
         values = {name: typed(spec, name, value) for name, value in row.new_values.items()}
         op = WriteOp(row.op)
-        version = None if row.force or op is WriteOp.CREATE else row.base_version
+        version = None
+        if not row.force and op is not WriteOp.CREATE:
+            version = row.base_version or (
+                created.get(row.record_id) if op is WriteOp.UPDATE else None
+            )
         return Write(
             op=op,
             object=spec.name,

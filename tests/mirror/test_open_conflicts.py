@@ -121,3 +121,32 @@ def test_an_edit_parked_while_the_push_was_under_way_is_never_written(db_url: st
         assert entries(mirror, record_id) == [("superseded", {"NextStep": "portal says"})]
     finally:
         mirror.close()
+
+
+def test_an_edit_of_a_created_record_made_before_any_pull_holds_the_crm_to_the_create(
+    db_url: str, box
+) -> None:
+    adapter = Interleaved(sandbox_settings(box))
+    mirror = open_mirror(db_url, adapter)
+    try:
+        partner = fresh_opportunity(mirror, USED)[0]
+        view = mirror.as_partner(partner)
+        new_deal = {"Name": "made by the portal", "StageName": "Prospecting",
+                    "CloseDate": "2027-06-30", "NextStep": "as created"}  # fmt: skip
+        local = view.create("Opportunity", new_deal)
+        assert mirror.push()["salesforce"].done == 1
+        record_id = view.get("Opportunity", local)["Id"]
+        box.advance_clock(1)
+        box.update("Opportunity", record_id, {"NextStep": "crm says"})
+        # the mirror has not read the record since its create: the edit has no version of its
+        # own, and was made against the create's values
+        view.update("Opportunity", record_id, {"NextStep": "portal says"})
+        result = mirror.push()["salesforce"]
+        assert (result.done, result.blocked) == (0, 1)
+        mirror.sync(["Opportunity"])
+        mirror.push()
+        assert box.get("Opportunity", record_id)["NextStep"] == "crm says"  # type: ignore[index]
+        conflicts = [(c["field"], c["portal"], c["crm"]) for c in mirror.conflicts()]
+        assert conflicts == [("NextStep", "portal says", "crm says")]
+    finally:
+        mirror.close()
