@@ -16,7 +16,11 @@ after the edited version and before our write, other than the one we sent, was o
 it. Those properties are then given back the value they had just before our write, and the
 update is reported ``precondition_failed``: the engine blocks the edit, and the next pull
 merges it with that change under the field's conflict policy, as if the check had seen it. A
-property changed again after our write keeps that later value (there is nothing to give back).
+property changed again after our write keeps that later value (there is nothing to give back):
+the same read takes the properties' current values, and one that no longer holds ours was
+changed after it. The stamps alone cannot tell: HubSpot stamps a batch as its request arrives,
+so a change applied between that moment and our write to the record carries a later stamp
+than ours and is still overwritten.
 
 An update whose answer was lost is not sent again; the same history says whether it landed
 (``landed_at``): each property took the value sent, from an integration, after the edited
@@ -111,10 +115,17 @@ def overwritten(
     sent: Mapping[str, str],
     checked_at: str,
     written_at: str,
+    current: Mapping[str, Any] | None = None,
 ) -> Overwritten | None:
     """What an update that sent ``sent`` (wire strings) to a record last modified at
     ``checked_at`` when it was checked, and that HubSpot stamped ``written_at``, overwrote,
-    judged from the record's ``propertiesWithHistory``; ``None`` when nothing."""
+    judged from the record's ``propertiesWithHistory`` and, when given, its ``current``
+    property values read with that history; ``None`` when nothing.
+
+    A property whose current value is not ours was changed again after our write: that value
+    stands. One that still holds ours overwrote every other value set since the check, whatever
+    their stamps: a change applied just before our write can carry a later stamp than the one
+    our write got when its request arrived."""
     since, ours = _ms(checked_at), _ms(written_at)
     values: dict[str, str] = {}
     newest = since
@@ -123,15 +134,18 @@ def overwritten(
             (_ms(str(entry.get("timestamp"))), str(entry.get("value") or ""))
             for entry in history.get(name) or ()
         ]
-        if any(stamp > ours for stamp, _ in entries):
-            continue  # changed again after our write: that later value stands
-        before = [(stamp, old) for stamp, old in entries if since < stamp < ours]
-        if not before:
+        mine = {value} | {old for stamp, old in entries if stamp == ours}
+        if current is not None and name in current:
+            if str(current[name] or "") not in mine:
+                continue  # changed again after our write: that later value stands
+        elif any(stamp > ours for stamp, _ in entries):
             continue
-        stamp, old = max(before, key=lambda entry: entry[0])  # the first of equals: newest
-        if old != value:
-            values[name] = old
-            newest = max(newest, stamp)
+        others = [(stamp, old) for stamp, old in entries if stamp > since and old not in mine]
+        if not others:
+            continue
+        stamp, old = max(others, key=lambda entry: entry[0])  # the first of equals: newest
+        values[name] = old
+        newest = max(newest, stamp)
     if not values:
         return None
     return Overwritten(values, _iso(newest))

@@ -448,7 +448,7 @@ class BatchWriter:
             return {}
         names = sorted({name for i in checked for name in self._properties(i.write)})
         body = {
-            "properties": [self.spec.cursor_field],
+            "properties": [self.spec.cursor_field, *names],
             "propertiesWithHistory": names,
             "inputs": [{"id": str(i.write.record_id)} for i in checked],
         }
@@ -456,16 +456,16 @@ class BatchWriter:
             reply = self.conn.batch(self.api_type, "read", body)
         except CrmError:
             return {}  # unverified: the updates stand as written
-        history = {
-            str(r["id"]): r.get("propertiesWithHistory") or {} for r in reply.get("results") or ()
-        }
+        read = {str(r["id"]): r for r in reply.get("results") or ()}
         found: dict[int, Overwritten] = {}
         for item in checked:
+            record = read.get(str(item.write.record_id)) or {}
             lost = overwritten(
-                history.get(str(item.write.record_id), {}),
+                record.get("propertiesWithHistory") or {},
                 self._properties(item.write),
                 str(item.write.expected_version),
                 str(results[item.index].version),
+                record.get("properties"),
             )
             if lost is not None:
                 found[item.index] = lost

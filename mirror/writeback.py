@@ -4,9 +4,14 @@ Each round takes the oldest ready entry of every record (so a record's edits rea
 the order they were made), leaves out entries that reference a portal-created record the CRM has
 not created yet (the parent is created first, its id swapped in, and the child goes in a later
 round), groups the rest by object and operation in batches, marks them ``sending`` and commits
-before calling the CRM. A crash after that leaves them ``sending``: the next push sends them
-again, and that is safe: creates carry an idempotency key (an external-id upsert), updates
-carry the same values, and the precondition then fails only to be reconciled by the next pull.
+before calling the CRM. Marking a batch re-reads its entries, locked: a pull that ran since the
+round read them (a daemon syncs while it pushes) may have parked one in a ``manual`` conflict,
+superseded it or rebased it onto the CRM's newer values, and an entry goes out only as that
+pull left it, never as the round first read it. A crash after that leaves them ``sending``: the
+next push sends them again, and that is safe: creates carry an idempotency key (an external-id
+upsert), updates carry the same values, and the precondition then fails only to be reconciled
+by the next pull. An update of a portal-created record that carries no version (made before a
+pull brought the record) is held to the version the CRM gave the create.
 
 The CRM's answers of a batch are recorded in one transaction; when that fails, each answer is
 recorded in a transaction of its own, and an entry whose answer cannot be recorded is retried
@@ -152,14 +157,7 @@ class Pusher:
         first: dict[tuple[str, str], Any] = {}
         for row in rows:
             first.setdefault((row.object, row.record_id), row)
-        return [
-            row
-            for row in first.values()
-            if row.status != "blocked"
-            and row.next_attempt_at <= now
-            and not any(is_local(v) for v in row.new_values.values())
-            and (row.op == "create" or not is_local(row.record_id))
-        ]
+        return [row for row in first.values() if _sendable(row) and row.next_attempt_at <= now]
 
     def _batches(self, rows: list[Any]) -> Iterable[list[Any]]:
         groups: dict[tuple[str, str], list[Any]] = {}
@@ -172,10 +170,12 @@ class Pusher:
     def _send(self, batch: list[Any], result: PushResult) -> None:
         spec = self.spec_of(batch[0].object)
         with self.store.transaction() as conn:
-            for row in batch:
-                set_entry(conn, row.seq, status="sending")
+            batch = self._claim(conn, batch)
+        if not batch:
+            return
         replaced = self._replaced(batch)
-        writes = [self._write(spec, row, replaced) for row in batch]
+        created = self._created_versions(batch)
+        writes = [self._write(spec, row, replaced, created) for row in batch]
         result.sent += len(batch)
         result.batches += 1
         try:
@@ -199,7 +199,7 @@ class Pusher:
                 sending = self._still_sending(conn, batch)
                 for row, answer in zip(batch, answers, strict=True):
                     if row.seq in sending:
-                        self._apply(conn, spec, row, answer, recorded)
+                        self._apply(conn, spec, sending[row.seq], answer, recorded)
         except Exception as exc:
             log.warning(
                 "recording %d %s answers at once failed (%s); recording each on its own",
@@ -217,8 +217,8 @@ class Pusher:
         recorded = PushResult()
         try:
             with self.store.transaction() as conn:
-                if self._still_sending(conn, [row]):
-                    self._apply(conn, spec, row, answer, recorded)
+                if current := self._still_sending(conn, [row]).get(row.seq):
+                    self._apply(conn, spec, current, answer, recorded)
             result.add(recorded)
             return
         except Exception as exc:
@@ -231,23 +231,40 @@ class Pusher:
             retryable=True,
         )
         with self.store.transaction() as conn:
-            if self._still_sending(conn, [row]):
-                self._apply(conn, spec, row, failure, result)
+            if current := self._still_sending(conn, [row]).get(row.seq):
+                self._apply(conn, spec, current, failure, result)
 
-    def _still_sending(self, conn: Connection, rows: list[Any]) -> set[int]:
-        """Which of the entries are still ``sending`` (locked until the commit): a pull may
-        have settled one while its write was on the way."""
+    def _claim(self, conn: Connection, batch: list[Any]) -> list[Any]:
+        """Mark ``sending`` the entries of ``batch`` still ready as they stand now (locked
+        until the commit), and return them as they stand: a pull that ran since the batch was
+        read may have parked an entry in a conflict, superseded it or rebased it onto the
+        CRM's newer values, and only the entry as that pull left it may be sent."""
+        current = self._locked(conn, batch, ("pending", "sending"))
+        claimed = [current[row.seq] for row in batch if row.seq in current]
+        claimed = [row for row in claimed if _sendable(row)]
+        for row in claimed:
+            set_entry(conn, row.seq, status="sending")
+        return claimed
+
+    def _still_sending(self, conn: Connection, rows: list[Any]) -> dict[int, Any]:
+        """The entries still ``sending``, as they stand now (locked until the commit): a pull
+        may have settled one while its write was on the way."""
+        return self._locked(conn, rows, ("sending",))
+
+    def _locked(
+        self, conn: Connection, rows: list[Any], statuses: tuple[str, ...]
+    ) -> dict[int, Any]:
         o = mirror_outbox.c
         seqs = sorted(row.seq for row in rows)
-        found: set[int] = set()
+        found: dict[int, Any] = {}
         for start in range(0, len(seqs), 500):
             query = (
-                select(o.seq)
-                .where(o.seq.in_(seqs[start : start + 500]), o.status == "sending")
+                select(mirror_outbox)
+                .where(o.seq.in_(seqs[start : start + 500]), o.status.in_(statuses))
                 .order_by(o.seq)
                 .with_for_update()
             )
-            found.update(conn.execute(query).scalars())
+            found.update((row.seq, row) for row in conn.execute(query))
         return found
 
     def _replaced(self, batch: list[Any]) -> dict[str, str]:
@@ -258,10 +275,40 @@ class Pusher:
         with self.store.engine.connect() as conn:
             return current_ids(conn, self.source, bases)
 
-    def _write(self, spec: ObjectSpec, row: Any, replaced: dict[str, str]) -> Write:
+    def _created_versions(self, batch: list[Any]) -> dict[str, str]:
+        """The version the CRM gave each record the portal created, for the batch's updates of
+        it that carry no version of their own (made before a pull brought the record): they
+        were made against the create's values, and a change made in the CRM since the create
+        must hold them back like any other."""
+        ids = sorted(
+            {row.record_id for row in batch if row.op == "update" and not row.base_version}
+        )
+        if not ids:
+            return {}
+        o = mirror_outbox.c
+        found: dict[str, str] = {}
+        with self.store.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(o.record_id, o.pushed_version).where(
+                    o.source == self.source,
+                    o.record_id.in_(ids[start : start + 500]),
+                    o.op == "create",
+                    o.status == "done",
+                    o.pushed_version.is_not(None),
+                )
+                found.update((record_id, version) for record_id, version in conn.execute(query))
+        return found
+
+    def _write(
+        self, spec: ObjectSpec, row: Any, replaced: dict[str, str], created: dict[str, str]
+    ) -> Write:
         values = {name: typed(spec, name, value) for name, value in row.new_values.items()}
         op = WriteOp(row.op)
-        version = None if row.force or op is WriteOp.CREATE else row.base_version
+        version = None
+        if not row.force and op is not WriteOp.CREATE:
+            version = row.base_version or (
+                created.get(row.record_id) if op is WriteOp.UPDATE else None
+            )
         return Write(
             op=op,
             object=spec.name,
@@ -348,8 +395,8 @@ class Pusher:
 
     def _requeue(self, batch: list[Any]) -> None:
         with self.store.transaction() as conn:
-            for row in batch:
-                set_entry(conn, row.seq, status="pending")
+            for seq in self._still_sending(conn, batch):
+                set_entry(conn, seq, status="pending")
 
     def _settle(self, conn: Connection, spec: ObjectSpec, record_id: str) -> None:
         if not still_pending(conn, spec.source, spec.name, record_id):
@@ -421,6 +468,16 @@ def _rebase_followers(conn: Connection, row: Any) -> None:
         }
         if rebased != old_values:
             set_entry(conn, seq, old_values=rebased)
+
+
+def _sendable(row: Any) -> bool:
+    """Whether an open entry can go to the CRM now: not blocked, and referencing no record
+    the CRM has not created yet."""
+    return (
+        row.status != "blocked"
+        and not any(is_local(v) for v in row.new_values.values())
+        and (row.op == "create" or not is_local(row.record_id))
+    )
 
 
 def _describe(exc: BaseException) -> str:

@@ -104,16 +104,9 @@ def test_the_checker_finds_each_kind_of_failure(tmp_path: Path) -> None:
     assert "#4 " in examples["edits.reordered"][0] and "#6" in examples["changes.overwritten"][0]
 
 
-OPEN_CONFLICT_WRITES = pytest.mark.xfail(
-    strict=False,
-    reason="an edit whose manual conflict is still open is written over the CRM value the "
-    "conflict holds (Salesforce): edits duplicated, CRM changes overwritten",
-)
 SCENARIO_RUNS = [
-    pytest.param("salesforce", "sqlite", 200, marks=OPEN_CONFLICT_WRITES),
-    pytest.param(
-        "salesforce", "postgresql", 200, marks=[pytest.mark.postgres, OPEN_CONFLICT_WRITES]
-    ),
+    pytest.param("salesforce", "sqlite", 200),
+    pytest.param("salesforce", "postgresql", 200, marks=pytest.mark.postgres),
     pytest.param("hubspot", "sqlite", 200),
     pytest.param("dynamics", "sqlite", 200),
 ]

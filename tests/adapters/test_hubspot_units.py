@@ -10,6 +10,7 @@ import pytest
 from adapters.hubspot_cursor import Keyset, split_full_page
 from adapters.hubspot_errors import ErrorAnswer, Outcome, mirror_error, outcome
 from adapters.hubspot_http import RateGovernor
+from adapters.hubspot_overwrites import overwritten
 from adapters.hubspot_settings import HubSpotSettings
 from adapters.hubspot_types import RecordConverter, object_spec, to_wire
 from mirror.errors import AuthError, CrmError, QuotaExceeded, TransientError
@@ -148,3 +149,24 @@ def test_settings_list_every_problem_and_clamp_pages() -> None:
     settings = HubSpotSettings(access_token="pat-x", page_size=2000)
     assert (settings.list_limit, settings.search_limit) == (100, 200)
     assert "pat-x" not in repr(settings)
+
+
+def _history(*entries: tuple[str, str]) -> dict[str, list[dict[str, str]]]:
+    """``hs_next_step``'s history, newest first as HubSpot lists it: (value, timestamp)."""
+    return {"hs_next_step": [{"value": v, "timestamp": t} for v, t in entries]}
+
+
+def test_a_change_our_write_overwrote_is_found_whatever_its_stamp() -> None:
+    checked, ours = "2026-01-01T10:00:00.000Z", "2026-01-01T10:00:05.000Z"
+    sent = {"hs_next_step": "portal"}
+    # stamped before our write, or (applied while our batch was under way) after it
+    for crm_stamp in ("2026-01-01T10:00:04.000Z", "2026-01-01T10:00:05.001Z"):
+        history = _history(("crm", crm_stamp), ("portal", ours), ("base", checked))
+        found = overwritten(history, sent, checked, ours, {"hs_next_step": "portal"})
+        assert found is not None and found.values == {"hs_next_step": "crm"}
+    # a change made after our write holds the record now: it stands
+    history = _history(("later", "2026-01-01T10:00:06.000Z"), ("portal", ours))
+    assert overwritten(history, sent, checked, ours, {"hs_next_step": "later"}) is None
+    # our own value, and values from before the check, were overwritten by nobody
+    history = _history(("portal", ours), ("base", checked), ("older", "2025-12-31T00:00:00Z"))
+    assert overwritten(history, sent, checked, ours, {"hs_next_step": "portal"}) is None

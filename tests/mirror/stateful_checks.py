@@ -218,6 +218,8 @@ def _writes_accounted(
                 continue
             edit = owners.get((write.object, name, value))
             if edit is None:
+                if _given_back(driver, write, name, owners, conflicts):
+                    continue
                 found.append(f"ghost write: {write.object} {write.record_id}.{name}={value!r}")
                 continue
             entry = entries.get(edit.seq)
@@ -230,3 +232,23 @@ def _writes_accounted(
                 f" a value it was not made against ({base!r}), with no conflict recorded"
             )
     return found
+
+
+def _given_back(
+    driver: CrmDriver,
+    write: LoggedWrite,
+    name: str,
+    owners: Mapping[tuple[str, str, Any], Edit],
+    conflicts: set[tuple[int, str]],
+) -> bool:
+    """Whether ``write`` gives a field back the value the CRM's own users set, over a portal
+    edit's value whose conflict was recorded: an adapter undoing an overwrite it found after
+    the fact (HubSpot, from the property's history)."""
+    value, over = write.values[name], write.before.get(name)
+    edit = owners.get((write.object, name, over))
+    if edit is None or (edit.seq, name) not in conflicts:
+        return False
+    return any(
+        w.origin == "crm" and w.record_id == write.record_id and w.values.get(name) == value
+        for w in driver.log
+    )
