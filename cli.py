@@ -591,7 +591,7 @@ def sandbox() -> None:
     default="salesforce",
     show_default=True,
 )
-@click.option("--port", default=8765, show_default=True)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--size",
     default="small",
@@ -600,36 +600,58 @@ def sandbox() -> None:
 )
 @click.option("--seed", default=7, show_default=True)
 @click.option("--db", "db_path", default=None, help="The sandbox's own SQLite file.")
-def sandbox_serve(crm: str, port: int, size: str, seed: int, db_path: str | None) -> None:
-    """Serve a seeded sandbox CRM in the foreground (Ctrl-C stops it)."""
+@click.option(
+    "--write-config",
+    "config_out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also write the config that mirrors this sandbox to this file.",
+)
+@click.option(
+    "--mirror-db",
+    default="sqlite:///prm-mirror-demo.db",
+    show_default=True,
+    help="The mirror's database in the printed config.",
+)
+def sandbox_serve(
+    crm: str,
+    port: int,
+    size: str,
+    seed: int,
+    db_path: str | None,
+    config_out: str | None,
+    mirror_db: str,
+) -> None:
+    """Serve a seeded sandbox CRM in the foreground (Ctrl-C stops it).
+
+    It prints the config that mirrors it (credentials included: they are the sandbox's own).
+    """
+    from adapters.sandbox.configs import config_toml
+
     path = db_path or f"prm-sandbox-{crm}-{size}-{seed}.db"
     console.print(f"generating or opening {path} ...")
+    box = _sandbox(crm, path, seed, _size(size), port)
+    text = config_toml(crm, box, mirror_db)
+    click.echo(f"{crm} sandbox on {box.base_url}; a config that mirrors it:\n")
+    click.echo(text)
+    if config_out:
+        Path(config_out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {config_out}: `prm-mirror -c {config_out} sync` mirrors it")
+    box.serve_forever()
+
+
+def _sandbox(crm: str, path: str, seed: int, size: str | int, port: int) -> Any:
     if crm == "hubspot":
         from adapters.sandbox.hubspot import HubSpotSandbox
 
-        hub = HubSpotSandbox(path, seed=seed, size=_size(size), port=port)
-        console.print(
-            f"HubSpot sandbox on http://127.0.0.1:{port} (access token {hub.access_token})"
-        )
-        hub.serve_forever()
-    elif crm == "dynamics":
+        return HubSpotSandbox(path, seed=seed, size=size, port=port)
+    if crm == "dynamics":
         from adapters.sandbox.dynamics import DynamicsSandbox
 
-        dv = DynamicsSandbox(path, seed=seed, size=_size(size), port=port)
-        console.print(
-            f"Dataverse and Entra ID sandbox on {dv.base_url} (tenant {dv.tenant_id}, "
-            f"client {dv.client_id}; the secret is in `source_settings()`)"
-        )
-        dv.serve_forever()
-    else:
-        from adapters.sandbox.salesforce import SalesforceSandbox
+        return DynamicsSandbox(path, seed=seed, size=size, port=port)
+    from adapters.sandbox.salesforce import SalesforceSandbox
 
-        box = SalesforceSandbox(path, seed=seed, size=_size(size), port=port)
-        console.print(
-            f"Salesforce sandbox on http://127.0.0.1:{port}  "
-            f"(user {box.username}; see config/demo.toml)"
-        )
-        box.serve_forever()
+    return SalesforceSandbox(path, seed=seed, size=size, port=port)
 
 
 def _size(size: str) -> str | int:
