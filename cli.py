@@ -24,11 +24,12 @@ from rich.table import Table
 from mirror import Mirror, MirrorError
 from mirror.config import SECRET_KEYS, ConfigError, load_config
 from mirror.pages import PageOutcome
+from mirror.resources import data_dir
 from mirror.sync import RunResult
 from mirror.types import Page
 
 console = Console()
-EXAMPLE_CONFIG = Path(__file__).resolve().parent / "config" / "example.toml"
+EXAMPLE_CONFIG = data_dir("config") / "example.toml"
 
 
 def _config_path(ctx: click.Context) -> str:
