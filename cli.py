@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -91,19 +92,34 @@ def init(path: str, force: bool) -> None:
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Validate the config and reach every CRM source."""
+    """Validate the config, log in to every CRM source and check the config against what it
+    describes; lists every problem at once and writes nothing.
+
+    Exits 0 when all is well, 2 when the config has problems, 1 when a source cannot log in.
+    """
+    from mirror.api import build_adapter
+    from mirror.config_check import check_config
+
     with _errors():
-        load_config(_config_path(ctx))
-    with _mirror(ctx) as mirror:
-        console.print(f"config ok; store {mirror.store.safe_url}")
-        failures = 0
-        for source, problem in mirror.check().items():
-            if problem is None:
-                console.print(f"[green]ok[/green]   {source}")
-            else:
-                failures += 1
-                console.print(f"[red]fail[/red] {source}: {problem}")
-    if failures:
+        config = load_config(_config_path(ctx))
+        report = check_config(
+            config, lambda name, s: build_adapter(s.crm, name, s.adapter_settings())
+        )
+    for source, problem in report.logins.items():
+        if problem is None:
+            console.print(f"[green]ok[/green]   {source}: logged in, objects and fields checked")
+        else:
+            console.print(
+                f"[red]fail[/red] {source}: {escape(problem)}\n"
+                f"     (could not log in: its objects and fields were not checked against the CRM)"
+            )
+    if report.problems:
+        console.print(escape(str(ConfigError(report.problems))), style="red")
+        sys.exit(2)
+    if report.ok:
+        console.print("config ok")
+    else:
+        console.print("config ok as far as it could be checked without the CRM")
         sys.exit(1)
 
 
@@ -507,15 +523,28 @@ def registrations_expire(ctx: click.Context) -> None:
         console.print(f"{len(expired)} registration(s) expired")
 
 
+DAEMON_EXIT_CODES = {"ok": 0, "config": 2, "some_failed": 3, "all_failed": 4}
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="Run every sync and push once, then exit.")
 @click.option("--worker-id", default=None, help="This worker's name (default: host-pid).")
 @click.pass_context
 def daemon(ctx: click.Context, once: bool, worker_id: str | None) -> None:
-    """Run the scheduled syncs, pushes, sweeps and audits until SIGTERM."""
+    """Run the scheduled syncs, pushes, sweeps and audits until SIGTERM.
+
+    With --once (for cron) the exit code tells what happened: 0 every job ok, 2 the config is
+    invalid (nothing ran), 3 some jobs failed, 4 every sync failed (nothing was mirrored, e.g.
+    the CRM is unreachable or refuses the login).
+    """
+    from mirror.config_check import cron_problems
     from mirror.daemon import Daemon
     from mirror.observability import configure_logging
 
+    with _errors():
+        problems = cron_problems(load_config(_config_path(ctx)))
+        if problems:
+            raise ConfigError(problems)
     with _mirror(ctx) as mirror:
         secrets = [
             str(value)
@@ -526,13 +555,24 @@ def daemon(ctx: click.Context, once: bool, worker_id: str | None) -> None:
         if not once:
             configure_logging(mirror.config.daemon.log_format, secrets)
         worker = Daemon(mirror, worker_id=worker_id)
-        if once:
-            snapshot = worker.run_once()
-            for job, state in sorted(snapshot["jobs"].items()):
-                outcome = "[red]failed[/red]" if "error" in state else "ok"
-                console.print(f"{job}: {outcome} {state.get('error') or state.get('note') or ''}")
-        else:
+        if not once:
             worker.run()
+            return
+        jobs = worker.run_once()["jobs"]
+    for job, state in sorted(jobs.items()):
+        outcome = "[red]failed[/red]" if "error" in state else "ok"
+        detail = escape(state.get("error") or state.get("note") or "")
+        console.print(f"{job}: {outcome} {detail}")
+    sys.exit(DAEMON_EXIT_CODES[_once_outcome(jobs)])
+
+
+def _once_outcome(jobs: dict[str, dict[str, Any]]) -> str:
+    """``ok``, ``some_failed`` or ``all_failed`` (no sync job succeeded) for one round."""
+    failed = {job for job, state in jobs.items() if "error" in state}
+    if not failed:
+        return "ok"
+    syncs = {job for job in jobs if job.startswith("sync:")}
+    return "all_failed" if syncs <= failed else "some_failed"
 
 
 @contextmanager

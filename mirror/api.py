@@ -119,7 +119,7 @@ class Mirror:
         """The adapter of ``source``, built from its config on first use."""
         if source not in self._adapters:
             settings = self._source(source)
-            self._adapters[source] = _build_adapter(
+            self._adapters[source] = build_adapter(
                 settings.crm, source, settings.adapter_settings()
             )
         return self._adapters[source]
@@ -572,7 +572,8 @@ class Mirror:
             raise ConfigError(f"no source named {source!r} (configured: {known})") from None
 
 
-def _build_adapter(crm: str, source: str, settings: Mapping[str, Any]) -> CrmAdapter:
+def build_adapter(crm: str, source: str, settings: Mapping[str, Any]) -> CrmAdapter:
+    """The adapter of ``crm`` (from the installed adapter entry points) for ``source``."""
     factories = {ep.name: ep for ep in entry_points(group=ADAPTER_GROUP)}
     if crm not in factories:
         available = ", ".join(sorted(factories)) or "none installed"

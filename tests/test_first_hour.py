@@ -4,6 +4,8 @@ the small commands)."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -67,3 +69,112 @@ def test_sandbox_serve_writes_a_config_that_logs_in(
     finally:
         for box in served:
             box.stop()
+
+
+@pytest.fixture(scope="module")
+def tiny_box(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    with SalesforceSandbox(tmp_path_factory.mktemp("fh") / "sf.db", size="tiny") as box:
+        yield box
+
+
+def sandbox_config(folder: Path, login_url: str, extra: str = "", objects: str = "") -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / "prm-mirror.toml"
+    path.write_text(
+        f"""
+{extra}
+[store]
+database = "sqlite:///{folder / "mirror.db"}"
+
+[sources.salesforce]
+crm = "salesforce"
+{objects}
+login_url = "{login_url}"
+username = "{SalesforceSandbox.username}"
+password = "{SalesforceSandbox.password}"
+security_token = "{SalesforceSandbox.security_token}"
+max_retries = 0
+"""
+    )
+    return path
+
+
+BROKEN = """
+[daemon]
+sweep_cron = "every night"
+metrics_port = 0
+"""
+BAD_RULES = """
+[sources.salesforce.visibility.fields.Opportunity]
+visible = ["Name", "Amont"]
+[sources.salesforce.visibility.fields.Opportunty]
+visible = ["Name"]
+"""
+
+
+def test_check_lists_every_problem_against_the_crm_and_creates_no_store(
+    tmp_path: Path, tiny_box: SalesforceSandbox
+) -> None:
+    objects = 'objects = ["Account", "Acount", "Opportunity"]'
+    config = sandbox_config(tmp_path, tiny_box.base_url, BROKEN, objects)
+    config.write_text(config.read_text() + BAD_RULES)
+    result = CliRunner().invoke(main, ["-c", str(config), "check"], env={})
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "daemon.sweep_cron: 'every night' is not a crontab expression" in text
+    assert "objects: 'Acount'" in text
+    assert "Opportunity has no field 'Amont'" in text
+    assert "no object 'Opportunty'" in text
+    assert "config ok" not in text
+    assert not (tmp_path / "mirror.db").exists()
+
+
+def test_check_says_what_it_could_not_check_when_the_crm_is_unreachable(tmp_path: Path) -> None:
+    config = sandbox_config(tmp_path, f"http://127.0.0.1:{free_port()}")
+    result = CliRunner().invoke(main, ["-c", str(config), "check"], env={})
+    assert result.exit_code == 1
+    assert "not checked against the CRM" in " ".join(result.output.split())
+    assert not (tmp_path / "mirror.db").exists()
+
+
+def test_check_of_a_sound_config_says_ok(tmp_path: Path, tiny_box: SalesforceSandbox) -> None:
+    config = sandbox_config(tmp_path, tiny_box.base_url)
+    result = CliRunner().invoke(main, ["-c", str(config), "check"], env={})
+    assert result.exit_code == 0, result.output
+    assert "config ok" in result.output
+
+
+def daemon_once(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "-c", str(config), "daemon", "--once"],
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_daemon_once_exit_codes_tell_cron_what_happened(
+    tmp_path: Path, tiny_box: SalesforceSandbox
+) -> None:
+    quiet = "[daemon]\nmetrics_port = 0\n"
+    runs = {
+        "config": sandbox_config(tmp_path / "a", tiny_box.base_url, BROKEN),
+        "one_bad_object": sandbox_config(
+            tmp_path / "c", tiny_box.base_url, quiet, 'objects = ["User", "Acount"]'
+        ),
+        "fine": sandbox_config(tmp_path / "d", tiny_box.base_url, quiet, 'objects = ["User"]'),
+    }
+    codes = {
+        name: CliRunner().invoke(main, ["-c", str(config), "daemon", "--once"], env={}).exit_code
+        for name, config in runs.items()
+    }
+    assert codes == {"config": 2, "one_bad_object": 3, "fine": 0}
+
+
+def test_daemon_once_against_an_unreachable_crm_exits_4(tmp_path: Path) -> None:
+    quiet = "[daemon]\nmetrics_port = 0\n"
+    config = sandbox_config(tmp_path, f"http://127.0.0.1:{free_port()}", quiet)
+    finished = daemon_once(config)
+    assert finished.returncode == 4, finished.stdout + finished.stderr
+    assert "failed" in finished.stdout
