@@ -19,7 +19,9 @@ from adapters.sandbox.lifecycle import SandboxLifecycle
 from adapters.sandbox.salesforce import SalesforceSandbox
 from cli import main
 from mirror import Mirror
-from mirror.config import parse_config
+from mirror.config import DaemonConfig, load_config, parse_config
+from mirror.errors import ConfigError
+from mirror.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,3 +180,41 @@ def test_daemon_once_against_an_unreachable_crm_exits_4(tmp_path: Path) -> None:
     finished = daemon_once(config)
     assert finished.returncode == 4, finished.stdout + finished.stderr
     assert "failed" in finished.stdout
+
+
+def test_a_missing_postgres_driver_is_a_config_error_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(ConfigError, match=r"prm-mirror\[postgres\]"):
+        Store("postgresql+psycopg://prm@127.0.0.1:1/prm")
+
+
+def test_the_container_publishes_metrics_it_serves_and_runs_where_it_can_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = (ROOT / "deploy" / "Containerfile").read_text().splitlines()
+    directives = [line.split(None, 1) for line in lines if line and not line.startswith("#")]
+    env = dict(d[1].split("=", 1) for d in directives if d[0] == "ENV")
+    user = [d[1] for d in directives if d[0] == "USER"][-1]
+    workdir = [d[1] for d in directives if d[0] == "WORKDIR"][-1]
+    exposed = [d[1] for d in directives if d[0] == "EXPOSE"]
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    example = load_config(
+        ROOT / "config" / "example.toml", environ={**env, "SF_USERNAME": "u", "SF_PASSWORD": "p"}
+    )
+    assert exposed == [str(example.daemon.metrics_port)]
+    assert example.daemon.metrics_host == "0.0.0.0" and DaemonConfig().metrics_host == "0.0.0.0"
+    assert user != "nobody" and f"--home-dir {workdir} --create-home {user}" in "\n".join(lines)
+    assert example.store.database == "sqlite:///prm-mirror.db"  # relative: the working directory
+
+
+def test_the_systemd_unit_may_write_where_the_default_store_lands() -> None:
+    unit = dict(
+        line.split("=", 1)
+        for line in (ROOT / "deploy" / "prm-mirror.service").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert unit["ProtectSystem"] == "strict"
+    assert unit["WorkingDirectory"] == f"/var/lib/{unit['StateDirectory']}"
