@@ -37,7 +37,8 @@ def _config_path(ctx: click.Context) -> str:
     return str(ctx.obj["config"])
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="prm-mirror", prog_name="prm-mirror")
 @click.option(
     "-c",
     "--config",
@@ -78,11 +79,12 @@ def _errors() -> Iterator[None]:
 
 
 @main.command()
-@click.option("--path", default="prm-mirror.toml", show_default=True, help="Where to write it.")
+@click.option("--path", default=None, help="Where to write it (default: the -c config file).")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(path: str, force: bool) -> None:
+@click.pass_context
+def init(ctx: click.Context, path: str | None, force: bool) -> None:
     """Write a documented config file to start from."""
-    target = Path(path)
+    target = Path(path or _config_path(ctx))
     if target.exists() and not force:
         raise click.ClickException(f"{target} exists; pass --force to overwrite it")
     target.write_text(EXAMPLE_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
@@ -129,8 +131,16 @@ def check(ctx: click.Context) -> None:
 @click.pass_context
 def backfill(ctx: click.Context, objects: tuple[str, ...], restart: bool) -> None:
     """Backfill objects (an interrupted backfill resumes where it stopped)."""
-    with _mirror(ctx) as mirror, _progress() as progress:
-        results = mirror.backfill(objects or None, restart=restart, progress=progress)
+    with _mirror(ctx) as mirror:
+        if not restart:
+            for s in mirror.status():
+                if s.phase == "incremental" and (not objects or s.object in objects):
+                    console.print(
+                        f"{s.source}.{s.object}: backfilled already, so this reads only what "
+                        "changed since; --restart reads everything anew"
+                    )
+        with _progress() as progress:
+            results = mirror.backfill(objects or None, restart=restart, progress=progress)
     _print_results(results)
 
 
@@ -168,7 +178,7 @@ def status(ctx: click.Context) -> None:
                 last += f" ({s.last_error[:60]})"
             table.add_row(
                 f"{s.source}.{s.object}",
-                (s.phase or "-") + (" (slices pending)" if s.slices_pending else ""),
+                (s.phase or "never synced") + (" (slices pending)" if s.slices_pending else ""),
                 s.cursor or "-",
                 str(s.rows),
                 str(s.deleted),

@@ -507,7 +507,8 @@ class Mirror:
 
     def status(self) -> list[ObjectStatus]:
         """Per mirrored object: phase, cursor, row counts, rejects and the last run (runs
-        whose process died are closed as ``interrupted`` first)."""
+        whose process died are closed as ``interrupted`` first); then each configured object
+        never synced, with phase ``None``."""
         self.close_orphaned_runs()
         statuses = []
         p = mirror_access_pending.c
@@ -534,7 +535,31 @@ class Mirror:
                     slices_pending=(source, name) in pending,
                 )
             )
-        return statuses
+        return statuses + self._never_synced({(s.source, s.object) for s in statuses})
+
+    def _never_synced(self, mirrored: set[tuple[str, str]]) -> list[ObjectStatus]:
+        """The configured objects with no table yet: their status says so (phase ``None``)."""
+        missing = []
+        for source in self.config.sources:
+            for name in self.object_names(source):
+                if (source, name) in mirrored:
+                    continue
+                last = self._last_run(source, name)
+                missing.append(
+                    ObjectStatus(
+                        source=source,
+                        object=name,
+                        phase=None,
+                        cursor=None,
+                        rows=0,
+                        deleted=0,
+                        rejects=0,
+                        last_run_status=last.get("status"),
+                        last_run_at=last.get("finished_at") or last.get("started_at"),
+                        last_error=last.get("error"),
+                    )
+                )
+        return missing
 
     def queue_summary(self) -> dict[str, int]:
         """Outbox entries per status, plus ``conflicts``: the open conflicts."""

@@ -218,3 +218,40 @@ def test_the_systemd_unit_may_write_where_the_default_store_lands() -> None:
     )
     assert unit["ProtectSystem"] == "strict"
     assert unit["WorkingDirectory"] == f"/var/lib/{unit['StateDirectory']}"
+
+
+def test_version_and_short_help() -> None:
+    version = CliRunner().invoke(main, ["--version"])
+    assert version.exit_code == 0 and version.output.startswith("prm-mirror, version ")
+    for args in (["-h"], ["sync", "-h"]):
+        shown = CliRunner().invoke(main, args)
+        assert shown.exit_code == 0 and "Usage:" in shown.output
+
+
+def test_init_writes_the_config_named_by_c(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.toml"
+    result = CliRunner().invoke(main, ["-c", str(target), "init"], env={})
+    assert result.exit_code == 0, result.output
+    assert target.read_text() == (ROOT / "config" / "example.toml").read_text()
+
+
+def test_status_lists_objects_never_synced_and_backfill_says_it_reads_changes(
+    tmp_path: Path, tiny_box: SalesforceSandbox
+) -> None:
+    config = sandbox_config(tmp_path, tiny_box.base_url, "", 'objects = ["User", "Product2"]')
+    invoke = CliRunner().invoke
+    assert invoke(main, ["-c", str(config), "backfill", "--object", "User"], env={}).exit_code == 0
+    status = invoke(main, ["-c", str(config), "status"], env={})
+    assert status.exit_code == 0, status.output
+    rows = {
+        name: line
+        for line in status.output.splitlines()
+        for name in ("salesforce.Product2", "salesforce.User")
+        if name in line
+    }
+    assert "never synced" in rows["salesforce.Product2"]
+    assert "incremental" in rows["salesforce.User"]
+    again = invoke(main, ["-c", str(config), "backfill", "--object", "User"], env={})
+    assert again.exit_code == 0
+    text = " ".join(again.output.split())
+    assert "salesforce.User: backfilled already" in text and "--restart" in text
