@@ -170,7 +170,7 @@ def status(ctx: click.Context) -> None:
     """Per object: phase, cursor, rows, rejects and the last run."""
     with _mirror(ctx) as mirror:
         table = Table("object", "phase", "cursor", "rows", "deleted", "rejects", "last run")
-        for s in mirror.status():
+        for s in mirror.status(unsynced=True):
             last = (
                 f"{s.last_run_status} {s.last_run_at:%Y-%m-%d %H:%M:%S}" if s.last_run_at else "-"
             )

@@ -505,10 +505,10 @@ class Mirror:
         their machine lost), each with the reason; a live worker's runs are left alone."""
         return close_orphaned_runs(self.store)
 
-    def status(self) -> list[ObjectStatus]:
+    def status(self, *, unsynced: bool = False) -> list[ObjectStatus]:
         """Per mirrored object: phase, cursor, row counts, rejects and the last run (runs
-        whose process died are closed as ``interrupted`` first); then each configured object
-        never synced, with phase ``None``."""
+        whose process died are closed as ``interrupted`` first); with ``unsynced``, then each
+        configured object never synced, with phase ``None``."""
         self.close_orphaned_runs()
         statuses = []
         p = mirror_access_pending.c
@@ -535,6 +535,8 @@ class Mirror:
                     slices_pending=(source, name) in pending,
                 )
             )
+        if not unsynced:
+            return statuses
         return statuses + self._never_synced({(s.source, s.object) for s in statuses})
 
     def _never_synced(self, mirrored: set[tuple[str, str]]) -> list[ObjectStatus]:
