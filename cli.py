@@ -18,24 +18,27 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mirror import Mirror, MirrorError
 from mirror.config import SECRET_KEYS, ConfigError, load_config
 from mirror.pages import PageOutcome
+from mirror.resources import data_dir
 from mirror.sync import RunResult
 from mirror.types import Page
 
 console = Console()
-EXAMPLE_CONFIG = Path(__file__).resolve().parent / "config" / "example.toml"
+EXAMPLE_CONFIG = data_dir("config") / "example.toml"
 
 
 def _config_path(ctx: click.Context) -> str:
     return str(ctx.obj["config"])
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="prm-mirror", prog_name="prm-mirror")
 @click.option(
     "-c",
     "--config",
@@ -76,11 +79,12 @@ def _errors() -> Iterator[None]:
 
 
 @main.command()
-@click.option("--path", default="prm-mirror.toml", show_default=True, help="Where to write it.")
+@click.option("--path", default=None, help="Where to write it (default: the -c config file).")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(path: str, force: bool) -> None:
+@click.pass_context
+def init(ctx: click.Context, path: str | None, force: bool) -> None:
     """Write a documented config file to start from."""
-    target = Path(path)
+    target = Path(path or _config_path(ctx))
     if target.exists() and not force:
         raise click.ClickException(f"{target} exists; pass --force to overwrite it")
     target.write_text(EXAMPLE_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
@@ -90,19 +94,34 @@ def init(path: str, force: bool) -> None:
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Validate the config and reach every CRM source."""
+    """Validate the config, log in to every CRM source and check the config against what it
+    describes; lists every problem at once and writes nothing.
+
+    Exits 0 when all is well, 2 when the config has problems, 1 when a source cannot log in.
+    """
+    from mirror.api import build_adapter
+    from mirror.config_check import check_config
+
     with _errors():
-        load_config(_config_path(ctx))
-    with _mirror(ctx) as mirror:
-        console.print(f"config ok; store {mirror.store.safe_url}")
-        failures = 0
-        for source, problem in mirror.check().items():
-            if problem is None:
-                console.print(f"[green]ok[/green]   {source}")
-            else:
-                failures += 1
-                console.print(f"[red]fail[/red] {source}: {problem}")
-    if failures:
+        config = load_config(_config_path(ctx))
+        report = check_config(
+            config, lambda name, s: build_adapter(s.crm, name, s.adapter_settings())
+        )
+    for source, problem in report.logins.items():
+        if problem is None:
+            console.print(f"[green]ok[/green]   {source}: logged in, objects and fields checked")
+        else:
+            console.print(
+                f"[red]fail[/red] {source}: {escape(problem)}\n"
+                f"     (could not log in: its objects and fields were not checked against the CRM)"
+            )
+    if report.problems:
+        console.print(escape(str(ConfigError(report.problems))), style="red")
+        sys.exit(2)
+    if report.ok:
+        console.print("config ok")
+    else:
+        console.print("config ok as far as it could be checked without the CRM")
         sys.exit(1)
 
 
@@ -112,8 +131,16 @@ def check(ctx: click.Context) -> None:
 @click.pass_context
 def backfill(ctx: click.Context, objects: tuple[str, ...], restart: bool) -> None:
     """Backfill objects (an interrupted backfill resumes where it stopped)."""
-    with _mirror(ctx) as mirror, _progress() as progress:
-        results = mirror.backfill(objects or None, restart=restart, progress=progress)
+    with _mirror(ctx) as mirror:
+        if not restart:
+            for s in mirror.status():
+                if s.phase == "incremental" and (not objects or s.object in objects):
+                    console.print(
+                        f"{s.source}.{s.object}: backfilled already, so this reads only what "
+                        "changed since; --restart reads everything anew"
+                    )
+        with _progress() as progress:
+            results = mirror.backfill(objects or None, restart=restart, progress=progress)
     _print_results(results)
 
 
@@ -143,7 +170,7 @@ def status(ctx: click.Context) -> None:
     """Per object: phase, cursor, rows, rejects and the last run."""
     with _mirror(ctx) as mirror:
         table = Table("object", "phase", "cursor", "rows", "deleted", "rejects", "last run")
-        for s in mirror.status():
+        for s in mirror.status(unsynced=True):
             last = (
                 f"{s.last_run_status} {s.last_run_at:%Y-%m-%d %H:%M:%S}" if s.last_run_at else "-"
             )
@@ -151,7 +178,7 @@ def status(ctx: click.Context) -> None:
                 last += f" ({s.last_error[:60]})"
             table.add_row(
                 f"{s.source}.{s.object}",
-                (s.phase or "-") + (" (slices pending)" if s.slices_pending else ""),
+                (s.phase or "never synced") + (" (slices pending)" if s.slices_pending else ""),
                 s.cursor or "-",
                 str(s.rows),
                 str(s.deleted),
@@ -506,15 +533,28 @@ def registrations_expire(ctx: click.Context) -> None:
         console.print(f"{len(expired)} registration(s) expired")
 
 
+DAEMON_EXIT_CODES = {"ok": 0, "config": 2, "some_failed": 3, "all_failed": 4}
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="Run every sync and push once, then exit.")
 @click.option("--worker-id", default=None, help="This worker's name (default: host-pid).")
 @click.pass_context
 def daemon(ctx: click.Context, once: bool, worker_id: str | None) -> None:
-    """Run the scheduled syncs, pushes, sweeps and audits until SIGTERM."""
+    """Run the scheduled syncs, pushes, sweeps and audits until SIGTERM.
+
+    With --once (for cron) the exit code tells what happened: 0 every job ok, 2 the config is
+    invalid (nothing ran), 3 some jobs failed, 4 every sync failed (nothing was mirrored, e.g.
+    the CRM is unreachable or refuses the login).
+    """
+    from mirror.config_check import cron_problems
     from mirror.daemon import Daemon
     from mirror.observability import configure_logging
 
+    with _errors():
+        problems = cron_problems(load_config(_config_path(ctx)))
+        if problems:
+            raise ConfigError(problems)
     with _mirror(ctx) as mirror:
         secrets = [
             str(value)
@@ -525,13 +565,24 @@ def daemon(ctx: click.Context, once: bool, worker_id: str | None) -> None:
         if not once:
             configure_logging(mirror.config.daemon.log_format, secrets)
         worker = Daemon(mirror, worker_id=worker_id)
-        if once:
-            snapshot = worker.run_once()
-            for job, state in sorted(snapshot["jobs"].items()):
-                outcome = "[red]failed[/red]" if "error" in state else "ok"
-                console.print(f"{job}: {outcome} {state.get('error') or state.get('note') or ''}")
-        else:
+        if not once:
             worker.run()
+            return
+        jobs = worker.run_once()["jobs"]
+    for job, state in sorted(jobs.items()):
+        outcome = "[red]failed[/red]" if "error" in state else "ok"
+        detail = escape(state.get("error") or state.get("note") or "")
+        console.print(f"{job}: {outcome} {detail}")
+    sys.exit(DAEMON_EXIT_CODES[_once_outcome(jobs)])
+
+
+def _once_outcome(jobs: dict[str, dict[str, Any]]) -> str:
+    """``ok``, ``some_failed`` or ``all_failed`` (no sync job succeeded) for one round."""
+    failed = {job for job, state in jobs.items() if "error" in state}
+    if not failed:
+        return "ok"
+    syncs = {job for job in jobs if job.startswith("sync:")}
+    return "all_failed" if syncs <= failed else "some_failed"
 
 
 @contextmanager
@@ -591,7 +642,7 @@ def sandbox() -> None:
     default="salesforce",
     show_default=True,
 )
-@click.option("--port", default=8765, show_default=True)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--size",
     default="small",
@@ -600,36 +651,58 @@ def sandbox() -> None:
 )
 @click.option("--seed", default=7, show_default=True)
 @click.option("--db", "db_path", default=None, help="The sandbox's own SQLite file.")
-def sandbox_serve(crm: str, port: int, size: str, seed: int, db_path: str | None) -> None:
-    """Serve a seeded sandbox CRM in the foreground (Ctrl-C stops it)."""
+@click.option(
+    "--write-config",
+    "config_out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also write the config that mirrors this sandbox to this file.",
+)
+@click.option(
+    "--mirror-db",
+    default="sqlite:///prm-mirror-demo.db",
+    show_default=True,
+    help="The mirror's database in the printed config.",
+)
+def sandbox_serve(
+    crm: str,
+    port: int,
+    size: str,
+    seed: int,
+    db_path: str | None,
+    config_out: str | None,
+    mirror_db: str,
+) -> None:
+    """Serve a seeded sandbox CRM in the foreground (Ctrl-C stops it).
+
+    It prints the config that mirrors it (credentials included: they are the sandbox's own).
+    """
+    from adapters.sandbox.configs import config_toml
+
     path = db_path or f"prm-sandbox-{crm}-{size}-{seed}.db"
     console.print(f"generating or opening {path} ...")
+    box = _sandbox(crm, path, seed, _size(size), port)
+    text = config_toml(crm, box, mirror_db)
+    click.echo(f"{crm} sandbox on {box.base_url}; a config that mirrors it:\n")
+    click.echo(text)
+    if config_out:
+        Path(config_out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {config_out}: `prm-mirror -c {config_out} sync` mirrors it")
+    box.serve_forever()
+
+
+def _sandbox(crm: str, path: str, seed: int, size: str | int, port: int) -> Any:
     if crm == "hubspot":
         from adapters.sandbox.hubspot import HubSpotSandbox
 
-        hub = HubSpotSandbox(path, seed=seed, size=_size(size), port=port)
-        console.print(
-            f"HubSpot sandbox on http://127.0.0.1:{port} (access token {hub.access_token})"
-        )
-        hub.serve_forever()
-    elif crm == "dynamics":
+        return HubSpotSandbox(path, seed=seed, size=size, port=port)
+    if crm == "dynamics":
         from adapters.sandbox.dynamics import DynamicsSandbox
 
-        dv = DynamicsSandbox(path, seed=seed, size=_size(size), port=port)
-        console.print(
-            f"Dataverse and Entra ID sandbox on {dv.base_url} (tenant {dv.tenant_id}, "
-            f"client {dv.client_id}; the secret is in `source_settings()`)"
-        )
-        dv.serve_forever()
-    else:
-        from adapters.sandbox.salesforce import SalesforceSandbox
+        return DynamicsSandbox(path, seed=seed, size=size, port=port)
+    from adapters.sandbox.salesforce import SalesforceSandbox
 
-        box = SalesforceSandbox(path, seed=seed, size=_size(size), port=port)
-        console.print(
-            f"Salesforce sandbox on http://127.0.0.1:{port}  "
-            f"(user {box.username}; see config/demo.toml)"
-        )
-        box.serve_forever()
+    return SalesforceSandbox(path, seed=seed, size=size, port=port)
 
 
 def _size(size: str) -> str | int:

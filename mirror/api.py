@@ -119,7 +119,7 @@ class Mirror:
         """The adapter of ``source``, built from its config on first use."""
         if source not in self._adapters:
             settings = self._source(source)
-            self._adapters[source] = _build_adapter(
+            self._adapters[source] = build_adapter(
                 settings.crm, source, settings.adapter_settings()
             )
         return self._adapters[source]
@@ -505,9 +505,10 @@ class Mirror:
         their machine lost), each with the reason; a live worker's runs are left alone."""
         return close_orphaned_runs(self.store)
 
-    def status(self) -> list[ObjectStatus]:
+    def status(self, *, unsynced: bool = False) -> list[ObjectStatus]:
         """Per mirrored object: phase, cursor, row counts, rejects and the last run (runs
-        whose process died are closed as ``interrupted`` first)."""
+        whose process died are closed as ``interrupted`` first); with ``unsynced``, then each
+        configured object never synced, with phase ``None``."""
         self.close_orphaned_runs()
         statuses = []
         p = mirror_access_pending.c
@@ -534,7 +535,33 @@ class Mirror:
                     slices_pending=(source, name) in pending,
                 )
             )
-        return statuses
+        if not unsynced:
+            return statuses
+        return statuses + self._never_synced({(s.source, s.object) for s in statuses})
+
+    def _never_synced(self, mirrored: set[tuple[str, str]]) -> list[ObjectStatus]:
+        """The configured objects with no table yet: their status says so (phase ``None``)."""
+        missing = []
+        for source in self.config.sources:
+            for name in self.object_names(source):
+                if (source, name) in mirrored:
+                    continue
+                last = self._last_run(source, name)
+                missing.append(
+                    ObjectStatus(
+                        source=source,
+                        object=name,
+                        phase=None,
+                        cursor=None,
+                        rows=0,
+                        deleted=0,
+                        rejects=0,
+                        last_run_status=last.get("status"),
+                        last_run_at=last.get("finished_at") or last.get("started_at"),
+                        last_error=last.get("error"),
+                    )
+                )
+        return missing
 
     def queue_summary(self) -> dict[str, int]:
         """Outbox entries per status, plus ``conflicts``: the open conflicts."""
@@ -572,7 +599,8 @@ class Mirror:
             raise ConfigError(f"no source named {source!r} (configured: {known})") from None
 
 
-def _build_adapter(crm: str, source: str, settings: Mapping[str, Any]) -> CrmAdapter:
+def build_adapter(crm: str, source: str, settings: Mapping[str, Any]) -> CrmAdapter:
+    """The adapter of ``crm`` (from the installed adapter entry points) for ``source``."""
     factories = {ep.name: ep for ep in entry_points(group=ADAPTER_GROUP)}
     if crm not in factories:
         available = ", ".join(sorted(factories)) or "none installed"

@@ -73,7 +73,10 @@ class DaemonConfig(_Strict):
         default=5.0, gt=0, description="seconds between looks for backfill ranges to work"
     )
     worker_id: str | None = None
-    metrics_host: str = "127.0.0.1"
+    metrics_host: str = Field(
+        default_factory=lambda: os.environ.get("PRM_MIRROR_METRICS_HOST", "127.0.0.1"),
+        description="default 127.0.0.1, or $PRM_MIRROR_METRICS_HOST (0.0.0.0 in the container)",
+    )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0: no endpoint")
     api_reserve: float = Field(
         default=0.2, ge=0, lt=1, description="share of the org's daily API limit left free"

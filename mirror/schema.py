@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from mirror.errors import ConfigError
+from mirror.resources import data_dir
 from mirror.types import FieldSpec, FieldType, ObjectSpec, Relation
 
-DEFAULT_SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+DEFAULT_SCHEMAS_DIR = data_dir("schemas")
 OBJECT_OVERRIDES = frozenset({"partner_field", "cursor_field", "key", "external_id_field"})
 
 

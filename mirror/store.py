@@ -122,6 +122,16 @@ class MirrorTable:
     migration: Migration | None = None
 
 
+def _engine(url: str, echo: bool) -> Engine:
+    try:
+        return create_engine(url, echo=echo, future=True)
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'prm-mirror[postgres]')" if url.startswith("postgres") else ""
+        raise ConfigError(
+            f"store.database: the database driver {exc.name!r} is not installed{extra}"
+        ) from exc
+
+
 class Store:
     """The mirror database: engine tables, object tables and the primitives the sync composes."""
 
@@ -130,7 +140,7 @@ class Store:
         closed as interrupted by other processes once ``run_lease_seconds`` pass without a
         heartbeat from it (``mirror.runs``)."""
         self.url = url
-        self.engine: Engine = create_engine(url, echo=echo, future=True)
+        self.engine: Engine = _engine(url, echo)
         # SQLite: one writer at a time (``mirror.sqlite_writes``); PostgreSQL locks rows
         self._writer: WriterLock | None = None
         if self.engine.dialect.name == "sqlite":
