@@ -1,7 +1,8 @@
 """Write-back under faults, on every CRM and both stores: a create whose answer is lost (the
 connection dropped after the CRM committed, or the pusher died right then) met by the next pull,
 an outbox entry whose answer the store refuses to record, the delete sweep meeting portal
-creates, and an edit blocked by a CRM change whose record is then deleted for good.
+creates, an edit of a created record no pull has read yet met by a CRM change of its field, and
+an edit blocked by a CRM change whose record is then deleted for good.
 
 Each test drives the real adapters over HTTP against their sandboxes."""
 
@@ -473,3 +474,75 @@ def test_the_delete_sweep_ends_a_blocked_edit_of_a_record_deleted_for_good(
     assert (failed["record_id"], failed["error_code"]) == (opportunity, "ENTITY_IS_DELETED")
     assert "no longer in the CRM" in failed["error_message"]
     assert s.mirror.push()["salesforce"].sent == 0
+
+
+def conflicts(mirror: Mirror) -> list[tuple[str, Any, Any, str]]:
+    """Every conflict recorded: field, portal value, CRM value, status."""
+    return [(c["field"], c["portal"], c["crm"], c["status"]) for c in mirror.conflicts(status=None)]
+
+
+def created_once_dropped(s: Setup, label: str) -> tuple[Any, str, str]:
+    """A partner's view, the local id and the CRM id of a create whose answer was dropped once
+    and that the CRM made; no pull has read the record yet."""
+    view = s.mirror.as_partner(busiest_partner(s.mirror, s.crm.object))
+    local = view.create(s.crm.object, s.crm.values(label))
+    s.box.drop_next_response(1, path_contains=s.crm.drop)
+    try:
+        s.mirror.push()
+        # an adapter that does not repeat a create after a lost answer looks it up by its key
+        s.mirror.push()
+    finally:
+        s.box.clear_faults()
+    return view, local, crm_id_of(s.mirror, local)
+
+
+def test_an_edit_of_a_created_record_is_checked_against_the_values_created(setup: Setup) -> None:
+    s, crm = setup, setup.crm
+    view, local, crm_id = created_once_dropped(s, f"Edited early {uuid.uuid4().hex[:8]}")
+    # the partner edits its deal by the local id before any pull read the CRM's record; a CRM
+    # user then sets the same field
+    view.update(crm.object, local, {crm.edit: "the partner's step"})
+    s.box.advance_clock(1)
+    s.box.update(crm.object, crm_id, {crm.edit: "a CRM user's step"})
+    pushed = s.mirror.push()[crm.name]
+    assert (pushed.done, pushed.blocked) == (0, 1), pushed.errors
+    assert s.box.get(crm.object, crm_id)[crm.edit] == "a CRM user's step"
+    s.box.advance_clock(1)
+    s.mirror.sync([crm.object])
+    assert conflicts(s.mirror) == [(crm.edit, "the partner's step", "a CRM user's step", "open")]
+    assert s.mirror.push()[crm.name].sent == 0
+    assert s.box.get(crm.object, crm_id)[crm.edit] == "a CRM user's step"
+    assert view.get(crm.object, local)[crm.edit] == "a CRM user's step"
+
+
+def test_an_edit_queued_under_a_local_id_is_checked_against_the_values_created(
+    setup: Setup,
+) -> None:
+    s, crm = setup, setup.crm
+    view = s.mirror.as_partner(busiest_partner(s.mirror, crm.object))
+    label = f"Edited while local {uuid.uuid4().hex[:8]}"
+    local = view.create(crm.object, crm.values(label))
+    view.update(crm.object, local, {crm.edit: "the partner's step"})
+    write = s.adapter.write
+
+    def a_crm_user_follows_the_create(spec: Any, writes: Any) -> Any:
+        answers = write(spec, writes)
+        for sent, answer in zip(writes, answers, strict=True):
+            if sent.op == "create" and answer.ok:
+                s.box.advance_clock(1)
+                s.box.update(crm.object, answer.record_id, {crm.edit: "a CRM user's step"})
+        return answers
+
+    s.adapter.write = a_crm_user_follows_the_create
+    try:
+        pushed = s.mirror.push()[crm.name]
+    finally:
+        del s.adapter.write
+    assert (pushed.done, pushed.blocked) == (1, 1), pushed.errors
+    crm_id = crm_id_of(s.mirror, local)
+    assert s.box.get(crm.object, crm_id)[crm.edit] == "a CRM user's step"
+    s.box.advance_clock(1)
+    s.mirror.sync([crm.object])
+    assert conflicts(s.mirror) == [(crm.edit, "the partner's step", "a CRM user's step", "open")]
+    assert s.mirror.push()[crm.name].sent == 0
+    assert s.box.get(crm.object, crm_id)[crm.edit] == "a CRM user's step"
