@@ -79,8 +79,8 @@ FOUND = {
     "delete_then_restart": Found(
         "restarts", QUIET, (lifecycle("delete"), ("sync", {**SYNC[1], "after": "restart"}))
     ),
-    # a create's answer dropped once, the created deal edited, answers lost again, the field
-    # changed in the CRM in between: the lost update was written again over the CRM's value
+    # a create's answer dropped once, the created deal edited before any pull read it, the
+    # field changed in the CRM: the edit went out with no precondition, over the CRM's value
     "lost_update_of_a_created_deal": Found(
         "lost_updates",
         {
