@@ -6,9 +6,11 @@ harmless: a CRM user may have changed the field since, and the second write woul
 change; under ``portal_wins`` the next pull would even take that change for a conflict and
 force the write through. So before the pusher records such an answer as a failure to retry,
 it reads the records back (``CrmAdapter.fetch``, one call per 200 records): a record that
-holds every value the update sent has it, and the update is settled as done there and then
-(confirmed: the read came after the write). Any later CRM change of those fields is then an
-ordinary change made after our write, which the pull takes as the CRM's.
+holds every value the update sent has it, and the update is settled as done there and then,
+at the version the read found (the write's own, or a later one), exactly as if its answer had
+come back. Any later CRM change of those fields is then an ordinary change made after our
+write, which the pull takes as the CRM's; and the next pull settles the entry together with
+the portal's later edits of the same fields, whose base is the value this write replaced.
 
 A record that does not hold the values stays as it was answered (a retry, whose precondition
 still guards it): the write did not land, or it landed and was changed again before the read.
@@ -65,7 +67,9 @@ def settle_lost_answers(
     for index in doubtful:
         record = records.get(str(writes[index].record_id).lower())
         if record is not None and _holds(spec, writes[index], record):
-            settled[index] = WriteResult(ok=True, record_id=str(writes[index].record_id))
+            settled[index] = WriteResult(
+                ok=True, record_id=str(writes[index].record_id), version=_version(spec, record)
+            )
     return settled
 
 
@@ -76,6 +80,16 @@ def _fetch(adapter: CrmAdapter, spec: ObjectSpec, ids: list[str]) -> dict[str, R
             if not record.get("IsDeleted"):
                 found[str(record.get(spec.key)).lower()] = record
     return found
+
+
+def _version(spec: ObjectSpec, record: Record) -> str | None:
+    """The version the read found the record at: the write's version, or a later one. The
+    entry stays unconfirmed at it, as after any answered write, so the next pull settles it
+    with the portal's later edits of the record (whose base is what this write replaced)."""
+    stamp = record.get(spec.cursor_field)
+    if stamp is None:
+        return None
+    return stamp.isoformat() if hasattr(stamp, "isoformat") else str(stamp)
 
 
 def _holds(spec: ObjectSpec, write: Write, record: Record) -> bool:
