@@ -59,9 +59,15 @@ def verify_echoes(
     checkpoint = store.load_checkpoint(spec.source, spec.name) or Checkpoint()
     table, key = mirrored.table, mirrored.table.c[spec.key]
     with store.transaction() as conn:
-        # the content hash would call an unchanged record "seen" and skip its merge
+        # the content hash would call an unchanged record "seen" and skip its merge, and a row
+        # not marked pending would skip it too (a page that took the record in as the push's
+        # answer committed under it left the row unmarked): each has an open entry
         for batch in batches(live):
-            conn.execute(update(table).where(id_in(store.dialect, key, batch)).values(_hash=None))
+            conn.execute(
+                update(table)
+                .where(id_in(store.dialect, key, batch))
+                .values(_hash=None, _pending=True)
+            )
         page = Page(list(live.values()), checkpoint)
         apply_page(store, conn, mirrored, page, dataclasses.replace(ctx, fresh=fresh))
     return len(live)
