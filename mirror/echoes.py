@@ -7,9 +7,12 @@ timestamp resolution (whole seconds for some CRMs): the edit stays open, unconfi
 portal's value in the mirror. At the end of every sync of an object, the records of its edits
 pushed before the sync began and still unconfirmed are fetched again. That fetch begins after
 those writes had landed, so it decides: the portal's value confirms the edit, any other value
-is a change made in the CRM since, taken into the mirror and logged like any CRM change. The
-fetched records go through the ordinary page path (``mirror.pages``), so the merge, the change
-feed and the page hooks behave as for a read.
+is a change made in the CRM since, taken into the mirror and logged like any CRM change. Each
+fetched row is merged with its entries even if nothing marked it pending (a page that took the
+record in just as the push's answer committed), so an entry never waits for a pull to list a
+record its object's checkpoint has moved past. The fetched records go through the ordinary
+page path (``mirror.pages``), so the merge, the change feed and the page hooks behave as for a
+read.
 
 Nothing is confirmed without a read that shows it: records the fetch does not return stay as
 they are (their delete reaches the mirror through the read's tombstones or the sweep).
@@ -59,9 +62,15 @@ def verify_echoes(
     checkpoint = store.load_checkpoint(spec.source, spec.name) or Checkpoint()
     table, key = mirrored.table, mirrored.table.c[spec.key]
     with store.transaction() as conn:
-        # the content hash would call an unchanged record "seen" and skip its merge
+        # the content hash would call an unchanged record "seen" and skip its merge, and a row
+        # not marked pending would skip it too (a page that took the record in as the push's
+        # answer committed under it left the row unmarked): each has an open entry
         for batch in batches(live):
-            conn.execute(update(table).where(id_in(store.dialect, key, batch)).values(_hash=None))
+            conn.execute(
+                update(table)
+                .where(id_in(store.dialect, key, batch))
+                .values(_hash=None, _pending=True)
+            )
         page = Page(list(live.values()), checkpoint)
         apply_page(store, conn, mirrored, page, dataclasses.replace(ctx, fresh=fresh))
     return len(live)

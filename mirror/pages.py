@@ -183,9 +183,12 @@ def _write_records(
     existing = store.rows_by_id(conn, table, spec.key, records, state)
     # a portal create whose answer was lost is a record the mirror has not seen under its id
     arrived = {i: r for i, r in records.items() if i not in existing}
-    adopted = adopt_creates(conn, store, mirrored, arrived, ctx.created_id, ctx.access)
-    if adopted:
-        existing.update(store.rows_by_id(conn, table, spec.key, adopted, state))
+    adopt_creates(conn, store, mirrored, arrived, ctx.created_id, ctx.access)
+    # read again, the adopted ones and any a push's answer swapped in since the first read
+    # (PostgreSQL does not hold the push back): that row carries the create's open entry and
+    # is reconciled with it, not overwritten as a record the mirror never had
+    if arrived:
+        existing.update(store.rows_by_id(conn, table, spec.key, arrived, state))
     hashes = {record_id: checker.content_hash(r) for record_id, r in records.items()}
     changed = [i for i, row in existing.items() if row._hash != hashes[i] or row._deleted]
     names = spec.field_names
