@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select
 
 from mirror import portal_writes, slice_sizes
 from mirror.errors import AccessDenied
@@ -204,10 +204,93 @@ class PartnerView:
 
     def changes(self, since: int = 0, limit: int = 500) -> ChangeBatch:
         """What changed in the slice after cursor ``since``: data changes of visible records
-        (hidden fields left out) and records entering or leaving the slice."""
-        c, a = mirror_changes.c, mirror_access.c
+        (hidden fields left out) and records entering or leaving the slice.
+
+        A record's data changes are served only while it is in the slice: from its "enter"
+        to its "leave" (or "delete"), never its history from before it entered nor the change
+        that took it out (whose values name where it went). A rep's feed follows the rep's
+        own slice the same way."""
+        c = mirror_changes.c
+        public = [name for name, rule in self.rules.slices.items() if rule.public]
+        query = (
+            select(mirror_changes)
+            .where(
+                c.seq > since,
+                c.source == self.source,
+                or_(
+                    and_(c.partner_id == self.partner_id, self._event_scope(c.owner_id)),
+                    and_(
+                        c.partner_id.is_(None),
+                        or_(c.object.in_(public), self._in_slice_then(mirror_changes)),
+                    ),
+                ),
+            )
+            .order_by(c.seq)
+            .limit(limit)
+        )
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return ChangeBatch([self._change(r) for r in rows], rows[-1].seq if rows else since)
+
+    def _event_scope(self, owner: Any) -> ColumnElement[bool]:
+        """Which membership events are this view's: a rep's own, or the partner's."""
+        return owner == self.user_id if self.role == "rep" else owner.is_(None)
+
+    def _in_slice_then(self, changes: Any) -> ColumnElement[bool]:
+        """Whether the data change (a row of ``changes``) was made while its record was in
+        this view's slice, and did not take it out.
+
+        Membership events alternate per record: the last one before the change says whether
+        it was in; with none before, the first one after says (a "leave" means it was in);
+        with none at all, it is in now or never was. A change followed by the record's
+        "leave" with no other change between is the one that took it out (or its last one
+        before it left): a leave ends the record's changes."""
+        c = changes.c
+        event = mirror_changes.alias("membership")
+        e = event.c
+        same = and_(
+            e.source == c.source,
+            e.object == c.object,
+            e.record_id == c.record_id,
+            e.partner_id == self.partner_id,
+            self._event_scope(e.owner_id),
+        )
+        last_before = select(e.op).where(same, e.seq < c.seq).order_by(e.seq.desc()).limit(1)
+        first_after = select(e.op).where(same, e.seq > c.seq).order_by(e.seq).limit(1)
+        before_op = func.coalesce(last_before.scalar_subquery(), "")
+        next_op = func.coalesce(first_after.scalar_subquery(), "")
+        # the record's next row that is a data change or one of this view's events
+        following = mirror_changes.alias("following")
+        f = following.c
+        next_row = (
+            select(case((f.partner_id.is_(None), "data"), else_=f.op))
+            .where(
+                f.source == c.source,
+                f.object == c.object,
+                f.record_id == c.record_id,
+                f.seq > c.seq,
+                or_(
+                    f.partner_id.is_(None),
+                    and_(f.partner_id == self.partner_id, self._event_scope(f.owner_id)),
+                ),
+            )
+            .order_by(f.seq)
+            .limit(1)
+        )
+        gone = ("leave", "delete")
+        was_in = or_(
+            before_op == "enter",
+            and_(before_op == "", next_op.in_(gone)),
+            and_(before_op == "", next_op == "", self._visible_now(c)),
+        )
+        took_it_out = func.coalesce(next_row.scalar_subquery(), "").in_(gone)
+        return and_(was_in, ~took_it_out)
+
+    def _visible_now(self, c: Any) -> ColumnElement[bool]:
+        """Whether the record of the feed row ``c`` is in the slice now."""
+        a = mirror_access.c
         inherited = [name for name in self.rules.slices if is_inherited(self.rules, name)]
-        visible = or_(
+        return or_(
             and_(
                 c.object.not_in(inherited),
                 select(a.record_id)
@@ -224,23 +307,6 @@ class PartnerView:
                 for name in inherited
             ),
         )
-        public = [name for name, rule in self.rules.slices.items() if rule.public]
-        query = (
-            select(mirror_changes)
-            .where(
-                c.seq > since,
-                c.source == self.source,
-                or_(
-                    c.partner_id == self.partner_id,
-                    and_(c.partner_id.is_(None), or_(visible, c.object.in_(public))),
-                ),
-            )
-            .order_by(c.seq)
-            .limit(limit)
-        )
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return ChangeBatch([self._change(r) for r in rows], rows[-1].seq if rows else since)
 
     def explain(self, object_name: str, record_id: str) -> Explanation:
         """Why ``record_id`` is in the slice (each path and what it went through), or why not."""

@@ -143,6 +143,8 @@ mirror_changes = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("run_id", Integer),
     Column("partner_id", String(64)),
+    # a membership event of one rep's slice (its user id); none: of the partner's whole slice
+    Column("owner_id", String(64)),
     Index("ix_mirror_changes_record", "source", "object", "record_id"),
     Index("ix_mirror_changes_partner", "partner_id", "seq"),
 )
