@@ -362,7 +362,10 @@ class AccessMaintainer:
                 events.append(self._event(name, record_id, "enter", partner, now))
             for partner in sorted(left.get(record_id, ())):
                 events.append(self._event(name, record_id, gone, partner, now))
-            old_pairs, new_pairs = _owned(before.get(record_id, ())), _owned(after.get(record_id, ()))
+            old_pairs, new_pairs = (
+                _owned(before.get(record_id, ())),
+                _owned(after.get(record_id, ())),
+            )
             for partner, owner in sorted(new_pairs - old_pairs):
                 events.append(self._event(name, record_id, "enter", partner, now, owner))
             for partner, owner in sorted(old_pairs - new_pairs):

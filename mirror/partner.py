@@ -183,15 +183,15 @@ class PartnerView:
         limit, offset = query_args.page(limit, offset)
         fields = query_args.fields(fields)
         order = query_args.ordering(order_by)
-        where = portal_writes.current_conditions(self, query_args.conditions(where))
-        if not where and not order and not rule.public:
+        conditions = portal_writes.current_conditions(self, query_args.conditions(where))
+        if not conditions and not order and not rule.public:
             # the default page (by id, unfiltered) is read off the access index in id order:
             # its cost is the page's, not the slice's (a grant exists only for a live record)
             query = self._query(mirrored, rule, fields, page=(limit, offset))
             query = query.order_by(mirrored.table.c[mirrored.spec.key])
         else:
             query = self._query(mirrored, rule, fields)
-            query = query.where(*self._filters(mirrored, rule, where))
+            query = query.where(*self._filters(mirrored, rule, conditions))
             query = query.order_by(*self._ordering(mirrored, rule, order))
             query = query.limit(limit).offset(offset)
         with self.store.engine.connect() as conn:
@@ -201,8 +201,8 @@ class PartnerView:
     def count(self, object_name: str, *, where: Mapping[str, Any] | None = None) -> int:
         """How many records of the slice match ``where``."""
         mirrored, rule = self._object(object_name)
-        where = portal_writes.current_conditions(self, query_args.conditions(where))
-        if not where and not rule.public:
+        conditions = portal_writes.current_conditions(self, query_args.conditions(where))
+        if not conditions and not rule.public:
             with self.store.engine.connect() as conn:
                 if self.role != "rep":
                     return slice_sizes.size(conn, self.source, self.partner_id, mirrored.spec.name)
@@ -213,7 +213,7 @@ class PartnerView:
                 return int(conn.execute(counted).scalar_one())
         key = mirrored.table.c[mirrored.spec.key]
         query = self._query(mirrored, rule, [mirrored.spec.key])
-        query = query.where(*self._filters(mirrored, rule, where))
+        query = query.where(*self._filters(mirrored, rule, conditions))
         counted = select(func.count()).select_from(query.with_only_columns(key).subquery())
         with self.store.engine.connect() as conn:
             return int(conn.execute(counted).scalar_one())

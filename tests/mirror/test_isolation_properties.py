@@ -7,13 +7,12 @@ changed it."""
 
 from __future__ import annotations
 
-import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from mirror import slice_sizes

@@ -11,13 +11,12 @@ import pytest
 
 from mirror.errors import MirrorError, QueryError
 from mirror.partner import PartnerView
+from tests.conftest import BACKENDS, PG_URL, fresh_database
 from tests.mirror.org import Org, build_small_org
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=BACKENDS)
 def org(request: pytest.FixtureRequest):
-    from tests.conftest import PG_URL, fresh_database
-
     if request.param == "postgresql" and not PG_URL:
         pytest.skip("PostgreSQL suite: set PRM_MIRROR_TEST_PG_URL (see README)")
     with fresh_database(request.param) as url:
