@@ -14,7 +14,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 
 from mirror import portal_writes, query_args, slice_sizes
 from mirror.errors import AccessDenied
@@ -228,27 +239,28 @@ class PartnerView:
         own slice the same way. ``limit`` is at most ``query_args.MAX_FEED_PAGE``."""
         query_args.bounded("since", since, 0, 2**63 - 1)
         query_args.bounded("limit", limit, 1, query_args.MAX_FEED_PAGE)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(self._feed(since, limit)).all()
+        return ChangeBatch([self._change(r) for r in rows], rows[-1].seq if rows else since)
+
+    def _feed(self, since: int, limit: int) -> Select:
+        """The query of ``changes``: the view's membership events and the data changes it may
+        see, each read along its index in the feed's order from ``since`` and stopped at
+        ``limit`` rows (not every change of the source filtered, then sorted)."""
         c = mirror_changes.c
         public = [name for name, rule in self.rules.slices.items() if rule.public]
-        query = (
-            select(mirror_changes)
-            .where(
-                c.seq > since,
-                c.source == self.source,
-                or_(
-                    and_(c.partner_id == self.partner_id, self._event_scope(c.owner_id)),
-                    and_(
-                        c.partner_id.is_(None),
-                        or_(c.object.in_(public), self._in_slice_then(mirror_changes)),
-                    ),
-                ),
-            )
-            .order_by(c.seq)
-            .limit(limit)
+        after = (c.seq > since, c.source == self.source)
+        events = select(mirror_changes).where(
+            *after, c.partner_id == self.partner_id, self._event_scope(c.owner_id)
         )
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return ChangeBatch([self._change(r) for r in rows], rows[-1].seq if rows else since)
+        data = select(mirror_changes).where(
+            *after,
+            c.partner_id.is_(None),
+            or_(c.object.in_(public), self._in_slice_then(mirror_changes)),
+        )
+        pages = [q.order_by(c.seq).limit(limit).subquery() for q in (events, data)]
+        both = union_all(*(select(page) for page in pages)).subquery()
+        return select(both).order_by(both.c.seq).limit(limit)
 
     def _event_scope(self, owner: Any) -> ColumnElement[bool]:
         """Which membership events are this view's: a rep's own, or the partner's."""
@@ -275,34 +287,46 @@ class PartnerView:
         )
         last_before = select(e.op).where(same, e.seq < c.seq).order_by(e.seq.desc()).limit(1)
         first_after = select(e.op).where(same, e.seq > c.seq).order_by(e.seq).limit(1)
+        next_event = first_after.with_only_columns(e.seq).scalar_subquery()
         before_op = func.coalesce(last_before.scalar_subquery(), "")
         next_op = func.coalesce(first_after.scalar_subquery(), "")
-        # the record's next row that is a data change or one of this view's events
-        following = mirror_changes.alias("following")
-        f = following.c
-        next_row = (
-            select(case((f.partner_id.is_(None), "data"), else_=f.op))
+        data = mirror_changes.alias("data")
+        d = data.c
+        next_data = (
+            select(d.seq)
             .where(
-                f.source == c.source,
-                f.object == c.object,
-                f.record_id == c.record_id,
-                f.seq > c.seq,
-                or_(
-                    f.partner_id.is_(None),
-                    and_(f.partner_id == self.partner_id, self._event_scope(f.owner_id)),
-                ),
+                d.source == c.source,
+                d.object == c.object,
+                d.record_id == c.record_id,
+                d.partner_id.is_(None),
+                d.owner_id.is_(None),
+                d.seq > c.seq,
             )
-            .order_by(f.seq)
+            .order_by(d.seq)
             .limit(1)
+            .scalar_subquery()
         )
-        gone = ("leave", "delete")
-        was_in = or_(
-            before_op == "enter",
-            and_(before_op == "", next_op.in_(gone)),
-            and_(before_op == "", next_op == "", self._visible_now(c)),
+        # each subquery once per change (SQLite evaluates a correlated subquery every time
+        # it is named): CASE on its value, not comparisons of it
+        edited_before_leaving = func.coalesce(next_data, 2**62) < next_event
+        yes, no = literal(True), literal(False)
+        after_entering = case(
+            {"leave": edited_before_leaving, "delete": edited_before_leaving},
+            value=next_op,
+            else_=yes,
         )
-        took_it_out = func.coalesce(next_row.scalar_subquery(), "").in_(gone)
-        return and_(was_in, ~took_it_out)
+        without_events_before = case(
+            {
+                "leave": edited_before_leaving,
+                "delete": edited_before_leaving,
+                "": self._visible_now(c),
+            },
+            value=next_op,
+            else_=no,
+        )
+        return case(
+            {"enter": after_entering, "": without_events_before}, value=before_op, else_=no
+        )
 
     def _visible_now(self, c: Any) -> ColumnElement[bool]:
         """Whether the record of the feed row ``c`` is in the slice now."""
