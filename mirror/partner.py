@@ -324,9 +324,7 @@ class PartnerView:
             value=next_op,
             else_=no,
         )
-        return case(
-            {"enter": after_entering, "": without_events_before}, value=before_op, else_=no
-        )
+        return case({"enter": after_entering, "": without_events_before}, value=before_op, else_=no)
 
     def _visible_now(self, c: Any) -> ColumnElement[bool]:
         """Whether the record of the feed row ``c`` is in the slice now."""
