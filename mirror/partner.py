@@ -18,21 +18,16 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
-    and_,
-    case,
     func,
-    literal,
-    or_,
     select,
-    union_all,
 )
 
-from mirror import portal_writes, query_args, slice_sizes
+from mirror import partner_feed, portal_writes, query_args, slice_sizes
 from mirror.errors import AccessDenied
-from mirror.grants import granted, is_inherited
+from mirror.grants import granted
 from mirror.rule_check import served_rules
 from mirror.store import MirrorTable, Store
-from mirror.tables import mirror_access, mirror_changes, mirror_outbox
+from mirror.tables import mirror_access, mirror_outbox
 from mirror.visibility import SliceRule, VisibilityRules, visible_fields, visible_values
 
 if TYPE_CHECKING:
@@ -240,113 +235,8 @@ class PartnerView:
         query_args.bounded("since", since, 0, 2**63 - 1)
         query_args.bounded("limit", limit, 1, query_args.MAX_FEED_PAGE)
         with self.store.engine.connect() as conn:
-            rows = conn.execute(self._feed(since, limit)).all()
+            rows = conn.execute(partner_feed.feed_query(self, since, limit)).all()
         return ChangeBatch([self._change(r) for r in rows], rows[-1].seq if rows else since)
-
-    def _feed(self, since: int, limit: int) -> Select:
-        """The query of ``changes``: the view's membership events and the data changes it may
-        see, each read along its index in the feed's order from ``since`` and stopped at
-        ``limit`` rows (not every change of the source filtered, then sorted)."""
-        c = mirror_changes.c
-        public = [name for name, rule in self.rules.slices.items() if rule.public]
-        after = (c.seq > since, c.source == self.source)
-        events = select(mirror_changes).where(
-            *after, c.partner_id == self.partner_id, self._event_scope(c.owner_id)
-        )
-        data = select(mirror_changes).where(
-            *after,
-            c.partner_id.is_(None),
-            or_(c.object.in_(public), self._in_slice_then(mirror_changes)),
-        )
-        pages = [q.order_by(c.seq).limit(limit).subquery() for q in (events, data)]
-        both = union_all(*(select(page) for page in pages)).subquery()
-        return select(both).order_by(both.c.seq).limit(limit)
-
-    def _event_scope(self, owner: Any) -> ColumnElement[bool]:
-        """Which membership events are this view's: a rep's own, or the partner's."""
-        return owner == self.user_id if self.role == "rep" else owner.is_(None)
-
-    def _in_slice_then(self, changes: Any) -> ColumnElement[bool]:
-        """Whether the data change (a row of ``changes``) was made while its record was in
-        this view's slice, and did not take it out.
-
-        Membership events alternate per record: the last one before the change says whether
-        it was in; with none before, the first one after says (a "leave" means it was in);
-        with none at all, it is in now or never was. A change followed by the record's
-        "leave" with no other change between is the one that took it out (or its last one
-        before it left): a leave ends the record's changes."""
-        c = changes.c
-        event = mirror_changes.alias("membership")
-        e = event.c
-        same = and_(
-            e.source == c.source,
-            e.object == c.object,
-            e.record_id == c.record_id,
-            e.partner_id == self.partner_id,
-            self._event_scope(e.owner_id),
-        )
-        last_before = select(e.op).where(same, e.seq < c.seq).order_by(e.seq.desc()).limit(1)
-        first_after = select(e.op).where(same, e.seq > c.seq).order_by(e.seq).limit(1)
-        next_event = first_after.with_only_columns(e.seq).scalar_subquery()
-        before_op = func.coalesce(last_before.scalar_subquery(), "")
-        next_op = func.coalesce(first_after.scalar_subquery(), "")
-        data = mirror_changes.alias("data")
-        d = data.c
-        next_data = (
-            select(d.seq)
-            .where(
-                d.source == c.source,
-                d.object == c.object,
-                d.record_id == c.record_id,
-                d.partner_id.is_(None),
-                d.owner_id.is_(None),
-                d.seq > c.seq,
-            )
-            .order_by(d.seq)
-            .limit(1)
-            .scalar_subquery()
-        )
-        # each subquery once per change (SQLite evaluates a correlated subquery every time
-        # it is named): CASE on its value, not comparisons of it
-        edited_before_leaving = func.coalesce(next_data, 2**62) < next_event
-        yes, no = literal(True), literal(False)
-        after_entering = case(
-            {"leave": edited_before_leaving, "delete": edited_before_leaving},
-            value=next_op,
-            else_=yes,
-        )
-        without_events_before = case(
-            {
-                "leave": edited_before_leaving,
-                "delete": edited_before_leaving,
-                "": self._visible_now(c),
-            },
-            value=next_op,
-            else_=no,
-        )
-        return case({"enter": after_entering, "": without_events_before}, value=before_op, else_=no)
-
-    def _visible_now(self, c: Any) -> ColumnElement[bool]:
-        """Whether the record of the feed row ``c`` is in the slice now."""
-        a = mirror_access.c
-        inherited = [name for name in self.rules.slices if is_inherited(self.rules, name)]
-        return or_(
-            and_(
-                c.object.not_in(inherited),
-                select(a.record_id)
-                .where(
-                    a.source == c.source,
-                    a.object == c.object,
-                    a.record_id == c.record_id,
-                    *self._access_scope(),
-                )
-                .exists(),
-            ),
-            *(
-                and_(c.object == name, self._visible_change(name, c.record_id))
-                for name in inherited
-            ),
-        )
 
     def explain(self, object_name: str, record_id: str) -> Explanation:
         """Why ``record_id`` is in the slice (each path and what it went through); outside
