@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +24,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from mirror import Mirror, MirrorError
-from mirror.config import SECRET_KEYS, ConfigError, load_config
+from mirror.config import ConfigError, load_config, secret_values
 from mirror.pages import PageOutcome
+from mirror.query_args import MAX_PAGE
+from mirror.redaction import redacted, register
 from mirror.resources import data_dir
 from mirror.sync import RunResult
 from mirror.types import Page
@@ -51,8 +54,15 @@ def _config_path(ctx: click.Context) -> str:
 def main(ctx: click.Context, config: str, verbose: bool) -> None:
     """Mirror a CRM into a local database, partner by partner, both ways."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    sys.excepthook = _redacted_traceback
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
+
+
+def _redacted_traceback(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+    """An uncaught exception's traceback, printed with the config's secrets masked."""
+    text = "".join(traceback.format_exception(kind, error, trace))
+    sys.stderr.write(redacted(text))
 
 
 @contextmanager
@@ -71,10 +81,10 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{redacted(str(exc))}[/red]")
         sys.exit(2)
     except MirrorError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {redacted(str(exc))}")
         sys.exit(1)
 
 
@@ -104,6 +114,7 @@ def check(ctx: click.Context) -> None:
 
     with _errors():
         config = load_config(_config_path(ctx))
+        register(secret_values(config))
         report = check_config(
             config, lambda name, s: build_adapter(s.crm, name, s.adapter_settings())
         )
@@ -112,7 +123,7 @@ def check(ctx: click.Context) -> None:
             console.print(f"[green]ok[/green]   {source}: logged in, objects and fields checked")
         else:
             console.print(
-                f"[red]fail[/red] {source}: {escape(problem)}\n"
+                f"[red]fail[/red] {source}: {escape(redacted(problem))}\n"
                 f"     (could not log in: its objects and fields were not checked against the CRM)"
             )
     if report.problems:
@@ -213,10 +224,15 @@ def partners(ctx: click.Context, source: str | None) -> None:
 @click.option("--partner", required=True, help="The partner's CRM id.")
 @click.option("--user", default=None, help="View as this partner user.")
 @click.option("--role", type=click.Choice(["admin", "rep"]), default=None)
-@click.option("--where", "conditions", multiple=True, help="Field=Value, Field>=N, Field~Pat%.")
+@click.option(
+    "--where",
+    "conditions",
+    multiple=True,
+    help="Field=Value, Field>=N, Field~Pat%; repeat for more (all apply, on one field too).",
+)
 @click.option("--fields", default=None, help="Comma-separated fields to show.")
 @click.option("--order", default=None, help="Field to order by; -Field for descending.")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, MAX_PAGE))
 @click.argument("object_name")
 @click.pass_context
 def query(
@@ -233,7 +249,9 @@ def query(
     """Query OBJECT_NAME as a partner sees it."""
     with _mirror(ctx) as mirror:
         view = mirror.as_partner(partner, user, role=role)
-        where = dict(_condition(c) for c in conditions)
+        where: dict[str, list[tuple[str, Any]]] = {}
+        for name, condition in map(_condition, conditions):
+            where.setdefault(name, []).append(condition)
         chosen = fields.split(",") if fields else None
         rows = view.select(object_name, where=where, fields=chosen, order_by=order, limit=limit)
         total = view.count(object_name, where=where)
@@ -279,7 +297,7 @@ def explain(
 ) -> None:
     """Say why RECORD_ID is (or is not) in the partner's slice."""
     with _mirror(ctx) as mirror:
-        explanation = mirror.as_partner(partner, user).explain(object_name, record_id)
+        explanation = mirror.explain(partner, object_name, record_id, user)
         verdict = "[green]visible[/green]" if explanation.visible else "[red]not visible[/red]"
         console.print(f"{object_name} {record_id}: {verdict}")
         for reason in explanation.reasons:
@@ -556,14 +574,8 @@ def daemon(ctx: click.Context, once: bool, worker_id: str | None) -> None:
         if problems:
             raise ConfigError(problems)
     with _mirror(ctx) as mirror:
-        secrets = [
-            str(value)
-            for source in mirror.config.sources.values()
-            for key, value in source.model_dump().items()
-            if key in SECRET_KEYS and value
-        ]
         if not once:
-            configure_logging(mirror.config.daemon.log_format, secrets)
+            configure_logging(mirror.config.daemon.log_format, secret_values(mirror.config))
         worker = Daemon(mirror, worker_id=worker_id)
         if not once:
             worker.run()

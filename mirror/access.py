@@ -354,13 +354,22 @@ class AccessMaintainer:
                 entered[record_id] = new - old
             if old - new:
                 left[record_id] = old - new
-        deleted = set() if live else self._deleted(conn, name, set(left))
+        lost = {i for i in changed if _owned(before.get(i, ())) - _owned(after.get(i, ()))}
+        deleted = set() if live else self._deleted(conn, name, set(left) | lost)
         for record_id in sorted(changed):
+            gone = "delete" if record_id in deleted else "leave"
             for partner in sorted(entered.get(record_id, ())):
                 events.append(self._event(name, record_id, "enter", partner, now))
-            gone = "delete" if record_id in deleted else "leave"
             for partner in sorted(left.get(record_id, ())):
                 events.append(self._event(name, record_id, gone, partner, now))
+            old_pairs, new_pairs = (
+                _owned(before.get(record_id, ())),
+                _owned(after.get(record_id, ())),
+            )
+            for partner, owner in sorted(new_pairs - old_pairs):
+                events.append(self._event(name, record_id, "enter", partner, now, owner))
+            for partner, owner in sorted(old_pairs - new_pairs):
+                events.append(self._event(name, record_id, gone, partner, now, owner))
         execute_many(conn, insert(mirror_changes), events)
         deltas: Counter[str] = Counter()
         for partners in entered.values():
@@ -387,7 +396,10 @@ class AccessMaintainer:
             ).scalars()
         }
 
-    def _event(self, name: str, record_id: str, op: str, partner: str, now: Any) -> dict[str, Any]:
+    def _event(
+        self, name: str, record_id: str, op: str, partner: str, now: Any, owner: str | None = None
+    ) -> dict[str, Any]:
+        """One membership event: of the partner's slice, or with ``owner`` of that rep's."""
         return {
             "source": self.source,
             "object": name,
@@ -399,6 +411,7 @@ class AccessMaintainer:
             "at": now,
             "run_id": None,
             "partner_id": partner,
+            "owner_id": owner,
         }
 
 
@@ -407,6 +420,11 @@ def _grants(rows: Iterable[Grant]) -> Grants:
     for row in rows:
         found.setdefault(row[0], set()).add((row[1], row[2]))
     return {k: frozenset(v) for k, v in found.items()}
+
+
+def _owned(pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (partner, owner) pairs of reps' slices: grants without an owner belong to none."""
+    return {(partner, owner) for partner, owner in pairs if owner}
 
 
 def _changed(ids: Iterable[str], before: Grants, after: Grants) -> Changes:

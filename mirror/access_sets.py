@@ -68,6 +68,7 @@ membership_before = Table(
     Column("object", String(128)),
     Column("record_id", String(64)),
     Column("partner_id", String(64)),
+    Column("owner_id", String(64)),
 )
 
 
@@ -202,12 +203,13 @@ def settle(conn: Connection, maintainer: AccessMaintainer, backfilled: Collectio
     logged = [n for n in names if n in quiet or n not in maintainer.backfilled]
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE IF NOT EXISTS mirror_membership_before "
-        "(object VARCHAR(128), record_id VARCHAR(64), partner_id VARCHAR(64))"
+        "(object VARCHAR(128), record_id VARCHAR(64), partner_id VARCHAR(64), "
+        "owner_id VARCHAR(64))"
     )
     conn.execute(delete(membership_before))
     conn.execute(
         insert(membership_before).from_select(
-            ["object", "record_id", "partner_id"], _memberships(maintainer, logged)
+            ["object", "record_id", "partner_id", "owner_id"], _memberships(maintainer, logged)
         )
     )
     derive(conn, maintainer, names)
@@ -376,24 +378,27 @@ def _through_children(
 
 
 def _memberships(maintainer: AccessMaintainer, names: list[str]) -> Any:
-    """The distinct (object, record, partner) memberships of ``names``, stored or inherited."""
+    """The distinct (object, record, partner, owner) memberships of ``names``, stored or
+    inherited: owner NULL for the partner's whole slice, a rep's user id for that rep's."""
     a = mirror_access.c
     rules = maintainer.rules
     stored = [n for n in names if not is_inherited(rules, n)]
     queries: list[Any] = []
     if stored or not names:
-        queries.append(
-            select(a.object, a.record_id, a.partner_id)
-            .where(a.source == maintainer.source, a.object.in_(stored))
-            .distinct()
+        rows = select(a.object, a.record_id, a.partner_id).where(
+            a.source == maintainer.source, a.object.in_(stored)
         )
+        queries.append(rows.add_columns(null().label("owner_id")).distinct())
+        queries.append(rows.add_columns(a.owner_id).where(a.owner_id != "").distinct())
     for name in names:
         if is_inherited(rules, name):
             g = granted(maintainer.store, rules, name).subquery()
-            queries.append(
-                select(literal(name).label("object"), g.c.record_id, g.c.partner_id).distinct()
-            )
-    return queries[0] if len(queries) == 1 else union(*queries)
+            rows = select(literal(name).label("object"), g.c.record_id, g.c.partner_id)
+            queries.append(rows.add_columns(null().label("owner_id")).distinct())
+            queries.append(rows.add_columns(g.c.owner_id).where(g.c.owner_id != "").distinct())
+    # one plain SELECT: SQLite takes no parenthesised compound as an operand of EXCEPT
+    found = union(*queries).subquery()
+    return select(*found.c)
 
 
 def _log_differences(
@@ -402,7 +407,7 @@ def _log_differences(
     """Log "enter" for memberships of ``name`` that are new (if ``entering``), "leave" or
     "delete" for lost ones."""
     b = membership_before.c
-    before = select(b.object, b.record_id, b.partner_id).where(b.object == name)
+    before = select(b.object, b.record_id, b.partner_id, b.owner_id).where(b.object == name)
     after = _memberships(maintainer, [name])
     if entering:
         _log(conn, maintainer, name, except_(after, before), entering=True)
@@ -437,6 +442,7 @@ def _log(
         literal(utcnow(), mirror_changes.c.at.type),
         null(),
         diff.c.partner_id,
+        diff.c.owner_id,
     ).select_from(source)
     columns = [
         "source",
@@ -449,5 +455,6 @@ def _log(
         "at",
         "run_id",
         "partner_id",
+        "owner_id",
     ]
     conn.execute(insert(mirror_changes).from_select(columns, query))

@@ -20,10 +20,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from mirror import column_grants, rls, slice_sizes
+from mirror import column_grants, redaction, rls, slice_sizes
 from mirror.access import AccessMaintainer
 from mirror.adapter import CrmAdapter
-from mirror.config import MirrorConfig, load_config
+from mirror.config import MirrorConfig, load_config, secret_values
 from mirror.conflicts import list_conflicts, resolve_conflict
 from mirror.diff import Policy, field_changes
 from mirror.errors import AccessDenied, ConfigError
@@ -31,7 +31,7 @@ from mirror.grants import granted, is_inherited
 from mirror.leases import Leases
 from mirror.outbox import open_entries
 from mirror.pages import PageHook
-from mirror.partner import PartnerView
+from mirror.partner import Explanation, PartnerView, vendor_explanation
 from mirror.ranges import plan_of
 from mirror.registrations import Registrations, RegistrationSettings
 from mirror.rls import SecurityReport
@@ -86,6 +86,7 @@ class Mirror:
         hooks: Iterable[PageHook] = (),
     ) -> None:
         self.config = config
+        redaction.register([*secret_values(config), *redaction.environment_secrets()])
         self.store = Store(config.store.database, run_lease_seconds=config.daemon.lease_seconds)
         self._adapters: dict[str, CrmAdapter] = dict(adapters or {})
         self._specs: dict[tuple[str, str], ObjectSpec] = {}
@@ -378,7 +379,9 @@ class Mirror:
         source: str | None = None,
     ) -> PartnerView:
         """A view of one partner's slice: as the partner itself (its whole slice), or as one
-        of its users, whose role (``admin`` or ``rep``) comes from ``role`` or the CRM."""
+        of its users, whose role (``admin`` or ``rep``) comes from ``role`` or the CRM. A
+        user is always checked to be one of the partner's (``AccessDenied`` if not), whether
+        or not ``role`` is given."""
         rules = self.visibility(source)
         access = AccessMaintainer(self.store, rules)
         registrations = self.registrations(rules.source)
@@ -391,14 +394,31 @@ class Mirror:
                 access=access,
                 registrations=registrations,
             )
+        crm_role = self._user_role(rules, partner_id, user)
         return PartnerView(
             self.store,
             rules,
             partner_id,
             user_id=user,
-            role=role or self._user_role(rules, partner_id, user),
+            role=role or crm_role,
             access=access,
             registrations=registrations,
+        )
+
+    def explain(
+        self,
+        partner_id: str,
+        object_name: str,
+        record_id: str,
+        user: str | None = None,
+        *,
+        source: str | None = None,
+    ) -> Explanation:
+        """Why a record is or is not in a partner's (or partner user's) slice, for the
+        vendor: outside the slice it says whether the record is not mirrored, was deleted or
+        has no path, which ``PartnerView.explain`` keeps from the partner."""
+        return vendor_explanation(
+            self.as_partner(partner_id, user, source=source), object_name, record_id
         )
 
     def registrations(self, source: str | None = None) -> Registrations | None:
@@ -413,6 +433,7 @@ class Mirror:
         return Registrations(self.store, source, RegistrationSettings.from_raw(merged), access)
 
     def _user_role(self, rules: VisibilityRules, partner_id: str, user: str) -> str:
+        """The role the CRM gives ``user``, once it is known to be a user of ``partner_id``."""
         if not (rules.user_object and rules.user_partner_field):
             return "rep"
         try:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from mirror.errors import ConfigError
 
@@ -238,6 +240,24 @@ def _check_credentials(source: SourceConfig) -> list[str]:
     if source.auth == "client_credentials" and not (source.instance_url or source.login_url):
         missing.append("instance_url")
     return [f"{key}: required when auth = {source.auth!r}" for key in missing]
+
+
+def secret_values(config: MirrorConfig) -> list[str]:
+    """The secret values of ``config``: each source's secret settings and the store URL's
+    password (what logs and printed errors must never show)."""
+    found = [
+        str(value)
+        for source in config.sources.values()
+        for key, value in source.model_dump().items()
+        if key in SECRET_KEYS and value
+    ]
+    try:
+        password = make_url(config.store.database).password
+    except ArgumentError:
+        password = None
+    if password:
+        found.append(str(password))
+    return found
 
 
 def redact(settings: Mapping[str, Any]) -> dict[str, Any]:

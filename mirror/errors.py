@@ -6,6 +6,7 @@
 - ``RecordError``: skip this one record, keep going.
 - ``ConflictError``: the record changed on both sides; resolve by policy or by hand.
 - ``AccessDenied``: a partner reached outside its slice; nothing was changed.
+- ``QueryError``: a partner query with an argument it cannot take; nothing was run.
 
 Messages say what to do next and never contain a secret.
 """
@@ -67,6 +68,15 @@ class ConflictError(MirrorError):
 
 class AccessDenied(MirrorError):
     """A partner asked for something outside its slice, or wrote a field it may not write."""
+
+
+class QueryError(MirrorError, ValueError):
+    """A partner query with an argument it cannot take (named in the message and in
+    ``argument``); nothing was run. Fix the call."""
+
+    def __init__(self, argument: str, problem: str) -> None:
+        super().__init__(f"{argument}: {problem}")
+        self.argument = argument
 
 
 class CrmError(MirrorError):

@@ -22,6 +22,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from mirror import redaction
+
 
 class Metrics:
     """The daemon's Prometheus metrics."""
@@ -138,31 +140,34 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if record.exc_info:
+        if record.exc_text:
+            line["exc"] = record.exc_text
+        elif record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            line["stack"] = record.stack_info
         return json.dumps(line, default=str)
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces every known secret value in log messages with ``***``."""
+    """Replaces every known secret value in log records with ``***``: in the message, the
+    formatted exception and the stack (``mirror.redaction``)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.secrets = sorted(
+            {s for s in secrets if s and len(s) >= redaction.MIN_LENGTH}, key=len, reverse=True
+        )
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact in place; never drops a record."""
-        message = record.getMessage()
-        redacted = message
-        for secret in self.secrets:
-            redacted = redacted.replace(secret, "***")
-        if redacted != message:
-            record.msg, record.args = redacted, None
+        redaction.redact_record(record, self.secrets)
         return True
 
 
 def configure_logging(fmt: str, secrets: Iterable[str], level: int = logging.INFO) -> None:
     """Route the root logger to stderr in ``fmt`` (json or text), secrets redacted."""
+    redaction.register(secrets)
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter()

@@ -14,14 +14,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    func,
+    select,
+)
 
-from mirror import portal_writes, slice_sizes
+from mirror import partner_feed, portal_writes, query_args, slice_sizes
 from mirror.errors import AccessDenied
-from mirror.grants import granted, is_inherited
+from mirror.grants import granted
 from mirror.rule_check import served_rules
 from mirror.store import MirrorTable, Store
-from mirror.tables import mirror_access, mirror_changes, mirror_outbox
+from mirror.tables import mirror_access, mirror_outbox
 from mirror.visibility import SliceRule, VisibilityRules, visible_fields, visible_values
 
 if TYPE_CHECKING:
@@ -29,7 +35,7 @@ if TYPE_CHECKING:
     from mirror.registrations import Receipt, Registrations
 
 log = logging.getLogger("prm_mirror.access")
-OPERATORS = {
+FILTERS = {
     "=": lambda c, v: c == v,
     "!=": lambda c, v: c != v,
     "<": lambda c, v: c < v,
@@ -40,7 +46,7 @@ OPERATORS = {
     "like": lambda c, v: c.like(v),
     "is_null": lambda c, v: c.is_(None) if v else c.is_not(None),
 }
-MAX_PAGE = 1000
+MAX_PAGE = query_args.MAX_PAGE
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,12 @@ class ChangeBatch:
     cursor: int
 
 
+def vendor_explanation(view: PartnerView, object_name: str, record_id: str) -> Explanation:
+    """``view.explain`` with, outside the slice, why not: the record is not mirrored, was
+    deleted, or no path leads to it (for the vendor's operators, never for a partner)."""
+    return view._explain(object_name, record_id, detail=True)
+
+
 class PartnerView:
     """Read access to one partner's slice (as the partner's admin, or as one of its reps)."""
 
@@ -75,6 +87,9 @@ class PartnerView:
     ) -> None:
         if not partner_id:
             raise AccessDenied("no partner context: a partner id is required")
+        query_args.text("partner_id", partner_id)
+        if user_id is not None:
+            query_args.text("user_id", user_id)
         if role not in ("admin", "rep"):
             raise AccessDenied(f"unknown partner role {role!r} (admin or rep)")
         if role == "rep" and not user_id:
@@ -103,6 +118,7 @@ class PartnerView:
 
     def update(self, object_name: str, record_id: str, changes: Mapping[str, Any]) -> dict:
         """Change writable fields of a record in the slice; the CRM gets it on the next push."""
+        query_args.text("record_id", record_id)
         return portal_writes.update_record(self, object_name, record_id, changes)
 
     def create(self, object_name: str, values: Mapping[str, Any]) -> str:
@@ -111,10 +127,12 @@ class PartnerView:
 
     def delete(self, object_name: str, record_id: str) -> None:
         """Delete a record of the slice (where partners may delete that object)."""
+        query_args.text("record_id", record_id)
         portal_writes.delete_record(self, object_name, record_id)
 
     def writes(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """This partner's writes on their way to the CRM (or failed, with the CRM's message)."""
+        query_args.bounded("limit", limit, 1, MAX_PAGE)
         o = mirror_outbox.c
         query = select(
             o.seq,
@@ -140,6 +158,8 @@ class PartnerView:
         """One record of the slice (also by the local id ``create`` returned, once the CRM
         has replaced it); ``AccessDenied`` when it is not in it."""
         mirrored, rule = self._object(object_name)
+        query_args.text("record_id", record_id)
+        fields = query_args.fields(fields)
         key = mirrored.table.c[mirrored.spec.key]
         with self.store.engine.connect() as conn:
             record_id = portal_writes.current_id(conn, self, object_name, record_id)
@@ -161,22 +181,24 @@ class PartnerView:
     ) -> list[dict]:
         """Records of the slice, filtered, ordered (``"-Amount"`` for descending) and paged.
 
-        ``where`` maps a field to a value (equality) or to ``(operator, value)`` with operator
-        one of ``= != < <= > >= in like is_null``.
+        ``where`` maps a field to a value (equality), to ``(operator, value)`` with operator
+        one of ``= != < <= > >= in like is_null``, or to a list of such pairs (all apply).
+        An argument the query cannot take raises ``QueryError`` naming it.
         """
         mirrored, rule = self._object(object_name)
-        where = portal_writes.current_where(self, where)
-        if not 0 < limit <= MAX_PAGE:
-            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
-        if not where and not order_by and not rule.public:
+        limit, offset = query_args.page(limit, offset)
+        fields = query_args.fields(fields)
+        order = query_args.ordering(order_by)
+        conditions = portal_writes.current_conditions(self, query_args.conditions(where))
+        if not conditions and not order and not rule.public:
             # the default page (by id, unfiltered) is read off the access index in id order:
             # its cost is the page's, not the slice's (a grant exists only for a live record)
             query = self._query(mirrored, rule, fields, page=(limit, offset))
             query = query.order_by(mirrored.table.c[mirrored.spec.key])
         else:
             query = self._query(mirrored, rule, fields)
-            query = query.where(*self._filters(mirrored, rule, where))
-            query = query.order_by(*self._ordering(mirrored, rule, order_by))
+            query = query.where(*self._filters(mirrored, rule, conditions))
+            query = query.order_by(*self._ordering(mirrored, rule, order))
             query = query.limit(limit).offset(offset)
         with self.store.engine.connect() as conn:
             rows = conn.execute(query).all()
@@ -185,8 +207,8 @@ class PartnerView:
     def count(self, object_name: str, *, where: Mapping[str, Any] | None = None) -> int:
         """How many records of the slice match ``where``."""
         mirrored, rule = self._object(object_name)
-        where = portal_writes.current_where(self, where)
-        if not where and not rule.public:
+        conditions = portal_writes.current_conditions(self, query_args.conditions(where))
+        if not conditions and not rule.public:
             with self.store.engine.connect() as conn:
                 if self.role != "rep":
                     return slice_sizes.size(conn, self.source, self.partner_id, mirrored.spec.name)
@@ -197,60 +219,42 @@ class PartnerView:
                 return int(conn.execute(counted).scalar_one())
         key = mirrored.table.c[mirrored.spec.key]
         query = self._query(mirrored, rule, [mirrored.spec.key])
-        query = query.where(*self._filters(mirrored, rule, where))
+        query = query.where(*self._filters(mirrored, rule, conditions))
         counted = select(func.count()).select_from(query.with_only_columns(key).subquery())
         with self.store.engine.connect() as conn:
             return int(conn.execute(counted).scalar_one())
 
     def changes(self, since: int = 0, limit: int = 500) -> ChangeBatch:
         """What changed in the slice after cursor ``since``: data changes of visible records
-        (hidden fields left out) and records entering or leaving the slice."""
-        c, a = mirror_changes.c, mirror_access.c
-        inherited = [name for name in self.rules.slices if is_inherited(self.rules, name)]
-        visible = or_(
-            and_(
-                c.object.not_in(inherited),
-                select(a.record_id)
-                .where(
-                    a.source == c.source,
-                    a.object == c.object,
-                    a.record_id == c.record_id,
-                    *self._access_scope(),
-                )
-                .exists(),
-            ),
-            *(
-                and_(c.object == name, self._visible_change(name, c.record_id))
-                for name in inherited
-            ),
-        )
-        public = [name for name, rule in self.rules.slices.items() if rule.public]
-        query = (
-            select(mirror_changes)
-            .where(
-                c.seq > since,
-                c.source == self.source,
-                or_(
-                    c.partner_id == self.partner_id,
-                    and_(c.partner_id.is_(None), or_(visible, c.object.in_(public))),
-                ),
-            )
-            .order_by(c.seq)
-            .limit(limit)
-        )
+        (hidden fields left out) and records entering or leaving the slice.
+
+        A record's data changes are served only while it is in the slice: from its "enter"
+        to its "leave" (or "delete"), never its history from before it entered nor the change
+        that took it out (whose values name where it went). A rep's feed follows the rep's
+        own slice the same way. ``limit`` is at most ``query_args.MAX_FEED_PAGE``."""
+        query_args.bounded("since", since, 0, 2**63 - 1)
+        query_args.bounded("limit", limit, 1, query_args.MAX_FEED_PAGE)
         with self.store.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(partner_feed.feed_query(self, since, limit)).all()
         return ChangeBatch([self._change(r) for r in rows], rows[-1].seq if rows else since)
 
     def explain(self, object_name: str, record_id: str) -> Explanation:
-        """Why ``record_id`` is in the slice (each path and what it went through), or why not."""
+        """Why ``record_id`` is in the slice (each path and what it went through); outside
+        it, only that it is not in the slice, the same whether the record exists, was deleted
+        or has no path (``Mirror.explain`` tells the vendor which)."""
+        return self._explain(object_name, record_id, detail=False)
+
+    def _explain(self, object_name: str, record_id: str, *, detail: bool) -> Explanation:
         mirrored, rule = self._object(object_name)
+        query_args.text("record_id", record_id)
         if rule.public:
             return Explanation(True, (f"{object_name} is visible to every partner",))
         with self.store.engine.connect() as conn:
             reasons = self._reasons(conn, object_name, record_id, depth=0)
             if reasons:
                 return Explanation(True, tuple(reasons))
+            if not detail:
+                return Explanation(False, (f"{object_name} {record_id} is not in your slice",))
             return Explanation(False, (self._why_not(conn, mirrored, record_id),))
 
     def _reasons(self, conn: Connection, name: str, record_id: str, depth: int) -> list[str]:
@@ -287,6 +291,7 @@ class PartnerView:
         return f"no path of the {name} slice leads from your partner record to {record_id}"
 
     def _object(self, name: str) -> tuple[MirrorTable, SliceRule]:
+        query_args.text("object_name", name)
         rule = self.rules.rule(name)
         if rule is None or (not rule.paths and not rule.public):
             raise AccessDenied(f"{name} is not shared with partners")
@@ -354,21 +359,17 @@ class PartnerView:
         return scope
 
     def _filters(
-        self, mirrored: MirrorTable, rule: SliceRule, where: Mapping[str, Any] | None
+        self, mirrored: MirrorTable, rule: SliceRule, conditions: list[query_args.Condition]
     ) -> list[ColumnElement[bool]]:
-        conditions = []
-        for name, condition in (where or {}).items():
+        types = {f.name: f.type for f in mirrored.spec.fields}
+        found = []
+        for name, operator, value in conditions:
             column = self._columns(mirrored, rule, [name])[0]
-            operator, value = condition if isinstance(condition, tuple) else ("=", condition)
-            if operator not in OPERATORS:
-                raise ValueError(f"unknown operator {operator!r} (one of {', '.join(OPERATORS)})")
-            conditions.append(OPERATORS[operator](column, value))
-        return conditions
+            value = query_args.typed(name, types[name], operator, value)
+            found.append(FILTERS[operator](column, value))
+        return found
 
-    def _ordering(
-        self, mirrored: MirrorTable, rule: SliceRule, order_by: Sequence[str] | str | None
-    ) -> list:
-        names = [order_by] if isinstance(order_by, str) else list(order_by or [])
+    def _ordering(self, mirrored: MirrorTable, rule: SliceRule, names: list[str]) -> list:
         ordering = []
         for name in names:
             column = self._columns(mirrored, rule, [name.lstrip("-")])[0]

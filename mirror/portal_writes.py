@@ -19,6 +19,7 @@ from mirror.diff import field_changes
 from mirror.errors import AccessDenied, ValidationError
 from mirror.local_ids import current_ids
 from mirror.outbox import enqueue, is_local, new_local_id
+from mirror.query_args import Condition
 from mirror.records import CONVERTERS, BadValue
 from mirror.store import MirrorTable, utcnow
 from mirror.tables import mirror_outbox
@@ -169,33 +170,25 @@ def current_id(conn: Connection, view: PartnerView, name: str, record_id: str) -
     return current_ids(conn, view.source, [record_id], [name]).get(record_id, record_id)
 
 
-def current_where(view: PartnerView, where: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+def current_conditions(view: PartnerView, conditions: list[Condition]) -> list[Condition]:
     """A query's conditions with the local ids they name replaced by the CRM's ids."""
-    if not where:
-        return where
-    values = [v for c in where.values() for v in _condition_values(c) if is_local(v)]
+    values = [v for _, _, value in conditions for v in _values(value) if is_local(v)]
     if not values:
-        return where
+        return conditions
     with view.store.engine.connect() as conn:
         mapped = current_ids(conn, view.source, values)
-    return {name: _mapped(condition, mapped) for name, condition in where.items()}
 
-
-def _condition_values(condition: Any) -> list[Any]:
-    value = condition[1] if isinstance(condition, tuple) else condition
-    return list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
-
-
-def _mapped(condition: Any, mapped: Mapping[str, str]) -> Any:
     def one(value: Any) -> Any:
         return mapped.get(value, value) if isinstance(value, str) else value
 
-    if not isinstance(condition, tuple):
-        return one(condition)
-    operator, value = condition
-    if isinstance(value, list | tuple | set | frozenset):
-        return (operator, [one(v) for v in value])
-    return (operator, one(value))
+    return [
+        (name, operator, [one(v) for v in value] if isinstance(value, list) else one(value))
+        for name, operator, value in conditions
+    ]
+
+
+def _values(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
 
 
 def _current_references(

@@ -143,7 +143,19 @@ mirror_changes = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("run_id", Integer),
     Column("partner_id", String(64)),
-    Index("ix_mirror_changes_record", "source", "object", "record_id"),
+    # a membership event of one rep's slice (its user id); none: of the partner's whole slice
+    Column("owner_id", String(64)),
+    # a record's changes, and (partner, owner, seq) to find the membership event before or
+    # after a change with one seek: the feed asks it for every change it serves
+    Index(
+        "ix_mirror_changes_record",
+        "source",
+        "object",
+        "record_id",
+        "partner_id",
+        "owner_id",
+        "seq",
+    ),
     Index("ix_mirror_changes_partner", "partner_id", "seq"),
 )
 

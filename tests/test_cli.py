@@ -101,6 +101,21 @@ def test_backfill_sync_status_and_partner_commands(tmp_path, box) -> None:
     assert query.exit_code == 0 and opp[:10] in query.output
     explain = run(config, "explain", "--partner", partner, "Opportunity", opp, password=ok)
     assert "visible" in explain.output and "PartnerAccountId" in explain.output
+    with sqlite3.connect(tmp_path / "mirror.db") as db:
+        (other_user,) = db.execute(
+            'SELECT "Id" FROM salesforce__user WHERE "AccountId" IS NOT NULL '
+            'AND "AccountId" != ? LIMIT 1', (partner,),
+        ).fetchone()  # fmt: skip
+    for role in ("admin", "rep"):  # a user of another partner cannot pose as this one's
+        posing = run(config, "query", "--partner", partner, "--user", other_user,
+                     "--role", role, "Opportunity", password=ok)  # fmt: skip
+        assert posing.exit_code == 1 and "is not a user of partner" in posing.output
+    too_many = run(config, "query", "--partner", partner, "--limit", "0", "Opportunity",
+                   password=ok)  # fmt: skip
+    assert too_many.exit_code == 2 and "--limit" in too_many.output
+    both = run(config, "query", "--partner", partner, "--where", "Amount<0", "--where",
+               "Amount>=0", "--fields", "Id", "Opportunity", password=ok)  # fmt: skip
+    assert both.exit_code == 0 and "Opportunity:0of0" in "".join(both.output.split())
     rebuilt = run(config, "access", "rebuild", password=ok)
     assert "agrees" in rebuilt.output
     box.advance_clock(5)

@@ -3,6 +3,8 @@ model of who sees what computed straight from the CRM's state (independent of th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sqlalchemy import select
@@ -84,13 +86,15 @@ class Org:
         self.clock += 1
         self.crm.remove(record_id, self.clock, obj=obj)
 
-    def sync(self) -> None:
-        """Pull every object, parents first, through the real sync path."""
+    def sync(self, around: Callable[[str], AbstractContextManager[None]] | None = None) -> None:
+        """Pull every object, parents first, through the real sync path (each object's pull
+        inside ``around(name)`` when given)."""
         puller = Puller(
             self.store, self.crm, hooks=[self.access], indexes=_path_indexes(self.rules)
         )
         for name in ORDER:
-            puller.sync_object(self.crm.describe(name))
+            with around(name) if around else nullcontext():
+                puller.sync_object(self.crm.describe(name))
 
     def view(self, partner: str, **kw: Any) -> PartnerView:
         """The partner's view."""
@@ -105,9 +109,28 @@ class Org:
         """Release the store."""
         self.store.close()
 
-    def expected(self, partner: str, owner: str | None = None) -> dict[str, set[str]]:
-        """Who should see what, from the CRM's live records alone."""
-        live = self.crm.stores
+    def mirrored(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """The mirror's live records per object, read straight from the tables."""
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        with self.store.engine.connect() as conn:
+            for name in SCHEMAS:
+                try:
+                    table = self.store.mirrored(self.rules.source, name).table
+                except KeyError:
+                    found[name] = {}
+                    continue
+                rows = conn.execute(select(table).where(table.c._deleted.is_(False)))
+                found[name] = {row.Id: dict(row._mapping) for row in rows}
+        return found
+
+    def expected(
+        self,
+        partner: str,
+        owner: str | None = None,
+        live: dict[str, dict[str, dict[str, Any]]] | None = None,
+    ) -> dict[str, set[str]]:
+        """Who should see what, from the CRM's live records alone (or from ``live``)."""
+        live = self.crm.stores if live is None else live
         opps = {
             i for i, o in live["Opportunity"].items()
             if o["PartnerAccountId"] == partner and (owner is None or o["OwnerId"] == owner)

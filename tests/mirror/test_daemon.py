@@ -401,8 +401,8 @@ def test_three_workers_split_one_backfill_and_survive_one_killed(tmp_path) -> No
                 )
                 duplicates = conn.execute(
                     text(
-                        "SELECT object, record_id, op, partner_id FROM mirror_changes "
-                        "GROUP BY object, record_id, op, partner_id HAVING COUNT(*) > 1"
+                        "SELECT object, record_id, op, partner_id, owner_id FROM mirror_changes "
+                        "GROUP BY object, record_id, op, partner_id, owner_id HAVING COUNT(*) > 1"
                     )
                 ).all()
                 crm_changes = conn.execute(

@@ -1,14 +1,22 @@
 """Property: through random orgs, reassignments, re-parentings and deletes synced by the real
 pull path, a partner sees exactly its slice (never a row or hidden field of anyone else), and
-the incrementally kept access table always equals a rebuild from scratch."""
+the incrementally kept access table always equals a rebuild from scratch. A partner's feed, and
+a rep's, never holds a change made before the record entered its slice or after it left: the
+model says, from the mirror's rows alone, who saw each record before and after the pull that
+changed it."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
 from mirror import slice_sizes
+from mirror.tables import mirror_changes
 from tests.conftest import BACKENDS, fresh_database
 from tests.mirror.org import Org
 
@@ -63,6 +71,57 @@ def apply(org: Org, kind: str, key: str, value: object) -> None:
         org.remove("Account", key)
 
 
+# a viewer: (partner, rep's user id or None for the partner's whole slice)
+Viewer = tuple[str, str | None]
+VIEWERS: list[Viewer] = [(p, owner) for p in PARTNERS for owner in (None, f"U{p}")]
+
+
+def last_seq(org: Org) -> int:
+    with org.store.engine.connect() as conn:
+        return int(conn.execute(select(func.max(mirror_changes.c.seq))).scalar() or 0)
+
+
+class FeedModel:
+    """Which data changes each viewer may be shown: those of a record it saw both before and
+    after the pull of the record's object (a record's membership changes only with its own
+    change, in that change's transaction, or in another object's pull)."""
+
+    def __init__(self, org: Org) -> None:
+        self.org = org
+        self.allowed: dict[Viewer, set[int]] = {v: set() for v in VIEWERS}
+        # the slices as the last pull left them (only pulls change the mirror's rows)
+        self.current: dict[Viewer, dict[str, set[str]]] | None = None
+
+    def slices(self) -> dict[Viewer, dict[str, set[str]]]:
+        live = self.org.mirrored()
+        return {(p, o): self.org.expected(p, owner=o, live=live) for p, o in VIEWERS}
+
+    @contextmanager
+    def around(self, name: str) -> Iterator[None]:
+        """Note the data changes the pull of ``name`` logs, and who may see each."""
+        before, start = self.current or self.slices(), last_seq(self.org)
+        yield
+        if last_seq(self.org) == start:  # a pull that logged nothing changed no slice
+            return
+        after = self.current = self.slices()
+        c = mirror_changes.c
+        query = select(c.seq, c.record_id).where(
+            c.seq > start, c.object == name, c.partner_id.is_(None)
+        )
+        with self.org.store.engine.connect() as conn:
+            changes = conn.execute(query).all()
+        for viewer in VIEWERS:
+            inside = before[viewer].get(name, set()) & after[viewer].get(name, set())
+            self.allowed[viewer] |= {seq for seq, record_id in changes if record_id in inside}
+
+    def check_feeds(self) -> None:
+        for partner, owner in VIEWERS:
+            role = {"user_id": owner, "role": "rep"} if owner else {}
+            feed = self.org.view(partner, **role).changes(limit=5000).changes
+            shown = {c["seq"] for c in feed if c["origin"] != "access"}
+            assert shown <= self.allowed[(partner, owner)], (partner, owner)
+
+
 def slice_sizes_of(org: Org) -> dict[tuple[str, str], int]:
     """The kept slice sizes, empty slices left out."""
     with org.store.engine.connect() as conn:
@@ -82,10 +141,11 @@ def test_partners_see_exactly_their_slice_and_access_equals_rebuild(backend, bat
         org = Org(url, page_size=3)
         try:
             seed(org)
+            feeds = FeedModel(org)
             for batch in batches:
                 for kind, key, value in batch:
                     apply(org, kind, key, value)
-                org.sync()
+                org.sync(around=feeds.around)
                 for partner in PARTNERS:
                     view = org.view(partner)
                     seen = org.seen(view)
@@ -108,5 +168,6 @@ def test_partners_see_exactly_their_slice_and_access_equals_rebuild(backend, bat
                     org.access.rebuild(conn)
                 assert org.access_rows() == incremental
                 assert slice_sizes_of(org) == sizes
+            feeds.check_feeds()  # every change of every batch: the feeds only grow
         finally:
             org.close()

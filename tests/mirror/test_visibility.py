@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mirror.errors import AccessDenied, ConfigError
-from mirror.partner import PartnerView
+from mirror.partner import PartnerView, vendor_explanation
 from mirror.tables import mirror_access
 from mirror.visibility import parse_path, parse_rules
 from tests.mirror.org import RULES, Org, build_small_org
@@ -158,7 +158,26 @@ def test_explain_says_which_path_and_why_not(org: Org) -> None:
     assert not org.view("P1").explain("Opportunity", "o2").visible
     org.remove("Opportunity", "o2")
     org.sync()
-    assert "deleted" in org.view("P2").explain("Opportunity", "o2").reasons[0]
+    assert "deleted" in vendor_explanation(org.view("P2"), "Opportunity", "o2").reasons[0]
+
+
+def test_a_partner_cannot_tell_a_deleted_missing_or_unreached_record_apart(org: Org) -> None:
+    org.remove("Opportunity", "o2")
+    org.sync()
+    view = org.view("P1")
+    answers = {
+        record_id: view.explain("Opportunity", record_id)
+        for record_id in ("o2", "o3", "no-such-deal")  # deleted, another's, not mirrored
+    }
+    assert {a.visible for a in answers.values()} == {False}
+    assert {a.reasons[0].replace(r, "?") for r, a in answers.items()} == {
+        "Opportunity ? is not in your slice"
+    }
+    rep = org.view("P2", user_id="UP2", role="rep")
+    assert rep.explain("Opportunity", "o3").reasons == ("Opportunity o3 is not in your slice",)
+    details = {r: vendor_explanation(view, "Opportunity", r).reasons[0] for r in answers}
+    assert "deleted" in details["o2"] and "not in the mirror" in details["no-such-deal"]
+    assert "no path" in details["o3"]
 
 
 def test_rules_are_parsed_and_cycles_refused() -> None:
