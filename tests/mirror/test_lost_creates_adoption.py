@@ -224,3 +224,12 @@ def test_missing_values_join_only_the_records_own_queued_update(bench: Bench) ->
         {"Amount": 5.0},
     )
     assert requeued.seq > max(decoys)
+
+
+def test_a_record_read_without_a_version_settles_the_create_without_one(bench: Bench) -> None:
+    bench.create("k1", Name="new")
+    unversioned = deal("d1", 0, Name="new", Ext="k1")
+    unversioned["Modstamp"] = None
+    bench.apply([unversioned])
+    (entry,) = bench.entries()
+    assert (entry.status, entry.crm_id, entry.pushed_version) == ("done", "d1", None)
