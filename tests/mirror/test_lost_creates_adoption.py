@@ -200,7 +200,7 @@ def test_missing_values_join_only_the_records_own_queued_update(bench: Bench) ->
             enqueue(
                 conn,
                 spec,
-                record_id=local,
+                record_id=record_id,
                 op=op,
                 values=values,
                 before={},
@@ -208,10 +208,11 @@ def test_missing_values_join_only_the_records_own_queued_update(bench: Bench) ->
                 partner_id=None,
                 author=None,
             )
-            for spec, op, values in (
-                (spec_of("other"), "update", {"Stage": "x"}),
-                (dataclasses.replace(spec_of(), name="Lead"), "update", {"Stage": "x"}),
-                (bench.spec, "delete", {}),
+            for spec, record_id, op, values in (
+                # the CRM id of another object or source, and the record's own delete
+                (spec_of("other"), "d1", "update", {"Stage": "x"}),
+                (dataclasses.replace(spec_of(), name="Lead"), "d1", "update", {"Stage": "x"}),
+                (bench.spec, local, "delete", {}),
             )
         ]
     bench.apply([deal("d1", 30, Name="new", Ext="k1")])
