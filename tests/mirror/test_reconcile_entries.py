@@ -229,6 +229,7 @@ def test_a_read_after_the_write_settles_another_value_at_its_version(bench: Benc
     ctx = bench.context(fresh=frozenset({seq}))
     bench.apply([deal("d1", 20, Name="other", Stage="s0", Amount=1.0)], ctx=ctx)
     assert (bench.row("d1")["Name"], bench.entry(seq).confirmed) == ("other", True)
+    assert bench.conflicts() == []  # a change made after our write: nothing concurrent
 
 
 def test_fresh_says_nothing_of_an_entry_not_pushed_yet(bench: Bench) -> None:
