@@ -187,3 +187,12 @@ def test_another_objects_entries_are_not_its(tmp_path: Path) -> None:
         bench.set_entry(seq, source="fake")
         bench.stamp(seq, at(1))
         assert unconfirmed(bench.store, bench.mirrored, WRITTEN) == {"d1": [seq]}
+
+
+def test_a_row_not_marked_pending_is_merged_with_its_entry_all_the_same(bench: Bench) -> None:
+    seq = pushed_unsettled(bench, "d1")
+    table = bench.mirrored.table
+    with bench.store.transaction() as conn:
+        conn.execute(update(table).where(table.c.Id == "d1").values(_pending=False))
+    assert settle(bench, Fetcher({"d1": deal("d1", 20, Name="other")})) == 1
+    assert (bench.row("d1")["Name"], bench.entry(seq).confirmed) == ("other", True)
