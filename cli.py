@@ -30,7 +30,7 @@ from mirror.query_args import MAX_PAGE
 from mirror.redaction import redacted, register
 from mirror.resources import data_dir
 from mirror.sync import RunResult
-from mirror.types import Page
+from mirror.types import FieldType, ObjectSpec, Page
 
 console = Console()
 EXAMPLE_CONFIG = data_dir("config") / "example.toml"
@@ -252,14 +252,36 @@ def query(
         where: dict[str, list[tuple[str, Any]]] = {}
         for name, condition in map(_condition, conditions):
             where.setdefault(name, []).append(condition)
+        if not any(p["id"] == partner for p in mirror.partners(view.source)):
+            raise click.BadParameter(
+                f"{partner!r} is not a partner of the mirror", param_hint="--partner"
+            )
         chosen = fields.split(",") if fields else None
         rows = view.select(object_name, where=where, fields=chosen, order_by=order, limit=limit)
         total = view.count(object_name, where=where)
-        columns = list(rows[0]) if rows else (chosen or [])
+        if chosen:
+            columns = chosen
+        else:
+            spec = mirror.store.mirrored(view.source, object_name).spec
+            columns = _default_columns(spec, [*where, (order or "").lstrip("-")], rows)
         table = Table(*columns, title=f"{object_name}: {len(rows)} of {total}")
         for row in rows:
             table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
         console.print(table)
+
+
+NAME_COLUMNS = 3
+
+
+def _default_columns(spec: ObjectSpec, asked: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """What ``query`` shows without ``--fields``: the key, the object's first few name fields,
+    its partner field and the fields the query filters or orders by (all of them, every column,
+    are one ``--fields`` away)."""
+    texts = (FieldType.STRING, FieldType.TEXT)
+    names = [f.name for f in spec.fields if f.type in texts and f.name.lower().endswith("name")]
+    wanted = [spec.key, *names[:NAME_COLUMNS], spec.partner_field or "", *asked]
+    present = set(rows[0]) if rows else set(spec.field_names)
+    return [name for name in dict.fromkeys(wanted) if name and name in present]
 
 
 _CONDITION = re.compile(r"^(\w+)\s*(!=|>=|<=|=|<|>|~)\s*(.*)$")
@@ -367,7 +389,11 @@ def push(ctx: click.Context) -> None:
 
 @main.command()
 @click.option("--failed", is_flag=True, help="Only writes the CRM refused.")
-@click.option("--status", default=None, help="pending, sending, blocked, done, failed, superseded.")
+@click.option(
+    "--status",
+    default=None,
+    type=click.Choice(["pending", "sending", "blocked", "done", "failed", "superseded"]),
+)
 @click.option("--limit", default=50, show_default=True)
 @click.pass_context
 def outbox(ctx: click.Context, failed: bool, status: str | None, limit: int) -> None:
@@ -463,7 +489,9 @@ def _registrations(mirror: Mirror) -> Any:
 
 
 @registrations.command("list")
-@click.option("--status", default=None, help="Submitted, Approved, Rejected or Expired.")
+@click.option(
+    "--status", default=None, type=click.Choice(["Submitted", "Approved", "Rejected", "Expired"])
+)
 @click.pass_context
 def registrations_list(ctx: click.Context, status: str | None) -> None:
     """Registrations, newest first."""

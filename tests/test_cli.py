@@ -113,6 +113,14 @@ def test_backfill_sync_status_and_partner_commands(tmp_path, box) -> None:
     too_many = run(config, "query", "--partner", partner, "--limit", "0", "Opportunity",
                    password=ok)  # fmt: skip
     assert too_many.exit_code == 2 and "--limit" in too_many.output
+    plain = run(config, "query", "--partner", partner, "--limit", "3", "Opportunity", password=ok)
+    header = "".join(plain.output.split())
+    assert plain.exit_code == 0 and "Id" in header and "Name" in header
+    assert "SystemModstamp" not in header and "Amount" not in header  # not every column
+    nobody = run(config, "query", "--partner", "001NOTAPARTNER", "Opportunity", password=ok)
+    assert nobody.exit_code == 2 and "not a partner" in nobody.output
+    bogus = run(config, "outbox", "--status", "bogus", password=ok)
+    assert bogus.exit_code == 2 and "--status" in bogus.output
     both = run(config, "query", "--partner", partner, "--where", "Amount<0", "--where",
                "Amount>=0", "--fields", "Id", "Opportunity", password=ok)  # fmt: skip
     assert both.exit_code == 0 and "Opportunity:0of0" in "".join(both.output.split())
