@@ -73,6 +73,8 @@ class ObjectStatus:
     # backfilled, but its partner slices wait for the end of the sync (or, after a crash,
     # for the next sync)
     slices_pending: bool = False
+    # when a sync of the object last ended well
+    last_success_at: datetime | None = None
 
 
 class Mirror:
@@ -554,6 +556,7 @@ class Mirror:
                     last_run_at=last.get("finished_at") or last.get("started_at"),
                     last_error=last.get("error"),
                     slices_pending=(source, name) in pending,
+                    last_success_at=self._last_success(source, name),
                 )
             )
         if not unsynced:
@@ -604,6 +607,15 @@ class Mirror:
         with self.store.engine.connect() as conn:
             row = conn.execute(query).first()
         return row._asdict() if row else {}
+
+    def _last_success(self, source: str, name: str) -> datetime | None:
+        r = mirror_runs.c
+        query = select(func.max(r.finished_at)).where(
+            r.source == source, r.object == name, r.status == "ok"
+        )
+        with self.store.engine.connect() as conn:
+            finished: datetime | None = conn.execute(query).scalar()
+        return finished
 
     def _reject_count(self, source: str, name: str) -> int:
         query = select(func.count()).where(

@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -249,11 +250,21 @@ class Daemon:
     def refresh_metrics(self) -> None:
         """Lag per object, outbox depth and open conflicts, from the store."""
         now = time.time()
+        failing: dict[str, str] = {}
         for status in self.mirror.status():
-            if status.cursor:
-                cursor = _parse(status.cursor)
-                if cursor is not None:
-                    self.metrics.lag.labels(status.source, status.object).set(now - cursor)
+            labels = (status.source, status.object)
+            if status.last_success_at is not None:
+                self.metrics.since_sync.labels(*labels).set(now - _epoch(status.last_success_at))
+            cursor = _parse(status.cursor) if status.cursor else None
+            if cursor is not None:
+                self.metrics.data_age.labels(*labels).set(now - cursor)
+            if status.last_run_status in ("failed", "interrupted"):
+                failing[f"{status.source}.{status.object}"] = status.last_error or "failed"
+        self.health.set_failing(failing)
+        not_ready = self.health.not_ready()
+        for status in self.mirror.status(unsynced=True):
+            name = f"{status.source}.{status.object}"
+            self.metrics.failing.labels(status.source, status.object).set(int(name in not_ready))
         for state, count in self.mirror.queue_summary().items():
             if state == "conflicts":
                 self.metrics.conflicts.set(count)
@@ -263,6 +274,7 @@ class Daemon:
     # --- helpers ------------------------------------------------------------------------
 
     def _guard(self, job: str, work: Callable[[], Any]) -> None:
+        started = time.monotonic()
         try:
             work()
         except QuotaExceeded as exc:
@@ -279,6 +291,8 @@ class Daemon:
         else:
             self.metrics.last_success.labels(job).set(time.time())
             self.health.record(job, True)
+        finally:
+            self.metrics.duration.labels(job.split(":", 1)[0]).observe(time.monotonic() - started)
 
     def _record_sync(self, results: list[RunResult]) -> None:
         for r in results:
@@ -357,9 +371,12 @@ def _default_worker() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _parse(cursor: str) -> float | None:
-    from datetime import datetime
+def _epoch(moment: datetime) -> float:
+    """Unix time of ``moment``; a naive one is UTC (as the store keeps them)."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
+
+def _parse(cursor: str) -> float | None:
     try:
         return datetime.fromisoformat(cursor.replace("Z", "+00:00")).timestamp()
     except ValueError:

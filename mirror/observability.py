@@ -1,10 +1,12 @@
 """Metrics, health and logs for the daemon.
 
-- Prometheus metrics on ``/metrics`` (records synced, lag per object, API calls and remaining
+- Prometheus metrics on ``/metrics`` (records synced, time since the last good sync and data
+  age per object, job durations, build info, API calls and remaining
   budget, outbox depth, open conflicts, rejects, job errors) from a registry of our own, so
   several daemons in one process (tests) do not collide;
-- ``/healthz``: 200 with the jobs' last outcomes while the scheduler runs and the store
-  answers, 503 otherwise;
+- ``/healthz`` (liveness): 200 with the jobs' last outcomes while the scheduler runs and the
+  store answers, 503 otherwise;
+- ``/readyz`` (readiness): 503 also while any object's last sync failed, naming them;
 - JSON log lines (one object per line) with every configured secret value redacted.
 """
 
@@ -12,12 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from importlib import metadata
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
@@ -37,12 +41,33 @@ class Metrics:
         self.rejects = Counter(
             "prm_rejects", "CRM records set aside", ["source", "object"], registry=r
         )
-        self.lag = Gauge(
-            "prm_sync_lag_seconds",
-            "Now minus the object's cursor",
+        self.since_sync = Gauge(
+            "prm_sync_age_seconds",
+            "Seconds since the object's last successful sync (alert on this)",
             ["source", "object"],
             registry=r,
         )
+        self.data_age = Gauge(
+            "prm_data_age_seconds",
+            "Now minus the object's cursor: the newest change mirrored (quiet objects grow old)",
+            ["source", "object"],
+            registry=r,
+        )
+        self.failing = Gauge(
+            "prm_object_failing",
+            "1 while the object's last sync failed",
+            ["source", "object"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "prm_job_duration_seconds",
+            "How long each job run took",
+            ["kind"],
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+            registry=r,
+        )
+        self.build = Info("prm_build", "The running prm-mirror", registry=r)
+        self.build.info({"version": _version(), "python": platform.python_version()})
         self.api_calls = Counter(
             "prm_api_calls", "HTTP requests to the CRM", ["source"], registry=r
         )
@@ -63,12 +88,20 @@ class Metrics:
         return bytes(generate_latest(self.registry))
 
 
+def _version() -> str:
+    try:
+        return metadata.version("prm-mirror")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 class Health:
     """What the jobs last did, for ``/healthz`` and ``prm-mirror status``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.failing: dict[str, str] = {}
         self.running = False
 
     def record(self, job: str, ok: bool, detail: str | None = None) -> None:
@@ -76,10 +109,29 @@ class Health:
         with self._lock:
             entry = self.jobs.setdefault(job, {})
             entry["last_success" if ok else "last_error"] = datetime.now().astimezone().isoformat()
+            entry["ok"] = ok
             if not ok:
                 entry["error"] = detail
             elif detail:
                 entry["note"] = detail
+
+    def set_failing(self, failing: dict[str, str]) -> None:
+        """The objects whose last sync failed, with the error (``source.object``: error)."""
+        with self._lock:
+            self.failing = dict(failing)
+
+    def not_ready(self) -> dict[str, str]:
+        """What keeps the mirror from being ready, with the error: each object whose last sync
+        failed (``source.object``, from its runs or its job) and each other job whose last run
+        failed."""
+        with self._lock:
+            failing = dict(self.failing)
+            for job, entry in self.jobs.items():
+                if not entry.get("ok", True):
+                    kind, _, what = job.partition(":")
+                    name = what.replace(":", ".") if kind == "sync" else job
+                    failing[name] = str(entry.get("error") or "failed")
+        return failing
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-serialisable copy."""
@@ -124,9 +176,21 @@ class ObservabilityServer:
             response = Response(
                 json.dumps(body), status=200 if healthy else 503, content_type="application/json"
             )
+        elif request.path == "/readyz":
+            response = self._readiness()
         else:
             response = Response("not found", status=404)
         return response(environ, start_response)
+
+    def _readiness(self) -> Response:
+        """200 when the scheduler runs, the store answers and no object's last sync (nor any
+        job's last run) failed; 503 naming what is not ready (``source.object`` or the job)."""
+        failing = self.health.not_ready()
+        body = {"running": self.health.running, "store": self.store_ok(), "failing": failing}
+        ready = body["running"] and body["store"] and not failing
+        return Response(
+            json.dumps(body), status=200 if ready else 503, content_type="application/json"
+        )
 
 
 class JsonFormatter(logging.Formatter):

@@ -89,7 +89,9 @@ def test_run_once_syncs_pushes_and_reports_metrics_and_health(db_url, box) -> No
         'prm_records_synced_total{object="Opportunity",op="insert",source="salesforce"} 500.0'
         in rendered
     )
-    assert "prm_sync_lag_seconds" in rendered and "prm_outbox_entries" in rendered
+    assert "prm_sync_age_seconds" in rendered and "prm_data_age_seconds" in rendered
+    assert "prm_outbox_entries" in rendered and "prm_build_info{" in rendered
+    assert 'prm_job_duration_seconds_count{kind="sync"}' in rendered
     mirror.close()
 
 
@@ -465,3 +467,42 @@ def _eventually(check: Callable[[], bool], seconds: float = 90.0) -> bool:
             return True
         time.sleep(0.5)
     return check()
+
+
+def gauge(rendered: str, name: str, obj: str) -> float:
+    line = next(x for x in rendered.splitlines()
+                if x.startswith(f"{name}{{") and f'object="{obj}"' in x)  # fmt: skip
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_a_quiet_object_just_synced_is_fresh_and_a_failing_one_is_not_ready(tmp_path, box) -> None:
+    mirror = mirror_for(f"sqlite:///{tmp_path / 'm.db'}", box)
+    worker = Daemon(mirror, worker_id="ready")
+    from mirror.observability import ObservabilityServer
+
+    server = ObservabilityServer(worker.metrics, worker.health, worker._store_ok, "127.0.0.1", 0)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        worker.health.running = True
+        worker.run_once()
+        worker.refresh_metrics()
+        rendered = worker.metrics.render().decode()
+        # the newest account changed long ago (the CRM's clock): the data is old, the sync not
+        sync_age = gauge(rendered, "prm_sync_age_seconds", "Account")
+        assert 0 <= sync_age < 600
+        assert gauge(rendered, "prm_data_age_seconds", "Account") > sync_age
+        ready = json.load(urllib.request.urlopen(f"{base}/readyz"))
+        assert ready["failing"] == {}
+        box.fail_next(200, path_contains="Account")
+        worker.sync_job("salesforce", "Account")
+        worker.refresh_metrics()
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(f"{base}/readyz")
+        assert not_ready.value.code == 503
+        assert list(json.load(not_ready.value)["failing"]) == ["salesforce.Account"]
+        assert urllib.request.urlopen(f"{base}/healthz").status == 200  # alive all the same
+        assert gauge(worker.metrics.render().decode(), "prm_object_failing", "Account") == 1
+    finally:
+        server.stop()
+        mirror.close()
