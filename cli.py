@@ -6,14 +6,18 @@ embedding app can do through ``Mirror`` too.
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import os
 import re
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,42 @@ EXAMPLE_CONFIG = data_dir("config") / "example.toml"
 
 def _config_path(ctx: click.Context) -> str:
     return str(ctx.obj["config"])
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
+)
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)
+
+
+def _emit_json(document: Any) -> None:
+    """Print ``document`` as one JSON document on stdout: no markup, datetimes in ISO 8601,
+    decimals and anything else JSON lacks as strings."""
+    click.echo(json.dumps(document, default=_json_default, indent=2))
+
+
+def _emit_csv(columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    """Print ``rows`` as CSV with a header line (empty cells for nulls)."""
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(columns)
+    out.writerows([["" if r[c] is None else _plain(r[c]) for c in columns] for r in rows])
+
+
+def _plain(value: Any) -> str:
+    """A value as a person reads it: ``-`` for null, ISO 8601 for datetimes, JSON for lists
+    and mappings, the text itself for the rest (no Python reprs)."""
+    if value is None:
+        return "-"
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=_json_default)
+    return str(value)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -176,10 +216,14 @@ def sweep(ctx: click.Context, objects: tuple[str, ...]) -> None:
 
 
 @main.command()
+@json_option
 @click.pass_context
-def status(ctx: click.Context) -> None:
+def status(ctx: click.Context, as_json: bool) -> None:
     """Per object: phase, cursor, rows, rejects and the last run."""
     with _mirror(ctx) as mirror:
+        if as_json:
+            _emit_json(_status_document(mirror))
+            return
         table = Table("object", "phase", "cursor", "rows", "deleted", "rejects", "last run")
         for s in mirror.status(unsynced=True):
             last = (
@@ -206,13 +250,29 @@ def status(ctx: click.Context) -> None:
         )
 
 
+def _status_document(mirror: Mirror) -> dict[str, Any]:
+    queue = mirror.queue_summary()
+    return {
+        "objects": [asdict(s) for s in mirror.status(unsynced=True)],
+        "outbox": {
+            k: queue.get(k, 0)
+            for k in ("pending", "sending", "blocked", "failed", "done", "superseded")
+        },
+        "open_conflicts": queue["conflicts"],
+    }
+
+
 @main.command()
 @click.option("--source", default=None, help="Source name (when several are configured).")
+@json_option
 @click.pass_context
-def partners(ctx: click.Context, source: str | None) -> None:
+def partners(ctx: click.Context, source: str | None, as_json: bool) -> None:
     """Partners with the size of their slice per object."""
     with _mirror(ctx) as mirror:
         rows = mirror.partners(source)
+        if as_json:
+            _emit_json({"partners": [{k: r[k] for k in ("id", "name", "slice")} for r in rows]})
+            return
         objects = sorted({name for row in rows for name in row["slice"]})
         table = Table("partner", "id", *objects)
         for row in rows:
@@ -233,6 +293,8 @@ def partners(ctx: click.Context, source: str | None) -> None:
 @click.option("--fields", default=None, help="Comma-separated fields to show.")
 @click.option("--order", default=None, help="Field to order by; -Field for descending.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, MAX_PAGE))
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (a header, then the rows).")
 @click.argument("object_name")
 @click.pass_context
 def query(
@@ -244,9 +306,13 @@ def query(
     fields: str | None,
     order: str | None,
     limit: int,
+    as_json: bool,
+    as_csv: bool,
     object_name: str,
 ) -> None:
     """Query OBJECT_NAME as a partner sees it."""
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv exclude each other")
     with _mirror(ctx) as mirror:
         view = mirror.as_partner(partner, user, role=role)
         where: dict[str, list[tuple[str, Any]]] = {}
@@ -264,6 +330,13 @@ def query(
         else:
             spec = mirror.store.mirrored(view.source, object_name).spec
             columns = _default_columns(spec, [*where, (order or "").lstrip("-")], rows)
+        if as_json:
+            shown = [{c: row[c] for c in columns} for row in rows]
+            _emit_json({"object": object_name, "total": total, "columns": columns, "rows": shown})
+            return
+        if as_csv:
+            _emit_csv(columns, rows)
+            return
         table = Table(*columns, title=f"{object_name}: {len(rows)} of {total}")
         for row in rows:
             table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
@@ -311,15 +384,27 @@ def _literal(raw: str) -> Any:
 @main.command()
 @click.option("--partner", required=True, help="The partner's CRM id.")
 @click.option("--user", default=None, help="Explain for this partner user.")
+@json_option
 @click.argument("object_name")
 @click.argument("record_id")
 @click.pass_context
 def explain(
-    ctx: click.Context, partner: str, user: str | None, object_name: str, record_id: str
+    ctx: click.Context,
+    partner: str,
+    user: str | None,
+    as_json: bool,
+    object_name: str,
+    record_id: str,
 ) -> None:
     """Say why RECORD_ID is (or is not) in the partner's slice."""
     with _mirror(ctx) as mirror:
         explanation = mirror.explain(partner, object_name, record_id, user)
+        if as_json:
+            _emit_json({
+                "object": object_name, "record_id": record_id, "partner": partner, "user": user,
+                "visible": explanation.visible, "reasons": list(explanation.reasons),
+            })  # fmt: skip
+            return
         verdict = "[green]visible[/green]" if explanation.visible else "[red]not visible[/red]"
         console.print(f"{object_name} {record_id}: {verdict}")
         for reason in explanation.reasons:
@@ -395,14 +480,18 @@ def push(ctx: click.Context) -> None:
     type=click.Choice(["pending", "sending", "blocked", "done", "failed", "superseded"]),
 )
 @click.option("--limit", default=50, show_default=True)
+@json_option
 @click.pass_context
-def outbox(ctx: click.Context, failed: bool, status: str | None, limit: int) -> None:
+def outbox(ctx: click.Context, failed: bool, status: str | None, limit: int, as_json: bool) -> None:
     """Portal edits on their way to the CRM (newest first)."""
     with _mirror(ctx) as mirror:
         entries = mirror.outbox("failed" if failed else status, limit)
+        if as_json:
+            _emit_json({"entries": [{k: e[k] for k in OUTBOX_KEYS} for e in entries]})
+            return
         table = Table("seq", "object", "record", "op", "status", "fields", "author", "error")
         for e in entries:
-            fields = ", ".join(f"{k}={v!r}" for k, v in e["new_values"].items())
+            fields = ", ".join(f"{k}={_plain(v)}" for k, v in e["new_values"].items())
             table.add_row(
                 str(e["seq"]), e["object"], e["crm_id"] or e["record_id"], e["op"], e["status"],
                 fields[:60], e["author"] or "-", (e["error_message"] or "")[:60],
@@ -410,34 +499,49 @@ def outbox(ctx: click.Context, failed: bool, status: str | None, limit: int) -> 
         console.print(table)
 
 
+OUTBOX_KEYS = (
+    "seq", "source", "object", "record_id", "crm_id", "op", "status", "new_values",
+    "old_values", "partner_id", "author", "attempts", "error_code", "error_message",
+    "created_at", "updated_at",
+)  # fmt: skip
+
+
 @main.group(invoke_without_command=True)
 @click.option("--all", "show_all", is_flag=True, help="Resolved conflicts too.")
+@json_option
 @click.pass_context
-def conflicts(ctx: click.Context, show_all: bool) -> None:
+def conflicts(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """Fields changed on both sides (list them; `show` or `resolve` one)."""
     if ctx.invoked_subcommand is not None:
         return
     with _mirror(ctx) as mirror:
+        if as_json:
+            _emit_json({"conflicts": mirror.conflicts(None if show_all else "open")})
+            return
         table = Table("id", "object", "record", "field", "portal", "crm", "policy", "status")
         for c in mirror.conflicts(None if show_all else "open"):
             table.add_row(
-                str(c["id"]), c["object"], c["record_id"], c["field"], repr(c["portal"]),
-                repr(c["crm"]), c["policy"], c["resolution"] or c["status"],
+                str(c["id"]), c["object"], c["record_id"], c["field"], _plain(c["portal"]),
+                _plain(c["crm"]), c["policy"], c["resolution"] or c["status"],
             )  # fmt: skip
         console.print(table)
 
 
 @conflicts.command("show")
 @click.argument("conflict_id", type=int)
+@json_option
 @click.pass_context
-def conflicts_show(ctx: click.Context, conflict_id: int) -> None:
+def conflicts_show(ctx: click.Context, conflict_id: int, as_json: bool) -> None:
     """Everything about one conflict."""
     with _mirror(ctx) as mirror:
         found = [c for c in mirror.conflicts(None) if c["id"] == conflict_id]
         if not found:
             raise click.ClickException(f"no conflict {conflict_id}")
+        if as_json:
+            _emit_json(found[0])
+            return
         for key, value in found[0].items():
-            console.print(f"{key:>15}: {value!r}")
+            console.print(f"{key:>15}: {escape(_plain(value))}")
 
 
 @conflicts.command("resolve")
@@ -460,19 +564,25 @@ def conflicts_resolve(
 @main.command()
 @click.argument("object_name")
 @click.argument("record_id")
+@json_option
 @click.pass_context
-def diff(ctx: click.Context, object_name: str, record_id: str) -> None:
+def diff(ctx: click.Context, object_name: str, record_id: str, as_json: bool) -> None:
     """Compare one record in the mirror with the CRM (changes nothing)."""
     with _mirror(ctx) as mirror:
         result = mirror.diff(object_name, record_id)
+        if as_json:
+            fields = {n: {"mirror": m, "crm": c} for n, (m, c) in result["fields"].items()}
+            _emit_json({"object": object_name, "record_id": record_id, **result, "fields": fields})
+            return
         console.print(f"in mirror: {result['in_mirror']}, in CRM: {result['in_crm']}")
         table = Table("field", "mirror", "CRM")
         for name, (mine, theirs) in result["fields"].items():
-            table.add_row(name, repr(mine), repr(theirs))
+            table.add_row(name, escape(_plain(mine)), escape(_plain(theirs)))
         console.print(table if result["fields"] else "no field differs")
         for entry in result["pending"]:
             console.print(
-                f"pending portal edit #{entry['seq']} ({entry['status']}): {entry['values']}"
+                f"pending portal edit #{entry['seq']} ({entry['status']}): "
+                f"{escape(_plain(entry['values']))}"
             )
 
 
@@ -492,12 +602,16 @@ def _registrations(mirror: Mirror) -> Any:
 @click.option(
     "--status", default=None, type=click.Choice(["Submitted", "Approved", "Rejected", "Expired"])
 )
+@json_option
 @click.pass_context
-def registrations_list(ctx: click.Context, status: str | None) -> None:
+def registrations_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
     """Registrations, newest first."""
     with _mirror(ctx) as mirror:
         regs = _registrations(mirror)
         rows = regs.recent(status)
+        if as_json:
+            _emit_json({"registrations": rows})
+            return
         columns = ("id", "partner", "company", "status", "verdict", "opportunity")
         table = Table(*columns)
         for r in rows:
