@@ -3,6 +3,7 @@ with SIGKILL and resumed with nothing lost or duplicated."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sqlite3
@@ -254,10 +255,12 @@ def test_registration_commands(tmp_path, box) -> None:
 
 
 @pytest.mark.parametrize("crm", ["salesforce", "hubspot", "dynamics"])
-def test_the_demo_runs_on_every_crm(tmp_path, crm) -> None:
+def test_the_demo_runs_on_every_crm(tmp_path, crm, caplog) -> None:
     db = tmp_path / f"{crm}.db"
     result = CliRunner().invoke(
         main, ["demo", "--crm", crm, "--size", "tiny", "--db", str(db)], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output[-2000:]
     assert db.exists() and "done" in result.output
+    # the deliberate refusal is no failure: nothing warns
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -6,6 +6,9 @@ engine's sync into the store, and plain SQL on the mirror tables afterwards.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +107,11 @@ def _show_partner(console: Console, mirror: Mirror, partner: str, other: str) ->
     console.print(table)
     foreign = mirror.as_partner(other).select("Opportunity", fields=["Id"], limit=1)[0]["Id"]
     try:
-        view.get("Opportunity", foreign)
+        with quiet_audit():
+            view.get("Opportunity", foreign)
     except AccessDenied as exc:
         console.print(f"another partner's deal {foreign}: [red]refused[/red] ({exc})")
+        console.print("  (an application logs each refusal as a warning on `prm_mirror.access`)")
     account = view.select("Account", where={"IsPartner": False}, fields=["Id"], limit=1)[0]["Id"]
     console.print(f"why can this partner see end customer {account}?")
     for reason in view.explain("Account", account).reasons[:4]:
@@ -131,10 +136,30 @@ def print_runs(console: Console, results: list[Any]) -> None:
     console.print(table)
 
 
+DEMO_PARTNERS_SHOWN = 8
+
+
+@contextmanager
+def quiet_audit() -> Iterator[None]:
+    """The demos' deliberate refusal without the audit warning every refusal logs (which on
+    a terminal reads like a failure of the demo)."""
+    audit = logging.getLogger("prm_mirror.access")
+    level = audit.level
+    audit.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        audit.setLevel(level)
+
+
 def _print_partners(console: Console, partners: list[dict[str, Any]]) -> None:
     objects = ["Opportunity", "Account", "Contact", "OpportunityLineItem", "Deal_Registration__c"]
-    table = Table("partner", "id", *objects, title=f"{len(partners)} partners and their slices")
-    for row in partners[:8]:
+    shown = partners[:DEMO_PARTNERS_SHOWN]
+    title = f"{len(partners)} partners and their slices"
+    if len(shown) < len(partners):
+        title = f"{title} (the first {len(shown)}; `prm-mirror partners` lists every one)"
+    table = Table("partner", "id", *objects, title=title)
+    for row in shown:
         table.add_row(row["name"], row["id"], *(str(row["slice"].get(o, 0)) for o in objects))
     console.print(table)
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from adapters.sandbox.demo import print_feed, print_runs
+from adapters.sandbox.demo import print_feed, print_runs, quiet_audit
 from adapters.sandbox.dynamics import DynamicsSandbox
 from mirror import AccessDenied, Mirror
 from mirror.config import MirrorConfig, parse_config
@@ -96,7 +96,8 @@ def _show_partner(console: Console, mirror: Mirror, partner: str, other: str) ->
     console.print(table)
     theirs = mirror.as_partner(other).select("opportunity", fields=["opportunityid"], limit=1)
     try:
-        view.get("opportunity", theirs[0]["opportunityid"])
+        with quiet_audit():
+            view.get("opportunity", theirs[0]["opportunityid"])
     except AccessDenied as exc:
         console.print(f"another partner's deal: [red]refused[/red] ({exc})")
     customers = view.select("account", where={"prm_ispartner": False}, fields=["accountid"],

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from adapters.sandbox.demo import print_edits, print_feed, print_runs
+from adapters.sandbox.demo import print_edits, print_feed, print_runs, quiet_audit
 from adapters.sandbox.hubspot import HubSpotSandbox
 from mirror import AccessDenied, Mirror
 from mirror.config import MirrorConfig, parse_config
@@ -108,7 +108,8 @@ def _show_partner(console: Console, mirror: Mirror, partner: str, other: str) ->
     console.print(table)
     foreign = mirror.as_partner(other).select("deals", fields=["hs_object_id"], limit=1)[0]
     try:
-        view.get("deals", foreign["hs_object_id"])
+        with quiet_audit():
+            view.get("deals", foreign["hs_object_id"])
     except AccessDenied as exc:
         console.print(
             f"another partner's deal {foreign['hs_object_id']}: [red]refused[/red] ({exc})"
