@@ -92,6 +92,30 @@ def crm(request: pytest.FixtureRequest) -> Crm:
     return request.param  # type: ignore[no-any-return]
 
 
+def push_losing_the_answer_then_edit(s: Setup, crm: Crm, record_id: str, value: str) -> None:
+    """A push whose update lands but whose answer is lost; a CRM user sets ``value`` in the
+    field at the adapter's first wait before a retry (or right after the push, if none)."""
+    connection = s.adapter.connection
+    sleep, edited = connection.sleep, []
+
+    def a_crm_user_edits() -> None:
+        if not edited:
+            s.box.update(crm.object, record_id, {crm.edit: value})
+            edited.append(True)
+
+    def edit_then_sleep(seconds: float) -> None:
+        a_crm_user_edits()
+        sleep(seconds)
+
+    connection.sleep = edit_then_sleep
+    s.box.drop_next_response(1, path_contains=UPDATES[crm.name])
+    try:
+        s.mirror.push()
+    finally:
+        connection.sleep = sleep
+    a_crm_user_edits()
+
+
 def test_an_update_lost_past_the_retries_is_not_sent_again_over_a_later_crm_change(
     crm: Crm, tmp_path: Path, db_url: str
 ) -> None:
@@ -134,23 +158,7 @@ def test_an_update_whose_answer_was_lost_is_not_retried_over_a_change_made_since
     s = started(crm, tmp_path, sqlite_url, "manual")
     try:
         record_id = portal_update(s, "the portal's value")
-        connection = s.adapter.connection
-        sleep, edited = connection.sleep, []
-
-        def a_crm_user_edits() -> None:
-            if not edited:
-                s.box.update(crm.object, record_id, {crm.edit: "a CRM user's value"})
-                edited.append(True)
-
-        def edit_then_sleep(seconds: float) -> None:
-            a_crm_user_edits()
-            sleep(seconds)
-
-        connection.sleep = edit_then_sleep
-        s.box.drop_next_response(1, path_contains=UPDATES[crm.name])
-        s.mirror.push()
-        connection.sleep = sleep
-        a_crm_user_edits()
+        push_losing_the_answer_then_edit(s, crm, record_id, "a CRM user's value")
         settle(s)
         assert s.box.get(crm.object, record_id)[crm.edit] == "a CRM user's value"
         assert api_values(s, record_id) == ["the portal's value"]
@@ -217,23 +225,7 @@ def test_a_forced_update_whose_answer_was_lost_is_not_retried_over_a_change_made
         s.box.advance_clock(1)
         s.mirror.sync()
         assert [c["policy"] for c in s.mirror.conflicts(status=None)] == ["portal_wins"]
-        connection = s.adapter.connection
-        sleep, edited = connection.sleep, []
-
-        def a_crm_user_edits() -> None:
-            if not edited:
-                s.box.update(crm.object, record_id, {crm.edit: "a CRM user's second value"})
-                edited.append(True)
-
-        def edit_then_sleep(seconds: float) -> None:
-            a_crm_user_edits()
-            sleep(seconds)
-
-        connection.sleep = edit_then_sleep
-        s.box.drop_next_response(1, path_contains=UPDATES[crm.name])
-        s.mirror.push()
-        connection.sleep = sleep
-        a_crm_user_edits()
+        push_losing_the_answer_then_edit(s, crm, record_id, "a CRM user's second value")
         settle(s)
         assert s.box.get(crm.object, record_id)[crm.edit] == "a CRM user's second value"
         assert api_values(s, record_id) == ["the portal's value"]
