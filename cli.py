@@ -29,11 +29,11 @@ from rich.table import Table
 
 from mirror import Mirror, MirrorError
 from mirror.config import ConfigError, load_config, secret_values
-from mirror.pages import PageOutcome
-from mirror.query_args import MAX_PAGE
+from mirror.portal.query_args import MAX_PAGE
+from mirror.pull.pages import PageOutcome
+from mirror.pull.sync import RunResult
 from mirror.redaction import redacted, register
 from mirror.resources import data_dir
-from mirror.sync import RunResult
 from mirror.types import FieldType, ObjectSpec, Page
 
 console = Console()
@@ -831,7 +831,7 @@ def sandbox_serve(
 
     It prints the config that mirrors it (credentials included: they are the sandbox's own).
     """
-    from adapters.sandbox.configs import config_toml
+    from sandboxes.kit.configs import config_toml
 
     path = db_path or f"prm-sandbox-{crm}-{size}-{seed}.db"
     console.print(f"generating or opening {path} ...")
@@ -847,14 +847,14 @@ def sandbox_serve(
 
 def _sandbox(crm: str, path: str, seed: int, size: str | int, port: int) -> Any:
     if crm == "hubspot":
-        from adapters.sandbox.hubspot import HubSpotSandbox
+        from sandboxes.hubspot.sandbox import HubSpotSandbox
 
         return HubSpotSandbox(path, seed=seed, size=size, port=port)
     if crm == "dynamics":
-        from adapters.sandbox.dynamics import DynamicsSandbox
+        from sandboxes.dynamics.sandbox import DynamicsSandbox
 
         return DynamicsSandbox(path, seed=seed, size=size, port=port)
-    from adapters.sandbox.salesforce import SalesforceSandbox
+    from sandboxes.salesforce.sandbox import SalesforceSandbox
 
     return SalesforceSandbox(path, seed=seed, size=size, port=port)
 
@@ -877,15 +877,15 @@ def demo(db_path: str, size: str, seed: int, crm: str) -> None:
     """Start a seeded sandbox CRM, mirror it into SQLite and show what happened."""
     with _errors(), tempfile.TemporaryDirectory(prefix="prm-demo-") as workdir:
         if crm == "hubspot":
-            from adapters.sandbox.hubspot_demo import run_hubspot_demo
+            from prm_demo.hubspot import run_hubspot_demo
 
             run_hubspot_demo(console, Path(db_path), Path(workdir), _size(size), seed)
         elif crm == "dynamics":
-            from adapters.sandbox.dynamics_demo import run_demo as run_dynamics_demo
+            from prm_demo.dynamics import run_demo as run_dynamics_demo
 
             run_dynamics_demo(console, Path(db_path), Path(workdir), _size(size), seed)
         else:
-            from adapters.sandbox.demo import run_demo
+            from prm_demo.salesforce import run_demo
 
             run_demo(console, Path(db_path), Path(workdir), _size(size), seed)
 

@@ -15,8 +15,8 @@ from mirror.adapter import CrmAdapter
 
 def salesforce(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
     """A Salesforce adapter on simple-salesforce, from a ``[sources.<name>]`` table."""
-    from adapters.salesforce import SalesforceAdapter
-    from adapters.salesforce_client import SalesforceSettings
+    from adapters.salesforce.adapter import SalesforceAdapter
+    from adapters.salesforce.client import SalesforceSettings
 
     known = {f.name for f in dataclasses.fields(SalesforceSettings)}
     chosen = {k: v for k, v in settings.items() if k in known and v is not None}
@@ -26,7 +26,7 @@ def salesforce(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
 
 def hubspot(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
     """A HubSpot adapter on hubspot-api-client, from a ``[sources.<name>]`` table."""
-    from adapters.hubspot import HubSpotAdapter, HubSpotSettings
+    from adapters.hubspot.adapter import HubSpotAdapter, HubSpotSettings
 
     adapter: CrmAdapter = HubSpotAdapter(_settings(HubSpotSettings, settings), source=source)
     return adapter
@@ -34,7 +34,7 @@ def hubspot(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
 
 def dynamics(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
     """A Dynamics 365 (Dataverse) adapter on msal + requests, from a ``[sources.<name>]``."""
-    from adapters.dynamics import DynamicsAdapter, DynamicsSettings
+    from adapters.dynamics.adapter import DynamicsAdapter, DynamicsSettings
 
     adapter: CrmAdapter = DynamicsAdapter(_settings(DynamicsSettings, settings), source=source)
     return adapter

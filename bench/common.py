@@ -44,9 +44,9 @@ SOURCE = "salesforce"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ROOT = BENCH_DIR.parent
 SANDBOX_CODE = (
-    "adapters/sandbox/dataset*.py",
-    "adapters/sandbox/salesforce*.py",
-    "adapters/sandbox/specs/salesforce/*.json",
+    "sandboxes/dataset*.py",
+    "sandboxes/salesforce*.py",
+    "sandboxes/salesforce/specs/*.json",
 )
 MIRROR_CODE = (*SANDBOX_CODE, "mirror/*.py", "adapters/salesforce*.py", "schemas/salesforce.toml")
 console = Console(width=160)
@@ -318,8 +318,8 @@ def adapter_settings(**overrides: int | None) -> dict[str, int]:
 
 def mirror_config(database: str, base_url: str, **adapter_settings: Any) -> Any:
     """The ``MirrorConfig`` that mirrors the sandbox at ``base_url`` into ``database``."""
-    from adapters.sandbox.salesforce_org import Credentials
     from mirror.config import parse_config
+    from sandboxes.salesforce.org import Credentials
 
     credentials = Credentials()
     source = {

@@ -26,8 +26,8 @@ BATCH = {"hubspot": 100, "dynamics": 100}
 
 
 def _hubspot(folder: Path, size: int) -> tuple[Any, Any, dict[str, Any], str, str, str]:
-    from adapters.sandbox.hubspot import HubSpotSandbox
-    from tests.adapters.hubspot_fixtures import hubspot_adapter, unthrottled
+    from sandboxes.hubspot.sandbox import HubSpotSandbox
+    from tests.adapters.hubspot.fixtures import hubspot_adapter, unthrottled
 
     box = unthrottled(HubSpotSandbox(folder / "hs.db", size=size).start())
     source = {"crm": "hubspot", "access_token": "t"}
@@ -35,8 +35,8 @@ def _hubspot(folder: Path, size: int) -> tuple[Any, Any, dict[str, Any], str, st
 
 
 def _dynamics(folder: Path, size: int) -> tuple[Any, Any, dict[str, Any], str, str, str]:
-    from adapters.sandbox.dynamics import DynamicsSandbox
-    from tests.adapters.dynamics_fixtures import sandbox_adapter
+    from sandboxes.dynamics.sandbox import DynamicsSandbox
+    from tests.adapters.dynamics.fixtures import sandbox_adapter
 
     box = DynamicsSandbox(folder / "dv.db", size=size).start()
     source = {

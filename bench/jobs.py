@@ -136,9 +136,9 @@ class OpportunityPulls:
     without it; the pullers are made once and reused."""
 
     def __init__(self, mirror: Any) -> None:
-        from mirror.access import AccessMaintainer
         from mirror.api import _path_indexes
-        from mirror.sync import Puller
+        from mirror.pull.sync import Puller
+        from mirror.visibility.access import AccessMaintainer
 
         self.mirror = mirror
         self.spec = mirror.spec(SOURCE, "Opportunity", refresh=True)
@@ -193,7 +193,7 @@ def partner_queries(database: str, queries: int, scans: int, seed: int) -> dict[
     from sqlalchemy import event, select, text
 
     from mirror import Mirror
-    from mirror.visibility import visible_fields
+    from mirror.visibility.rules import visible_fields
 
     logging.disable(logging.WARNING)
     with Mirror.open(mirror_config(database, NO_CRM)) as mirror:

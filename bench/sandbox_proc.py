@@ -25,14 +25,14 @@ CRMS = ("salesforce", "hubspot", "dynamics")
 def sandbox(crm: str, db: str, size: int, seed: int, admin_token: str | None) -> Any:
     """The (not yet started) sandbox of ``crm`` on the file ``db``."""
     if crm == "hubspot":
-        from adapters.sandbox.hubspot import HubSpotSandbox
+        from sandboxes.hubspot.sandbox import HubSpotSandbox
 
         return HubSpotSandbox(db, seed=seed, size=size, admin_token=admin_token)
     if crm == "dynamics":
-        from adapters.sandbox.dynamics import DynamicsSandbox
+        from sandboxes.dynamics.sandbox import DynamicsSandbox
 
         return DynamicsSandbox(db, seed=seed, size=size, admin_token=admin_token)
-    from adapters.sandbox.salesforce import SalesforceSandbox
+    from sandboxes.salesforce.sandbox import SalesforceSandbox
 
     return SalesforceSandbox(db, seed=seed, size=size, admin_token=admin_token)
 

@@ -54,7 +54,7 @@ def config_text(
 ) -> str:
     """A daemon config mirroring ``objects`` of the sandbox into ``database``, splitting
     backfills of ``min_records`` records or more into ``ranges``."""
-    from adapters.sandbox.salesforce_org import Credentials
+    from sandboxes.salesforce.org import Credentials
 
     c = Credentials()
     return f"""

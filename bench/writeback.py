@@ -32,7 +32,7 @@ from bench.common import (
     write_results,
 )
 from mirror import Mirror
-from mirror.tables import mirror_outbox
+from mirror.store.tables import mirror_outbox
 
 
 def run(edits: int, latency_edits: int, interval: float) -> dict[str, Any]:

@@ -20,27 +20,24 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from mirror import column_grants, redaction, rls, slice_sizes
-from mirror.access import AccessMaintainer
+from mirror import redaction
 from mirror.adapter import CrmAdapter
 from mirror.config import MirrorConfig, load_config, secret_values
-from mirror.conflicts import list_conflicts, resolve_conflict
-from mirror.diff import Policy, field_changes
 from mirror.errors import AccessDenied, ConfigError
-from mirror.grants import granted, is_inherited
 from mirror.leases import Leases
-from mirror.outbox import open_entries
-from mirror.pages import PageHook
-from mirror.partner import Explanation, PartnerView, vendor_explanation
-from mirror.ranges import plan_of
-from mirror.registrations import Registrations, RegistrationSettings
-from mirror.rls import SecurityReport
-from mirror.rule_check import served_rules, validate_rules
-from mirror.runs import ClosedRun, close_orphaned_runs
+from mirror.portal.registrations import Registrations, RegistrationSettings
+from mirror.portal.view import Explanation, PartnerView, vendor_explanation
+from mirror.pull.pages import PageHook
+from mirror.pull.ranges import plan_of
+from mirror.pull.runs import ClosedRun, close_orphaned_runs
+from mirror.pull.sync import ProgressCallback, Puller, RunResult
+from mirror.push.conflicts import list_conflicts, resolve_conflict
+from mirror.push.diff import Policy, field_changes
+from mirror.push.outbox import open_entries
+from mirror.push.writeback import Pusher, PushResult
 from mirror.schema import apply_schema, load_crm_schema
-from mirror.store import Store
-from mirror.sync import ProgressCallback, Puller, RunResult
-from mirror.tables import (
+from mirror.store.database import Store
+from mirror.store.tables import (
     mirror_access,
     mirror_access_pending,
     mirror_conflicts,
@@ -49,8 +46,14 @@ from mirror.tables import (
     mirror_runs,
 )
 from mirror.types import ObjectSpec
-from mirror.visibility import VisibilityRules, merge_settings, parse_rules
-from mirror.writeback import Pusher, PushResult
+from mirror.visibility import column_grants
+from mirror.visibility import postgres_rls as rls
+from mirror.visibility import sizes as slice_sizes
+from mirror.visibility.access import AccessMaintainer
+from mirror.visibility.grants import granted, is_inherited
+from mirror.visibility.postgres_rls import SecurityReport
+from mirror.visibility.rule_check import served_rules, validate_rules
+from mirror.visibility.rules import VisibilityRules, merge_settings, parse_rules
 
 log = logging.getLogger("prm_mirror")
 ADAPTER_GROUP = "prm_mirror.adapters"

@@ -16,9 +16,9 @@ from apscheduler.triggers.cron import CronTrigger
 from mirror.adapter import CrmAdapter
 from mirror.config import MirrorConfig, SourceConfig
 from mirror.errors import ConfigError, MirrorError
-from mirror.rule_check import validate_rules
 from mirror.schema import apply_schema, load_crm_schema
-from mirror.visibility import VisibilityRules, merge_settings, parse_rules
+from mirror.visibility.rule_check import validate_rules
+from mirror.visibility.rules import VisibilityRules, merge_settings, parse_rules
 
 AdapterFactory = Callable[[str, SourceConfig], CrmAdapter]
 

@@ -4,15 +4,15 @@ Jobs: an incremental sync of every object every ``sync_interval`` seconds, the p
 ``push_interval``, a look for free ranges of split backfills every ``range_interval``, the
 delete sweep and the self-audit on cron schedules, and a metrics refresh. Each job runs under a
 lease in the store (``mirror.leases``), so several daemons sharing one PostgreSQL store split
-the objects (and the ranges of one object's split backfill, ``mirror.ranges``) between them and
+the objects (and the ranges of one object's split backfill, ``mirror.pull.ranges``) between them and
 take over a dead worker's work when its lease expires; one job never overlaps itself
 (``max_instances=1``, ``coalesce``), and runs are jittered. SIGTERM or SIGINT finish the page
 being written, commit, and exit; a restart resumes from the checkpoints. Before each CRM job
 the org's API budget, as the CRM's own usage headers report it, is checked: the daemon leaves
 ``api_reserve`` of the daily limit free for the vendor's people and waits for the quota to
 reset. On start, and with each metrics refresh, runs left ``running`` by dead processes are
-closed as ``interrupted`` (``mirror.runs``). On SQLite the jobs' write transactions take turns
-(``mirror.sqlite_writes``); reads never wait.
+closed as ``interrupted`` (``mirror.pull.runs``). On SQLite the jobs' write transactions take turns
+(``mirror.store.sqlite_writes``); reads never wait.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import text
 
 from mirror.api import Mirror
-from mirror.audit import audit_object
 from mirror.errors import MirrorError, QuotaExceeded
 from mirror.leases import Leases
 from mirror.observability import Health, Metrics, ObservabilityServer
-from mirror.store import utcnow
-from mirror.sync import Puller, RunResult
+from mirror.pull.audit import audit_object
+from mirror.pull.sync import Puller, RunResult
+from mirror.store.database import utcnow
 
 log = logging.getLogger("prm_mirror.daemon")
 
@@ -232,7 +232,7 @@ class Daemon:
 
     def audit(self, source: str) -> list[Any]:
         """Audit every mirrored object of ``source``; returns the reports."""
-        from mirror.access import AccessMaintainer
+        from mirror.visibility.access import AccessMaintainer
 
         access = AccessMaintainer(self.mirror.store, self.mirror.visibility(source))
         puller = Puller(

@@ -18,8 +18,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from mirror.store import Store, utcnow
-from mirror.tables import mirror_leases
+from mirror.store.database import Store, utcnow
+from mirror.store.tables import mirror_leases
 
 
 class Leases:

@@ -186,7 +186,7 @@ class Write:
     resolution cannot tell a change made in the same second (or millisecond) as that version,
     so the adapter also reads these fields in its version check and fails the write
     (``precondition_failed``) when one of them holds another value
-    (``mirror.preconditions.changed_fields``); a field missing from them is not compared.
+    (``mirror.push.preconditions.changed_fields``); a field missing from them is not compared.
     ``idempotency_key`` makes a retried create land once. ``synced_through`` is the object's
     checkpoint cursor when the write was read from the outbox: every CRM change up to it has
     already been reconciled with the edit, so an adapter that must look changes up itself need

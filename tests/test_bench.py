@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sandbox.dataset import Counts
 from bench import backfill, common, visibility
+from sandboxes.dataset.generate import Counts
 
 SIZE = 300
 PG_URL = os.environ.get("PRM_MIRROR_TEST_PG_URL")

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, update
 
-from adapters.sandbox.salesforce import SalesforceSandbox
 from bench.chaos.checker import CHANGE_KINDS, EDIT_KINDS, RECORD_KINDS, check
 from bench.chaos.nemesis import Crm
 from bench.chaos.portal import Edit
@@ -21,8 +20,9 @@ from bench.chaos.scenarios import SCENARIOS
 from bench.common import SandboxControls
 from mirror import Mirror
 from mirror.config import parse_config
-from mirror.tables import mirror_outbox
+from mirror.store.tables import mirror_outbox
 from mirror.types import Write, WriteOp
+from sandboxes.salesforce.sandbox import SalesforceSandbox
 
 PG_URL = os.environ.get("PRM_MIRROR_TEST_PG_URL")
 

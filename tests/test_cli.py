@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from rich.console import Console
 
 import cli
-from adapters.sandbox.salesforce import SalesforceSandbox
 from cli import main
+from sandboxes.salesforce.sandbox import SalesforceSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 OBJECTS = '["User", "Account", "Contact", "Product2", "Opportunity", "OpportunityLineItem"]'

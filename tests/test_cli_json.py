@@ -16,8 +16,8 @@ import pytest
 from rich.console import Console
 
 import cli
-from adapters.sandbox.salesforce import SalesforceSandbox
 from mirror import Mirror
+from sandboxes.salesforce.sandbox import SalesforceSandbox
 from tests.test_cli import run, write_config
 
 

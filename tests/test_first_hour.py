@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from rich.console import Console
 
 import cli
-from adapters.sandbox.lifecycle import SandboxLifecycle
-from adapters.sandbox.salesforce import SalesforceSandbox
 from cli import main
 from mirror import Mirror
 from mirror.config import DaemonConfig, load_config, parse_config
 from mirror.errors import ConfigError
-from mirror.store import Store
+from mirror.store.database import Store
+from sandboxes.kit.lifecycle import SandboxLifecycle
+from sandboxes.salesforce.sandbox import SalesforceSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,13 +14,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("pyproject.toml", "README.md", "cli.py", "mirror", "adapters", "schemas", "config")
+SOURCES = (
+    "pyproject.toml", "README.md", "cli.py", "mirror", "adapters", "sandboxes", "prm_demo",
+    "schemas",
+    "config",
+)
 
 
 def python_packages() -> set[str]:
-    """Every directory of mirror/ and adapters/ holding modules or shipped files, as a package."""
+    """Every directory of the shipped packages holding modules or shipped files, as a package."""
     found = set()
-    for top in ("mirror", "adapters"):
+    for top in ("mirror", "adapters", "sandboxes", "prm_demo"):
         for folder in (ROOT / top).rglob("*"):
             if folder.is_dir() and folder.name != "__pycache__" and any(folder.iterdir()):
                 found.add(".".join(folder.relative_to(ROOT).parts))

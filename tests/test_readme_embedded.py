@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from adapters.sandbox.configs import config_toml
-from adapters.sandbox.salesforce import SalesforceSandbox
+from sandboxes.kit.configs import config_toml
+from sandboxes.salesforce.sandbox import SalesforceSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,9 +18,9 @@ from bench.chaos.nemesis import Crm
 from bench.chaos.portal import Edit
 from bench.chaos.scenarios import Scenario
 from mirror import Mirror
-from mirror.outbox import OPEN_STATUSES, is_local
-from mirror.records import CONVERTERS, BadValue
-from mirror.tables import mirror_conflicts, mirror_idmap, mirror_outbox
+from mirror.push.outbox import OPEN_STATUSES, is_local
+from mirror.store.records import CONVERTERS, BadValue
+from mirror.store.tables import mirror_conflicts, mirror_idmap, mirror_outbox
 from mirror.types import FieldType
 
 RECORD_KINDS = ("lost", "ghost", "stale", "duplicated")

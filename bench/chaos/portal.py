@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bench.chaos.scenarios import Scenario
 from mirror import Mirror
 from mirror.errors import MirrorError
-from mirror.tables import mirror_outbox
+from mirror.store.tables import mirror_outbox
 
 
 class Tokens:

@@ -26,8 +26,8 @@ from bench.chaos.processes import Processes
 from bench.chaos.scenarios import SCENARIOS, write_config
 from bench.common import PG_URL, SandboxProcess, pg_schema
 from mirror import Mirror
-from mirror.outbox import open_entry_filter
-from mirror.tables import mirror_outbox, mirror_runs
+from mirror.push.outbox import open_entry_filter
+from mirror.store.tables import mirror_outbox, mirror_runs
 
 QUIESCE_ROUNDS = 6
 MIN_EDITS = 5

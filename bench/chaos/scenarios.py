@@ -51,7 +51,7 @@ class Scenario:
                 "client_secret": admin("client_secret"),
                 "page_size": 50,
             }
-        from adapters.sandbox.salesforce_org import Credentials
+        from sandboxes.salesforce.org import Credentials
 
         login = Credentials()
         return {

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapters.salesforce import SalesforceAdapter, SalesforceSettings
+from adapters.salesforce.adapter import SalesforceAdapter, SalesforceSettings
 
 
 class SalesforceControls:
@@ -101,7 +101,7 @@ def sandbox_adapter(sandbox: Any, **overrides: Any) -> SalesforceAdapter:
 @pytest.fixture(scope="module")
 def salesforce_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A tiny Salesforce sandbox serving on 127.0.0.1 for one test module."""
-    from adapters.sandbox.salesforce import SalesforceSandbox
+    from sandboxes.salesforce.sandbox import SalesforceSandbox
 
     path = tmp_path_factory.mktemp("salesforce") / "sf.db"
     with SalesforceSandbox(path, size="tiny") as sandbox:

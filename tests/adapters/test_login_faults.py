@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from adapters.sandbox.dynamics import DynamicsSandbox
-from adapters.sandbox.hubspot import HubSpotSandbox
-from adapters.sandbox.salesforce import SalesforceSandbox
 from mirror.errors import AuthError, TransientError
+from sandboxes.dynamics.sandbox import DynamicsSandbox
+from sandboxes.hubspot.sandbox import HubSpotSandbox
+from sandboxes.salesforce.sandbox import SalesforceSandbox
 from tests.adapters.conftest import sandbox_adapter as salesforce_adapter
-from tests.adapters.dynamics_fixtures import dynamics_sandbox  # noqa: F401
-from tests.adapters.dynamics_fixtures import sandbox_adapter as dynamics_adapter
-from tests.adapters.hubspot_fixtures import hubspot_adapter, hubspot_sandbox  # noqa: F401
+from tests.adapters.dynamics.fixtures import dynamics_sandbox  # noqa: F401
+from tests.adapters.dynamics.fixtures import sandbox_adapter as dynamics_adapter
+from tests.adapters.hubspot.fixtures import hubspot_adapter, hubspot_sandbox  # noqa: F401
 
 SOAP = "/services/Soap"
 OAUTH = "/services/oauth2/token"

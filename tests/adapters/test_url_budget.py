@@ -1,4 +1,4 @@
-"""Planning requests by their length (``adapters.url_budget``): every id is read with every
+"""Planning requests by their length (``adapters._kit.url_budget``): every id is read with every
 field, no request is over the limit, and rows read in parts are joined only when whole."""
 
 from __future__ import annotations
@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.url_budget import FetchShape, TooLong, fetch_joined, pack, prepared_url, url_bytes
+from adapters._kit.url_budget import (
+    FetchShape,
+    TooLong,
+    fetch_joined,
+    pack,
+    prepared_url,
+    url_bytes,
+)
 from mirror.errors import TransientError
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=40)

@@ -15,16 +15,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from adapters import hubspot_client, salesforce_fetch, salesforce_soql
-from adapters.sandbox.dynamics import DynamicsSandbox
-from adapters.sandbox.hubspot import HubSpotSandbox
-from adapters.sandbox.salesforce import SalesforceSandbox
+from adapters.hubspot import client as hubspot_client
+from adapters.salesforce import fetch as salesforce_fetch
+from adapters.salesforce import soql as salesforce_soql
 from mirror.errors import CrmError
+from sandboxes.dynamics.sandbox import DynamicsSandbox
+from sandboxes.hubspot.sandbox import HubSpotSandbox
+from sandboxes.salesforce.sandbox import SalesforceSandbox
 from tests.adapters.conftest import sandbox_adapter
 from tests.adapters.contract import read_all
-from tests.adapters.dynamics_fixtures import WebApi
-from tests.adapters.dynamics_fixtures import sandbox_adapter as dynamics_adapter
-from tests.adapters.hubspot_fixtures import hubspot_adapter, unthrottled
+from tests.adapters.dynamics.fixtures import WebApi
+from tests.adapters.dynamics.fixtures import sandbox_adapter as dynamics_adapter
+from tests.adapters.hubspot.fixtures import hubspot_adapter, unthrottled
 from tests.adapters.wide_fixtures import (
     DYNAMICS_WIDTH,
     HUBSPOT_WIDTH,
@@ -259,7 +261,7 @@ def test_dataverse_takes_twice_as_long_a_url_inside_batch(dv: DynamicsSandbox) -
 
 
 def test_a_batched_url_over_65536_characters_is_refused_inside_the_batch(dv) -> None:
-    from adapters import dynamics_batch as batch
+    from adapters.dynamics import batch
 
     api = WebApi(dv)
     url = f"{dv.base_url}/api/data/v9.2/accounts?$select={'a,' * 33_000}name"

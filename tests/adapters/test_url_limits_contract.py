@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from adapters.sandbox.dynamics import DynamicsSandbox
-from adapters.sandbox.hubspot import HubSpotSandbox
-from adapters.sandbox.salesforce import SalesforceSandbox
+from sandboxes.dynamics.sandbox import DynamicsSandbox
+from sandboxes.hubspot.sandbox import HubSpotSandbox
+from sandboxes.salesforce.sandbox import SalesforceSandbox
 from tests.adapters.conftest import SalesforceControls, sandbox_adapter
 from tests.adapters.contract import ContractSubject, CrmAdapterContract
-from tests.adapters.dynamics_fixtures import DynamicsControls, top_up
-from tests.adapters.dynamics_fixtures import sandbox_adapter as dynamics_adapter
-from tests.adapters.hubspot_fixtures import HubSpotControls, hubspot_adapter, unthrottled
+from tests.adapters.dynamics.fixtures import DynamicsControls, top_up
+from tests.adapters.dynamics.fixtures import sandbox_adapter as dynamics_adapter
+from tests.adapters.hubspot.fixtures import HubSpotControls, hubspot_adapter, unthrottled
 from tests.adapters.wide_fixtures import (
     DYNAMICS_WIDTH,
     HUBSPOT_WIDTH,

@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from adapters.sandbox.dynamics import DynamicsSandbox
-from adapters.sandbox.hubspot import HubSpotSandbox
-from adapters.sandbox.salesforce import SalesforceSandbox
 from mirror import Mirror
 from mirror.config import parse_config
 from mirror.daemon import Daemon
+from sandboxes.dynamics.sandbox import DynamicsSandbox
+from sandboxes.hubspot.sandbox import HubSpotSandbox
+from sandboxes.salesforce.sandbox import SalesforceSandbox
 from tests.adapters.conftest import sandbox_adapter
-from tests.adapters.dynamics_fixtures import sandbox_adapter as dynamics_adapter
-from tests.adapters.hubspot_fixtures import hubspot_adapter, unthrottled
+from tests.adapters.dynamics.fixtures import sandbox_adapter as dynamics_adapter
+from tests.adapters.hubspot.fixtures import hubspot_adapter, unthrottled
 from tests.adapters.wide_fixtures import (
     HUBSPOT_WIDTH,
     dynamics_column,

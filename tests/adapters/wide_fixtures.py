@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.sandbox.dynamics import DynamicsSandbox
-from adapters.sandbox.hubspot import HubSpotSandbox
+from sandboxes.dynamics.sandbox import DynamicsSandbox
+from sandboxes.hubspot.sandbox import HubSpotSandbox
 
 SALESFORCE_WIDTH = 450
 HUBSPOT_WIDTH = 400

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from adapters.sandbox import hubspot_store, salesforce_clock
+from sandboxes.hubspot import store as hubspot_store
+from sandboxes.salesforce import clock as salesforce_clock
 
 Values = dict[str, Any]
 

@@ -9,14 +9,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mirror.access import AccessMaintainer
 from mirror.api import _path_indexes
-from mirror.partner import PartnerView
-from mirror.store import Store
-from mirror.sync import Puller
-from mirror.tables import mirror_access
+from mirror.portal.view import PartnerView
+from mirror.pull.sync import Puller
+from mirror.store.database import Store
+from mirror.store.tables import mirror_access
 from mirror.types import FieldSpec, FieldType
-from mirror.visibility import VisibilityRules, parse_rules
+from mirror.visibility.access import AccessMaintainer
+from mirror.visibility.rules import VisibilityRules, parse_rules
 from tests.mirror.fakes import FakeCrm
 
 F = FieldType

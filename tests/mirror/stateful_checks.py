@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mirror import Mirror
-from mirror.tables import mirror_conflicts, mirror_idmap, mirror_outbox
+from mirror.store.tables import mirror_conflicts, mirror_idmap, mirror_outbox
 from tests.mirror.crm_driver import CrmDriver, LoggedWrite
 
 

@@ -34,8 +34,8 @@ from sqlalchemy import func, select
 from mirror import AccessDenied, Mirror, TransientError
 from mirror.config import parse_config
 from mirror.errors import ValidationError
-from mirror.outbox import is_local
-from mirror.tables import mirror_outbox
+from mirror.push.outbox import is_local
+from mirror.store.tables import mirror_outbox
 from tests.conftest import fresh_database
 from tests.mirror.crm_driver import CrmDriver, frozen_sandbox_time
 from tests.mirror.stateful_checks import Edit, Model, edits_accounted, idmap, mirror_equals_crm

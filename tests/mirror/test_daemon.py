@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from adapters.sandbox.salesforce import SalesforceSandbox
 from mirror import Mirror
 from mirror.config import parse_config
 from mirror.daemon import Daemon, settle_heap
 from mirror.leases import Leases
-from mirror.store import Store
-from mirror.tables import mirror_runs
+from mirror.store.database import Store
+from mirror.store.tables import mirror_runs
+from sandboxes.salesforce.sandbox import SalesforceSandbox
 from tests.adapters.conftest import sandbox_adapter
 from tests.conftest import PG_URL
 

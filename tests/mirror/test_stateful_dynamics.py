@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from adapters.sandbox.dynamics import DynamicsSandbox
-from adapters.sandbox.dynamics_records import Records
-from tests.adapters.dynamics_fixtures import sandbox_adapter
+from sandboxes.dynamics.records import Records
+from sandboxes.dynamics.sandbox import DynamicsSandbox
+from tests.adapters.dynamics.fixtures import sandbox_adapter
 from tests.conftest import BACKENDS
 from tests.mirror.crm_driver import CrmDriver, DealShape, Values
 from tests.mirror.stateful_examples import found_params, replay

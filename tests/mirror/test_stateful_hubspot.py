@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from adapters.sandbox.hubspot import HubSpotSandbox
-from tests.adapters.hubspot_fixtures import hubspot_adapter, unthrottled
+from sandboxes.hubspot.sandbox import HubSpotSandbox
+from tests.adapters.hubspot.fixtures import hubspot_adapter, unthrottled
 from tests.conftest import BACKENDS
 from tests.mirror.crm_driver import CrmDriver, DealShape, Values
 from tests.mirror.stateful_examples import found_params, replay

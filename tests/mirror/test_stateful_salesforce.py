@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from adapters.sandbox.salesforce import SalesforceSandbox
+from sandboxes.salesforce.sandbox import SalesforceSandbox
 from tests.adapters.conftest import sandbox_adapter
 from tests.conftest import BACKENDS
 from tests.mirror.crm_driver import CrmDriver, DealShape, Values

@@ -1,0 +1,148 @@
+"""Settings of the Dynamics 365 (Dataverse) adapter: the organisation, the app registration,
+how hard to push the Web API.
+
+``DynamicsSettings.problems`` lists every configuration problem at once, worded as what to set;
+secrets never appear in ``repr``. Plain ``http://`` is accepted only for a sandbox on the
+loopback interface (then the https-only Entra ID client reaches it through a transport adapter).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from adapters._kit.http_retry import RetryPolicy
+
+MAX_PAGE_SIZE = 5000
+MAX_BATCH_REQUESTS = 1000
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+MICROSOFT_AUTHORITY_HOSTS = (
+    "login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn",
+    "login.partner.microsoftonline.cn",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DynamicsSettings:
+    """How to reach and authenticate to one Dataverse organisation, and how hard to push it.
+
+    The app registration signs in with ``client_secret`` or with a certificate:
+    ``certificate_path`` is a PEM file holding the private key and the certificate
+    (``certificate_thumbprint``, the SHA-1 thumbprint Entra ID shows, is then optional: without
+    it the certificate's SHA-256 thumbprint is used). ``page_size`` is clamped to 1..5,000 (the
+    Web API's maximum); ``batch_size`` to 1..1,000 requests per ``$batch``.
+    """
+
+    org_url: str | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    certificate_path: str | None = None
+    certificate_thumbprint: str | None = None
+    authority_url: str | None = None
+    page_size: int = 2000
+    max_retries: int = 6
+    backoff_base: float = 0.5
+    backoff_max: float = 60.0
+    timeout: float = 120.0
+    batch_size: int = 100
+    web_api_version: str = "9.2"
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The backoff settings as a ``RetryPolicy``."""
+        return RetryPolicy(self.max_retries, self.backoff_base, self.backoff_max)
+
+    @property
+    def effective_page_size(self) -> int:
+        """``page_size`` clamped to what the Web API serves (1..5,000)."""
+        return min(max(int(self.page_size), 1), MAX_PAGE_SIZE)
+
+    @property
+    def effective_batch_size(self) -> int:
+        """``batch_size`` clamped to what one ``$batch`` may hold (1..1,000)."""
+        return min(max(int(self.batch_size), 1), MAX_BATCH_REQUESTS)
+
+    @property
+    def api_base(self) -> str:
+        """``<org_url>/api/data/v9.2``."""
+        return f"{str(self.org_url).rstrip('/')}/api/data/v{self.web_api_version}"
+
+    @property
+    def resource(self) -> str:
+        """The organisation as an Entra ID resource: always ``https://host[:port]``."""
+        return f"https://{urlsplit(str(self.org_url)).netloc}"
+
+    @property
+    def scope(self) -> str:
+        """The client-credentials scope: ``https://<org host>/.default``."""
+        return f"{self.resource}/.default"
+
+    @property
+    def authority(self) -> str:
+        """The msal authority: ``https://<authority host>/<tenant>`` (https even for a
+        loopback sandbox, which the session's transport adapter redirects)."""
+        parts = urlsplit(self.authority_url or DEFAULT_AUTHORITY)
+        return f"https://{parts.netloc}{parts.path.rstrip('/')}/{self.tenant_id}"
+
+    @property
+    def validates_authority(self) -> bool:
+        """Whether msal may run instance discovery (only for Microsoft's own hosts)."""
+        host = urlsplit(self.authority_url or DEFAULT_AUTHORITY).hostname or ""
+        return host in MICROSOFT_AUTHORITY_HOSTS
+
+    def loopback_bases(self) -> list[str]:
+        """``http://127.0.0.1:PORT`` of the org and authority URLs that are loopback sandboxes."""
+        bases = []
+        for url in (self.authority_url, self.org_url):
+            if url and url_kind(url) == "loopback":
+                parts = urlsplit(url)
+                base = f"http://{parts.netloc}"
+                if base not in bases:
+                    bases.append(base)
+        return bases
+
+    def problems(self) -> list[str]:
+        """Every configuration problem, worded as what to set (empty when usable)."""
+        found = [
+            f"dynamics.{name} is required"
+            for name in ("org_url", "tenant_id", "client_id")
+            if not getattr(self, name)
+        ]
+        if not (self.client_secret or self.certificate_path):
+            found.append("dynamics.client_secret or dynamics.certificate_path is required")
+        for name in ("org_url", "authority_url"):
+            url = getattr(self, name)
+            if url and url_kind(url) == "refused":
+                found.append(
+                    f"dynamics.{name} must be https:// (plain http is accepted only for a "
+                    f"sandbox on 127.0.0.1, localhost or ::1): got {url!r}"
+                )
+        if self.max_retries < 0 or self.backoff_base < 0 or self.backoff_max < 0:
+            found.append("dynamics.max_retries and the backoff settings must not be negative")
+        return found
+
+    def credential_hint(self) -> str:
+        """Which settings to check when Entra ID refuses the client (names only)."""
+        secret = "dynamics.certificate_path" if self.certificate_path else "dynamics.client_secret"
+        return f"dynamics.tenant_id, dynamics.client_id and {secret}"
+
+
+def url_kind(url: str) -> str:
+    """``"https"``, ``"loopback"`` (plain http to this machine) or ``"refused"``."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return "https"
+    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+        return "loopback"
+    return "refused"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,87 @@
+"""Settings of the HubSpot adapter: which portal, which token, how hard to push it.
+
+Field names match the ``[sources.<name>]`` keys the adapter factory passes (``access_token``,
+``host``, ``page_size``, ``max_retries``); the rest have defaults suited to a Professional
+portal. ``problems`` lists every configuration problem at once; the token never appears in
+``repr``. Plain ``http://`` is accepted only for a sandbox on the loopback interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from adapters._kit.http_retry import RetryPolicy
+from adapters.salesforce.settings import url_kind
+
+DEFAULT_HOST = "https://api.hubapi.com"
+LIST_PAGE_MAX = 100
+SEARCH_PAGE_MAX = 200
+
+
+@dataclass(frozen=True)
+class HubSpotSettings:
+    """How to reach one HubSpot portal and how hard to push it.
+
+    ``access_token`` is a private-app token (``pat-…``) or an OAuth access token. Pages are
+    ``page_size`` records, clamped to HubSpot's maxima (100 for lists, 200 for searches).
+    ``partner_label`` names the deal-to-company association label that attributes a deal to a
+    partner; set ``partner_property`` instead when a deal property holds the partner company
+    id. Association changes do not move HubSpot's last-modified values, so every
+    ``association_sweep_seconds`` the objects with association fields are re-read in full
+    (0: on every incremental read). ``search_per_second`` paces searches below HubSpot's
+    separate search limit; ``burst_reserve`` requests of each ten-second window are left free
+    for other integrations of the portal.
+    """
+
+    access_token: str | None = field(default=None, repr=False)
+    host: str | None = None
+    page_size: int = 2000
+    max_retries: int = 6
+    backoff_base: float = 0.5
+    backoff_max: float = 60.0
+    timeout: float = 60.0
+    partner_label: str = "Partner"
+    partner_property: str | None = None
+    mirror_key_property: str = "prm_mirror_key"
+    association_sweep_seconds: float = 3600.0
+    search_per_second: float = 4.0
+    burst_reserve: int = 5
+    max_rate_limit_waits: int = 20
+
+    @property
+    def base_url(self) -> str:
+        """The API host (HubSpot's unless a sandbox is named)."""
+        return (self.host or DEFAULT_HOST).rstrip("/")
+
+    @property
+    def list_limit(self) -> int:
+        """Records per list page."""
+        return max(1, min(self.page_size, LIST_PAGE_MAX))
+
+    @property
+    def search_limit(self) -> int:
+        """Records per search page."""
+        return max(1, min(self.page_size, SEARCH_PAGE_MAX))
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The backoff settings as a ``RetryPolicy``."""
+        return RetryPolicy(self.max_retries, self.backoff_base, self.backoff_max)
+
+    def problems(self) -> list[str]:
+        """Every configuration problem, worded as what to set (empty when usable)."""
+        found: list[str] = []
+        if not self.access_token:
+            found.append("hubspot.access_token is required (a private app's access token)")
+        if self.host and url_kind(self.host) == "refused":
+            found.append(
+                "hubspot.host must be https:// (plain http is accepted only for a sandbox on "
+                f"127.0.0.1, localhost or ::1): got {self.host!r}"
+            )
+        if self.page_size < 1:
+            found.append("hubspot.page_size must be at least 1")
+        if self.search_per_second <= 0:
+            found.append("hubspot.search_per_second must be positive")
+        if self.association_sweep_seconds < 0:
+            found.append("hubspot.association_sweep_seconds must not be negative")
+        return found

@@ -1,0 +1,2 @@
+"""The deterministic, CRM-neutral dataset every sandbox is seeded from, streamed record by record.
+"""

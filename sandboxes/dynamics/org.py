@@ -1,0 +1,138 @@
+"""The state of one Dataverse sandbox organisation: data, clock, identity, limits and faults.
+
+``DataverseOrg`` bundles what every endpoint needs: the store and its records, the sandbox
+clock, the Entra tenant that issues tokens, change-tracking settings (how many days a delta
+token lives, and a floor below which every token is expired), the service-protection limiter,
+injected faults and the call log.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from sandboxes.dynamics.entra import EntraTenant
+from sandboxes.dynamics.errors import REQUESTS_LIMIT, AadError, DataverseError, throttled
+from sandboxes.dynamics.records import Records
+from sandboxes.dynamics.schema import DataverseSchema
+from sandboxes.dynamics.store import DataverseStore
+from sandboxes.salesforce.clock import SandboxClock
+
+API_PREFIX = "/api/data/v"
+SUPPORTED_VERSIONS = ("9.0", "9.1", "9.2")
+MAX_PAGE_SIZE = 5000
+EXECUTION_BUDGET_MS = 1_200_000
+NOTIONAL_REQUEST_MS = 20
+
+
+@dataclass
+class Fault:
+    """An injected failure for the next ``count`` requests whose path contains ``path``."""
+
+    count: int
+    path_contains: str | None = None
+    status: int = 503
+    code: str = ""
+    message: str = "Service Unavailable"
+    retry_after: int | None = None
+
+    def error(self) -> DataverseError:
+        """The error answer of this fault."""
+        return DataverseError(self.status, self.code, self.message, self.headers())
+
+    def identity_error(self) -> AadError:
+        """The answer of this fault at an Entra ID endpoint (AADSTS90033: a transient error)."""
+        error = self.code or "temporarily_unavailable"
+        return AadError(self.status, error, 90033, self.message, self.headers())
+
+    def headers(self) -> dict[str, str]:
+        """The fault's extra headers (``Retry-After``)."""
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+@dataclass
+class Faults:
+    """Injected failures, dropped responses and added latency."""
+
+    failures: list[Fault] = field(default_factory=list)
+    identity: list[Fault] = field(default_factory=list)
+    drops: list[Fault] = field(default_factory=list)
+    delay_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, queue: list[Fault], path: str) -> Fault | None:
+        """Consume one use of the first fault in ``queue`` matching ``path``."""
+        with self.lock:
+            for fault in queue:
+                if fault.path_contains is None or fault.path_contains in path:
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        queue.remove(fault)
+                    return fault
+        return None
+
+
+class ServiceProtection:
+    """Dataverse's per-user sliding-window request limit (default 6,000 per 300 s)."""
+
+    def __init__(self, limit: int = 6000, window_seconds: float = 300.0) -> None:
+        """A limiter of ``limit`` requests per ``window_seconds`` of wall time."""
+        self.limit = limit
+        self.window = window_seconds
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def spend(self, requests: int = 1) -> None:
+        """Count ``requests``; 429 with ``Retry-After`` when they do not fit in the window."""
+        now = time.monotonic()
+        with self._lock:
+            while self._times and self._times[0] <= now - self.window:
+                self._times.popleft()
+            if len(self._times) + requests > self.limit:
+                oldest = self._times[0] if self._times else now
+                raise throttled(REQUESTS_LIMIT, max(1, math.ceil(oldest + self.window - now)))
+            self._times.extend([now] * requests)
+
+    def headers(self) -> dict[str, str]:
+        """The informational ``x-ms-ratelimit-*`` headers."""
+        with self._lock:
+            used = len(self._times)
+        remaining_ms = max(0, EXECUTION_BUDGET_MS - used * NOTIONAL_REQUEST_MS)
+        return {
+            "x-ms-ratelimit-burst-remaining-xrm-requests": str(max(0, self.limit - used)),
+            "x-ms-ratelimit-time-remaining-xrm-requests": f"{remaining_ms:,.2f}",
+        }
+
+
+@dataclass
+class DataverseOrg:
+    """Everything one sandbox organisation holds."""
+
+    store: DataverseStore
+    clock: SandboxClock
+    tenant: EntraTenant
+    faults: Faults = field(default_factory=Faults)
+    protection: ServiceProtection = field(default_factory=ServiceProtection)
+    expire_change_tracking_days: int = 7
+    delta_floor: int = 0
+    base_url: str = ""
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    calls_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def schema(self) -> DataverseSchema:
+        """The tables."""
+        return self.store.schema
+
+    @property
+    def records(self) -> Records:
+        """Row operations on the store."""
+        return Records(self.store, self.clock)
+
+    def record_call(self, method: str, path: str) -> None:
+        """Log one organisation-facing request."""
+        with self.calls_lock:
+            self.calls.append((method, path))

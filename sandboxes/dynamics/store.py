@@ -1,0 +1,236 @@
+"""The Dataverse sandbox's SQLite storage: one table per Dataverse table plus its own tables.
+
+One connection serialised by a re-entrant lock (exactness over concurrency). Every write takes
+the next value of one organisation-wide row-version counter, as Dataverse's ``versionnumber``
+does; change tracking reads rows and the ``sandbox_deleted`` tombstones by that version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sandboxes.dynamics.schema import Attribute, DataverseSchema, Entity
+from sandboxes.kit.writelog import create_table
+
+_SIDE_TABLES = """
+CREATE TABLE IF NOT EXISTS sandbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sandbox_version (id INTEGER PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO sandbox_version (id, value) VALUES (1, 1000);
+CREATE TABLE IF NOT EXISTS sandbox_deleted (
+    entity TEXT NOT NULL, record_id TEXT NOT NULL, version INTEGER NOT NULL,
+    deleted_on INTEGER NOT NULL, PRIMARY KEY (entity, version)) WITHOUT ROWID;
+"""
+
+
+class _Row(dict):  # type: ignore[type-arg]
+    """A row that reads by column name and by position."""
+
+    def __init__(self, names: list[str], values: tuple[Any, ...]) -> None:
+        super().__init__(zip(names, values, strict=True))
+        self._values = values
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, int):
+            return self._values[key]
+        return super().__getitem__(key)
+
+
+def quote(identifier: str) -> str:
+    """An SQL identifier in double quotes."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def sql_type(attribute: Attribute) -> str:
+    """The SQLite column type of an attribute."""
+    if attribute.type == "DateTime":
+        return "TEXT" if attribute.date_only else "INTEGER"
+    if attribute.type in ("Integer", "BigInt", "Boolean", "Picklist", "State", "Status"):
+        return "INTEGER"
+    if attribute.type in ("Money", "Decimal", "Double"):
+        return "REAL"
+    return "TEXT"
+
+
+class DataverseStore:
+    """SQLite storage of every table and of the sandbox's own state."""
+
+    def __init__(self, path: str | Path, schema: DataverseSchema) -> None:
+        """Open (or create) the database at ``path`` for ``schema``."""
+        self.path = Path(path)
+        self.schema = schema
+        self.lock = threading.RLock()
+        self._depth = 0
+        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(_SIDE_TABLES)
+        create_table(self.conn)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self.lock:
+            self.conn.close()
+
+    def create_tables(self) -> None:
+        """Create every table (without indexes: see ``create_indexes``)."""
+        with self.transaction() as conn:
+            for entity in self.schema.entities.values():
+                columns = ", ".join(
+                    f"{quote(a.name)} {sql_type(a)}"
+                    + (" PRIMARY KEY" if a.name == entity.primary_id else "")
+                    for a in entity.attributes
+                )
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(entity.name)} ({columns})")
+
+    def add_columns(self, entity: Entity, attributes: Iterable[Attribute]) -> None:
+        """Add the columns of new attributes to their table (kept when they are there)."""
+        table = quote(entity.name)
+        with self.transaction() as conn:
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for attribute in attributes:
+                if attribute.name not in present:
+                    column = f"{quote(attribute.name)} {sql_type(attribute)}"
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+    def create_indexes(self) -> None:
+        """Index row versions, modification stamps and lookups."""
+        with self.transaction() as conn:
+            for entity in self.schema.entities.values():
+                table = quote(entity.name)
+                wanted = ["versionnumber", "modifiedon"]
+                wanted += [a.name for a in entity.attributes if a.is_lookup]
+                for column in wanted:
+                    name = quote(f"ix_{entity.name}_{column}")
+                    conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({quote(column)})")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and a write transaction; nested calls join the outer one."""
+        with self.lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self._depth -= 1
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[_Row]:
+        """All rows of a read; each reads by column name and by position."""
+        with self.lock:
+            cursor = self.conn.execute(sql, params)
+            names = [d[0] for d in cursor.description or ()]
+            return [_Row(names, row) for row in cursor.fetchall()]
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row of a read, or ``None``."""
+        with self.lock:
+            row = self.conn.execute(sql, params).fetchone()
+            return None if row is None else row[0]
+
+    # --- meta and versions ---------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """A stored meta value."""
+        value = self.scalar("SELECT value FROM sandbox_meta WHERE key = ?", (key,))
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a meta value."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO sandbox_meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def next_version(self) -> int:
+        """The next organisation-wide row version (inside the caller's transaction)."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "UPDATE sandbox_version SET value = value + 1 WHERE id = 1 RETURNING value"
+            ).fetchone()
+            return int(row[0])
+
+    def reserve_versions(self, count: int) -> int:
+        """Reserve ``count`` versions at once; returns the first."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "UPDATE sandbox_version SET value = value + ? WHERE id = 1 RETURNING value",
+                (count,),
+            ).fetchone()
+            return int(row[0]) - count + 1
+
+    def current_version(self) -> int:
+        """The highest row version handed out so far."""
+        return int(self.scalar("SELECT value FROM sandbox_version WHERE id = 1"))
+
+    # --- rows ----------------------------------------------------------------------------
+
+    def fetch(self, entity: Entity, record_id: str) -> dict[str, Any] | None:
+        """One stored row as a dict, or ``None``."""
+        rows = self.query(
+            f"SELECT * FROM {quote(entity.name)} WHERE {quote(entity.primary_id)} = ?",
+            (record_id,),
+        )
+        return dict(rows[0]) if rows else None
+
+    def insert(self, entity: Entity, row: Mapping[str, Any]) -> None:
+        """Insert one row."""
+        self.insert_many(entity, list(row), [tuple(row.values())])
+
+    def insert_many(self, entity: Entity, columns: list[str], rows: Iterable[tuple[Any, ...]]):
+        """Insert rows of ``columns`` values; returns how many."""
+        names = ", ".join(quote(c) for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {quote(entity.name)} ({names}) VALUES ({marks})"
+        with self.transaction() as conn:
+            cursor = conn.executemany(sql, rows)
+            return cursor.rowcount
+
+    def update(self, entity: Entity, record_id: str, values: Mapping[str, Any]) -> None:
+        """Set ``values`` on one row."""
+        assignments = ", ".join(f"{quote(name)} = ?" for name in values)
+        sql = f"UPDATE {quote(entity.name)} SET {assignments} WHERE {quote(entity.primary_id)} = ?"
+        with self.transaction() as conn:
+            conn.execute(sql, (*values.values(), record_id))
+
+    def delete(self, entity: Entity, record_id: str, tombstone_version: int | None, when: int):
+        """Delete one row, leaving a change-tracking tombstone unless the version is ``None``."""
+        with self.transaction() as conn:
+            conn.execute(
+                f"DELETE FROM {quote(entity.name)} WHERE {quote(entity.primary_id)} = ?",
+                (record_id,),
+            )
+            if tombstone_version is not None:
+                conn.execute(
+                    "INSERT INTO sandbox_deleted (entity, record_id, version, deleted_on) "
+                    "VALUES (?, ?, ?, ?)",
+                    (entity.name, record_id, tombstone_version, when),
+                )
+
+    def count(self, entity: Entity) -> int:
+        """How many rows a table holds."""
+        return int(self.scalar(f"SELECT COUNT(*) FROM {quote(entity.name)}"))
+
+    def ids(self, entity: Entity) -> list[str]:
+        """Every id of a table, in id order."""
+        key = quote(entity.primary_id)
+        rows = self.query(f"SELECT {key} FROM {quote(entity.name)} ORDER BY {key}")
+        return [row[0] for row in rows]

@@ -1,0 +1,167 @@
+"""The HubSpot sandbox's WSGI app: routing, token auth, rate limits, faults, error bodies.
+
+Every CRM-facing request is logged, may be slowed or failed by an injected fault, must carry the
+portal's private-app token as a Bearer token (401 ``INVALID_AUTHENTICATION`` otherwise) and is
+counted against the rate limits (429 once over one). Errors are HubSpot's JSON bodies.
+``POST /__sandbox/<control>`` with the admin header reaches the test controls from another
+process; nothing else exposes them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
+from typing import Any
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from sandboxes.hubspot import api_associations as assoc
+from sandboxes.hubspot import api_meta as meta
+from sandboxes.hubspot import api_objects as objects
+from sandboxes.hubspot.api_search import search
+from sandboxes.hubspot.errors import HsError, unauthorized
+from sandboxes.hubspot.portal import Portal
+from sandboxes.kit.server import (
+    BadJson,
+    drop_connection,
+    html_response,
+    json_response,
+    read_json,
+    request_target,
+)
+from sandboxes.kit.writelog import api_request
+
+ADMIN_HEADER = "X-Sandbox-Admin"
+URL_LIMIT = 16_384
+"""Bytes of request target (path and query) the sandbox takes. HubSpot documents no URL
+limit; integrators report 414 URI Too Long from about 16 KB of URL (see docs/hubspot.md)."""
+TOO_LONG_PAGE = (
+    "<html><head><title>414 Request-URI Too Large</title></head><body>"
+    "<center><h1>414 Request-URI Too Large</h1></center></body></html>"
+)
+
+
+def _rules() -> Iterable[Rule]:
+    o3, a4 = "/crm/v3/objects/<object_type>", "/crm/v4/associations/<from_object_type>"
+    r4 = "/crm/v4/objects/<object_type>/<object_id>/associations/<to_object_type>"
+    table: list[tuple[str, Callable[..., Response], tuple[str, ...]]] = [
+        (o3, objects.list_objects, ("GET",)),
+        (o3, objects.create_object, ("POST",)),
+        (f"{o3}/search", search, ("POST",)),
+        (f"{o3}/merge", objects.merge_objects, ("POST",)),
+        (f"{o3}/batch/read", objects.batch_read, ("POST",)),
+        (f"{o3}/batch/create", objects.batch_create, ("POST",)),
+        (f"{o3}/batch/update", objects.batch_update, ("POST",)),
+        (f"{o3}/batch/upsert", objects.batch_upsert, ("POST",)),
+        (f"{o3}/batch/archive", objects.batch_archive, ("POST",)),
+        (f"{o3}/<object_id>", objects.get_object, ("GET",)),
+        (f"{o3}/<object_id>", objects.update_object, ("PATCH",)),
+        (f"{o3}/<object_id>", objects.archive_object, ("DELETE",)),
+        (r4, assoc.list_associations, ("GET",)),
+        (f"{r4}/<to_object_id>", assoc.put_association, ("PUT",)),
+        (f"{r4}/<to_object_id>", assoc.delete_association, ("DELETE",)),
+        ("/crm/v4/objects/<from_object_type>/<from_object_id>/associations/default/"
+         "<to_object_type>/<to_object_id>", assoc.put_default_association, ("PUT",)),
+        (f"{a4}/<to_object_type>/batch/read", assoc.batch_read, ("POST",)),
+        (f"{a4}/<to_object_type>/batch/create", assoc.batch_create, ("POST",)),
+        (f"{a4}/<to_object_type>/batch/archive", assoc.batch_archive, ("POST",)),
+        (f"{a4}/<to_object_type>/batch/labels/archive", assoc.batch_archive_labels, ("POST",)),
+        (f"{a4}/<to_object_type>/labels", assoc.labels, ("GET",)),
+        ("/crm/v3/properties/<object_type>", meta.list_properties, ("GET",)),
+        ("/crm/v3/properties/<object_type>", meta.create_property, ("POST",)),
+        ("/crm/v3/properties/<object_type>/<property_name>", meta.get_property, ("GET",)),
+        ("/crm/v3/schemas", meta.list_schemas, ("GET",)),
+        ("/crm/v3/schemas/<object_type>", meta.get_schema, ("GET",)),
+        ("/crm-object-schemas/v3/schemas", meta.list_schemas, ("GET",)),
+        ("/crm-object-schemas/v3/schemas/<object_type>", meta.get_schema, ("GET",)),
+    ]  # fmt: skip
+    for path, endpoint, methods in table:
+        yield Rule(path, endpoint=endpoint, methods=methods)
+
+
+class HubSpotApp:
+    """The WSGI callable of one sandbox portal."""
+
+    def __init__(
+        self, portal: Portal, admin_token: str, controls: Callable[[str, dict[str, Any]], Any]
+    ) -> None:
+        """Serve ``portal``; ``controls(name, kwargs)`` runs a test control for the admin path."""
+        self.portal = portal
+        self.admin_token = admin_token
+        self.controls = controls
+        self.url_map = Map(list(_rules()), strict_slashes=False)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Answer one request."""
+        request = Request(environ)
+        if request.path.startswith("/__sandbox/"):
+            return self._admin(request)(environ, start_response)
+        if len(request_target(environ).encode()) > URL_LIMIT:
+            return html_response(TOO_LONG_PAGE, 414)(environ, start_response)
+        with api_request():
+            response = self._answer(request)
+        if self.portal.faults.take(self.portal.faults.drops, request.path) is not None:
+            drop_connection(environ)
+        return response(environ, start_response)
+
+    def _answer(self, request: Request) -> Response:
+        portal = self.portal
+        portal.record_call(request.method, request.path)
+        if portal.faults.delay_seconds:
+            time.sleep(portal.faults.delay_seconds)
+        try:
+            fault = portal.faults.take(portal.faults.failures, request.path)
+            if fault is not None:
+                raise HsError(fault.status, fault.category, fault.message)
+            endpoint, args = self.url_map.bind_to_environ(request.environ).match()
+            self._authorize(request)
+            headers = portal.limits.admit(request.path.endswith("/search"), portal.clock.now_ms())
+            response = endpoint(portal, request, **args)
+            response.headers.extend(headers)
+            return response
+        except HsError as error:
+            return json_response(error.body(), error.status, error.headers)
+        except BadJson as error:
+            return json_response(
+                HsError(400, "VALIDATION_ERROR", f"Invalid input JSON: {error}").body(), 400
+            )
+        except MethodNotAllowed:
+            return json_response(HsError(405, "", "Method Not Allowed").body(), 405)
+        except NotFound:
+            return json_response(HsError(404, "", "resource not found").body(), 404)
+        except HTTPException as error:
+            return json_response(HsError(400, "VALIDATION_ERROR", str(error)).body(), 400)
+
+    def _authorize(self, request: Request) -> None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        valid = scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.portal.token.encode()
+        )
+        if not valid:
+            raise unauthorized()
+
+    def _admin(self, request: Request) -> Response:
+        supplied = request.headers.get(ADMIN_HEADER, "")
+        if not hmac.compare_digest(supplied.encode(), self.admin_token.encode()):
+            return json_response({"error": "forbidden"}, 403)
+        name = request.path.removeprefix("/__sandbox/").strip("/")
+        try:
+            kwargs = read_json(request) if request.get_data() else {}
+            result = self.controls(name, kwargs)
+        except (KeyError, ValueError, TypeError, HsError, BadJson) as error:
+            return json_response({"error": type(error).__name__, "message": str(error)}, 400)
+        return json_response({"result": _jsonable(result)})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value

@@ -1,0 +1,465 @@
+"""What the portal does to records: create, update, archive, restore, purge, merge, associate.
+
+Writes validate property values against their types and options (every problem reported at
+once), refuse read-only and unknown properties, keep unique values unique (409 with the
+existing id, as HubSpot does for a duplicate contact email), recompute calculated properties
+(deal closed flags and probability, line item amount) and stamp the last-modified property.
+Changing a record's associations does not touch its last-modified value, except a contact's
+primary company, which HubSpot mirrors into the ``associatedcompanyid`` property.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sandboxes.hubspot.errors import HsError, invalid_values, not_found, validation
+from sandboxes.hubspot.history import CALCULATED, CRM_USER, INTEGRATION, History, Source
+from sandboxes.hubspot.schema import (
+    CLOSED_STAGES,
+    DEAL_STAGES,
+    AssociationType,
+    ObjectType,
+    PortalSchema,
+)
+from sandboxes.hubspot.store import HubSpotClock, Store
+from sandboxes.hubspot.values import InvalidValue, canonical, ms_to_iso
+from sandboxes.kit.writelog import create_table, log_write
+
+RECYCLE_BIN_DAYS = 90
+_PROBABILITY = {stage: probability for stage, _label, probability in DEAL_STAGES}
+
+
+class Records:
+    """The record operations of one portal over its store, schema and clock."""
+
+    def __init__(self, store: Store, schema: PortalSchema, clock: HubSpotClock) -> None:
+        """Operate on ``store`` with ``schema``'s types, stamping with ``clock``."""
+        self.store = store
+        self.schema = schema
+        self.clock = clock
+        self.history = History(store)
+        with store.lock:
+            create_table(store.conn)
+
+    def object_type(self, name: str) -> ObjectType:
+        """The object type called ``name`` (any alias); 400 when there is none."""
+        found = self.schema.object_type(name)
+        if found is None:
+            raise validation(f"Unable to infer object type from: {name}")
+        return found
+
+    # -- reading ------------------------------------------------------------------------
+
+    def live(self, object_type: ObjectType, record_id: Any) -> dict[str, Any] | None:
+        """A live record, or ``None``."""
+        row = self.store.fetch(object_type.name, _as_id(record_id))
+        if row is None or row["archived"] or row["merged_into"]:
+            return None
+        return row
+
+    def resolve(
+        self, object_type: ObjectType, record_id: Any, archived: bool = False
+    ) -> dict[str, Any] | None:
+        """The record an id names: a merged-away id leads to its survivor; an archived one
+        only when ``archived`` is asked for (and only then)."""
+        row = self.store.fetch(object_type.name, _as_id(record_id))
+        for _ in range(10):
+            if row is None or not row["merged_into"]:
+                break
+            row = self.store.fetch(object_type.name, row["merged_into"])
+        if row is None or row["archived"] != archived:
+            return None
+        return row
+
+    def require(self, object_type: ObjectType, record_id: Any) -> dict[str, Any]:
+        """A live record; 404 when it is missing or archived."""
+        row = self.live(object_type, record_id)
+        if row is None:
+            raise not_found()
+        return row
+
+    # -- property values ----------------------------------------------------------------
+
+    def checked(
+        self, object_type: ObjectType, values: Mapping[str, Any], *, system: bool = False
+    ) -> dict[str, str | None]:
+        """Canonical strings for ``values``; every invalid one reported in one 400."""
+        problems: list[InvalidValue] = []
+        result: dict[str, str | None] = {}
+        for name, value in values.items():
+            prop = object_type.property(name)
+            if prop is None:
+                problems.append(
+                    InvalidValue(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist')
+                )
+                continue
+            if not prop.writable and not system:
+                problems.append(
+                    InvalidValue(
+                        name,
+                        "READ_ONLY_VALUE",
+                        f'"{name}" is a read only property; its value cannot be set.',
+                    )
+                )
+                continue
+            try:
+                result[name] = canonical(prop, value)
+            except InvalidValue as problem:
+                problems.append(problem)
+        if problems:
+            raise invalid_values(problems)
+        return result
+
+    def _check_unique(
+        self, object_type: ObjectType, values: Mapping[str, str | None], record_id: int | None
+    ) -> None:
+        for prop in object_type.unique_properties:
+            value = values.get(prop)
+            if not value:
+                continue
+            owner = self.store.unique_owner(object_type.name, prop, value)
+            if owner is not None and owner != record_id:
+                if object_type.name == "contacts" and prop == "email":
+                    message = f"Contact already exists. Existing ID: {owner}"
+                else:
+                    message = (
+                        f"A {object_type.singular.lower()} with {prop} {value!r} already exists. "
+                        f"Existing ID: {owner}"
+                    )
+                raise HsError(409, "CONFLICT", message)
+
+    def _store_unique(self, object_type: ObjectType, row: dict[str, Any]) -> None:
+        names = object_type.unique_properties
+        if names:
+            self.store.set_unique(
+                object_type.name, row["id"], {n: row["props"].get(n) for n in names}
+            )
+
+    # -- writes -------------------------------------------------------------------------
+
+    def create(
+        self,
+        object_type: ObjectType,
+        values: Mapping[str, Any],
+        *,
+        system: bool = False,
+        stamp: int | None = None,
+    ) -> dict[str, Any]:
+        """A new live record with ``values`` (400 on invalid values, 409 on a clash)."""
+        return self.create_many(object_type, [values], system=system, stamp=stamp)[0]
+
+    def create_many(
+        self,
+        object_type: ObjectType,
+        batch: Sequence[Mapping[str, Any]],
+        *,
+        system: bool = False,
+        stamp: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """New live records, all with one stamp; nothing is created if one is invalid."""
+        checked = [self.checked(object_type, values, system=system) for values in batch]
+        seen: dict[tuple[str, str], int] = {}
+        for index, values in enumerate(checked):
+            self._check_unique(object_type, values, None)
+            for prop in object_type.unique_properties:
+                value = values.get(prop)
+                if value and seen.setdefault((prop, value.lower()), index) != index:
+                    raise HsError(409, "CONFLICT", f"Duplicate {prop} {value!r} in one request")
+        moment = stamp if stamp is not None else self.clock.stamp()
+        ids = self.store.next_ids(object_type.name, object_type.id_base, len(checked))
+        rows = []
+        with self.store.transaction():
+            for record_id, values in zip(ids, checked, strict=True):
+                props = {k: v for k, v in values.items() if v is not None}
+                row = _new_row(record_id, props, moment)
+                self._derive(object_type, row)
+                self.store.write(object_type.name, row)
+                self._store_unique(object_type, row)
+                self.history.record(object_type.name, record_id, props, moment, _source(system))
+                self._log("create", object_type, row["id"], values, moment)
+                rows.append(row)
+        return rows
+
+    def update(
+        self,
+        object_type: ObjectType,
+        record_id: Any,
+        values: Mapping[str, Any],
+        *,
+        system: bool = False,
+        stamp: int | None = None,
+    ) -> dict[str, Any]:
+        """Change a live record's properties (404 when it is not live)."""
+        row = self.require(object_type, record_id)
+        checked = self.checked(object_type, values, system=system)
+        self._check_unique(object_type, checked, row["id"])
+        with self.store.transaction():
+            row = self._apply(object_type, row, checked, stamp, _source(system))
+            self._log("update", object_type, row["id"], checked, row["modified_ms"])
+        return row
+
+    def _apply(
+        self,
+        object_type: ObjectType,
+        row: dict[str, Any],
+        changes: Mapping[str, str | None],
+        stamp: int | None = None,
+        source: Source = CALCULATED,
+    ) -> dict[str, Any]:
+        for name, value in changes.items():
+            if value is None:
+                row["props"].pop(name, None)
+            else:
+                row["props"][name] = value
+        row["modified_ms"] = stamp if stamp is not None else self.clock.stamp()
+        self._derive(object_type, row)
+        with self.store.transaction():
+            self.store.write(object_type.name, row)
+            self._store_unique(object_type, row)
+            self.history.record(object_type.name, row["id"], changes, row["modified_ms"], source)
+        return row
+
+    def touch(self, object_type: ObjectType, ids: Iterable[Any], stamp: int) -> None:
+        """Put live records on the last-modified value ``stamp``, changing nothing else."""
+        with self.store.transaction():
+            for record_id in ids:
+                row = self.require(object_type, record_id)
+                row["modified_ms"] = stamp
+                self._derive(object_type, row)
+                self.store.write(object_type.name, row)
+                self._log("touch", object_type, row["id"], {}, stamp)
+
+    def archive(self, object_type: ObjectType, record_id: Any) -> bool:
+        """Move a live record to the recycle bin; ``False`` when it was not live."""
+        row = self.live(object_type, record_id)
+        if row is None:
+            return False
+        row["archived"] = True
+        row["archived_ms"] = self.clock.stamp()
+        with self.store.transaction():
+            self.store.write(object_type.name, row)
+            self.store.release_unique(object_type.name, row["id"])
+            self._log("delete", object_type, row["id"], {}, row["archived_ms"])
+        return True
+
+    def restore(self, object_type: ObjectType, record_id: Any) -> dict[str, Any]:
+        """Bring an archived record back (its last-modified value moves on)."""
+        row = self.store.fetch(object_type.name, _as_id(record_id))
+        if row is None or not row["archived"]:
+            raise not_found()
+        self._check_unique(object_type, row["props"], row["id"])
+        row["archived"], row["archived_ms"] = False, None
+        with self.store.transaction():
+            row = self._apply(object_type, row, {})
+            self._log("undelete", object_type, row["id"], {}, row["modified_ms"])
+        return row
+
+    def purge(self, object_type: ObjectType, record_id: Any) -> None:
+        """Delete a record for good (a GDPR delete, or the recycle bin emptied)."""
+        with self.store.transaction():
+            self.store.purge(object_type.name, _as_id(record_id))
+            self.history.forget(object_type.name, _as_id(record_id))
+            self._log("hard_delete", object_type, record_id, {}, self.clock.now_ms())
+
+    def merge(
+        self, object_type: ObjectType, primary_id: Any, loser_ids: Iterable[Any]
+    ) -> dict[str, Any]:
+        """Merge records into ``primary_id``: the losers' ids then lead to the survivor, their
+        associations move to it and its ``hs_merged_object_ids`` lists them."""
+        primary = self.require(object_type, primary_id)
+        merged = [m for m in (primary["props"].get("hs_merged_object_ids") or "").split(";") if m]
+        with self.store.transaction():
+            for loser_id in loser_ids:
+                loser = self.require(object_type, loser_id)
+                if loser["id"] == primary["id"]:
+                    raise validation("A record cannot be merged into itself")
+                loser["merged_into"] = primary["id"]
+                self.store.write(object_type.name, loser)
+                merged_into = {"merged_into": primary["id"]}
+                self._log("merge", object_type, loser["id"], merged_into, self.clock.now_ms())
+                self.store.release_unique(object_type.name, loser["id"])
+                self._move_associations(object_type.name, loser["id"], primary["id"])
+                merged += [str(loser["id"])] + [
+                    m for m in (loser["props"].get("hs_merged_object_ids") or "").split(";") if m
+                ]
+            return self._apply(object_type, primary, {"hs_merged_object_ids": ";".join(merged)})
+
+    def _move_associations(self, type_name: str, old: int, new: int) -> None:
+        rows = self.store.associations_touching(type_name, old)
+        self.store.remove_associations(rows)
+        moved = [
+            (
+                f,
+                new if (f, i) == (type_name, old) else i,
+                t,
+                new if (t, j) == (type_name, old) else j,
+                k,
+            )
+            for f, i, t, j, k in rows
+        ]
+        self.store.add_associations(r for r in moved if (r[0], r[1]) != (r[2], r[3]))
+
+    # -- associations -------------------------------------------------------------------
+
+    def associate(
+        self,
+        from_type: ObjectType,
+        from_id: Any,
+        to_type: ObjectType,
+        to_id: Any,
+        types: Sequence[AssociationType],
+    ) -> list[AssociationType]:
+        """Associate two live records with ``types`` (plus the unlabeled type, which every
+        labeled association implies); a new primary replaces the old one."""
+        source = self.require(from_type, from_id)
+        target = self.require(to_type, to_id)
+        wanted = list(types)
+        default = self.schema.default_association(from_type.name, to_type.name)
+        if default is not None and default not in wanted:
+            wanted.append(default)
+        for assoc in wanted:
+            if assoc.primary:
+                self._drop_primary(from_type.name, source["id"], to_type.name, assoc)
+        rows = []
+        for assoc in wanted:
+            rows.append((from_type.name, source["id"], to_type.name, target["id"], assoc.type_id))
+            rows.append(
+                (to_type.name, target["id"], from_type.name, source["id"], assoc.inverse_id)
+            )
+        self.store.add_associations(rows)
+        if any(a.primary for a in wanted) and from_type.name == "contacts":
+            self._apply(from_type, source, {"associatedcompanyid": str(target["id"])})
+        return wanted
+
+    def _drop_primary(
+        self, from_type: str, from_id: int, to_type: str, assoc: AssociationType
+    ) -> None:
+        current = [
+            to_id
+            for to_id, type_id in self.store.associations_of(from_type, from_id, to_type)
+            if type_id == assoc.type_id
+        ]
+        self.store.remove_associations(
+            row
+            for to_id in current
+            for row in (
+                (from_type, from_id, to_type, to_id, assoc.type_id),
+                (to_type, to_id, from_type, from_id, assoc.inverse_id),
+            )
+        )
+
+    def dissociate(
+        self,
+        from_type: ObjectType,
+        from_id: Any,
+        to_type: ObjectType,
+        to_id: Any,
+        types: Sequence[AssociationType] | None = None,
+    ) -> None:
+        """Remove associations between two records: only ``types``, or all of them."""
+        source, target = _as_id(from_id), _as_id(to_id)
+        current = {
+            type_id
+            for other, type_id in self.store.associations_of(from_type.name, source, to_type.name)
+            if other == target
+        }
+        chosen = [
+            self.schema.association_type(from_type.name, to_type.name, type_id)
+            for type_id in current
+            if types is None or type_id in {t.type_id for t in types}
+        ]
+        self.store.remove_associations(
+            row
+            for assoc in chosen
+            for row in (
+                (from_type.name, source, to_type.name, target, assoc.type_id),
+                (to_type.name, target, from_type.name, source, assoc.inverse_id),
+            )
+        )
+        if from_type.name == "contacts" and any(a.primary for a in chosen):
+            contact = self.live(from_type, source)
+            if contact is not None:
+                self._apply(from_type, contact, {"associatedcompanyid": None})
+
+    # -- derived values and JSON --------------------------------------------------------
+
+    def _log(
+        self, op: str, object_type: ObjectType, record_id: Any, fields: Mapping[str, Any], ms: int
+    ) -> None:
+        log_write(self.store.conn, op, object_type.name, record_id, fields, ms_to_iso(ms))
+
+    def _derive(self, object_type: ObjectType, row: dict[str, Any]) -> None:
+        props = row["props"]
+        props["hs_object_id"] = str(row["id"])
+        props[object_type.created_property] = ms_to_iso(row["created_ms"])
+        props[object_type.modified_property] = ms_to_iso(row["modified_ms"])
+        if object_type.name == "deals":
+            stage = props.get("dealstage")
+            if stage:
+                props["hs_is_closed"] = _bool(stage in CLOSED_STAGES)
+                props["hs_is_closed_won"] = _bool(stage == "closedwon")
+                props["hs_deal_stage_probability"] = _PROBABILITY.get(stage, "0")
+            amount = props.get("amount")
+            if amount and stage:
+                forecast = float(amount) * float(_PROBABILITY.get(stage, "0"))
+                props["hs_forecast_amount"] = (
+                    canonical(object_type.properties["amount"], forecast) or "0"
+                )
+        elif object_type.name == "line_items":
+            quantity, price = props.get("quantity"), props.get("price")
+            if quantity and price:
+                total = round(float(quantity) * float(price), 2)
+                props["amount"] = canonical(object_type.properties["amount"], total) or "0"
+
+    def to_json(
+        self,
+        object_type: ObjectType,
+        row: Mapping[str, Any],
+        properties: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """A record as a ``SimplePublicObject``: requested properties (``null`` when unset;
+        unknown names left out) or the type's defaults."""
+        props = row["props"]
+        names = properties if properties else object_type.default_properties
+        shown = {n: props.get(n) for n in names if object_type.property(n) is not None}
+        if not properties:
+            shown = {n: v for n, v in shown.items() if v is not None}
+        body: dict[str, Any] = {
+            "id": str(row["id"]),
+            "properties": shown,
+            "createdAt": ms_to_iso(row["created_ms"]),
+            "updatedAt": ms_to_iso(row["modified_ms"]),
+            "archived": bool(row["archived"]),
+        }
+        if row["archived"]:
+            body["archivedAt"] = ms_to_iso(row["archived_ms"])
+        return body
+
+
+def _new_row(record_id: int, props: dict[str, str], moment: int) -> dict[str, Any]:
+    return {
+        "id": record_id,
+        "props": props,
+        "created_ms": moment,
+        "modified_ms": moment,
+        "archived": False,
+        "archived_ms": None,
+        "merged_into": None,
+    }
+
+
+def _source(system: bool) -> Source:
+    """Test controls write as a person in the CRM, API calls as the portal's private app."""
+    return CRM_USER if system else INTEGRATION
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _as_id(value: Any) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise not_found() from None
