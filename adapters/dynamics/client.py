@@ -26,6 +26,7 @@ import requests
 from msal.exceptions import MsalServiceError
 
 from adapters._kit.http_retry import CONNECTION_ERRORS, RequestLog, parse_retry_after
+from adapters._kit.loopback import RedirectToLocal
 from adapters._kit.url_budget import prepared_url, url_bytes
 from adapters.dynamics import batch
 from adapters.dynamics.errors import ErrorAnswer, Outcome, mirror_error, outcome
@@ -88,8 +89,6 @@ class DataverseConnection:
         bases = self.settings.loopback_bases()
         if not bases:
             return
-        from sandboxes.kit.transport import RedirectToLocal
-
         self.session.trust_env = False
         for base in bases:
             port = base.rsplit(":", 1)[-1]

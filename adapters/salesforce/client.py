@@ -8,7 +8,7 @@ retrying outages, locks and dropped connections with backoff and jitter, and tur
 is left into the engine's ``MirrorError`` tree through ``salesforce_errors``. Queries go in the
 URL when they fit Salesforce's URI limit and through Composite when not (``salesforce_soql``).
 
-A settings' loopback sandbox URL is reached through ``sandboxes.kit.transport.local_session``,
+A settings' loopback sandbox URL is reached through ``adapters._kit.loopback.local_session``,
 because simple-salesforce always speaks https.
 """
 
@@ -29,6 +29,7 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed, Salesfo
 from simple_salesforce.util import exception_handler
 
 from adapters._kit.http_retry import CONNECTION_ERRORS, RequestLog
+from adapters._kit.loopback import local_session
 from adapters.salesforce.errors import (
     ErrorAnswer,
     Outcome,
@@ -82,8 +83,6 @@ class SalesforceConnection:
         sandbox = self.settings.sandbox_url()
         if sandbox is None:
             return requests.Session()
-        from sandboxes.kit.transport import local_session
-
         extra = (
             () if self.domain in ("login", "test") else (f"https://{self.domain}.salesforce.com",)
         )

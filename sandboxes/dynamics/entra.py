@@ -5,7 +5,7 @@ It answers what msal's ``ConfidentialClientApplication`` asks for:
 - ``GET /{tenant}/v2.0/.well-known/openid-configuration``: the OpenID document. Its endpoints
   are always advertised as ``https://`` (msal refuses anything else), even though the sandbox
   itself serves plain HTTP: clients reach it through a transport adapter
-  (``sandboxes/kit/transport.py``).
+  (``adapters/_kit/loopback.py``).
 - ``POST /{tenant}/oauth2/v2.0/token`` with ``grant_type=client_credentials`` and either a
   ``client_secret`` or a ``client_assertion`` (a JWT signed with the registered certificate's
   key, ``x5t`` or ``x5t#S256`` naming it). The answer is ``{token_type, expires_in,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from simple_salesforce import Salesforce
 
-from sandboxes.kit.transport import local_session
+from adapters._kit.loopback import local_session
 from sandboxes.salesforce.sandbox import SalesforceSandbox
 
 ANCHOR = datetime(2026, 11, 1, tzinfo=UTC)

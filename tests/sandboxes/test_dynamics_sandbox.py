@@ -13,8 +13,8 @@ import msal
 import pytest
 import requests
 
+from adapters._kit.loopback import RedirectToLocal
 from sandboxes.dynamics.sandbox import DynamicsSandbox
-from sandboxes.kit.transport import RedirectToLocal
 from tests.adapters.dynamics.fixtures import WebApi
 
 ANCHOR = datetime(2026, 11, 1, tzinfo=UTC)

@@ -18,7 +18,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from sandboxes.kit.transport import local_session
+from adapters._kit.loopback import local_session
 from sandboxes.salesforce.sandbox import SalesforceSandbox
 from sandboxes.salesforce.schema import SPEC_DIR
 from tests.sandboxes.sf_fixtures import ANCHOR, client, sandbox, sf, shared_sandbox

@@ -1,9 +1,11 @@
-"""Point an https-only CRM SDK at a plain-HTTP loopback sandbox.
+"""Reach a plain-HTTP loopback endpoint through an SDK that only speaks https.
 
-simple-salesforce (and msal) build every URL as ``https://host/...``. Mounting
-:class:`RedirectToLocal` on a ``requests.Session`` for those https prefixes rewrites each request
-to the sandbox's ``http://127.0.0.1:PORT`` while keeping the path and query, so the real SDK runs
-unchanged against the sandbox.
+simple-salesforce (and msal) build every URL as ``https://host/...``. When a source's settings
+name an ``http://127.0.0.1:PORT`` instance (a local sandbox, a recording proxy, a test double),
+mounting :class:`RedirectToLocal` on the adapter's ``requests.Session`` for those https prefixes
+rewrites each request to that loopback address while keeping the path and query, so the official
+SDK runs unchanged. Only loopback targets are ever redirected; a caller that needs anything else
+passes its own session to the adapter.
 """
 
 from __future__ import annotations
