@@ -1,4 +1,4 @@
-"""Metrics, health and logs for the daemon.
+"""Metrics and health for the daemon (its log lines: ``mirror.logs``).
 
 - Prometheus metrics on ``/metrics`` (records synced, time since the last good sync and data
   age per object, job durations, build info, API calls and remaining
@@ -7,7 +7,6 @@
 - ``/healthz`` (liveness): 200 with the jobs' last outcomes while the scheduler runs and the
   store answers, 503 otherwise;
 - ``/readyz`` (readiness): 503 also while any object's last sync failed, naming them;
-- JSON log lines (one object per line) with every configured secret value redacted.
 """
 
 from __future__ import annotations
@@ -16,17 +15,15 @@ import json
 import logging
 import platform
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from importlib import metadata
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
-
-from mirror import redaction
 
 
 class Metrics:
@@ -139,6 +136,18 @@ class Health:
             return {"running": self.running, "jobs": {k: dict(v) for k, v in self.jobs.items()}}
 
 
+class PlainRequestLog(WSGIRequestHandler):
+    """Logs each scrape or probe as a plain DEBUG line on ``prm_mirror.http`` (werkzeug's own
+    lines are INFO, coloured with terminal escapes, and would flood the daemon's log)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """One uncoloured line per request, at DEBUG."""
+        http_log.debug("%s %s %s", self.command, self.path, code)
+
+
+http_log = logging.getLogger("prm_mirror.http")
+
+
 class ObservabilityServer:
     """``/metrics`` and ``/healthz`` on a background thread."""
 
@@ -148,7 +157,9 @@ class ObservabilityServer:
         self.metrics = metrics
         self.health = health
         self.store_ok = store_ok
-        self._server: BaseWSGIServer = make_server(host, port, self._app, threaded=True)
+        self._server: BaseWSGIServer = make_server(
+            host, port, self._app, threaded=True, request_handler=PlainRequestLog
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -191,55 +202,3 @@ class ObservabilityServer:
         return Response(
             json.dumps(body), status=200 if ready else 503, content_type="application/json"
         )
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The record as JSON (time, level, logger, message, exception)."""
-        line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created).astimezone().isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_text:
-            line["exc"] = record.exc_text
-        elif record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            line["stack"] = record.stack_info
-        return json.dumps(line, default=str)
-
-
-class RedactSecrets(logging.Filter):
-    """Replaces every known secret value in log records with ``***``: in the message, the
-    formatted exception and the stack (``mirror.redaction``)."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = sorted(
-            {s for s in secrets if s and len(s) >= redaction.MIN_LENGTH}, key=len, reverse=True
-        )
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Redact in place; never drops a record."""
-        redaction.redact_record(record, self.secrets)
-        return True
-
-
-def configure_logging(fmt: str, secrets: Iterable[str], level: int = logging.INFO) -> None:
-    """Route the root logger to stderr in ``fmt`` (json or text), secrets redacted."""
-    redaction.register(secrets)
-    handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    handler.addFilter(RedactSecrets(secrets))
-    root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(level)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-import cli
+import cli.output
 from cli import main
 from sandboxes.salesforce.sandbox import SalesforceSandbox
 
@@ -28,7 +28,7 @@ OBJECTS = '["User", "Account", "Contact", "Product2", "Opportunity", "Opportunit
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables printed in full, as on a wide terminal."""
-    monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False))
+    monkeypatch.setattr(cli.output, "console", Console(width=250, force_terminal=False))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-import cli
+import cli.outbox_commands
+import cli.output
 from mirror import Mirror
 from sandboxes.salesforce.sandbox import SalesforceSandbox
 from tests.test_cli import run, write_config
@@ -34,7 +35,7 @@ class World:
 
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False))
+    monkeypatch.setattr(cli.output, "console", Console(width=250, force_terminal=False))
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,8 @@ def test_query_json_and_csv(world: World) -> None:
 def test_outbox_json(world: World) -> None:
     entries = _json(world, "outbox")["entries"]
     assert {e["status"] for e in entries} >= {"done"}
-    assert set(entries[0]) == set(cli.OUTBOX_KEYS) and "T" in entries[0]["created_at"]
+    assert set(entries[0]) == set(cli.outbox_commands.OUTBOX_KEYS)
+    assert "T" in entries[0]["created_at"]
 
 
 def test_conflicts_json_and_human_values(world: World) -> None:

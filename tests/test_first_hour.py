@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-import cli
+import cli.output
 from cli import main
 from mirror import Mirror
 from mirror.config import DaemonConfig, load_config, parse_config
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """Messages printed in full, as on a wide terminal."""
-    monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False))
+    monkeypatch.setattr(cli.output, "console", Console(width=250, force_terminal=False))
 
 
 def free_port() -> int:
@@ -148,7 +148,7 @@ def test_check_of_a_sound_config_says_ok(tmp_path: Path, tiny_box: SalesforceSan
 
 def daemon_once(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "-c", str(config), "daemon", "--once"],
+        [sys.executable, "-m", "cli", "-c", str(config), "daemon", "--once"],
         cwd=config.parent,
         capture_output=True,
         text=True,

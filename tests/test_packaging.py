@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = (
-    "pyproject.toml", "README.md", "cli.py", "mirror", "adapters", "sandboxes", "prm_demo",
+    "pyproject.toml", "README.md", "cli", "mirror", "adapters", "sandboxes", "prm_demo",
     "schemas",
     "config",
 )
@@ -24,7 +24,7 @@ SOURCES = (
 def python_packages() -> set[str]:
     """Every directory of the shipped packages holding modules or shipped files, as a package."""
     found = set()
-    for top in ("mirror", "adapters", "sandboxes", "prm_demo"):
+    for top in ("mirror", "adapters", "sandboxes", "prm_demo", "cli"):
         for folder in (ROOT / top).rglob("*"):
             if folder.is_dir() and folder.name != "__pycache__" and any(folder.iterdir()):
                 found.add(".".join(folder.relative_to(ROOT).parts))

@@ -13,9 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 import cli
+from cli.app import redacted_traceback
 from mirror import Mirror, MirrorError
 from mirror.config import parse_config
-from mirror.observability import JsonFormatter
+from mirror.logs import JsonFormatter
 
 PASSWORD = "hunter2-the-password"
 TOKEN = "tok-Zq81-security-token"
@@ -98,6 +99,6 @@ password = "${{SF_PASSWORD}}"
     try:
         raise RuntimeError(f"crashed holding {PASSWORD}")
     except RuntimeError as exc:
-        cli._redacted_traceback(RuntimeError, exc, exc.__traceback__)
+        redacted_traceback(RuntimeError, exc, exc.__traceback__)
     printed = capsys.readouterr().err
     assert "crashed holding ***" in printed and PASSWORD not in printed

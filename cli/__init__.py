@@ -1,0 +1,30 @@
+"""``prm-mirror``: the command line, a thin shell over ``mirror.Mirror``.
+
+Each module holds one family of commands and registers them on the :func:`main` group in
+``cli.app``; everything a command does, an embedding application can do through ``Mirror``.
+"""
+
+from cli import (
+    access_commands,
+    daemon_command,
+    outbox_commands,
+    read_commands,
+    registration_commands,
+    sandbox_commands,
+    setup_commands,
+    sync_commands,
+)
+from cli.app import main
+
+__all__ = ["main"]
+# the command modules register themselves on ``main`` when imported
+COMMAND_MODULES = (
+    access_commands,
+    daemon_command,
+    outbox_commands,
+    registration_commands,
+    read_commands,
+    sandbox_commands,
+    setup_commands,
+    sync_commands,
+)
