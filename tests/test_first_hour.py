@@ -210,6 +210,20 @@ def test_the_container_publishes_metrics_it_serves_and_runs_where_it_can_write(
     assert example.store.database == "sqlite:///prm-mirror.db"  # relative: the working directory
 
 
+def test_the_container_copies_every_package_the_build_installs() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    wanted = {name.split(".")[0] for name in project["packages"]} - {"mirror"}
+    wanted |= {"mirror", *project["package-dir"].values()}
+    lines = (ROOT / "deploy" / "Containerfile").read_text().splitlines()
+    copied = {
+        word.rstrip("/")
+        for line in lines
+        if line.startswith("COPY ")
+        for word in line.split()[1:-1]
+    }
+    assert wanted <= copied, sorted(wanted - copied)
+
+
 def test_the_systemd_unit_may_write_where_the_default_store_lands() -> None:
     unit = dict(
         line.split("=", 1)
