@@ -46,7 +46,7 @@ from adapters.dynamics.types import (
     to_wire,
 )
 from mirror.errors import CrmError, MirrorError
-from mirror.push.preconditions import changed_fields
+from mirror.adapter import changed_fields
 from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Write, WriteOp, WriteResult
 
 CREATE_NAMESPACE = uuid.UUID("b6f2a4e0-6c1d-4f7a-9e35-2d8c0a1f7e59")

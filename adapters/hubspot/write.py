@@ -53,7 +53,7 @@ from adapters.hubspot.types import (
     to_wire,
 )
 from mirror.errors import CrmError, MirrorError
-from mirror.push.preconditions import changed_fields
+from mirror.adapter import changed_fields
 from mirror.types import ObjectSpec, Write, WriteOp, WriteResult
 
 BATCH_SIZE = 100

@@ -43,7 +43,7 @@ from adapters.salesforce.types import (
     to_wire,
 )
 from mirror.errors import CrmError, MirrorError
-from mirror.push.preconditions import changed_fields
+from mirror.adapter import changed_fields
 from mirror.types import ObjectSpec, Record, Write, WriteOp, WriteResult
 
 BATCH_SIZE = 200
