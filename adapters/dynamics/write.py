@@ -45,8 +45,8 @@ from adapters.dynamics.types import (
     parse_datetime,
     to_wire,
 )
-from mirror.errors import CrmError, MirrorError
 from mirror.adapter import changed_fields
+from mirror.errors import CrmError, MirrorError
 from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Write, WriteOp, WriteResult
 
 CREATE_NAMESPACE = uuid.UUID("b6f2a4e0-6c1d-4f7a-9e35-2d8c0a1f7e59")

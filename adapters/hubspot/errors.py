@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from adapters._kit.errors import Consequence, describe
+from adapters._kit.errors import OutcomeUnknown as OutcomeUnknown
 from mirror.errors import AuthError, CrmError, MirrorError, QuotaExceeded, TransientError
 
 
@@ -55,10 +57,6 @@ STATUS_OUTCOMES: Mapping[int, Outcome] = {
     504: Outcome.RETRY,
 }
 RECORD_RETRYABLE_CATEGORIES = frozenset({"RATE_LIMITS", "SERVICE_UNAVAILABLE", "INTERNAL_ERROR"})
-
-
-class OutcomeUnknown(TransientError):
-    """The connection dropped after a non-idempotent request was sent: it may have been applied."""
 
 
 @dataclass(frozen=True)
@@ -113,27 +111,30 @@ def outcome(answer: ErrorAnswer) -> Outcome:
 
 def describe_answer(answer: ErrorAnswer) -> str:
     """``"409 CONFLICT: Contact already exists. Existing ID: 51"``, for messages."""
-    head = " ".join(str(p) for p in (answer.status, answer.category or answer.policy) if p)
-    return f"{head}: {answer.message}" if answer.message else head
+    return describe((answer.status, answer.category or answer.policy), answer.message)
+
+
+CONSEQUENCES: Mapping[Outcome, Consequence] = {
+    Outcome.QUOTA: Consequence(
+        QuotaExceeded,
+        "HubSpot's daily API limit was reached while {action} ({said}); sync resumes "
+        "when the portal's daily allowance resets (midnight in the portal's time zone)",
+    ),
+    Outcome.RETRY: Consequence(
+        TransientError, "HubSpot kept failing while {action} ({said}); try again later"
+    ),
+    Outcome.AUTH: Consequence(AuthError, "HubSpot refused {action} ({said}); " + TOKEN_HINT),
+}
+"""What each outcome ends in; anything else is a ``CrmError``."""
+REJECTED = Consequence(CrmError, "HubSpot rejected {action} ({said})")
 
 
 def mirror_error(answer: ErrorAnswer, action: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` the engine sees when ``action`` ended with ``answer``."""
-    said = describe_answer(answer)
-    kind = outcome(answer)
-    if kind is Outcome.QUOTA:
-        return QuotaExceeded(
-            f"HubSpot's daily API limit was reached while {action} ({said}); sync resumes "
-            "when the portal's daily allowance resets (midnight in the portal's time zone)",
-            retry_after=retry_after,
-        )
-    if kind is Outcome.RETRY:
-        return TransientError(
-            f"HubSpot kept failing while {action} ({said}); try again later",
-            retry_after=retry_after,
-        )
-    if kind is Outcome.AUTH:
-        return AuthError(f"HubSpot refused {action} ({said}); {TOKEN_HINT}")
-    return CrmError(
-        f"HubSpot rejected {action} ({said})", status=answer.status, code=answer.category
+    return CONSEQUENCES.get(outcome(answer), REJECTED).error_for(
+        describe_answer(answer),
+        action=action,
+        status=answer.status,
+        code=answer.category,
+        retry_after=retry_after,
     )

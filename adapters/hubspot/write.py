@@ -52,8 +52,8 @@ from adapters.hubspot.types import (
     to_ms,
     to_wire,
 )
-from mirror.errors import CrmError, MirrorError
 from mirror.adapter import changed_fields
+from mirror.errors import CrmError, MirrorError
 from mirror.types import ObjectSpec, Write, WriteOp, WriteResult
 
 BATCH_SIZE = 100

@@ -42,8 +42,8 @@ from adapters.salesforce.types import (
     to_18,
     to_wire,
 )
-from mirror.errors import CrmError, MirrorError
 from mirror.adapter import changed_fields
+from mirror.errors import CrmError, MirrorError
 from mirror.types import ObjectSpec, Record, Write, WriteOp, WriteResult
 
 BATCH_SIZE = 200

@@ -1,0 +1,56 @@
+"""The scaffold of every adapter's error table: answers described for messages, outcomes turned
+into the engine's ``MirrorError`` tree, and the error of a request that may have been applied.
+
+Each adapter keeps its own table (which HTTP status and which of its CRM's error codes mean
+what) and its own ``Outcome`` enum; what an outcome ends in is a ``Consequence``: the class of
+the ``MirrorError`` the engine sees and the message it carries, a template of ``{action}``
+(what the adapter was doing, completing "while ..."), ``{said}`` (the CRM's answer, as
+``describe`` puts it) and ``{hint}`` (the settings to check). Messages quote the CRM's own
+message and never a token, password or secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mirror.errors import CrmError, MirrorError, TransientError
+
+
+class OutcomeUnknown(TransientError):
+    """The connection dropped after a non-idempotent request was sent: it may have been applied."""
+
+
+def describe(parts: Iterable[object], message: str) -> str:
+    """``"409 CONFLICT: Contact already exists"``: the parts that are set (status, code), then
+    the CRM's message, for messages."""
+    head = " ".join(str(part) for part in parts if part)
+    return f"{head}: {message}" if message else head
+
+
+@dataclass(frozen=True)
+class Consequence:
+    """The ``MirrorError`` one outcome ends in: its class and its message template."""
+
+    error: type[MirrorError]
+    template: str
+
+    def error_for(
+        self,
+        said: str,
+        *,
+        action: str = "",
+        hint: str = "",
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> MirrorError:
+        """The error, its message filled in; a ``TransientError`` carries ``retry_after``, a
+        ``CrmError`` the answer's ``status`` and ``code``."""
+        message = self.template.format(action=action, said=said, hint=hint)
+        kind = self.error
+        if issubclass(kind, TransientError):
+            return kind(message, retry_after=retry_after)
+        if issubclass(kind, CrmError):
+            return kind(message, status=status, code=code)
+        return kind(message)
