@@ -11,10 +11,13 @@ message and never a token, password or secret.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from mirror.errors import CrmError, MirrorError, TransientError
+
+K = TypeVar("K")
 
 
 class OutcomeUnknown(TransientError):
@@ -54,3 +57,46 @@ class Consequence:
         if issubclass(kind, CrmError):
             return kind(message, status=status, code=code)
         return kind(message)
+
+
+class Answer(Protocol):
+    """The parts of a CRM's error answer a ``CrmError`` carries."""
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status (``None``: no answer)."""
+        ...
+
+    @property
+    def code(self) -> str | None:
+        """The CRM's error code, if it sent one."""
+        ...
+
+
+@dataclass(frozen=True)
+class ErrorTable(Generic[K]):
+    """What each outcome of an adapter's table ends in (``otherwise``: every other outcome)."""
+
+    consequences: Mapping[K, Consequence]
+    otherwise: Consequence
+
+    def error(
+        self,
+        kind: K,
+        answer: Answer,
+        said: str,
+        *,
+        action: str = "",
+        hint: str = "",
+        retry_after: float | None = None,
+    ) -> MirrorError:
+        """The ``MirrorError`` of an ``answer`` (described as ``said``) whose outcome is
+        ``kind``."""
+        return self.consequences.get(kind, self.otherwise).error_for(
+            said,
+            action=action,
+            hint=hint,
+            status=answer.status,
+            code=answer.code,
+            retry_after=retry_after,
+        )

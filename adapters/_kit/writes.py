@@ -80,25 +80,31 @@ def outcome_unknown(error: OutcomeUnknown, next_step: str, *, retryable: bool) -
 
 def send_batches(
     batches: Iterable[list[P]],
-    send: Callable[[list[P]], Sequence[WriteResult]],
+    send: Callable[[list[P]], Sequence[Any]],
     results: list[WriteResult | None],
+    settle: Callable[[P, Any], WriteResult] | None = None,
 ) -> None:
-    """Fill ``results`` at each item's index with ``send(batch)``, batch after batch.
+    """Fill ``results`` at each item's index, batch after batch, with ``send(batch)``: the
+    results, or the answers ``settle(item, answer)`` turns into results.
 
-    A ``MirrorError`` while nothing has a result yet is raised; later, it fails the rest of
-    the batches as not attempted."""
+    A ``MirrorError`` of ``send`` while nothing has a result yet is raised; later, it fails the
+    rest of the batches as not attempted."""
     stopped: MirrorError | None = None
     for batch in batches:
-        outcome: Sequence[WriteResult] = ()
+        answers: Sequence[Any] = ()
         if stopped is None:
             try:
-                outcome = send(batch)
+                answers = send(batch)
             except MirrorError as error:
                 if all(result is None for result in results):
                     raise
                 stopped = error
         if stopped is not None:
-            outcome = [not_attempted(stopped) for _ in batch]
+            outcome: Sequence[WriteResult] = [not_attempted(stopped) for _ in batch]
+        elif settle is not None:
+            outcome = [settle(item, answer) for item, answer in zip(batch, answers, strict=True)]
+        else:
+            outcome = answers
         for item, result in zip(batch, outcome, strict=True):
             results[item.index] = result
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import requests
 
-from adapters._kit.errors import Consequence, describe
+from adapters._kit.errors import Consequence, ErrorTable, describe
 from mirror.errors import AuthError, CrmError, MirrorError, TransientError
 
 
@@ -120,38 +120,37 @@ def describe_answer(answer: ErrorAnswer) -> str:
     return describe((answer.status, answer.code), answer.message)
 
 
-CONSEQUENCES: Mapping[Outcome, Consequence] = {
-    Outcome.RETRY: Consequence(
-        TransientError, "Dataverse kept refusing while {action} ({said}); try again later"
-    ),
-    Outcome.RENEW_TOKEN: Consequence(
-        AuthError,
-        "Dataverse rejected the access token while {action} ({said}); check that the app "
-        "registration is an application user of the organisation",
-    ),
-    Outcome.AUTH: Consequence(
-        AuthError,
-        "Dataverse refused {action} ({said}); give the application user a security role "
-        "with read and write access to this table",
-    ),
-    Outcome.DELTA_EXPIRED: Consequence(
-        DeltaTokenExpired, "Dataverse change tracking token expired while {action} ({said})"
-    ),
-    Outcome.NOT_FOUND: Consequence(RowNotFound, "Dataverse found nothing while {action} ({said})"),
-}
+ERRORS = ErrorTable[Outcome](
+    {
+        Outcome.RETRY: Consequence(
+            TransientError, "Dataverse kept refusing while {action} ({said}); try again later"
+        ),
+        Outcome.RENEW_TOKEN: Consequence(
+            AuthError,
+            "Dataverse rejected the access token while {action} ({said}); check that the app "
+            "registration is an application user of the organisation",
+        ),
+        Outcome.AUTH: Consequence(
+            AuthError,
+            "Dataverse refused {action} ({said}); give the application user a security role "
+            "with read and write access to this table",
+        ),
+        Outcome.DELTA_EXPIRED: Consequence(
+            DeltaTokenExpired, "Dataverse change tracking token expired while {action} ({said})"
+        ),
+        Outcome.NOT_FOUND: Consequence(
+            RowNotFound, "Dataverse found nothing while {action} ({said})"
+        ),
+    },
+    Consequence(CrmError, "Dataverse rejected {action} ({said})"),
+)
 """What each outcome ends in; anything else is a ``CrmError``."""
-REJECTED = Consequence(CrmError, "Dataverse rejected {action} ({said})")
 
 
 def mirror_error(answer: ErrorAnswer, action: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` the engine sees when ``action`` ended with ``answer``."""
-    return CONSEQUENCES.get(outcome(answer), REJECTED).error_for(
-        describe_answer(answer),
-        action=action,
-        status=answer.status,
-        code=answer.code,
-        retry_after=retry_after,
-    )
+    return ERRORS.error(outcome(answer), answer, describe_answer(answer), action=action,
+                        retry_after=retry_after)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -262,6 +262,7 @@ def read_ids(conn: DataverseConnection, spec: ObjectSpec, table: TableInfo) -> I
         batch = [str(row[spec.key]).lower() for row in body.get("value") or ()]
         if batch:
             yield batch
-        link = body.get("@odata.nextLink")
-        if not link:
+        following = body.get("@odata.nextLink")
+        if not following:
             return
+        link = str(following)

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from adapters._kit.errors import Consequence, describe
+from adapters._kit.errors import Consequence, ErrorTable, describe
 from adapters._kit.errors import OutcomeUnknown as OutcomeUnknown
 from mirror.errors import AuthError, CrmError, MirrorError, QuotaExceeded, TransientError
 
@@ -69,6 +69,11 @@ class ErrorAnswer:
     policy: str | None = None
     body: Mapping[str, Any] | None = None
 
+    @property
+    def code(self) -> str | None:
+        """The error category (what the error table calls its code)."""
+        return self.category
+
     @classmethod
     def from_exception(cls, error: Any) -> ErrorAnswer:
         """The status, category, message and rate policy carried by an SDK exception."""
@@ -114,27 +119,24 @@ def describe_answer(answer: ErrorAnswer) -> str:
     return describe((answer.status, answer.category or answer.policy), answer.message)
 
 
-CONSEQUENCES: Mapping[Outcome, Consequence] = {
-    Outcome.QUOTA: Consequence(
-        QuotaExceeded,
-        "HubSpot's daily API limit was reached while {action} ({said}); sync resumes "
-        "when the portal's daily allowance resets (midnight in the portal's time zone)",
-    ),
-    Outcome.RETRY: Consequence(
-        TransientError, "HubSpot kept failing while {action} ({said}); try again later"
-    ),
-    Outcome.AUTH: Consequence(AuthError, "HubSpot refused {action} ({said}); " + TOKEN_HINT),
-}
+ERRORS = ErrorTable[Outcome](
+    {
+        Outcome.QUOTA: Consequence(
+            QuotaExceeded,
+            "HubSpot's daily API limit was reached while {action} ({said}); sync resumes "
+            "when the portal's daily allowance resets (midnight in the portal's time zone)",
+        ),
+        Outcome.RETRY: Consequence(
+            TransientError, "HubSpot kept failing while {action} ({said}); try again later"
+        ),
+        Outcome.AUTH: Consequence(AuthError, "HubSpot refused {action} ({said}); " + TOKEN_HINT),
+    },
+    Consequence(CrmError, "HubSpot rejected {action} ({said})"),
+)
 """What each outcome ends in; anything else is a ``CrmError``."""
-REJECTED = Consequence(CrmError, "HubSpot rejected {action} ({said})")
 
 
 def mirror_error(answer: ErrorAnswer, action: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` the engine sees when ``action`` ended with ``answer``."""
-    return CONSEQUENCES.get(outcome(answer), REJECTED).error_for(
-        describe_answer(answer),
-        action=action,
-        status=answer.status,
-        code=answer.category,
-        retry_after=retry_after,
-    )
+    return ERRORS.error(outcome(answer), answer, describe_answer(answer), action=action,
+                        retry_after=retry_after)  # fmt: skip

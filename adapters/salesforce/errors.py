@@ -16,7 +16,7 @@ from typing import Any
 
 from simple_salesforce.exceptions import SalesforceError
 
-from adapters._kit.errors import Consequence, describe
+from adapters._kit.errors import Consequence, ErrorTable, describe
 from adapters._kit.errors import OutcomeUnknown as OutcomeUnknown
 from mirror.errors import AuthError, CrmError, MirrorError, QuotaExceeded, TransientError
 
@@ -142,24 +142,27 @@ def login_outcome(answer: ErrorAnswer) -> Outcome:
     return Outcome.AUTH
 
 
-LOGIN_CONSEQUENCES: Mapping[Outcome, Consequence] = {
-    Outcome.QUOTA: Consequence(
-        QuotaExceeded,
-        "Salesforce refused the login: API limit reached ({said}); it resumes when the "
-        "org's 24-hour request allowance frees up",
-    ),
-    Outcome.RETRY: Consequence(
-        TransientError, "the Salesforce login kept failing ({said}); try again later"
-    ),
-}
-REFUSED_LOGIN = Consequence(AuthError, "Salesforce refused the login ({said}); check {hint}")
+LOGIN_ERRORS = ErrorTable[Outcome](
+    {
+        Outcome.QUOTA: Consequence(
+            QuotaExceeded,
+            "Salesforce refused the login: API limit reached ({said}); it resumes when the "
+            "org's 24-hour request allowance frees up",
+        ),
+        Outcome.RETRY: Consequence(
+            TransientError, "the Salesforce login kept failing ({said}); try again later"
+        ),
+    },
+    Consequence(AuthError, "Salesforce refused the login ({said}); check {hint}"),
+)
+"""What a failed login ends in: a refusal of the credentials unless throttled or out."""
 
 
 def login_error(answer: ErrorAnswer, hint: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` of a login that ended with ``answer``; ``hint`` names the settings
     that hold the credentials."""
-    consequence = LOGIN_CONSEQUENCES.get(login_outcome(answer), REFUSED_LOGIN)
-    return consequence.error_for(describe_answer(answer), hint=hint, retry_after=retry_after)
+    return LOGIN_ERRORS.error(login_outcome(answer), answer, describe_answer(answer), hint=hint,
+                              retry_after=retry_after)  # fmt: skip
 
 
 def describe_answer(answer: ErrorAnswer) -> str:
@@ -169,38 +172,35 @@ def describe_answer(answer: ErrorAnswer) -> str:
     return describe((answer.status, answer.code), answer.message)
 
 
-CONSEQUENCES: Mapping[Outcome, Consequence] = {
-    Outcome.QUOTA: Consequence(
-        QuotaExceeded,
-        "Salesforce API limit reached while {action} ({said}); sync resumes when the "
-        "org's 24-hour request allowance frees up",
-    ),
-    Outcome.RETRY: Consequence(
-        TransientError, "Salesforce kept failing while {action} ({said}); try again later"
-    ),
-    Outcome.RENEW_SESSION: Consequence(
-        AuthError,
-        "Salesforce rejected the session while {action} ({said}); renew the credentials",
-    ),
-    Outcome.AUTH: Consequence(
-        AuthError,
-        "Salesforce refused {action} ({said}); give the integration user the API "
-        "permission and access to this object",
-    ),
-    Outcome.LOCATOR_EXPIRED: Consequence(
-        QueryLocatorExpired, "Salesforce query cursor expired while {action} ({said})"
-    ),
-}
+ERRORS = ErrorTable[Outcome](
+    {
+        Outcome.QUOTA: Consequence(
+            QuotaExceeded,
+            "Salesforce API limit reached while {action} ({said}); sync resumes when the "
+            "org's 24-hour request allowance frees up",
+        ),
+        Outcome.RETRY: Consequence(
+            TransientError, "Salesforce kept failing while {action} ({said}); try again later"
+        ),
+        Outcome.RENEW_SESSION: Consequence(
+            AuthError,
+            "Salesforce rejected the session while {action} ({said}); renew the credentials",
+        ),
+        Outcome.AUTH: Consequence(
+            AuthError,
+            "Salesforce refused {action} ({said}); give the integration user the API "
+            "permission and access to this object",
+        ),
+        Outcome.LOCATOR_EXPIRED: Consequence(
+            QueryLocatorExpired, "Salesforce query cursor expired while {action} ({said})"
+        ),
+    },
+    Consequence(CrmError, "Salesforce rejected {action} ({said})"),
+)
 """What each outcome ends in; anything else is a ``CrmError``."""
-REJECTED = Consequence(CrmError, "Salesforce rejected {action} ({said})")
 
 
 def mirror_error(answer: ErrorAnswer, action: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` the engine sees when ``action`` ended with ``answer``."""
-    return CONSEQUENCES.get(outcome(answer), REJECTED).error_for(
-        describe_answer(answer),
-        action=action,
-        status=answer.status,
-        code=answer.code,
-        retry_after=retry_after,
-    )
+    return ERRORS.error(outcome(answer), answer, describe_answer(answer), action=action,
+                        retry_after=retry_after)  # fmt: skip
