@@ -126,17 +126,31 @@ def settle_batch(
         return [failed(error.code or "CRM_ERROR", str(error)) for _ in range(size)]
 
 
-def by_key(batch: Sequence[Item], key_field: str | None) -> tuple[list[Item], list[Item]]:
-    """The creates of ``batch`` that carry an idempotency key for ``key_field``, and the rest."""
-    keyed = [i for i in batch if key_field and i.write.idempotency_key]
-    plain = [i for i in batch if not (key_field and i.write.idempotency_key)]
-    return keyed, plain
+Sent = Callable[[list[Item]], dict[int, WriteResult]]
+
+
+def creates(
+    batch: Sequence[Item],
+    key_field: str | None,
+    keyed: Callable[[list[Item], str], dict[int, WriteResult]],
+    plain: Sent,
+) -> dict[int, WriteResult]:
+    """The results of a batch of creates: those that carry an idempotency key for the
+    object's ``key_field`` through ``keyed(items, key_field)``, the rest through ``plain``."""
+    with_key = [i for i in batch if key_field and i.write.idempotency_key]
+    without = [i for i in batch if not (key_field and i.write.idempotency_key)]
+    results: dict[int, WriteResult] = {}
+    if with_key:
+        results |= keyed(with_key, str(key_field))
+    if without:
+        results |= plain(without)
+    return results
 
 
 def create_by_key(
     items: Sequence[Item],
-    made_already: Callable[[list[Item]], dict[int, WriteResult]],
-    upsert: Callable[[list[Item]], dict[int, WriteResult]],
+    made_already: Sent,
+    upsert: Sent,
 ) -> dict[int, WriteResult]:
     """Creates by key: those the CRM made already (``Write.in_doubt``: an earlier attempt whose
     answer was lost, found by ``made_already``) are answered as they are, the others upserted;

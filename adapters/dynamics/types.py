@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from adapters._kit import values
+from adapters._kit.specs import reference_relations
 from adapters._kit.values import (
     Converter,
     FieldConverter,
@@ -25,7 +26,7 @@ from adapters._kit.values import (
     to_int,
 )
 from adapters._kit.values import format_cursor as format_cursor
-from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Relation
+from mirror.types import FieldSpec, FieldType, ObjectSpec, Record
 
 CURSOR_FIELD = "modifiedon"
 LOOKUP_TYPES = frozenset({"Lookup", "Customer", "Owner"})
@@ -147,12 +148,7 @@ def object_spec(
     names = {spec.name for spec in fields}
     if info.primary_id not in names or CURSOR_FIELD not in names:
         raise ValueError(f"{info.name} has no {info.primary_id} or {CURSOR_FIELD} column")
-    relations = tuple(
-        Relation(field=spec.name, target=target, name=spec.relationship_name)
-        for spec in fields
-        if spec.type is FieldType.REFERENCE
-        for target in spec.references
-    )
+    relations = reference_relations(fields)
     return ObjectSpec(
         source=source,
         name=info.name,

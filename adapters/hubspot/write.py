@@ -32,8 +32,8 @@ from collections.abc import Sequence
 
 from adapters._kit.writes import (
     Item,
-    by_key,
     create_by_key,
+    creates,
     failed,
     runs,
     send_batches,
@@ -73,13 +73,12 @@ class BatchWriter(Updates):
     # -- create ---------------------------------------------------------------------------
 
     def _create(self, batch: list[Item]) -> dict[int, WriteResult]:
-        key_field = self.spec.external_id_field
-        keyed, plain = by_key(batch, key_field)
-        results: dict[int, WriteResult] = {}
-        if keyed:
-            results |= self._keyed(keyed, str(key_field))
-        if plain:
-            results |= self._isolated(plain, self._send_create)
+        results = creates(
+            batch,
+            self.spec.external_id_field,
+            self._keyed,
+            lambda plain: self._isolated(plain, self._send_create),
+        )
         self._link(batch, results, lambda item: str(results[item.index].record_id))
         return results
 

@@ -14,8 +14,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from adapters._kit import values
+from adapters._kit.specs import reference_relations
 from adapters._kit.values import Converter, FieldConverter, format_cursor, from_text, millis
-from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Reject, Relation
+from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Reject
 
 KEY_FIELD = "Id"
 CURSOR_CANDIDATES = ("SystemModstamp", "LastModifiedDate", "CreatedDate")
@@ -127,12 +128,7 @@ def object_spec(describe: Mapping[str, Any], source: str = "salesforce") -> Obje
     cursor = next((name for name in CURSOR_CANDIDATES if name in names), None)
     if cursor is None:
         raise ValueError(f"{describe.get('name')} has none of the fields {CURSOR_CANDIDATES}")
-    relations = tuple(
-        Relation(field=spec.name, target=target, name=spec.relationship_name)
-        for spec in fields
-        if spec.type is FieldType.REFERENCE
-        for target in spec.references
-    )
+    relations = reference_relations(fields)
     return ObjectSpec(
         source=source,
         name=describe["name"],

@@ -35,8 +35,8 @@ from adapters._kit.writes import (
     UNKNOWN,
     Item,
     Staleness,
-    by_key,
     create_by_key,
+    creates,
     runs,
     send_batches,
     settle_batch,
@@ -154,25 +154,19 @@ class CollectionWriter:
         return {"attributes": {"type": self.spec.name}, **values, **extra}
 
     def _create(self, batch: list[Item]) -> list[WriteResult]:
-        key_field = self.spec.external_id_field
-        keyed, plain = by_key(batch, key_field)
-        results: dict[int, WriteResult] = {}
-        if keyed:
-            results |= self._keyed(keyed, str(key_field))
-        if plain:
-            answer = self.conn.rest(
-                f"creating {self.spec.name} records",
-                "composite/sobjects",
-                method="POST",
-                idempotent=False,
-                json={"allOrNone": False, "records": [self._record(i.write) for i in plain]},
-            )
-            results |= zip(
-                (i.index for i in plain),
-                (entry_result(e, created_default=True) for e in answer),
-                strict=True,
-            )
+        results = creates(batch, self.spec.external_id_field, self._keyed, self._create_plain)
         return [results[item.index] for item in batch]
+
+    def _create_plain(self, items: list[Item]) -> dict[int, WriteResult]:
+        answer = self.conn.rest(
+            f"creating {self.spec.name} records",
+            "composite/sobjects",
+            method="POST",
+            idempotent=False,
+            json={"allOrNone": False, "records": [self._record(i.write) for i in items]},
+        )
+        made = (entry_result(e, created_default=True) for e in answer)
+        return dict(zip((i.index for i in items), made, strict=True))
 
     def _keyed(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
         """Creates by key (``create_by_key``): looked up when in doubt, else upserted."""
