@@ -11,13 +11,14 @@ message and never a token, password or secret.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from mirror.errors import CrmError, MirrorError, TransientError
 
 K = TypeVar("K")
+A = TypeVar("A", bound="Answer")
 
 
 class OutcomeUnknown(TransientError):
@@ -74,26 +75,22 @@ class Answer(Protocol):
 
 
 @dataclass(frozen=True)
-class ErrorTable(Generic[K]):
-    """What each outcome of an adapter's table ends in (``otherwise``: every other outcome)."""
+class ErrorTable(Generic[A, K]):
+    """One adapter's error table: the ``outcome`` of an answer, how an answer is described in
+    messages, and what each outcome ends in (``otherwise``: every outcome not listed)."""
 
-    consequences: Mapping[K, Consequence]
+    outcome: Callable[[A], K]
+    describe: Callable[[A], str]
     otherwise: Consequence
+    consequences: Mapping[K, Consequence]
 
-    def error(
-        self,
-        kind: K,
-        answer: Answer,
-        said: str,
-        *,
-        action: str = "",
-        hint: str = "",
-        retry_after: float | None = None,
+    def mirror_error(
+        self, answer: A, action: str = "", retry_after: float | None = None, *, hint: str = ""
     ) -> MirrorError:
-        """The ``MirrorError`` of an ``answer`` (described as ``said``) whose outcome is
-        ``kind``."""
-        return self.consequences.get(kind, self.otherwise).error_for(
-            said,
+        """The ``MirrorError`` the engine sees when ``action`` ended with ``answer``."""
+        consequence = self.consequences.get(self.outcome(answer), self.otherwise)
+        return consequence.error_for(
+            self.describe(answer),
             action=action,
             hint=hint,
             status=answer.status,

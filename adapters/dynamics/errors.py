@@ -120,7 +120,10 @@ def describe_answer(answer: ErrorAnswer) -> str:
     return describe((answer.status, answer.code), answer.message)
 
 
-ERRORS = ErrorTable[Outcome](
+ERRORS = ErrorTable(
+    outcome,
+    describe_answer,
+    Consequence(CrmError, "Dataverse rejected {action} ({said})"),
     {
         Outcome.RETRY: Consequence(
             TransientError, "Dataverse kept refusing while {action} ({said}); try again later"
@@ -142,15 +145,13 @@ ERRORS = ErrorTable[Outcome](
             RowNotFound, "Dataverse found nothing while {action} ({said})"
         ),
     },
-    Consequence(CrmError, "Dataverse rejected {action} ({said})"),
 )
-"""What each outcome ends in; anything else is a ``CrmError``."""
+"""What each outcome ends in; anything not listed is a ``CrmError``."""
 
 
 def mirror_error(answer: ErrorAnswer, action: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` the engine sees when ``action`` ended with ``answer``."""
-    return ERRORS.error(outcome(answer), answer, describe_answer(answer), action=action,
-                        retry_after=retry_after)  # fmt: skip
+    return ERRORS.mirror_error(answer, action, retry_after)
 
 
 @dataclass(frozen=True)

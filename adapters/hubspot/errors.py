@@ -119,7 +119,10 @@ def describe_answer(answer: ErrorAnswer) -> str:
     return describe((answer.status, answer.category or answer.policy), answer.message)
 
 
-ERRORS = ErrorTable[Outcome](
+ERRORS = ErrorTable(
+    outcome,
+    describe_answer,
+    Consequence(CrmError, "HubSpot rejected {action} ({said})"),
     {
         Outcome.QUOTA: Consequence(
             QuotaExceeded,
@@ -131,12 +134,10 @@ ERRORS = ErrorTable[Outcome](
         ),
         Outcome.AUTH: Consequence(AuthError, "HubSpot refused {action} ({said}); " + TOKEN_HINT),
     },
-    Consequence(CrmError, "HubSpot rejected {action} ({said})"),
 )
-"""What each outcome ends in; anything else is a ``CrmError``."""
+"""What each outcome ends in; anything not listed is a ``CrmError``."""
 
 
 def mirror_error(answer: ErrorAnswer, action: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` the engine sees when ``action`` ended with ``answer``."""
-    return ERRORS.error(outcome(answer), answer, describe_answer(answer), action=action,
-                        retry_after=retry_after)  # fmt: skip
+    return ERRORS.mirror_error(answer, action, retry_after)

@@ -142,7 +142,17 @@ def login_outcome(answer: ErrorAnswer) -> Outcome:
     return Outcome.AUTH
 
 
-LOGIN_ERRORS = ErrorTable[Outcome](
+def describe_answer(answer: ErrorAnswer) -> str:
+    """``"403 REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded."``, for messages."""
+    if not (answer.status or answer.code):
+        return answer.message
+    return describe((answer.status, answer.code), answer.message)
+
+
+LOGIN_ERRORS = ErrorTable(
+    login_outcome,
+    describe_answer,
+    Consequence(AuthError, "Salesforce refused the login ({said}); check {hint}"),
     {
         Outcome.QUOTA: Consequence(
             QuotaExceeded,
@@ -153,7 +163,6 @@ LOGIN_ERRORS = ErrorTable[Outcome](
             TransientError, "the Salesforce login kept failing ({said}); try again later"
         ),
     },
-    Consequence(AuthError, "Salesforce refused the login ({said}); check {hint}"),
 )
 """What a failed login ends in: a refusal of the credentials unless throttled or out."""
 
@@ -161,18 +170,13 @@ LOGIN_ERRORS = ErrorTable[Outcome](
 def login_error(answer: ErrorAnswer, hint: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` of a login that ended with ``answer``; ``hint`` names the settings
     that hold the credentials."""
-    return LOGIN_ERRORS.error(login_outcome(answer), answer, describe_answer(answer), hint=hint,
-                              retry_after=retry_after)  # fmt: skip
+    return LOGIN_ERRORS.mirror_error(answer, retry_after=retry_after, hint=hint)
 
 
-def describe_answer(answer: ErrorAnswer) -> str:
-    """``"403 REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded."``, for messages."""
-    if not (answer.status or answer.code):
-        return answer.message
-    return describe((answer.status, answer.code), answer.message)
-
-
-ERRORS = ErrorTable[Outcome](
+ERRORS = ErrorTable(
+    outcome,
+    describe_answer,
+    Consequence(CrmError, "Salesforce rejected {action} ({said})"),
     {
         Outcome.QUOTA: Consequence(
             QuotaExceeded,
@@ -195,12 +199,10 @@ ERRORS = ErrorTable[Outcome](
             QueryLocatorExpired, "Salesforce query cursor expired while {action} ({said})"
         ),
     },
-    Consequence(CrmError, "Salesforce rejected {action} ({said})"),
 )
-"""What each outcome ends in; anything else is a ``CrmError``."""
+"""What each outcome ends in; anything not listed is a ``CrmError``."""
 
 
 def mirror_error(answer: ErrorAnswer, action: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` the engine sees when ``action`` ended with ``answer``."""
-    return ERRORS.error(outcome(answer), answer, describe_answer(answer), action=action,
-                        retry_after=retry_after)  # fmt: skip
+    return ERRORS.mirror_error(answer, action, retry_after)
