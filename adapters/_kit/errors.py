@@ -73,16 +73,26 @@ class Answer(Protocol):
         """The CRM's error code, if it sent one."""
         ...
 
+    @property
+    def message(self) -> str:
+        """The CRM's own message."""
+        ...
+
+
+def describe_answer(answer: Answer) -> str:
+    """``"429 0x80072322: Number of requests exceeded"``: status, code and message."""
+    return describe((answer.status, answer.code), answer.message)
+
 
 @dataclass(frozen=True)
 class ErrorTable(Generic[A, K]):
-    """One adapter's error table: the ``outcome`` of an answer, how an answer is described in
-    messages, and what each outcome ends in (``otherwise``: every outcome not listed)."""
+    """One adapter's error table: the ``outcome`` of an answer, what each outcome ends in
+    (``otherwise``: every outcome not listed), and how an answer is described in messages."""
 
     outcome: Callable[[A], K]
-    describe: Callable[[A], str]
     otherwise: Consequence
     consequences: Mapping[K, Consequence]
+    describe: Callable[[A], str] = describe_answer
 
     def mirror_error(
         self, answer: A, action: str = "", retry_after: float | None = None, *, hint: str = ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from mirror.types import FieldSpec, FieldType, Relation
 
@@ -15,3 +15,8 @@ def reference_relations(fields: Iterable[FieldSpec]) -> tuple[Relation, ...]:
         if spec.type is FieldType.REFERENCE
         for target in spec.references
     )
+
+
+def engine_types(groups: Mapping[FieldType, Iterable[str]]) -> dict[str, FieldType]:
+    """``{CRM type: engine type}`` from the CRM types each engine type stands for."""
+    return {crm_type: kind for kind, crm_types in groups.items() for crm_type in crm_types}

@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 import requests
 
-from adapters._kit.errors import Consequence, ErrorTable, describe
+from adapters._kit.errors import Consequence, ErrorTable
+from adapters._kit.errors import describe_answer as describe_answer
 from mirror.errors import AuthError, CrmError, MirrorError, TransientError
 
 
@@ -115,14 +116,8 @@ def outcome(answer: ErrorAnswer) -> Outcome:
     return STATUS_OUTCOMES.get(answer.status, Outcome.FAIL)
 
 
-def describe_answer(answer: ErrorAnswer) -> str:
-    """``"429 0x80072322: Number of requests exceeded ..."``, for messages."""
-    return describe((answer.status, answer.code), answer.message)
-
-
 ERRORS = ErrorTable(
     outcome,
-    describe_answer,
     Consequence(CrmError, "Dataverse rejected {action} ({said})"),
     {
         Outcome.RETRY: Consequence(

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from adapters._kit import values
-from adapters._kit.specs import reference_relations
+from adapters._kit.specs import engine_types, reference_relations
 from adapters._kit.values import (
     Converter,
     FieldConverter,
@@ -30,24 +30,17 @@ from mirror.types import FieldSpec, FieldType, ObjectSpec, Record
 
 CURSOR_FIELD = "modifiedon"
 LOOKUP_TYPES = frozenset({"Lookup", "Customer", "Owner"})
-TYPE_MAP: Mapping[str, FieldType] = {
-    "Uniqueidentifier": FieldType.STRING,
-    "Lookup": FieldType.REFERENCE,
-    "Customer": FieldType.REFERENCE,
-    "Owner": FieldType.REFERENCE,
-    "String": FieldType.STRING,
-    "Memo": FieldType.TEXT,
-    "Integer": FieldType.INTEGER,
-    "BigInt": FieldType.INTEGER,
-    "Picklist": FieldType.INTEGER,
-    "State": FieldType.INTEGER,
-    "Status": FieldType.INTEGER,
-    "Boolean": FieldType.BOOLEAN,
-    "Money": FieldType.FLOAT,
-    "Decimal": FieldType.FLOAT,
-    "Double": FieldType.FLOAT,
-    "DateTime": FieldType.DATETIME,
-}
+TYPE_MAP: Mapping[str, FieldType] = engine_types(
+    {
+        FieldType.STRING: ("Uniqueidentifier", "String"),
+        FieldType.REFERENCE: ("Lookup", "Customer", "Owner"),
+        FieldType.TEXT: ("Memo",),
+        FieldType.INTEGER: ("Integer", "BigInt", "Picklist", "State", "Status"),
+        FieldType.BOOLEAN: ("Boolean",),
+        FieldType.FLOAT: ("Money", "Decimal", "Double"),
+        FieldType.DATETIME: ("DateTime",),
+    }
+)
 
 
 @dataclass(frozen=True)

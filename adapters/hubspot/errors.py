@@ -121,7 +121,6 @@ def describe_answer(answer: ErrorAnswer) -> str:
 
 ERRORS = ErrorTable(
     outcome,
-    describe_answer,
     Consequence(CrmError, "HubSpot rejected {action} ({said})"),
     {
         Outcome.QUOTA: Consequence(
@@ -134,6 +133,7 @@ ERRORS = ErrorTable(
         ),
         Outcome.AUTH: Consequence(AuthError, "HubSpot refused {action} ({said}); " + TOKEN_HINT),
     },
+    describe_answer,
 )
 """What each outcome ends in; anything not listed is a ``CrmError``."""
 

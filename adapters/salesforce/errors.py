@@ -151,7 +151,6 @@ def describe_answer(answer: ErrorAnswer) -> str:
 
 LOGIN_ERRORS = ErrorTable(
     login_outcome,
-    describe_answer,
     Consequence(AuthError, "Salesforce refused the login ({said}); check {hint}"),
     {
         Outcome.QUOTA: Consequence(
@@ -163,6 +162,7 @@ LOGIN_ERRORS = ErrorTable(
             TransientError, "the Salesforce login kept failing ({said}); try again later"
         ),
     },
+    describe_answer,
 )
 """What a failed login ends in: a refusal of the credentials unless throttled or out."""
 
@@ -175,7 +175,6 @@ def login_error(answer: ErrorAnswer, hint: str, retry_after: float | None = None
 
 ERRORS = ErrorTable(
     outcome,
-    describe_answer,
     Consequence(CrmError, "Salesforce rejected {action} ({said})"),
     {
         Outcome.QUOTA: Consequence(
@@ -199,6 +198,7 @@ ERRORS = ErrorTable(
             QueryLocatorExpired, "Salesforce query cursor expired while {action} ({said})"
         ),
     },
+    describe_answer,
 )
 """What each outcome ends in; anything not listed is a ``CrmError``."""
 

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from adapters._kit import values
-from adapters._kit.specs import reference_relations
+from adapters._kit.specs import engine_types, reference_relations
 from adapters._kit.values import Converter, FieldConverter, format_cursor, from_text, millis
 from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Reject
 
@@ -23,29 +23,30 @@ CURSOR_CANDIDATES = ("SystemModstamp", "LastModifiedDate", "CreatedDate")
 EXTERNAL_ID_FIELD = "Mirror_Key__c"
 SKIPPED_TYPES = frozenset({"address", "location", "base64"})
 
-TYPE_MAP: Mapping[str, FieldType] = {
-    "id": FieldType.ID,
-    "reference": FieldType.REFERENCE,
-    "string": FieldType.STRING,
-    "picklist": FieldType.STRING,
-    "multipicklist": FieldType.STRING,
-    "email": FieldType.STRING,
-    "phone": FieldType.STRING,
-    "url": FieldType.STRING,
-    "combobox": FieldType.STRING,
-    "encryptedstring": FieldType.STRING,
-    "anyType": FieldType.STRING,
-    "textarea": FieldType.TEXT,
-    "boolean": FieldType.BOOLEAN,
-    "int": FieldType.INTEGER,
-    "long": FieldType.INTEGER,
-    "double": FieldType.FLOAT,
-    "percent": FieldType.FLOAT,
-    "currency": FieldType.FLOAT,
-    "date": FieldType.DATE,
-    "datetime": FieldType.DATETIME,
-    "time": FieldType.TIME,
-}
+TYPE_MAP: Mapping[str, FieldType] = engine_types(
+    {
+        FieldType.ID: ("id",),
+        FieldType.REFERENCE: ("reference",),
+        FieldType.STRING: (
+            "string",
+            "picklist",
+            "multipicklist",
+            "email",
+            "phone",
+            "url",
+            "combobox",
+            "encryptedstring",
+            "anyType",
+        ),
+        FieldType.TEXT: ("textarea",),
+        FieldType.BOOLEAN: ("boolean",),
+        FieldType.INTEGER: ("int", "long"),
+        FieldType.FLOAT: ("double", "percent", "currency"),
+        FieldType.DATE: ("date",),
+        FieldType.DATETIME: ("datetime",),
+        FieldType.TIME: ("time",),
+    }
+)
 
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
