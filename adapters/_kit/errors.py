@@ -1,12 +1,12 @@
 """The scaffold of every adapter's error table: answers described for messages, outcomes turned
 into the engine's ``MirrorError`` tree, and the error of a request that may have been applied.
 
-Each adapter keeps its own table (which HTTP status and which of its CRM's error codes mean
-what) and its own ``Outcome`` enum; what an outcome ends in is a ``Consequence``: the class of
-the ``MirrorError`` the engine sees and the message it carries, a template of ``{action}``
-(what the adapter was doing, completing "while ..."), ``{said}`` (the CRM's answer, as
-``describe`` puts it) and ``{hint}`` (the settings to check). Messages quote the CRM's own
-message and never a token, password or secret.
+Each adapter keeps its own ``Outcome`` enum and its own ``ErrorTable``: which outcome an
+answer has (from its HTTP status and its CRM's error codes), how an answer is described, and
+what each outcome ends in, a ``Consequence``: the class of the ``MirrorError`` the engine sees
+and the message it carries, a template of ``{action}`` (what the adapter was doing, completing
+"while ..."), ``{said}`` (the CRM's answer, as described) and ``{hint}`` (the settings to
+check). Messages quote the CRM's own message and never a token, password or secret.
 """
 
 from __future__ import annotations
