@@ -1,4 +1,6 @@
-"""The port every CRM adapter satisfies; the engine talks to CRMs only through it."""
+"""The port every CRM adapter satisfies; the engine talks to CRMs only through it, with what an
+adapter's write needs from the engine: whether the fields a write sets still hold the values
+the portal edited (``changed_fields``, see ``mirror.push.preconditions``)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from mirror.push.diff import field_changes
+from mirror.store.records import CONVERTERS, BadValue
 from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResult
 
 
@@ -111,3 +115,29 @@ class KeyedIds(Protocol):
         """The id a create of ``spec`` with ``idempotency_key`` gives its record, or
         ``None`` when the CRM assigns it."""
         ...
+
+
+def changed_fields(
+    spec: ObjectSpec, expected: Mapping[str, Any] | None, current: Mapping[str, Any]
+) -> list[str]:
+    """The fields of ``expected`` (an edit's base) whose value in ``current`` (the record as
+    the adapter's check read found it, in Python values) is another one, in name order.
+    Fields ``current`` does not hold are not compared."""
+    if not expected:
+        return []
+    names = sorted(name for name in expected if name in current)
+    before = {name: normalized(spec, name, expected[name]) for name in names}
+    now = {name: normalized(spec, name, current[name]) for name in names}
+    return sorted(field_changes(before, now, names))
+
+
+def normalized(spec: ObjectSpec, name: str, value: Any) -> Any:
+    """``value`` converted to the type of field ``name``; ``None`` for no value or ``""``."""
+    if value is None or value == "":
+        return None
+    if not spec.has_field(name):
+        return value
+    try:
+        return CONVERTERS[spec.field(name).type](value)
+    except BadValue:
+        return value

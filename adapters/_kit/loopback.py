@@ -28,7 +28,9 @@ class RedirectToLocal(HTTPAdapter):
         super().__init__(**kwargs)
         self.target = target.rstrip("/")
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
         """Rewrite the request URL to the target, then send it."""
         parts = urlsplit(request.url or "")
         request.url = self.target + parts.path + ("?" + parts.query if parts.query else "")
@@ -43,11 +45,17 @@ def local_session(base_url: str, extra_prefixes: Iterable[str] = ()) -> requests
     ``https://login.salesforce.com`` and ``https://test.salesforce.com``, plus any
     ``extra_prefixes`` (for example a My Domain host used by the client-credentials flow).
     """
-    port = urlsplit(base_url).port
     session = requests.Session()
     session.trust_env = False
-    adapter = RedirectToLocal(base_url)
-    prefixes = [f"https://127.0.0.1:{port}", f"https://localhost:{port}", *LOGIN_HOSTS]
-    for prefix in [*prefixes, *extra_prefixes]:
-        session.mount(prefix, adapter)
+    mount_loopback(session, base_url, urlsplit(base_url).port, [*LOGIN_HOSTS, *extra_prefixes])
     return session
+
+
+def mount_loopback(
+    session: requests.Session, target: str, port: object, extra_prefixes: Iterable[str] = ()
+) -> None:
+    """Send ``session``'s https requests to ``https://127.0.0.1:<port>``,
+    ``https://localhost:<port>`` and ``extra_prefixes`` on to ``target``."""
+    adapter = RedirectToLocal(target)
+    for prefix in [f"https://127.0.0.1:{port}", f"https://localhost:{port}", *extra_prefixes]:
+        session.mount(prefix, adapter)

@@ -26,7 +26,7 @@ import requests
 from msal.exceptions import MsalServiceError
 
 from adapters._kit.http_retry import CONNECTION_ERRORS, RequestLog, parse_retry_after
-from adapters._kit.loopback import RedirectToLocal
+from adapters._kit.loopback import mount_loopback
 from adapters._kit.url_budget import prepared_url, url_bytes
 from adapters.dynamics import batch
 from adapters.dynamics.errors import ErrorAnswer, Outcome, mirror_error, outcome
@@ -91,10 +91,7 @@ class DataverseConnection:
             return
         self.session.trust_env = False
         for base in bases:
-            port = base.rsplit(":", 1)[-1]
-            adapter = RedirectToLocal(base)
-            for host in ("127.0.0.1", "localhost"):
-                self.session.mount(f"https://{host}:{port}", adapter)
+            mount_loopback(self.session, base, base.rsplit(":", 1)[-1])
 
     # --- tokens --------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 import requests
 
+from adapters._kit.errors import Consequence, ErrorTable
+from adapters._kit.errors import describe_answer as describe_answer
 from mirror.errors import AuthError, CrmError, MirrorError, TransientError
 
 
@@ -114,44 +116,37 @@ def outcome(answer: ErrorAnswer) -> Outcome:
     return STATUS_OUTCOMES.get(answer.status, Outcome.FAIL)
 
 
-def describe_answer(answer: ErrorAnswer) -> str:
-    """``"429 0x80072322: Number of requests exceeded ..."``, for messages."""
-    head = " ".join(str(part) for part in (answer.status, answer.code) if part)
-    return f"{head}: {answer.message}" if answer.message else head
+ERRORS = ErrorTable(
+    outcome,
+    Consequence(CrmError, "Dataverse rejected {action} ({said})"),
+    {
+        Outcome.RETRY: Consequence(
+            TransientError, "Dataverse kept refusing while {action} ({said}); try again later"
+        ),
+        Outcome.RENEW_TOKEN: Consequence(
+            AuthError,
+            "Dataverse rejected the access token while {action} ({said}); check that the app "
+            "registration is an application user of the organisation",
+        ),
+        Outcome.AUTH: Consequence(
+            AuthError,
+            "Dataverse refused {action} ({said}); give the application user a security role "
+            "with read and write access to this table",
+        ),
+        Outcome.DELTA_EXPIRED: Consequence(
+            DeltaTokenExpired, "Dataverse change tracking token expired while {action} ({said})"
+        ),
+        Outcome.NOT_FOUND: Consequence(
+            RowNotFound, "Dataverse found nothing while {action} ({said})"
+        ),
+    },
+)
+"""What each outcome ends in; anything not listed is a ``CrmError``."""
 
 
 def mirror_error(answer: ErrorAnswer, action: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` the engine sees when ``action`` ended with ``answer``."""
-    said = describe_answer(answer)
-    kind = outcome(answer)
-    if kind is Outcome.RETRY:
-        return TransientError(
-            f"Dataverse kept refusing while {action} ({said}); try again later",
-            retry_after=retry_after,
-        )
-    if kind is Outcome.RENEW_TOKEN:
-        return AuthError(
-            f"Dataverse rejected the access token while {action} ({said}); check that the app "
-            "registration is an application user of the organisation"
-        )
-    if kind is Outcome.AUTH:
-        return AuthError(
-            f"Dataverse refused {action} ({said}); give the application user a security role "
-            "with read and write access to this table"
-        )
-    if kind is Outcome.DELTA_EXPIRED:
-        return DeltaTokenExpired(
-            f"Dataverse change tracking token expired while {action} ({said})",
-            status=answer.status,
-            code=answer.code,
-        )
-    if kind is Outcome.NOT_FOUND:
-        return RowNotFound(
-            f"Dataverse found nothing while {action} ({said})",
-            status=answer.status,
-            code=answer.code,
-        )
-    return CrmError(f"Dataverse rejected {action} ({said})", status=answer.status, code=answer.code)
+    return ERRORS.mirror_error(answer, action, retry_after)
 
 
 @dataclass(frozen=True)

@@ -29,21 +29,21 @@ tracking is turned off continues from it by cursor.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from adapters._kit.cursor import answer_fence, datetime_stamps, unstamped
 from adapters.dynamics.client import DataverseConnection
 from adapters.dynamics.errors import DeltaTokenExpired
 from adapters.dynamics.types import (
     CURSOR_FIELD,
     RecordConverter,
     TableInfo,
-    format_cursor,
     format_datetime,
     parse_datetime,
 )
-from mirror.cursor import ChangeCursor, StampCodec, fence_of
+from mirror.cursor import ChangeCursor, StampCodec
 from mirror.errors import CrmError
 from mirror.types import Checkpoint, ObjectSpec, Page, Record, Reject, Tombstone
 
@@ -52,13 +52,7 @@ LOOKUP_ANNOTATION = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 ID_PAGE_SIZE = 5000
 
 
-STAMPS: StampCodec[datetime] = StampCodec(parse_datetime, format_cursor)
-RESOLUTION = timedelta(seconds=1)
-
-
-def answer_fence(conn: DataverseConnection) -> datetime | None:
-    """The fence of the query this thread has just asked (``modifiedon`` has whole seconds)."""
-    return fence_of(conn.log.answer_time(), RESOLUTION)
+STAMPS: StampCodec[datetime] = datetime_stamps(parse_datetime)
 
 
 class PageBuilder:
@@ -100,7 +94,7 @@ class PageBuilder:
         try:
             stamp = parse_datetime(str(row[CURSOR_FIELD]))
         except (KeyError, TypeError, ValueError):
-            reason = f"field {CURSOR_FIELD}: {row.get(CURSOR_FIELD)!r} is not a datetime"
+            reason = unstamped(CURSOR_FIELD, row.get(CURSOR_FIELD))
             rejects.append(Reject(record_id or None, reason, payload))
             return
         if self.skip_applied and self.cursor.already_applied(stamp, record_id):
@@ -185,7 +179,7 @@ def tracked_pages(
             continue
         if pass_start:
             # a pass is one snapshot, begun no earlier than its first answer's fence
-            cursor.began(answer_fence(conn))
+            cursor.began(answer_fence(conn.log))
         recovering = pass_start = False
         next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
         if next_link:
@@ -238,7 +232,7 @@ def cursor_pages(
     while True:
         body = conn.get_json(link, action=f"reading {spec.name}", prefer=prefer)
         # every page is a query of its own, after the paging cookie's last row
-        cursor.began(answer_fence(conn))
+        cursor.began(answer_fence(conn.log))
         next_link = body.get("@odata.nextLink")
         phase = "backfill" if backfill and next_link else "incremental"
         yield builder.build(body.get("value") or (),
@@ -262,6 +256,7 @@ def read_ids(conn: DataverseConnection, spec: ObjectSpec, table: TableInfo) -> I
         batch = [str(row[spec.key]).lower() for row in body.get("value") or ()]
         if batch:
             yield batch
-        link = body.get("@odata.nextLink")
-        if not link:
+        following = body.get("@odata.nextLink")
+        if not following:
             return
+        link = str(following)

@@ -11,34 +11,36 @@ attributes that are only a facet of another (``AttributeOf``), are left out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
-from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Relation
+from adapters._kit import values
+from adapters._kit.specs import engine_types, reference_relations
+from adapters._kit.values import (
+    Converter,
+    FieldConverter,
+    from_text,
+    to_bool,
+    to_int,
+)
+from adapters._kit.values import format_cursor as format_cursor
+from mirror.types import FieldSpec, FieldType, ObjectSpec, Record
 
 CURSOR_FIELD = "modifiedon"
 LOOKUP_TYPES = frozenset({"Lookup", "Customer", "Owner"})
-TYPE_MAP: Mapping[str, FieldType] = {
-    "Uniqueidentifier": FieldType.STRING,
-    "Lookup": FieldType.REFERENCE,
-    "Customer": FieldType.REFERENCE,
-    "Owner": FieldType.REFERENCE,
-    "String": FieldType.STRING,
-    "Memo": FieldType.TEXT,
-    "Integer": FieldType.INTEGER,
-    "BigInt": FieldType.INTEGER,
-    "Picklist": FieldType.INTEGER,
-    "State": FieldType.INTEGER,
-    "Status": FieldType.INTEGER,
-    "Boolean": FieldType.BOOLEAN,
-    "Money": FieldType.FLOAT,
-    "Decimal": FieldType.FLOAT,
-    "Double": FieldType.FLOAT,
-    "DateTime": FieldType.DATETIME,
-}
+TYPE_MAP: Mapping[str, FieldType] = engine_types(
+    {
+        FieldType.STRING: ("Uniqueidentifier", "String"),
+        FieldType.REFERENCE: ("Lookup", "Customer", "Owner"),
+        FieldType.TEXT: ("Memo",),
+        FieldType.INTEGER: ("Integer", "BigInt", "Picklist", "State", "Status"),
+        FieldType.BOOLEAN: ("Boolean",),
+        FieldType.FLOAT: ("Money", "Decimal", "Double"),
+        FieldType.DATETIME: ("DateTime",),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -139,12 +141,7 @@ def object_spec(
     names = {spec.name for spec in fields}
     if info.primary_id not in names or CURSOR_FIELD not in names:
         raise ValueError(f"{info.name} has no {info.primary_id} or {CURSOR_FIELD} column")
-    relations = tuple(
-        Relation(field=spec.name, target=target, name=spec.relationship_name)
-        for spec in fields
-        if spec.type is FieldType.REFERENCE
-        for target in spec.references
-    )
+    relations = reference_relations(fields)
     return ObjectSpec(
         source=source,
         name=info.name,
@@ -157,8 +154,6 @@ def object_spec(
 
 
 # --- values --------------------------------------------------------------------------------
-
-Converter = Callable[[Any], Any]
 
 
 def parse_datetime(value: str) -> datetime:
@@ -175,32 +170,10 @@ def format_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def format_cursor(value: datetime) -> str:
-    """The checkpoint form of a cursor value: ISO-8601 UTC with milliseconds and ``Z``."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
 def _to_guid(value: Any) -> str:
     if not isinstance(value, str) or len(value) != 36:
         raise ValueError("is not a guid")
     return value.lower()
-
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ValueError("is not a boolean")
-
-
-def _to_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("is not an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise ValueError("is not an integer")
 
 
 def _to_float(value: Any) -> float:
@@ -209,39 +182,21 @@ def _to_float(value: Any) -> float:
     return float(value)
 
 
-def _to_date(value: Any) -> date:
-    if not isinstance(value, str):
-        raise ValueError("is not a date")
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        raise ValueError("is not a date") from None
-
-
-def _to_datetime(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("is not a datetime")
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        raise ValueError("is not a datetime") from None
-
-
 def _to_str(value: Any) -> str:
     if isinstance(value, dict | list):
         raise ValueError("is not text")
-    return value if isinstance(value, str) else str(value)
+    return values.to_text(value)
 
 
 _CONVERTERS: Mapping[FieldType, Converter] = {
     FieldType.ID: _to_guid,
     FieldType.REFERENCE: _to_guid,
-    FieldType.BOOLEAN: _to_bool,
-    FieldType.INTEGER: _to_int,
+    FieldType.BOOLEAN: to_bool,
+    FieldType.INTEGER: to_int,
     FieldType.FLOAT: _to_float,
     FieldType.DECIMAL: _to_float,
-    FieldType.DATE: _to_date,
-    FieldType.DATETIME: _to_datetime,
+    FieldType.DATE: from_text("date", lambda text: date.fromisoformat(text[:10])),
+    FieldType.DATETIME: from_text("datetime", parse_datetime),
 }
 
 
@@ -251,29 +206,13 @@ class RecordConverter:
     def __init__(self, spec: ObjectSpec) -> None:
         """A converter for the fields of ``spec``."""
         self.spec = spec
-        self._fields = [(f.name, _CONVERTERS.get(f.type, _to_str)) for f in spec.fields]
+        self.fields = FieldConverter(spec, _CONVERTERS, _to_str)
 
     def from_json(self, row: Mapping[str, Any]) -> Record:
         """A record from a Web API row; raises ``ValueError`` naming the bad field."""
-        record: Record = {}
-        for name, convert in self._fields:
-            value = row.get(name)
-            if value is None:
-                record[name] = None
-                continue
-            try:
-                record[name] = convert(value)
-            except (ValueError, TypeError) as error:
-                raise ValueError(f"field {name}: {value!r} {error}") from None
-        return record
+        return {name: self.fields.convert(name, row.get(name)) for name in self.fields.by_name}
 
 
 def to_wire(value: Any) -> Any:
     """A Python value as the Web API expects it in a write."""
-    if isinstance(value, datetime):
-        return format_datetime(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    return value
+    return values.to_wire(value, format_datetime)

@@ -33,6 +33,7 @@ from dataclasses import field as default
 from datetime import datetime
 from typing import Any
 
+from adapters._kit.writes import Staleness, chunked, failed, send_batches, vanished
 from adapters.dynamics import batch
 from adapters.dynamics.client import DataverseConnection
 from adapters.dynamics.errors import ErrorAnswer, RowNotFound, record_outcome
@@ -45,12 +46,13 @@ from adapters.dynamics.types import (
     parse_datetime,
     to_wire,
 )
+from mirror.adapter import changed_fields
 from mirror.errors import CrmError, MirrorError
-from mirror.push.preconditions import changed_fields
 from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Write, WriteOp, WriteResult
 
 CREATE_NAMESPACE = uuid.UUID("b6f2a4e0-6c1d-4f7a-9e35-2d8c0a1f7e59")
 NOT_FOUND_CODE = "0x80040217"
+STALE = Staleness("Dataverse", "modifiedon", "that second")
 
 
 def create_id(object_name: str, idempotency_key: str | None) -> str:
@@ -77,11 +79,6 @@ class Planned:
     write: Write
     record_id: str
     request: batch.BatchRequest
-
-
-def failed(code: str, message: str, **extra: Any) -> WriteResult:
-    """A failed ``WriteResult``."""
-    return WriteResult(ok=False, error_code=code, message=message, **extra)
 
 
 class BatchWriter:
@@ -156,7 +153,9 @@ class BatchWriter:
             record = dict(row)
         return {name: record.get(name) for name in names}
 
-    def _plan(self, index: int, write: Write, current: Mapping[str, Current]):
+    def _plan(
+        self, index: int, write: Write, current: Mapping[str, Current]
+    ) -> Planned | WriteResult:
         if write.op is WriteOp.CREATE:
             record_id = create_id(self.spec.name, write.idempotency_key)
             request = self._request("PATCH", record_id, {"If-None-Match": "*"}, write.values)
@@ -168,10 +167,7 @@ class BatchWriter:
         if write.expected_version:
             found = current.get(record_id)
             if found is None:
-                if write.op is WriteOp.DELETE:
-                    return WriteResult(ok=True, record_id=record_id)
-                return failed(NOT_FOUND_CODE, "the record no longer exists in Dataverse",
-                              record_id=record_id)  # fmt: skip
+                return vanished(write, record_id, NOT_FOUND_CODE, "Dataverse")
             if not same_version(write.expected_version, found):
                 return _changed(record_id, found.modifiedon)
             if changed := changed_fields(self.spec, write.expected_values, found.values):
@@ -245,24 +241,8 @@ class BatchWriter:
     # --- sending -------------------------------------------------------------------------
 
     def _send(self, planned: list[Planned], results: list[WriteResult | None]) -> None:
-        stopped: MirrorError | None = None
-        sent_any = False
-        for start in range(0, len(planned), self.batch_size):
-            chunk = planned[start : start + self.batch_size]
-            if stopped is None:
-                try:
-                    answers = self._post(chunk)
-                    sent_any = True
-                except MirrorError as error:
-                    if not sent_any and all(r is None for r in results):
-                        raise
-                    stopped = error
-            for position, item in enumerate(chunk):
-                if stopped is not None:
-                    results[item.index] = failed("NOT_ATTEMPTED", f"not attempted: {stopped}",
-                                                 retryable=True)  # fmt: skip
-                else:
-                    results[item.index] = self._result(item, answers[position])
+        chunks = (list(chunk) for chunk in chunked(planned, self.batch_size))
+        send_batches(chunks, self._post, results, self._result)
 
     def _post(self, chunk: list[Planned]) -> list[batch.BatchAnswer]:
         content_type, body = batch.build([item.request for item in chunk])
@@ -367,17 +347,4 @@ def _same_value(stored: Any, sent: Any) -> bool:
 
 
 def _changed(record_id: str, stamp: datetime, fields: Sequence[str] = ()) -> WriteResult:
-    what = (
-        f"{', '.join(fields)} changed in Dataverse without a later modifiedon than the one "
-        f"edited ({format_cursor(stamp)}): a change made in that second"
-        if fields
-        else f"the record changed in Dataverse at {format_cursor(stamp)}, after the version "
-        "that was edited"
-    )
-    return failed(
-        "PRECONDITION_FAILED",
-        what,
-        record_id=record_id,
-        precondition_failed=True,
-        version=format_cursor(stamp),
-    )
+    return STALE.refusal(record_id, format_cursor(stamp), fields)

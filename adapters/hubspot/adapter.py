@@ -88,7 +88,3 @@ class HubSpotAdapter:
     def api_calls(self) -> int:
         """HTTP requests made so far, throttled and repeated ones included."""
         return self.connection.requests_sent
-
-    def rate_limit_waits(self) -> float:
-        """Seconds spent waiting for HubSpot's rate limits so far."""
-        return self.connection.governor.waited

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from adapters._kit.errors import Consequence, ErrorTable, describe
+from adapters._kit.errors import OutcomeUnknown as OutcomeUnknown
 from mirror.errors import AuthError, CrmError, MirrorError, QuotaExceeded, TransientError
 
 
@@ -57,10 +59,6 @@ STATUS_OUTCOMES: Mapping[int, Outcome] = {
 RECORD_RETRYABLE_CATEGORIES = frozenset({"RATE_LIMITS", "SERVICE_UNAVAILABLE", "INTERNAL_ERROR"})
 
 
-class OutcomeUnknown(TransientError):
-    """The connection dropped after a non-idempotent request was sent: it may have been applied."""
-
-
 @dataclass(frozen=True)
 class ErrorAnswer:
     """The parts of a HubSpot error answer that decide the outcome."""
@@ -70,6 +68,11 @@ class ErrorAnswer:
     message: str
     policy: str | None = None
     body: Mapping[str, Any] | None = None
+
+    @property
+    def code(self) -> str | None:
+        """The error category (what the error table calls its code)."""
+        return self.category
 
     @classmethod
     def from_exception(cls, error: Any) -> ErrorAnswer:
@@ -113,27 +116,28 @@ def outcome(answer: ErrorAnswer) -> Outcome:
 
 def describe_answer(answer: ErrorAnswer) -> str:
     """``"409 CONFLICT: Contact already exists. Existing ID: 51"``, for messages."""
-    head = " ".join(str(p) for p in (answer.status, answer.category or answer.policy) if p)
-    return f"{head}: {answer.message}" if answer.message else head
+    return describe((answer.status, answer.category or answer.policy), answer.message)
+
+
+ERRORS = ErrorTable(
+    outcome,
+    Consequence(CrmError, "HubSpot rejected {action} ({said})"),
+    {
+        Outcome.QUOTA: Consequence(
+            QuotaExceeded,
+            "HubSpot's daily API limit was reached while {action} ({said}); sync resumes "
+            "when the portal's daily allowance resets (midnight in the portal's time zone)",
+        ),
+        Outcome.RETRY: Consequence(
+            TransientError, "HubSpot kept failing while {action} ({said}); try again later"
+        ),
+        Outcome.AUTH: Consequence(AuthError, "HubSpot refused {action} ({said}); " + TOKEN_HINT),
+    },
+    describe_answer,
+)
+"""What each outcome ends in; anything not listed is a ``CrmError``."""
 
 
 def mirror_error(answer: ErrorAnswer, action: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` the engine sees when ``action`` ended with ``answer``."""
-    said = describe_answer(answer)
-    kind = outcome(answer)
-    if kind is Outcome.QUOTA:
-        return QuotaExceeded(
-            f"HubSpot's daily API limit was reached while {action} ({said}); sync resumes "
-            "when the portal's daily allowance resets (midnight in the portal's time zone)",
-            retry_after=retry_after,
-        )
-    if kind is Outcome.RETRY:
-        return TransientError(
-            f"HubSpot kept failing while {action} ({said}); try again later",
-            retry_after=retry_after,
-        )
-    if kind is Outcome.AUTH:
-        return AuthError(f"HubSpot refused {action} ({said}); {TOKEN_HINT}")
-    return CrmError(
-        f"HubSpot rejected {action} ({said})", status=answer.status, code=answer.category
-    )
+    return ERRORS.mirror_error(answer, action, retry_after)

@@ -33,13 +33,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from adapters._kit.writes import Staleness
 from adapters.hubspot.assoc import Associations
 from adapters.hubspot.types import KEY, RecordConverter, format_cursor, parse_instant, to_ms
 from mirror.types import FieldSpec, Record, Write, WriteResult
 
 
 class Checked(Protocol):
-    """A write of a batch (``hubspot_write.Item``)."""
+    """A write of a batch (``adapters._kit.writes.Item``)."""
 
     @property
     def write(self) -> Write:
@@ -82,23 +83,13 @@ def current_values(
     return values
 
 
+STALE = Staleness("HubSpot", "last-modified value", "that millisecond", "the version edited")
+
+
 def changed_since(record_id: str, version: str | None, fields: Sequence[str] = ()) -> WriteResult:
     """The refusal of an update whose record changed after the version edited (or, naming
     ``fields``, whose fields changed in that version's millisecond)."""
-    what = (
-        f"{', '.join(fields)} changed in HubSpot without a later last-modified value than the "
-        f"one edited ({version}): a change made in that millisecond"
-        if fields
-        else f"the record changed in HubSpot at {version}, after the version edited"
-    )
-    return WriteResult(
-        ok=False,
-        record_id=record_id,
-        error_code="PRECONDITION_FAILED",
-        message=what,
-        precondition_failed=True,
-        version=version,
-    )
+    return STALE.refusal(record_id, version, fields)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from adapters._kit.cursor import unstamped
+from adapters._kit.paging import Progress
 from adapters.hubspot.assoc import Associations
 from adapters.hubspot.catalog import Catalog
 from adapters.hubspot.client import HubSpotConnection, Reply
@@ -40,7 +42,6 @@ from adapters.hubspot.cursor import STAMPS, Keyset, format_cursor_ms, list_fence
 from adapters.hubspot.settings import HubSpotSettings
 from adapters.hubspot.types import KEY, MERGED_IDS, RecordConverter, parse_instant, to_ms
 from mirror.cursor import handover
-from mirror.errors import CrmError
 from mirror.types import Checkpoint, ObjectSpec, Page, Record, Reject, Tombstone
 
 RECYCLE_BIN = timedelta(days=90)
@@ -215,13 +216,16 @@ class Reader:
                     tie_at = newest
                     continue
                 stamped = [(self._stamp(o), o) for o in older]
-            before = (keyset.value, len(keyset.ids))
+            progress = Progress((keyset.value, len(keyset.ids)))
             self._take(builder, keyset, stamped)
-            if full and (keyset.value, len(keyset.ids)) == before:
-                raise CrmError(
+            progress.check(
+                (keyset.value, len(keyset.ids)),
+                full,
+                lambda: (
                     f"HubSpot search of {self.spec.name} did not move past "
                     f"{format_cursor_ms(keyset.value or 0)}: its answers contradict its filters"
-                )
+                ),
+            )
             if tie_at is not None and not full:
                 tie_at = None
                 yield builder, False
@@ -260,7 +264,7 @@ class Reader:
             builder.rejects.append(
                 Reject(
                     str(obj.get("id")),
-                    f"field {prop}: {value!r} is not a datetime",
+                    unstamped(prop, value),
                     dict(obj.get("properties") or {}),
                 )
             )

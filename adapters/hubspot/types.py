@@ -11,10 +11,11 @@ means unset. A value that does not parse makes the record a ``Reject`` naming th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from adapters._kit.values import format_cursor
 from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Relation
 
 KEY = "hs_object_id"
@@ -120,12 +121,6 @@ def to_ms(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)
 
 
-def format_cursor(moment: datetime) -> str:
-    """The checkpoint form of an instant: ``2024-01-31T10:00:00.123Z``."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 def _date(text: str) -> date:
     if text.isdigit():
         return datetime.fromtimestamp(int(text) / 1000, UTC).date()
@@ -139,7 +134,7 @@ def _bool(text: str) -> bool:
     return lowered == "true"
 
 
-_PARSERS = {
+_PARSERS: Mapping[FieldType, Callable[[str], Any]] = {
     FieldType.FLOAT: float,
     FieldType.BOOLEAN: _bool,
     FieldType.DATE: _date,

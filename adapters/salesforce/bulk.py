@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
+from adapters._kit.paging import Restarts
 from adapters.salesforce.client import SalesforceConnection
 from adapters.salesforce.cursor import RESOLUTION, STAMPS
 from adapters.salesforce.read import select_soql
@@ -114,7 +115,7 @@ def bulk_backfill(
     state: Mapping[str, Any] = since.state if since is not None else {}
     job_id, locator = state.get("bulk_job"), state.get("locator")
     started, first_started = state.get("started"), state.get("backfill_started")
-    restarts = 0
+    restarts = Restarts(MAX_JOB_RESTARTS)
     while True:
         if not job_id:
             soql = select_soql(spec, order=False)
@@ -127,8 +128,7 @@ def bulk_backfill(
                 conn, job_id, locator, conn.settings.bulk_page_size, converter.page
             )
         except BulkJobGone:
-            restarts += 1
-            if restarts > MAX_JOB_RESTARTS:
+            if not restarts.allowed():
                 raise
             job_id = None
             continue

@@ -12,15 +12,16 @@ changed after the query's snapshot began and does not move the checkpoint.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from adapters._kit.cursor import SECOND, answer_fence, datetime_stamps
 from adapters.salesforce.client import SalesforceConnection
-from adapters.salesforce.types import format_cursor, parse_datetime, soql_datetime
-from mirror.cursor import ChangeCursor, StampCodec, fence_of
+from adapters.salesforce.types import parse_datetime, soql_datetime
+from mirror.cursor import ChangeCursor, StampCodec
 from mirror.types import Checkpoint
 
-STAMPS: StampCodec[datetime] = StampCodec(parse_datetime, format_cursor)
-RESOLUTION = timedelta(seconds=1)
+STAMPS: StampCodec[datetime] = datetime_stamps(parse_datetime)
+RESOLUTION = SECOND
 
 Cursor = ChangeCursor[datetime]
 
@@ -39,4 +40,4 @@ def where(cursor: Cursor, cursor_field: str) -> str:
 
 def query_fence(conn: SalesforceConnection) -> datetime | None:
     """The fence of the query this thread has just asked (from its answer's ``Date``)."""
-    return fence_of(conn.log.answer_time(), RESOLUTION)
+    return answer_fence(conn.log, RESOLUTION)

@@ -16,6 +16,8 @@ from typing import Any
 
 from simple_salesforce.exceptions import SalesforceError
 
+from adapters._kit.errors import Consequence, ErrorTable, describe
+from adapters._kit.errors import OutcomeUnknown as OutcomeUnknown
 from mirror.errors import AuthError, CrmError, MirrorError, QuotaExceeded, TransientError
 
 
@@ -86,10 +88,6 @@ class QueryLocatorExpired(CrmError):
     """A ``nextRecordsUrl`` or Bulk locator is no longer valid; re-query from the checkpoint."""
 
 
-class OutcomeUnknown(TransientError):
-    """The connection dropped after a non-idempotent request was sent: it may have been applied."""
-
-
 @dataclass(frozen=True)
 class ErrorAnswer:
     """The parts of a Salesforce error answer that decide the outcome."""
@@ -144,63 +142,67 @@ def login_outcome(answer: ErrorAnswer) -> Outcome:
     return Outcome.AUTH
 
 
+def describe_answer(answer: ErrorAnswer) -> str:
+    """``"403 REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded."``, for messages."""
+    if not (answer.status or answer.code):
+        return answer.message
+    return describe((answer.status, answer.code), answer.message)
+
+
+LOGIN_ERRORS = ErrorTable(
+    login_outcome,
+    Consequence(AuthError, "Salesforce refused the login ({said}); check {hint}"),
+    {
+        Outcome.QUOTA: Consequence(
+            QuotaExceeded,
+            "Salesforce refused the login: API limit reached ({said}); it resumes when the "
+            "org's 24-hour request allowance frees up",
+        ),
+        Outcome.RETRY: Consequence(
+            TransientError, "the Salesforce login kept failing ({said}); try again later"
+        ),
+    },
+    describe_answer,
+)
+"""What a failed login ends in: a refusal of the credentials unless throttled or out."""
+
+
 def login_error(answer: ErrorAnswer, hint: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` of a login that ended with ``answer``; ``hint`` names the settings
     that hold the credentials."""
-    said = describe_answer(answer)
-    kind = login_outcome(answer)
-    if kind is Outcome.QUOTA:
-        return QuotaExceeded(
-            f"Salesforce refused the login: API limit reached ({said}); it resumes when the "
+    return LOGIN_ERRORS.mirror_error(answer, retry_after=retry_after, hint=hint)
+
+
+ERRORS = ErrorTable(
+    outcome,
+    Consequence(CrmError, "Salesforce rejected {action} ({said})"),
+    {
+        Outcome.QUOTA: Consequence(
+            QuotaExceeded,
+            "Salesforce API limit reached while {action} ({said}); sync resumes when the "
             "org's 24-hour request allowance frees up",
-            retry_after=retry_after,
-        )
-    if kind is Outcome.RETRY:
-        return TransientError(
-            f"the Salesforce login kept failing ({said}); try again later",
-            retry_after=retry_after,
-        )
-    return AuthError(f"Salesforce refused the login ({said}); check {hint}")
-
-
-def describe_answer(answer: ErrorAnswer) -> str:
-    """``"403 REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded."``, for messages."""
-    head = " ".join(str(part) for part in (answer.status, answer.code) if part)
-    if not head:
-        return answer.message
-    return f"{head}: {answer.message}" if answer.message else head
+        ),
+        Outcome.RETRY: Consequence(
+            TransientError, "Salesforce kept failing while {action} ({said}); try again later"
+        ),
+        Outcome.RENEW_SESSION: Consequence(
+            AuthError,
+            "Salesforce rejected the session while {action} ({said}); renew the credentials",
+        ),
+        Outcome.AUTH: Consequence(
+            AuthError,
+            "Salesforce refused {action} ({said}); give the integration user the API "
+            "permission and access to this object",
+        ),
+        Outcome.LOCATOR_EXPIRED: Consequence(
+            QueryLocatorExpired, "Salesforce query cursor expired while {action} ({said})"
+        ),
+    },
+    describe_answer,
+)
+"""What each outcome ends in; anything not listed is a ``CrmError``."""
 
 
 def mirror_error(answer: ErrorAnswer, action: str, retry_after: float | None = None) -> MirrorError:
     """The ``MirrorError`` the engine sees when ``action`` ended with ``answer``."""
-    said = describe_answer(answer)
-    kind = outcome(answer)
-    if kind is Outcome.QUOTA:
-        return QuotaExceeded(
-            f"Salesforce API limit reached while {action} ({said}); sync resumes when the "
-            "org's 24-hour request allowance frees up",
-            retry_after=retry_after,
-        )
-    if kind is Outcome.RETRY:
-        return TransientError(
-            f"Salesforce kept failing while {action} ({said}); try again later",
-            retry_after=retry_after,
-        )
-    if kind is Outcome.RENEW_SESSION:
-        return AuthError(
-            f"Salesforce rejected the session while {action} ({said}); renew the credentials"
-        )
-    if kind is Outcome.AUTH:
-        return AuthError(
-            f"Salesforce refused {action} ({said}); give the integration user the API "
-            "permission and access to this object"
-        )
-    if kind is Outcome.LOCATOR_EXPIRED:
-        return QueryLocatorExpired(
-            f"Salesforce query cursor expired while {action} ({said})",
-            status=answer.status,
-            code=answer.code,
-        )
-    return CrmError(
-        f"Salesforce rejected {action} ({said})", status=answer.status, code=answer.code
-    )
+    return ERRORS.mirror_error(answer, action, retry_after)

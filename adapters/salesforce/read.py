@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from adapters._kit.cursor import unstamped
+from adapters._kit.paging import Restarts
 from adapters.salesforce.client import SalesforceConnection
 from adapters.salesforce.cursor import Cursor, query_fence, where
 from adapters.salesforce.errors import QueryLocatorExpired
@@ -53,12 +55,8 @@ class PageBuilder:
         try:
             stamp = parse_datetime(row[self.spec.cursor_field])
         except (KeyError, TypeError, ValueError):
-            self._reject(
-                record_id,
-                f"field {self.spec.cursor_field}: "
-                f"{row.get(self.spec.cursor_field)!r} is not a datetime",
-                row,
-            )
+            field = self.spec.cursor_field
+            self._reject(record_id, unstamped(field, row.get(field)), row)
             return
         if self.cursor is not None:
             if self.cursor.already_applied(stamp, record_id):
@@ -183,7 +181,7 @@ def answers(
     has expired, ``again`` asks anew from where the pages taken so far end (read when it is
     called, so after the caller has taken in every answer yielded before)."""
     result = first
-    restarts = 0
+    restarts = Restarts(MAX_LOCATOR_RESTARTS)
     while True:
         yield result
         if is_last(result):
@@ -191,8 +189,7 @@ def answers(
         try:
             result = conn.query_more(result["nextRecordsUrl"], action=f"paging {spec.name}")
         except QueryLocatorExpired:
-            restarts += 1
-            if restarts > MAX_LOCATOR_RESTARTS:
+            if not restarts.allowed():
                 raise
             result = again()
 
@@ -268,7 +265,7 @@ def _deleted_check(answer: Mapping[str, Any], start: datetime) -> DeletedCheck:
 def rest_ids(conn: SalesforceConnection, spec: ObjectSpec) -> Iterator[list[str]]:
     """Every live id of ``spec``, one batch per REST page, in id order."""
     last: str | None = None
-    restarts = 0
+    restarts = Restarts(MAX_LOCATOR_RESTARTS)
     while True:
         where = f" WHERE {KEY_FIELD} > '{last}'" if last else ""
         result = conn.query(
@@ -285,6 +282,5 @@ def rest_ids(conn: SalesforceConnection, spec: ObjectSpec) -> Iterator[list[str]
                     return
                 result = conn.query_more(result["nextRecordsUrl"], action=f"paging {spec.name} ids")
         except QueryLocatorExpired:
-            restarts += 1
-            if restarts > MAX_LOCATOR_RESTARTS:
+            if not restarts.allowed():
                 raise

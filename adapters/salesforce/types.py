@@ -9,41 +9,44 @@ datetimes; a value that does not fit its field raises ``ValueError`` naming fiel
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
-from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Reject, Relation
+from adapters._kit import values
+from adapters._kit.specs import engine_types, reference_relations
+from adapters._kit.values import Converter, FieldConverter, format_cursor, from_text, millis
+from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Reject
 
 KEY_FIELD = "Id"
 CURSOR_CANDIDATES = ("SystemModstamp", "LastModifiedDate", "CreatedDate")
 EXTERNAL_ID_FIELD = "Mirror_Key__c"
 SKIPPED_TYPES = frozenset({"address", "location", "base64"})
 
-TYPE_MAP: Mapping[str, FieldType] = {
-    "id": FieldType.ID,
-    "reference": FieldType.REFERENCE,
-    "string": FieldType.STRING,
-    "picklist": FieldType.STRING,
-    "multipicklist": FieldType.STRING,
-    "email": FieldType.STRING,
-    "phone": FieldType.STRING,
-    "url": FieldType.STRING,
-    "combobox": FieldType.STRING,
-    "encryptedstring": FieldType.STRING,
-    "anyType": FieldType.STRING,
-    "textarea": FieldType.TEXT,
-    "boolean": FieldType.BOOLEAN,
-    "int": FieldType.INTEGER,
-    "long": FieldType.INTEGER,
-    "double": FieldType.FLOAT,
-    "percent": FieldType.FLOAT,
-    "currency": FieldType.FLOAT,
-    "date": FieldType.DATE,
-    "datetime": FieldType.DATETIME,
-    "time": FieldType.TIME,
-}
+TYPE_MAP: Mapping[str, FieldType] = engine_types(
+    {
+        FieldType.ID: ("id",),
+        FieldType.REFERENCE: ("reference",),
+        FieldType.STRING: (
+            "string",
+            "picklist",
+            "multipicklist",
+            "email",
+            "phone",
+            "url",
+            "combobox",
+            "encryptedstring",
+            "anyType",
+        ),
+        FieldType.TEXT: ("textarea",),
+        FieldType.BOOLEAN: ("boolean",),
+        FieldType.INTEGER: ("int", "long"),
+        FieldType.FLOAT: ("double", "percent", "currency"),
+        FieldType.DATE: ("date",),
+        FieldType.DATETIME: ("datetime",),
+        FieldType.TIME: ("time",),
+    }
+)
 
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
@@ -76,12 +79,6 @@ def parse_datetime(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def format_cursor(value: datetime) -> str:
-    """The checkpoint form of a cursor value: ISO-8601 UTC with milliseconds and ``Z``."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
 def soql_datetime(value: datetime) -> str:
     """A SOQL datetime literal at or before ``value`` (whole seconds, so ranges stay closed)."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -90,7 +87,7 @@ def soql_datetime(value: datetime) -> str:
 def wire_datetime(value: datetime) -> str:
     """A datetime as Salesforce JSON writes it: ``2024-11-05T10:00:00.000+0000``."""
     value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + millis(value) + "+0000"
 
 
 def minus_one_second(value: str) -> str:
@@ -132,12 +129,7 @@ def object_spec(describe: Mapping[str, Any], source: str = "salesforce") -> Obje
     cursor = next((name for name in CURSOR_CANDIDATES if name in names), None)
     if cursor is None:
         raise ValueError(f"{describe.get('name')} has none of the fields {CURSOR_CANDIDATES}")
-    relations = tuple(
-        Relation(field=spec.name, target=target, name=spec.relationship_name)
-        for spec in fields
-        if spec.type is FieldType.REFERENCE
-        for target in spec.references
-    )
+    relations = reference_relations(fields)
     return ObjectSpec(
         source=source,
         name=describe["name"],
@@ -164,7 +156,8 @@ def mirrorable_objects(describe_global: Mapping[str, Any]) -> list[str]:
 
 # --- values --------------------------------------------------------------------------------
 
-Converter = Callable[[Any], Any]
+TRUE_TEXTS = ("true", "TRUE", "True", "1")
+FALSE_TEXTS = ("false", "FALSE", "False", "0")
 
 
 def _to_id(value: Any) -> str:
@@ -174,27 +167,20 @@ def _to_id(value: Any) -> str:
 
 
 def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value in ("true", "TRUE", "True", "1"):
+    if value in TRUE_TEXTS:
         return True
-    if value in ("false", "FALSE", "False", "0"):
+    if value in FALSE_TEXTS:
         return False
-    raise ValueError("is not a boolean")
+    return values.to_bool(value)
 
 
 def _to_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("is not an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
     if isinstance(value, str):
         number = float(value)
         if number.is_integer():
             return int(number)
-    raise ValueError("is not an integer")
+        raise ValueError("is not an integer")
+    return values.to_int(value)
 
 
 def _to_float(value: Any) -> float:
@@ -206,37 +192,6 @@ def _to_float(value: Any) -> float:
         raise ValueError("is not a number") from None
 
 
-def _to_date(value: Any) -> date:
-    if not isinstance(value, str):
-        raise ValueError("is not a date")
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError("is not a date") from None
-
-
-def _to_datetime(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("is not a datetime")
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        raise ValueError("is not a datetime") from None
-
-
-def _to_time(value: Any) -> time:
-    if not isinstance(value, str):
-        raise ValueError("is not a time")
-    try:
-        return time.fromisoformat(value).replace(tzinfo=None)
-    except ValueError:
-        raise ValueError("is not a time") from None
-
-
-def _to_str(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
 _CONVERTERS: Mapping[FieldType, Converter] = {
     FieldType.ID: _to_id,
     FieldType.REFERENCE: _to_id,
@@ -244,9 +199,9 @@ _CONVERTERS: Mapping[FieldType, Converter] = {
     FieldType.INTEGER: _to_int,
     FieldType.FLOAT: _to_float,
     FieldType.DECIMAL: _to_float,
-    FieldType.DATE: _to_date,
-    FieldType.DATETIME: _to_datetime,
-    FieldType.TIME: _to_time,
+    FieldType.DATE: from_text("date", date.fromisoformat),
+    FieldType.DATETIME: from_text("datetime", parse_datetime),
+    FieldType.TIME: from_text("time", lambda text: time.fromisoformat(text).replace(tzinfo=None)),
 }
 
 
@@ -256,13 +211,9 @@ class RecordConverter:
     def __init__(self, spec: ObjectSpec) -> None:
         """A converter for the fields of ``spec``."""
         self.spec = spec
-        self._converters: dict[str, Converter] = {
-            field.name: _CONVERTERS[field.type]
-            for field in spec.fields
-            if field.type in _CONVERTERS
-        }
+        self.fields = FieldConverter(spec, _CONVERTERS, values.to_text)
         self._string_fields = frozenset(
-            field.name for field in spec.fields if field.name not in self._converters
+            field.name for field in spec.fields if not self.fields.converts(field.name)
         )
 
     def from_json(self, row: Mapping[str, Any]) -> Record:
@@ -271,7 +222,7 @@ class RecordConverter:
         for name, value in row.items():
             if name == "attributes":
                 continue
-            record[name] = self._convert(name, value)
+            record[name] = self.fields.convert(name, value)
         return record
 
     def from_csv(self, header: list[str], values: list[str]) -> Record:
@@ -283,7 +234,7 @@ class RecordConverter:
             elif name in self._string_fields:
                 record[name] = value
             else:
-                record[name] = self._convert(name, value)
+                record[name] = self.fields.convert(name, value)
         return record
 
     def page(
@@ -301,26 +252,9 @@ class RecordConverter:
                 rejects.append(Reject(to_18(record_id) if record_id else None, str(error), payload))
         return records, rejects
 
-    def _convert(self, name: str, value: Any) -> Any:
-        if value is None:
-            return None
-        converter = self._converters.get(name)
-        if converter is None:
-            return value if isinstance(value, str) else _to_str(value)
-        try:
-            return converter(value)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"field {name}: {value!r} {error}") from None
-
 
 def to_wire(value: Any) -> Any:
     """A Python value as Salesforce JSON expects it in a write."""
-    if isinstance(value, datetime):
-        return wire_datetime(value)
-    if isinstance(value, date):
-        return value.isoformat()
     if isinstance(value, time):
-        return value.strftime("%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    if isinstance(value, Decimal):
-        return float(value)
-    return value
+        return value.strftime("%H:%M:%S.") + millis(value) + "Z"
+    return values.to_wire(value, wire_datetime)

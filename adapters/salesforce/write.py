@@ -26,13 +26,24 @@ without another call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from adapters._kit.writes import (
+    UNKNOWN,
+    Item,
+    Staleness,
+    create_by_key,
+    creates,
+    runs,
+    send_batches,
+    settle_batch,
+    vanished,
+)
 from adapters.salesforce.client import SalesforceConnection
-from adapters.salesforce.errors import RECORD_RETRYABLE_CODES, OutcomeUnknown, first_error
+from adapters.salesforce.errors import RECORD_RETRYABLE_CODES, first_error
 from adapters.salesforce.types import (
     KEY_FIELD,
     RecordConverter,
@@ -42,33 +53,12 @@ from adapters.salesforce.types import (
     to_18,
     to_wire,
 )
-from mirror.errors import CrmError, MirrorError
-from mirror.push.preconditions import changed_fields
+from mirror.adapter import changed_fields
 from mirror.types import ObjectSpec, Record, Write, WriteOp, WriteResult
 
 BATCH_SIZE = 200
 ALREADY_DELETED = "ENTITY_IS_DELETED"
-UNKNOWN = "OUTCOME_UNKNOWN"  # the write may have landed: never repeated here
-
-
-@dataclass(frozen=True)
-class Item:
-    """One write of a batch with its position in the caller's list."""
-
-    index: int
-    write: Write
-
-
-def runs(writes: Sequence[Write]) -> Iterator[list[Item]]:
-    """Consecutive writes of the same op, cut into batches of at most ``BATCH_SIZE``."""
-    batch: list[Item] = []
-    for index, write in enumerate(writes):
-        if batch and (batch[0].write.op is not write.op or len(batch) == BATCH_SIZE):
-            yield batch
-            batch = []
-        batch.append(Item(index, write))
-    if batch:
-        yield batch
+STALE = Staleness("Salesforce", "version", "that version's second")
 
 
 def entry_result(entry: Mapping[str, Any] | None, *, created_default: bool = False) -> WriteResult:
@@ -90,27 +80,6 @@ def entry_result(entry: Mapping[str, Any] | None, *, created_default: bool = Fal
     )
 
 
-def failed(
-    code: str,
-    message: str,
-    *,
-    retryable: bool = False,
-    record_id: str | None = None,
-    precondition_failed: bool = False,
-    version: str | None = None,
-) -> WriteResult:
-    """A failed ``WriteResult``."""
-    return WriteResult(
-        ok=False,
-        record_id=record_id,
-        error_code=code,
-        message=message,
-        retryable=retryable,
-        precondition_failed=precondition_failed,
-        version=version,
-    )
-
-
 class CollectionWriter:
     """Applies ``Write`` lists to one object through sObject Collections."""
 
@@ -129,57 +98,37 @@ class CollectionWriter:
         results of the applied ones are not lost.
         """
         results: list[WriteResult | None] = [None] * len(writes)
-        stopped: MirrorError | None = None
         self._verdicts = self._check_whole_call(writes)
-        for batch in runs(writes):
-            if stopped is None:
-                try:
-                    outcome = self._batch(batch)
-                except MirrorError as error:
-                    if all(result is None for result in results):
-                        raise
-                    stopped = error
-            if stopped is not None:
-                outcome = [_not_attempted(stopped) for _ in batch]
-            for item, result in zip(batch, outcome, strict=True):
-                results[item.index] = result
+        send_batches(runs(writes, BATCH_SIZE), self._batch, results)
         return [result for result in results if result is not None]
 
     def _batch(self, batch: list[Item]) -> list[WriteResult]:
         op = batch[0].write.op
-        try:
-            if op is WriteOp.CREATE:
-                return self._with_lock_retries(batch, self._create)
-            checked = (
-                [self._verdicts.get(item.index) for item in batch]
-                if self._verdicts is not None
-                else self._check_versions(batch)
+        if op is WriteOp.CREATE:
+            return settle_batch(
+                op, len(batch), lambda: self._with_lock_retries(batch, self._create)
             )
-            pending = [item for item, result in zip(batch, checked, strict=True) if result is None]
-            send = self._update if op is WriteOp.UPDATE else self._delete
-            done = dict(
-                zip(
-                    (i.index for i in pending),
-                    self._with_lock_retries(pending, send) if pending else [],
-                    strict=True,
-                )
+        return settle_batch(op, len(batch), lambda: self._checked_batch(batch, op))
+
+    def _checked_batch(self, batch: list[Item], op: WriteOp) -> list[WriteResult]:
+        checked = (
+            [self._verdicts.get(item.index) for item in batch]
+            if self._verdicts is not None
+            else self._check_versions(batch)
+        )
+        pending = [item for item, result in zip(batch, checked, strict=True) if result is None]
+        send = self._update if op is WriteOp.UPDATE else self._delete
+        done = dict(
+            zip(
+                (i.index for i in pending),
+                self._with_lock_retries(pending, send) if pending else [],
+                strict=True,
             )
-            return [
-                done[item.index] if result is None else result
-                for item, result in zip(batch, checked, strict=True)
-            ]
-        except OutcomeUnknown as error:
-            # the engine reads an update back before retrying it (``mirror.push.landed``)
-            return [
-                failed(
-                    "OUTCOME_UNKNOWN",
-                    f"{error}; check the record before retrying",
-                    retryable=op is WriteOp.UPDATE,
-                )
-                for _ in batch
-            ]
-        except CrmError as error:
-            return [failed(error.code or "CRM_ERROR", str(error)) for _ in batch]
+        )
+        return [
+            done[item.index] if result is None else result
+            for item, result in zip(batch, checked, strict=True)
+        ]
 
     def _with_lock_retries(self, batch: list[Item], send: Any) -> list[WriteResult]:
         results: dict[int, WriteResult] = dict(
@@ -205,51 +154,39 @@ class CollectionWriter:
         return {"attributes": {"type": self.spec.name}, **values, **extra}
 
     def _create(self, batch: list[Item]) -> list[WriteResult]:
-        key_field = self.spec.external_id_field
-        keyed = [i for i in batch if key_field and i.write.idempotency_key]
-        plain = [i for i in batch if not (key_field and i.write.idempotency_key)]
-        results: dict[int, WriteResult] = {}
-        if keyed:
-            results |= self._keyed(keyed, str(key_field))
-        if plain:
-            answer = self.conn.rest(
-                f"creating {self.spec.name} records",
-                "composite/sobjects",
-                method="POST",
-                idempotent=False,
-                json={"allOrNone": False, "records": [self._record(i.write) for i in plain]},
-            )
-            results |= zip(
-                (i.index for i in plain),
-                (entry_result(e, created_default=True) for e in answer),
-                strict=True,
-            )
+        results = creates(batch, self.spec.external_id_field, self._keyed, self._create_plain)
         return [results[item.index] for item in batch]
 
-    def _keyed(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
-        """Creates by key: those Salesforce made already (``Write.in_doubt``: an earlier attempt
-        whose answer was lost) are answered as they are, the others upserted; an upsert whose
-        answer is lost is not sent again (it would overwrite a change made since it landed)."""
-        doubtful = [i for i in items if i.write.in_doubt]
-        results = self._made_already(doubtful, key_field) if doubtful else {}
-        fresh = [i for i in items if i.index not in results]
-        if not fresh:
-            return results
-        records = [self._record(i.write, **{key_field: i.write.idempotency_key}) for i in fresh]
-        try:
-            answer = self.conn.rest(
-                f"upserting {self.spec.name} records",
-                f"composite/sobjects/{self.spec.name}/{key_field}",
-                method="PATCH",
-                idempotent=False,
-                json={"allOrNone": False, "records": records},
-            )
-        except OutcomeUnknown as error:
-            # looked up by its key when it is sent again (``Write.in_doubt``)
-            unknown = failed("OUTCOME_UNKNOWN", f"{error}; looked up next time", retryable=True)
-            return results | {i.index: unknown for i in fresh if i.index not in results}
+    def _create_plain(self, items: list[Item]) -> dict[int, WriteResult]:
+        answer = self.conn.rest(
+            f"creating {self.spec.name} records",
+            "composite/sobjects",
+            method="POST",
+            idempotent=False,
+            json={"allOrNone": False, "records": [self._record(i.write) for i in items]},
+        )
         made = (entry_result(e, created_default=True) for e in answer)
-        return results | dict(zip((i.index for i in fresh), made, strict=True))
+        return dict(zip((i.index for i in items), made, strict=True))
+
+    def _keyed(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
+        """Creates by key (``create_by_key``): looked up when in doubt, else upserted."""
+        return create_by_key(
+            items,
+            lambda doubtful: self._made_already(doubtful, key_field),
+            lambda fresh: self._upsert(fresh, key_field),
+        )
+
+    def _upsert(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
+        records = [self._record(i.write, **{key_field: i.write.idempotency_key}) for i in items]
+        answer = self.conn.rest(
+            f"upserting {self.spec.name} records",
+            f"composite/sobjects/{self.spec.name}/{key_field}",
+            method="PATCH",
+            idempotent=False,
+            json={"allOrNone": False, "records": records},
+        )
+        made = (entry_result(e, created_default=True) for e in answer)
+        return dict(zip((i.index for i in items), made, strict=True))
 
     def _made_already(self, items: list[Item], key_field: str) -> dict[int, WriteResult]:
         """Successes for the creates whose record Salesforce holds under their key."""
@@ -337,14 +274,8 @@ class CollectionWriter:
             record_id = to_18(str(item.write.record_id))
             found = current.get(record_id)
             if found is None:
-                verdicts[item.index] = (
-                    WriteResult(ok=True, record_id=record_id)
-                    if item.write.op is WriteOp.DELETE
-                    else failed(
-                        ALREADY_DELETED,
-                        "the record no longer exists in Salesforce",
-                        record_id=record_id,
-                    )
+                verdicts[item.index] = vanished(
+                    item.write, record_id, ALREADY_DELETED, "Salesforce"
                 )
             elif (verdict := self._verdict(item.write, record_id, *found)) is not None:
                 verdicts[item.index] = verdict
@@ -419,29 +350,12 @@ class CollectionWriter:
 
 
 def _changed(record_id: str, stamp: datetime, fields: Sequence[str] = ()) -> WriteResult:
-    what = (
-        f"{', '.join(fields)} changed in Salesforce without a later version than the one "
-        f"edited ({format_cursor(stamp)}): a change made in that version's second"
-        if fields
-        else f"the record changed in Salesforce at {format_cursor(stamp)}, "
-        "after the version that was edited"
-    )
-    return failed(
-        "PRECONDITION_FAILED",
-        what,
-        record_id=record_id,
-        precondition_failed=True,
-        version=format_cursor(stamp),
-    )
+    return STALE.refusal(record_id, format_cursor(stamp), fields)
 
 
 def _soql_string(value: str) -> str:
     """``value`` as a SOQL string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _not_attempted(error: MirrorError) -> WriteResult:
-    return failed("NOT_ATTEMPTED", f"not attempted: {error}", retryable=True)
 
 
 def _same_version(expected: str | None, current: datetime) -> bool:

@@ -16,35 +16,6 @@ string taken for no value, and floats with the same tolerance as the three-way m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from mirror.adapter import changed_fields, normalized
 
-from mirror.push.diff import field_changes
-from mirror.store.records import CONVERTERS, BadValue
-from mirror.types import ObjectSpec
-
-
-def changed_fields(
-    spec: ObjectSpec, expected: Mapping[str, Any] | None, current: Mapping[str, Any]
-) -> list[str]:
-    """The fields of ``expected`` (an edit's base) whose value in ``current`` (the record as
-    the adapter's check read found it, in Python values) is another one, in name order.
-    Fields ``current`` does not hold are not compared."""
-    if not expected:
-        return []
-    names = sorted(name for name in expected if name in current)
-    before = {name: normalized(spec, name, expected[name]) for name in names}
-    now = {name: normalized(spec, name, current[name]) for name in names}
-    return sorted(field_changes(before, now, names))
-
-
-def normalized(spec: ObjectSpec, name: str, value: Any) -> Any:
-    """``value`` converted to the type of field ``name``; ``None`` for no value or ``""``."""
-    if value is None or value == "":
-        return None
-    if not spec.has_field(name):
-        return value
-    try:
-        return CONVERTERS[spec.field(name).type](value)
-    except BadValue:
-        return value
+__all__ = ["changed_fields", "normalized"]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from requests.adapters import BaseAdapter
 
 from adapters._kit.http_retry import RequestLog, RetryPolicy, parse_retry_after
+from adapters._kit.writes import runs
 from adapters.salesforce.adapter import SalesforceAdapter, SalesforceSettings
 from adapters.salesforce.client import text_lines
 from adapters.salesforce.cursor import resume, where
@@ -32,7 +33,7 @@ from adapters.salesforce.types import (
     to_18,
     to_wire,
 )
-from adapters.salesforce.write import entry_result, runs
+from adapters.salesforce.write import BATCH_SIZE, entry_result
 from mirror.errors import AuthError, ConfigError, CrmError, QuotaExceeded, TransientError
 from mirror.types import Checkpoint, FieldType, Write, WriteOp
 
@@ -410,7 +411,7 @@ def test_writes_are_batched_in_runs_of_one_op_up_to_200():
         + [Write(WriteOp.UPDATE, "Account", {}, record_id="x")]
         + [Write(WriteOp.CREATE, "Account", {})]
     )
-    sizes = [(len(batch), batch[0].write.op) for batch in runs(writes)]
+    sizes = [(len(batch), batch[0].write.op) for batch in runs(writes, BATCH_SIZE)]
     assert sizes == [
         (200, WriteOp.CREATE),
         (50, WriteOp.CREATE),

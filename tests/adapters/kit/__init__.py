@@ -1,0 +1,1 @@
+"""Tests of ``adapters/_kit``, what the three adapters share."""
