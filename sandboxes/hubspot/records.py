@@ -22,8 +22,9 @@ from sandboxes.hubspot.schema import (
     ObjectType,
     PortalSchema,
 )
-from sandboxes.hubspot.store import HubSpotClock, Store
+from sandboxes.hubspot.store import Store
 from sandboxes.hubspot.values import InvalidValue, canonical, ms_to_iso
+from sandboxes.kit.clock import MillisecondClock
 from sandboxes.kit.writelog import create_table, log_write
 
 RECYCLE_BIN_DAYS = 90
@@ -33,7 +34,7 @@ _PROBABILITY = {stage: probability for stage, _label, probability in DEAL_STAGES
 class Records:
     """The record operations of one portal over its store, schema and clock."""
 
-    def __init__(self, store: Store, schema: PortalSchema, clock: HubSpotClock) -> None:
+    def __init__(self, store: Store, schema: PortalSchema, clock: MillisecondClock) -> None:
         """Operate on ``store`` with ``schema``'s types, stamping with ``clock``."""
         self.store = store
         self.schema = schema

@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from sandboxes.dataset.generate import Dataset
-from sandboxes.kit.lifecycle import SandboxLifecycle
+from sandboxes.kit.clock import SandboxClock
+from sandboxes.kit.controls import ClockControls, CommonControls
+from sandboxes.kit.faults import Fault
 from sandboxes.kit.server import SandboxServer
-from sandboxes.kit.writelog import read_log
 from sandboxes.salesforce.app import SalesforceApp
-from sandboxes.salesforce.clock import SandboxClock
 from sandboxes.salesforce.fields import make_field
 from sandboxes.salesforce.ids import normalize_id
 from sandboxes.salesforce.load import DatasetLoader
-from sandboxes.salesforce.org import Credentials, Fault, Org
+from sandboxes.salesforce.org import Credentials, Org
 from sandboxes.salesforce.schema import SalesforceSchema
 from sandboxes.salesforce.store import Store, quote
 from sandboxes.salesforce.values import to_python
@@ -46,11 +46,9 @@ _CONTROLS = (
     "set_deleted_window", "reset_calls", "call_count", "issue_session", "write_log", "dump",
     "clear_faults",
 )  # fmt: skip
-_PROPERTIES = ("api_usage", "calls")
-_DATETIME_ARGUMENTS = {"set_clock": "dt", "set_modstamp": "when"}
 
 
-class SalesforceSandbox(SandboxLifecycle):
+class SalesforceSandbox(ClockControls, CommonControls):
     """A Salesforce org on 127.0.0.1, backed by one SQLite file; see the module docstring."""
 
     username = Credentials.username
@@ -59,6 +57,9 @@ class SalesforceSandbox(SandboxLifecycle):
     consumer_key = Credentials.consumer_key
     consumer_secret = Credentials.consumer_secret
     org_id = "00DKj0000000001EAA"
+    controls = _CONTROLS
+    properties = ("api_usage", "calls")
+    datetime_arguments = {"set_clock": "dt", "set_modstamp": "when"}
 
     def __init__(
         self,
@@ -121,40 +122,6 @@ class SalesforceSandbox(SandboxLifecycle):
     def issue_session(self) -> str:
         """A valid access token, as if the integration user had logged in."""
         return self.org.sessions.issue()
-
-    # -- admin path --------------------------------------------------------------------------
-
-    def _control(self, name: str, kwargs: dict[str, Any]) -> Any:
-        if name in _PROPERTIES:
-            return getattr(self, name)
-        if name not in _CONTROLS:
-            raise KeyError(f"no sandbox control named {name!r}")
-        argument = _DATETIME_ARGUMENTS.get(name)
-        if argument and isinstance(kwargs.get(argument), str):
-            kwargs[argument] = datetime.fromisoformat(kwargs[argument])
-        return getattr(self, name)(**kwargs)
-
-    # -- clock -------------------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        """The sandbox clock (UTC, whole seconds)."""
-        return self.org.clock.now()
-
-    def advance_clock(self, seconds: float) -> datetime:
-        """Move the sandbox clock forward."""
-        return self.org.clock.advance(seconds)
-
-    def set_clock(self, dt: datetime) -> datetime:
-        """Set the sandbox clock (never backwards)."""
-        return self.org.clock.set(dt)
-
-    def freeze_clock(self) -> datetime:
-        """Stop the sandbox clock (only ``advance_clock`` and ``set_clock`` move it then)."""
-        return self.org.clock.freeze()
-
-    def thaw_clock(self) -> datetime:
-        """Let a frozen sandbox clock run on with the wall clock."""
-        return self.org.clock.thaw()
 
     # -- records -----------------------------------------------------------------------------
 
@@ -233,11 +200,6 @@ class SalesforceSandbox(SandboxLifecycle):
             for row in rows
         }
 
-    def write_log(self, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
-        """Committed record writes after sequence ``after`` (``sandboxes.kit.writelog``)."""
-        with self.org.store.lock:
-            return read_log(self.org.store.conn, after, limit)
-
     def corrupt(self, sobject: str, record_id: str, field: str, raw_value: Any) -> None:
         """Store a raw value that may be invalid for the field's type; it is served as is."""
         records = self.org.records
@@ -274,14 +236,8 @@ class SalesforceSandbox(SandboxLifecycle):
         path_contains: str | None = None,
     ) -> None:
         """The next ``count`` matching requests fail with this status and error."""
-        fault = Fault(count, path_contains, status, error_code, message)
-        with self.org.faults.lock:
-            self.org.faults.failures.append(fault)
-
-    def drop_next_response(self, count: int = 1, path_contains: str | None = None) -> None:
-        """The next ``count`` matching requests are processed, then the connection is dropped."""
-        with self.org.faults.lock:
-            self.org.faults.drops.append(Fault(count, path_contains))
+        faults = self.org.faults
+        faults.add(faults.failures, Fault(count, path_contains, status, error_code, message))
 
     def throttle(self, delay_seconds: float) -> None:
         """Add latency to every request."""
@@ -290,10 +246,7 @@ class SalesforceSandbox(SandboxLifecycle):
     def clear_faults(self) -> None:
         """Forget every injected failure and dropped response, remove the added latency and
         release every locked record."""
-        with self.org.faults.lock:
-            self.org.faults.failures.clear()
-            self.org.faults.drops.clear()
-        self.org.faults.delay_seconds = 0.0
+        super().clear_faults()
         self.unlock_rows()
 
     def set_daily_limit(self, limit: int) -> None:
@@ -316,20 +269,3 @@ class SalesforceSandbox(SandboxLifecycle):
     def set_deleted_window(self, days: int) -> None:
         """How far back getDeleted reaches (default 15 days)."""
         self.org.deleted_window_days = days
-
-    # -- call log ----------------------------------------------------------------------------
-
-    @property
-    def calls(self) -> list[tuple[str, str]]:
-        """``(method, path)`` of every CRM-facing request, in order."""
-        with self.org.calls_lock:
-            return list(self.org.calls)
-
-    def reset_calls(self) -> None:
-        """Forget the call log."""
-        with self.org.calls_lock:
-            self.org.calls.clear()
-
-    def call_count(self, path_contains: str | None = None) -> int:
-        """How many CRM-facing requests there were (whose path contains ``path_contains``)."""
-        return sum(1 for _, path in self.calls if path_contains is None or path_contains in path)
