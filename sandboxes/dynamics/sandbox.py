@@ -20,9 +20,8 @@ Example::
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +36,8 @@ from sandboxes.dynamics.org import DataverseOrg, ServiceProtection
 from sandboxes.dynamics.schema import Attribute, DataverseSchema, Entity
 from sandboxes.dynamics.store import DataverseStore, quote
 from sandboxes.dynamics.values import epoch, normalize_guid
-from sandboxes.kit.clock import SandboxClock
 from sandboxes.kit.controls import ClockControls, CommonControls
 from sandboxes.kit.faults import Fault
-from sandboxes.kit.server import SandboxServer
 
 _CONTROLS = (
     "now", "advance_clock", "freeze_clock", "thaw_clock",
@@ -80,15 +77,8 @@ class DynamicsSandbox(ClockControls, CommonControls):
         ``anchor`` is the instant the dataset's timestamps lead up to (default: today 00:00
         UTC); ``token_lifetime`` the seconds an access token lives on the sandbox clock.
         """
-        self.db_path = Path(db_path)
-        self.seed = seed
-        self.size = size
-        self.anchor = anchor
-        self.admin_token = admin_token or secrets.token_urlsafe(24)
+        self._configure(db_path, seed, size, port, anchor, admin_token)
         self.token_lifetime = token_lifetime
-        self._requested_port = port
-        self._server: SandboxServer | None = None
-        self._state: DataverseOrg | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -101,21 +91,12 @@ class DynamicsSandbox(ClockControls, CommonControls):
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         schema = DataverseSchema.default()
         store = DataverseStore(self.db_path, schema)
-        if store.get_meta("generated") is None:
-            dataset = Dataset(self.seed, self.size, self.anchor)
-            DataverseLoader(store, dataset).load()
-            store.set_meta("anchor", dataset.anchor.isoformat())
-            store.set_meta("certificate", orjson.dumps(generate_certificate("prm-mirror")).decode())
-            store.set_meta("untracked", orjson.dumps(UNTRACKED_BY_DEFAULT).decode())
-            store.set_meta("generated", f"seed={self.seed} size={self.size}")
+        self._seed_once(store, lambda dataset: _load(store, dataset))
         for name in orjson.loads(store.get_meta("untracked") or "[]"):
             schema.set_change_tracking(name, False)
         for table, column in orjson.loads(store.get_meta("added_columns") or "[]"):
             schema.add_attribute(table, _attribute(column))
-        anchor = datetime.fromisoformat(store.get_meta("anchor") or datetime.now(UTC).isoformat())
-        clock = SandboxClock.from_state(store.get_meta("clock"))
-        if clock.now() < anchor:
-            clock = SandboxClock(floor=anchor)
+        clock = self._resumed_clock(store)
         certificate, _key = orjson.loads(store.get_meta("certificate") or "[]")
         tenant = EntraTenant(
             self.tenant_id, self.client_id, self.client_secret, certificate, clock.now,
@@ -350,6 +331,13 @@ class DynamicsSandbox(ClockControls, CommonControls):
     def slow_down(self, delay_seconds: float) -> None:
         """Add latency to every request."""
         self.org.faults.delay_seconds = delay_seconds
+
+
+def _load(store: DataverseStore, dataset: Dataset) -> None:
+    """Load a new dataset with the organisation's certificate and its untracked tables."""
+    DataverseLoader(store, dataset).load()
+    store.set_meta("certificate", orjson.dumps(generate_certificate("prm-mirror")).decode())
+    store.set_meta("untracked", orjson.dumps(UNTRACKED_BY_DEFAULT).decode())
 
 
 def _attribute(column: dict[str, Any]) -> Attribute:

@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +40,6 @@ from sandboxes.hubspot.values import ms_to_iso, to_ms, to_python
 from sandboxes.kit.clock import MillisecondClock
 from sandboxes.kit.controls import CommonControls
 from sandboxes.kit.faults import Fault
-from sandboxes.kit.server import SandboxServer
 
 _CONTROLS = (
     "now", "advance_clock", "freeze_clock", "thaw_clock",
@@ -77,15 +75,8 @@ class HubSpotSandbox(CommonControls):
         ``anchor`` is the instant the dataset's timestamps lead up to (default: today 00:00
         UTC); ``access_token`` fixes the private-app token (default: kept in the file).
         """
-        self.db_path = Path(db_path)
-        self.seed = seed
-        self.size = size
-        self.anchor = anchor
-        self.admin_token = admin_token or secrets.token_urlsafe(24)
+        self._configure(db_path, seed, size, port, anchor, admin_token)
         self._fixed_token = access_token
-        self._requested_port = port
-        self._server: SandboxServer | None = None
-        self._state: Portal | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -103,13 +94,13 @@ class HubSpotSandbox(CommonControls):
             schema.add_property(type_name, property_from_json(body))
         token = self._fixed_token or store.get_meta("token") or new_token()
         store.set_meta("token", token)
-        if store.get_meta("generated") is None:
-            dataset = Dataset(self.seed, self.size, self.anchor)
-            portal = Portal(store, schema, MillisecondClock(), token)
-            PortalLoader(portal.records, dataset).load()
-            store.set_meta("anchor", dataset.anchor.isoformat())
-            store.set_meta("generated", f"seed={self.seed} size={self.size}")
-        anchor = datetime.fromisoformat(store.get_meta("anchor") or datetime.now(UTC).isoformat())
+
+        def load(dataset: Dataset) -> None:
+            loading = Portal(store, schema, MillisecondClock(), token)
+            PortalLoader(loading.records, dataset).load()
+
+        self._seed_once(store, load)
+        anchor = self._stored_anchor(store)
         clock = MillisecondClock.from_state(store.get_meta("clock"), to_ms(anchor))
         return Portal(store, schema, clock, token)
 

@@ -18,17 +18,13 @@ Example::
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sandboxes.dataset.generate import Dataset
-from sandboxes.kit.clock import SandboxClock
 from sandboxes.kit.controls import ClockControls, CommonControls
 from sandboxes.kit.faults import Fault
-from sandboxes.kit.server import SandboxServer
 from sandboxes.salesforce.app import SalesforceApp
 from sandboxes.salesforce.fields import make_field
 from sandboxes.salesforce.ids import normalize_id
@@ -78,18 +74,11 @@ class SalesforceSandbox(ClockControls, CommonControls):
         UTC); ``credentials`` may override ``username``, ``password``, ``security_token``,
         ``consumer_key`` and ``consumer_secret``.
         """
-        self.db_path = Path(db_path)
-        self.seed = seed
-        self.size = size
-        self.anchor = anchor
-        self.admin_token = admin_token or secrets.token_urlsafe(24)
+        self._configure(db_path, seed, size, port, anchor, admin_token)
         defaults = Credentials()
         self.credentials = Credentials(**{**defaults.__dict__, **credentials})
         for name, value in self.credentials.__dict__.items():
             setattr(self, name, value)
-        self._requested_port = port
-        self._server: SandboxServer | None = None
-        self._state: Org | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -102,16 +91,8 @@ class SalesforceSandbox(ClockControls, CommonControls):
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         schema = SalesforceSchema()
         store = Store(self.db_path, schema)
-        if store.get_meta("generated") is None:
-            dataset = Dataset(self.seed, self.size, self.anchor)
-            DatasetLoader(store, dataset).load()
-            store.set_meta("anchor", dataset.anchor.isoformat())
-            store.set_meta("generated", f"seed={self.seed} size={self.size}")
-        anchor = datetime.fromisoformat(store.get_meta("anchor") or datetime.now(UTC).isoformat())
-        clock = SandboxClock.from_state(store.get_meta("clock"))
-        if clock.now() < anchor:
-            clock = SandboxClock(floor=anchor)
-        return Org(store, schema, clock, self.credentials)
+        self._seed_once(store, lambda dataset: DatasetLoader(store, dataset).load())
+        return Org(store, schema, self._resumed_clock(store), self.credentials)
 
     def _app(self) -> SalesforceApp:
         return SalesforceApp(self.org, self.admin_token, self._control)
