@@ -30,18 +30,16 @@ from bench import jobs
 from bench.backfill import mirror_cache
 from bench.changes import edit_opportunities, population
 from bench.common import (
-    SandboxProcess,
-    adapter_settings,
     cache_dir,
-    cached_sandbox,
     copy_sqlite,
     keep_only,
     parse_sizes,
     print_table,
     remove_sqlite,
-    run_isolated,
     write_results,
 )
+from bench.isolation import run_isolated
+from bench.sandbox_process import SandboxProcess, adapter_settings, cached_sandbox
 
 ORDER = (False, True, True, False)  # without, with, with, without: no drift favours either
 
