@@ -234,7 +234,7 @@ def partner_queries(database: str, queries: int, scans: int, seed: int) -> dict[
         def contacts_count(partner: str) -> int:
             return mirror.as_partner(partner).count("Contact")
 
-        results = {
+        results: dict[str, Any] = {
             "partners": len(partners),
             "queries": queries,
             "first_page": latencies(first_page, picks),

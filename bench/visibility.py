@@ -243,7 +243,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     summaries = [summarize(s) for s in sizes]
     checks = targets(summaries)
     print_results(summaries, checks)
-    payload = {"sizes": sizes, "summary": summaries, "targets": checks}
+    payload: dict[str, Any] = {"sizes": sizes, "summary": summaries, "targets": checks}
     payload["path"] = str(write_results("visibility", payload))
     return payload
 

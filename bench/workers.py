@@ -112,7 +112,11 @@ def _records(database: str, objects: list[str]) -> int:
     try:
         with engine.connect() as conn:
             return sum(
-                int(conn.execute(text(f"SELECT COUNT(*) FROM salesforce__{name.lower()}")).scalar())
+                int(
+                    conn.execute(
+                        text(f"SELECT COUNT(*) FROM salesforce__{name.lower()}")
+                    ).scalar_one()
+                )
                 for name in objects
             )
     finally:

@@ -180,7 +180,7 @@ class DataverseApp(SandboxApp):
                 method=operation.method,
                 path=path,
                 query_string=query_string,
-                headers=operation.headers,
+                headers=list(operation.headers.items()),
                 data=operation.body,
                 base_url=self.org.base_url or "http://127.0.0.1",
             ).get_request()

@@ -170,19 +170,25 @@ def memo(name: str, label: str, length: int = 2000, **extra: object) -> Attribut
     return Attribute(name, "Memo", label, max_length=length, **extra)  # type: ignore[arg-type]
 
 
-def lookup(name: str, label: str, *targets: str, nav: str | None = None, **extra: object):
+def lookup(
+    name: str, label: str, *targets: str, nav: str | None = None, **extra: object
+) -> Attribute:
     """A lookup (``Customer`` when it can point at accounts and contacts)."""
     kind = "Customer" if set(targets) == {"account", "contact"} else "Lookup"
     return Attribute(name, kind, label, targets=targets, nav=nav, **extra)  # type: ignore[arg-type]
 
 
-def choice(name: str, label: str, options: Iterable[tuple[int, str]], **extra: object):
+def choice(name: str, label: str, options: Iterable[tuple[int, str]], **extra: object) -> Attribute:
     """A choice (option set) column."""
     return Attribute(name, "Picklist", label, options=tuple(options), **extra)  # type: ignore[arg-type]
 
 
 def system_columns(
-    primary_id: str, *, owned: bool = True, states: tuple[tuple[int, str], ...] = (), statuses=()
+    primary_id: str,
+    *,
+    owned: bool = True,
+    states: tuple[tuple[int, str], ...] = (),
+    statuses: tuple[tuple[int, str], ...] = (),
 ) -> list[Attribute]:
     """The columns every table has: key, owner, state, stamps and row version."""
     columns = [

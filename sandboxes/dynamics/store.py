@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS sandbox_deleted (
 """
 
 
-class _Row(dict):  # type: ignore[type-arg]
+class _Row(dict[str, Any]):
     """A row that reads by column name and by position."""
 
     def __init__(self, names: list[str], values: tuple[Any, ...]) -> None:
@@ -135,7 +135,9 @@ class DataverseStore(SqliteStore):
         """Insert one row."""
         self.insert_many(entity, list(row), [tuple(row.values())])
 
-    def insert_many(self, entity: Entity, columns: list[str], rows: Iterable[tuple[Any, ...]]):
+    def insert_many(
+        self, entity: Entity, columns: list[str], rows: Iterable[tuple[Any, ...]]
+    ) -> int:
         """Insert rows of ``columns`` values; returns how many."""
         names = ", ".join(quote(c) for c in columns)
         marks = ", ".join("?" for _ in columns)
@@ -151,7 +153,9 @@ class DataverseStore(SqliteStore):
         with self.transaction() as conn:
             conn.execute(sql, (*values.values(), record_id))
 
-    def delete(self, entity: Entity, record_id: str, tombstone_version: int | None, when: int):
+    def delete(
+        self, entity: Entity, record_id: str, tombstone_version: int | None, when: int
+    ) -> None:
         """Delete one row, leaving a change-tracking tombstone unless the version is ``None``."""
         with self.transaction() as conn:
             conn.execute(

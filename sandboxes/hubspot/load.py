@@ -122,7 +122,7 @@ class PortalLoader:
             text = canonical(object_type.properties[name], value)
             if text is not None:
                 props[name] = text
-        row = {
+        row: dict[str, Any] = {
             "id": record_id,
             "props": props,
             "created_ms": to_ms(record["created"]),

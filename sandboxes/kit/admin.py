@@ -40,10 +40,11 @@ def admin_answer(
     if not hmac.compare_digest(supplied.encode(), admin_token.encode()):
         return json_response({"error": "forbidden"}, 403)
     name = request.path.removeprefix(ADMIN_PREFIX).strip("/")
+    handled: tuple[type[Exception], ...] = (KeyError, ValueError, TypeError, BadJson, *refusals)
     try:
         kwargs = read_json(request) if request.get_data() else {}
         result = controls(name, kwargs)
-    except (KeyError, ValueError, TypeError, BadJson, *refusals) as error:
+    except handled as error:
         return json_response({"error": type(error).__name__, "message": str(error)}, 400)
     return json_response({"result": jsonable(result)})
 

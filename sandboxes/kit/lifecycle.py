@@ -51,7 +51,7 @@ class SandboxLifecycle:
         self._server = None
         self._state = None
 
-    def _seed_once(self, store: SqliteStore, load: Callable[[Dataset], None]) -> None:
+    def _seed_once(self, store: SqliteStore, load: Callable[[Dataset], object]) -> None:
         """Generate the dataset and ``load`` it into ``store``, unless the file holds one."""
         if store.get_meta("generated") is None:
             dataset = Dataset(self.seed, self.size, self.anchor)

@@ -181,7 +181,8 @@ class SalesforceApp(SandboxApp):
         A composite subrequest is routed without ``authorize``: its call was checked once."""
         org = self.org
         try:
-            endpoint, args = self.url_map.bind_to_environ(request.environ).match()
+            endpoint, matched = self.url_map.bind_to_environ(request.environ).match()
+            args = dict(matched)
             if authorize and endpoint not in PUBLIC_ENDPOINTS:
                 self._authorize(request)
             if endpoint is composite_request.composite:
