@@ -17,15 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from sandboxes.salesforce.schema import SalesforceSchema
-from sandboxes.salesforce.soql import (
+from sandboxes.salesforce.soql import compile_query, parse
+from sandboxes.salesforce.soql_nodes import (
     Comparison,
     CompiledQuery,
     FieldPath,
     OutputColumn,
     Query,
     Value,
-    compile_query,
-    parse,
 )
 from sandboxes.salesforce.store import Store
 from sandboxes.salesforce.values import to_wire
