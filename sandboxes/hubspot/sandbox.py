@@ -33,7 +33,8 @@ from sandboxes.dataset.generate import Dataset
 from sandboxes.hubspot.app import HubSpotApp
 from sandboxes.hubspot.load import PortalLoader
 from sandboxes.hubspot.portal import Portal, new_token
-from sandboxes.hubspot.schema import PARTNER_LABEL, PortalSchema, property_from_json
+from sandboxes.hubspot.properties import property_from_json
+from sandboxes.hubspot.schema import PARTNER_LABEL, PortalSchema
 from sandboxes.hubspot.search import contains_token
 from sandboxes.hubspot.store import LIVE, Store
 from sandboxes.hubspot.values import ms_to_iso, to_ms, to_python
