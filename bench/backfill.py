@@ -29,23 +29,18 @@ from bench.changes import edit_opportunities, population
 from bench.common import (
     MIRROR_CODE,
     PG_URL,
-    SandboxProcess,
-    adapter_settings,
     cache_dir,
     cached_file,
-    cached_sandbox,
-    committed_rows,
     copy_sqlite,
     keep_only,
-    machine_busy_seconds,
     parse_sizes,
-    pg_available,
-    pg_schema,
     print_table,
     remove_sqlite,
-    run_isolated,
     write_results,
 )
+from bench.isolation import machine_busy_seconds, run_isolated
+from bench.postgres import committed_rows, pg_available, pg_schema
+from bench.sandbox_process import SandboxProcess, adapter_settings, cached_sandbox
 
 OBJECTS = (
     "User", "Account", "Contact", "Lead", "Product2", "Opportunity", "OpportunityLineItem",
@@ -352,7 +347,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     summaries = [summarize(s) for s in sizes]
     checks = targets(summaries)
     print_summary(summaries, checks)
-    payload = {"sizes": sizes, "summary": summaries, "targets": checks}
+    payload: dict[str, Any] = {"sizes": sizes, "summary": summaries, "targets": checks}
     payload["path"] = str(write_results("backfill", payload))
     return payload
 

@@ -12,7 +12,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import SandboxControls, SandboxProcess
+from bench.sandbox_process import SandboxProcess
+from sandboxes.testing.admin import AdminClient
 
 OPPORTUNITY_TABLE = "salesforce__opportunity"
 ACCOUNT_TABLE = "salesforce__account"
@@ -47,7 +48,7 @@ def population(mirror_db: Path) -> Population:
 
 
 def edit_opportunities(
-    sandbox: SandboxProcess | SandboxControls,
+    sandbox: SandboxProcess | AdminClient,
     people: Population,
     count: int,
     rng: random.Random,

@@ -26,19 +26,23 @@ BATCH = {"hubspot": 100, "dynamics": 100}
 
 
 def _hubspot(folder: Path, size: int) -> tuple[Any, Any, dict[str, Any], str, str, str]:
+    from adapters.hubspot.adapter import HubSpotAdapter, HubSpotSettings
     from sandboxes.hubspot.sandbox import HubSpotSandbox
-    from tests.adapters.hubspot.fixtures import hubspot_adapter, unthrottled
+    from sandboxes.testing.settings import hubspot_settings, unthrottled
 
     box = unthrottled(HubSpotSandbox(folder / "hs.db", size=size).start())
+    adapter = HubSpotAdapter(HubSpotSettings(**hubspot_settings(box)))
     source = {"crm": "hubspot", "access_token": "t"}
-    return box, hubspot_adapter(box), source, "deals", "partner_company_id", "description"
+    return box, adapter, source, "deals", "partner_company_id", "description"
 
 
 def _dynamics(folder: Path, size: int) -> tuple[Any, Any, dict[str, Any], str, str, str]:
+    from adapters.dynamics.adapter import DynamicsAdapter, DynamicsSettings
     from sandboxes.dynamics.sandbox import DynamicsSandbox
-    from tests.adapters.dynamics.fixtures import sandbox_adapter
+    from sandboxes.testing.settings import dynamics_settings
 
     box = DynamicsSandbox(folder / "dv.db", size=size).start()
+    adapter = DynamicsAdapter(DynamicsSettings(**dynamics_settings(box)))
     source = {
         "crm": "dynamics",
         "org_url": "http://x",
@@ -48,7 +52,7 @@ def _dynamics(folder: Path, size: int) -> tuple[Any, Any, dict[str, Any], str, s
     }
     return (
         box,
-        sandbox_adapter(box),
+        adapter,
         source,
         "opportunity",
         "_prm_partneraccountid_value",

@@ -1,4 +1,4 @@
-"""The measured engine steps; each runs alone in a spawned process (``common.run_isolated``).
+"""The measured engine steps; each runs alone in a spawned process (``isolation.run_isolated``).
 
 Every job takes plain arguments (URLs and adapter settings) and returns a JSON-able dict, so
 the driver process never holds an engine, a store or an adapter of its own.
@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import SOURCE, SandboxControls, mirror_config
+from bench.common import SOURCE
+from bench.sandbox_process import mirror_config
+from sandboxes.testing.admin import AdminClient
 
 
 def fetch_only(base_url: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +116,7 @@ def pull_opportunities_in_one_process(
     from mirror.daemon import settle_heap
 
     logging.disable(logging.WARNING)
-    controls = SandboxControls(base_url, admin_token)
+    controls = AdminClient(base_url, admin_token)
     people = population(Path(mirror_path))
     rng = random.Random(seed)
     runs = []
@@ -232,7 +234,7 @@ def partner_queries(database: str, queries: int, scans: int, seed: int) -> dict[
         def contacts_count(partner: str) -> int:
             return mirror.as_partner(partner).count("Contact")
 
-        results = {
+        results: dict[str, Any] = {
             "partners": len(partners),
             "queries": queries,
             "first_page": latencies(first_page, picks),

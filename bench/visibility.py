@@ -30,18 +30,16 @@ from bench import jobs
 from bench.backfill import mirror_cache
 from bench.changes import edit_opportunities, population
 from bench.common import (
-    SandboxProcess,
-    adapter_settings,
     cache_dir,
-    cached_sandbox,
     copy_sqlite,
     keep_only,
     parse_sizes,
     print_table,
     remove_sqlite,
-    run_isolated,
     write_results,
 )
+from bench.isolation import run_isolated
+from bench.sandbox_process import SandboxProcess, adapter_settings, cached_sandbox
 
 ORDER = (False, True, True, False)  # without, with, with, without: no drift favours either
 
@@ -245,7 +243,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     summaries = [summarize(s) for s in sizes]
     checks = targets(summaries)
     print_results(summaries, checks)
-    payload = {"sizes": sizes, "summary": summaries, "targets": checks}
+    payload: dict[str, Any] = {"sizes": sizes, "summary": summaries, "targets": checks}
     payload["path"] = str(write_results("visibility", payload))
     return payload
 

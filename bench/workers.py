@@ -25,16 +25,9 @@ from pathlib import Path
 import psutil
 from sqlalchemy import create_engine, text
 
-from bench.common import (
-    PG_URL,
-    SandboxProcess,
-    cached_sandbox,
-    copy_sqlite,
-    machine,
-    pg_schema,
-    print_table,
-    write_results,
-)
+from bench.common import PG_URL, copy_sqlite, machine, print_table, write_results
+from bench.postgres import pg_schema
+from bench.sandbox_process import SandboxProcess, cached_sandbox
 
 OBJECTS = [
     "User",
@@ -119,7 +112,11 @@ def _records(database: str, objects: list[str]) -> int:
     try:
         with engine.connect() as conn:
             return sum(
-                int(conn.execute(text(f"SELECT COUNT(*) FROM salesforce__{name.lower()}")).scalar())
+                int(
+                    conn.execute(
+                        text(f"SELECT COUNT(*) FROM salesforce__{name.lower()}")
+                    ).scalar_one()
+                )
                 for name in objects
             )
     finally:

@@ -22,15 +22,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bench.common import (
-    SandboxProcess,
-    cached_sandbox,
-    copy_sqlite,
-    machine,
-    mirror_config,
-    print_table,
-    write_results,
-)
+from bench.common import copy_sqlite, machine, print_table, write_results
+from bench.sandbox_process import SandboxProcess, cached_sandbox, mirror_config
 from mirror import Mirror
 from mirror.store.tables import mirror_outbox
 

@@ -17,12 +17,12 @@ from bench.chaos.nemesis import Crm
 from bench.chaos.portal import Edit
 from bench.chaos.run import Options, run
 from bench.chaos.scenarios import SCENARIOS
-from bench.common import SandboxControls
 from mirror import Mirror
 from mirror.config import parse_config
 from mirror.store.tables import mirror_outbox
 from mirror.types import Write, WriteOp
 from sandboxes.salesforce.sandbox import SalesforceSandbox
+from sandboxes.testing.admin import AdminClient
 
 PG_URL = os.environ.get("PRM_MIRROR_TEST_PG_URL")
 
@@ -41,7 +41,7 @@ def test_the_checker_finds_each_kind_of_failure(tmp_path: Path) -> None:
             "store": {"database": f"sqlite:///{tmp_path / 'm.db'}"},
             "sources": {"salesforce": source},
         }
-        crm = Crm("salesforce", SandboxControls(box.base_url, box.admin_token).admin)
+        crm = Crm("salesforce", AdminClient(box.base_url, box.admin_token).admin)
         with Mirror(parse_config(raw)) as mirror:
             mirror.sync()
             partner = max(mirror.partners(), key=lambda p: p["slice"].get("Opportunity", 0))

@@ -9,7 +9,8 @@ from typing import Any
 
 from bench.chaos.checker import CHANGE_KINDS, EDIT_KINDS, RECORD_KINDS
 from bench.chaos.run import Options, run
-from bench.common import PG_URL, console, machine, pg_available, print_table, write_results
+from bench.common import PG_URL, console, machine, print_table, write_results
+from bench.postgres import pg_available
 
 CRMS = ("salesforce", "hubspot", "dynamics")
 

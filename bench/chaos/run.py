@@ -24,7 +24,9 @@ from bench.chaos.nemesis import Crm, Nemesis
 from bench.chaos.portal import Portal, Tokens
 from bench.chaos.processes import Processes
 from bench.chaos.scenarios import SCENARIOS, write_config
-from bench.common import PG_URL, SandboxProcess, pg_schema
+from bench.common import PG_URL
+from bench.postgres import pg_schema
+from bench.sandbox_process import SandboxProcess
 from mirror import Mirror
 from mirror.push.outbox import open_entry_filter
 from mirror.store.tables import mirror_outbox, mirror_runs

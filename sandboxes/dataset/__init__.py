@@ -1,2 +1,4 @@
-"""The deterministic, CRM-neutral dataset every sandbox is seeded from, streamed record by record.
+"""The deterministic, CRM-neutral dataset every sandbox is seeded from.
+
+It is streamed record by record, the same for a seed and size on every machine.
 """

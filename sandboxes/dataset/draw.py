@@ -13,7 +13,7 @@ _MASK64 = (1 << 64) - 1
 _MULTIPLIER = 6364136223846793005
 _INCREMENT = 1442695040888963407
 KINDS = ("partner", "customer", "contact", "user", "lead", "product", "opportunity", "lines",
-         "deal")  # fmt: skip
+         "deal", "prospect")  # fmt: skip
 
 
 def splitmix64(value: int) -> int:

@@ -280,14 +280,15 @@ class Dataset:
         linked = status == "approved" and opportunity_partner is not None
         partner_key = opportunity_partner if linked else None
         partner_key = partner_key or f"partner-{draw.below(self.counts.partners)}"
-        company = self._company_name(draw, 200_000 + index)
+        first, second = draw.pick(words.COMPANY_FIRST), draw.pick(words.COMPANY_SECOND)
         country, _city = draw.pick(words.PLACES)
+        company = f"{first} {self._draw('prospect', index).pick(words.PROSPECT_MIDDLE)} {second}"
         return {
             "key": f"deal_registration-{index}",
             "name": f"DR-{index:07d}",
             "partner_key": partner_key,
             "company_name": company,
-            "domain": _domain(company),
+            "domain": _prospect_domain(company, country),
             "country": country,
             "amount": float(500 * (1 + draw.below(1_000))),
             "close_date": self.anchor.date() + timedelta(days=draw.below(240) - 60),
@@ -371,6 +372,13 @@ def _utc(timestamp: int) -> datetime:
 def _domain(name: str) -> str:
     slug = "".join(char for char in name.lower() if char.isalnum())
     return f"{slug}.example.com"
+
+
+def _prospect_domain(company: str, country: str) -> str:
+    """A prospect's own web domain under its country's suffix (``acmepacificsystems.co.uk``):
+    registrations name distinct customers unless they name the same company in one country."""
+    slug = "".join(char for char in company.lower() if char.isalnum())
+    return f"{slug}.{words.COUNTRY_TLDS[country]}"
 
 
 def _phone(draw: Draw) -> str:

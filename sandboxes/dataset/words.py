@@ -12,6 +12,18 @@ COMPANY_SECOND = (
     "Systems", "Industries", "Labs", "Holdings", "Logistics", "Foods", "Energy", "Analytics",
     "Networks", "Dynamics", "Works", "Partners", "Group", "Health", "Robotics", "Media",
 )  # fmt: skip
+PROSPECT_MIDDLE = (
+    "Pacific", "Nordic", "Alpine", "Harbor", "Summit", "Meridian", "Coastal", "Granite", "Cedar",
+    "Atlas", "Beacon", "Orchid", "Falcon", "Juniper", "Keystone", "Lakeside", "Redwood", "Silver",
+    "Vantage", "Zenith",
+)  # fmt: skip
+"""The middle word of a registered prospect's name (``Acme Pacific Systems``)."""
+COUNTRY_TLDS = {
+    "United States": "com", "Canada": "ca", "United Kingdom": "co.uk", "Germany": "de",
+    "France": "fr", "Netherlands": "nl", "Spain": "es", "Japan": "co.jp", "Australia": "com.au",
+    "Brazil": "com.br", "India": "in", "Singapore": "com.sg",
+}  # fmt: skip
+"""The web domain suffix a prospect in each country of ``PLACES`` registers under."""
 PARTNER_SUFFIX = ("Solutions", "Consulting", "Integrators", "Resellers", "Channel", "Advisors")
 FIRST_NAMES = (
     "Ann", "Bob", "Carla", "Dev", "Elif", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kira", "Liam",

@@ -201,7 +201,7 @@ def _attributes(
     return odata_json({"@odata.context": _context(org, fragment), "value": items})
 
 
-def _relationships(org: DataverseOrg, request: Request, entity: Entity, segment: str):
+def _relationships(org: DataverseOrg, request: Request, entity: Entity, segment: str) -> Response:
     values = relationships(org.schema, entity, segment.startswith("ManyToOne"))
     values = filtered(values, request.args.get("$filter"), "OneToManyRelationshipMetadata")
     select = _select(request)

@@ -31,7 +31,9 @@ from sandboxes.kit.server import BadJson, read_json
 JSON_TYPE = "application/json; odata.metadata=minimal"
 
 
-def odata_json(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None):
+def odata_json(
+    payload: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     """A Web API JSON response."""
     response = Response(orjson.dumps(payload), status=status, content_type=JSON_TYPE)
     response.headers["OData-Version"] = "4.0"

@@ -4,17 +4,13 @@ Entra ID endpoints (discovery, token) are public. Every Web API request is logge
 slowed or failed by an injected fault, must carry a live Bearer token for this organisation
 (401 with ``WWW-Authenticate`` otherwise), is counted by service protection (429 with
 ``Retry-After`` when over the limit) and gets the ``x-ms-ratelimit-*`` headers. Errors are
-Dataverse's ``{"error": {"code", "message"}}``. ``POST /__sandbox/<control>`` with the admin
-token header reaches the test controls from another process; nothing else exposes them.
+Dataverse's ``{"error": {"code", "message"}}``. The admin path (``kit.admin``) reaches the
+test controls from another process; nothing else exposes them.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import time
-from collections.abc import Callable
-from datetime import date, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -25,18 +21,22 @@ from sandboxes.dynamics import api_meta as meta
 from sandboxes.dynamics import api_rows as rows
 from sandboxes.dynamics.batch import Operation, run_batch
 from sandboxes.dynamics.errors import AadError, DataverseError
-from sandboxes.dynamics.org import API_PREFIX, SUPPORTED_VERSIONS, DataverseOrg
+from sandboxes.dynamics.org import (
+    API_PREFIX,
+    SUPPORTED_VERSIONS,
+    DataverseOrg,
+    fault_error,
+    identity_error,
+)
 from sandboxes.dynamics.query import count_rows, parse_query, run_query, run_tracking
 from sandboxes.dynamics.shape import parse_prefer
+from sandboxes.kit.admin import Controls
+from sandboxes.kit.app import SandboxApp
 from sandboxes.kit.server import (
-    BadJson,
-    drop_connection,
     html_response,
     json_response,
-    read_json,
     request_target,
 )
-from sandboxes.kit.writelog import api_request
 
 log = logging.getLogger(__name__)
 URL_LIMIT = 32_768
@@ -50,51 +50,44 @@ _HTTP_SYS_PAGE = (
     '<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
     "<BODY><h2>{heading}</h2>\r\n<hr><p>{text}</p>\r\n</BODY></HTML>\r\n"
 )
-ADMIN_HEADER = "X-Sandbox-Admin"
-Controls = Callable[[str, dict[str, Any]], Any]
 
 
-class DataverseApp:
+class DataverseApp(SandboxApp):
     """The WSGI callable of one sandbox organisation and its Entra tenant."""
+
+    control_errors = (DataverseError,)
 
     def __init__(self, org: DataverseOrg, admin_token: str, controls: Controls) -> None:
         """Serve ``org``; ``controls(name, kwargs)`` runs a test control for the admin path."""
+        super().__init__(org, admin_token, controls)
         self.org = org
-        self.admin_token = admin_token
-        self.controls = controls
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        """Answer one request."""
-        request = Request(environ)
-        if request.path.startswith("/__sandbox/"):
-            return self._admin(request)(environ, start_response)
+    def refuse(self, request: Request) -> Response | None:
+        """HTTP.sys's answer to a Web API URL over its limits (``refuse_url``)."""
         if request.path.startswith(API_PREFIX):
-            refused = refuse_url(request_target(environ), URL_LIMIT)
-            if refused is not None:
-                return refused(environ, start_response)
-        with api_request():
-            response = self._answer(request)
-        if self.org.faults.take(self.org.faults.drops, request.full_path) is not None:
-            drop_connection(environ)
-        return response(environ, start_response)
+            return refuse_url(request_target(request.environ), URL_LIMIT)
+        return None
+
+    def fault_path(self, request: Request) -> str:
+        """Faults match the path with its query."""
+        return request.full_path
 
     # --- routing -------------------------------------------------------------------------
 
-    def _answer(self, request: Request) -> Response:
+    def answer(self, request: Request) -> Response:
+        """Entra ID or the Web API, after the injected delay or failure, if any."""
         org = self.org
-        org.record_call(request.method, request.full_path.rstrip("?"))
-        if org.faults.delay_seconds:
-            time.sleep(org.faults.delay_seconds)
+        self.log_call(request, request.full_path.rstrip("?"))
         if not request.path.startswith(API_PREFIX):
             fault = org.faults.take(org.faults.identity, request.full_path)
             if fault is not None:
-                error = fault.identity_error()
+                error = identity_error(fault)
                 return json_response(error.body(), error.status, error.headers)
             return self._identity(request)
         try:
             fault = org.faults.take(org.faults.failures, request.full_path)
             if fault is not None:
-                raise fault.error()
+                raise fault_error(fault)
             self._authorize(request)
             org.protection.spend()
             response = self.dispatch(request)
@@ -187,7 +180,7 @@ class DataverseApp:
                 method=operation.method,
                 path=path,
                 query_string=query_string,
-                headers=operation.headers,
+                headers=list(operation.headers.items()),
                 data=operation.body,
                 base_url=self.org.base_url or "http://127.0.0.1",
             ).get_request()
@@ -213,20 +206,6 @@ class DataverseApp:
             {"WWW-Authenticate": f"Bearer authorization_uri=https://login.microsoftonline.com/"
              f"{tenant}/oauth2/authorize, resource_id=https://{request.host}/"},
         )  # fmt: skip
-
-    # --- admin path ----------------------------------------------------------------------
-
-    def _admin(self, request: Request) -> Response:
-        supplied = request.headers.get(ADMIN_HEADER, "")
-        if not hmac.compare_digest(supplied.encode(), self.admin_token.encode()):
-            return json_response({"error": "forbidden"}, 403)
-        name = request.path.removeprefix("/__sandbox/").strip("/")
-        try:
-            kwargs = read_json(request) if request.get_data() else {}
-            result = self.controls(name, kwargs)
-        except (KeyError, ValueError, TypeError, DataverseError, BadJson) as error:
-            return json_response({"error": type(error).__name__, "message": str(error)}, 400)
-        return json_response({"result": _jsonable(result)})
 
 
 def refuse_url(url: str, limit: int) -> Response | None:
@@ -256,13 +235,3 @@ def _split_key(segment: str) -> tuple[str, str | None]:
 def _not_allowed(method: str, what: str) -> DataverseError:
     message = f"The HTTP method '{method}' is not allowed on {what}."
     return DataverseError(405, "0x80060888", message)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    return value

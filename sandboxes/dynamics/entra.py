@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import cast
 from urllib.parse import urlsplit
 
 import jwt
@@ -218,7 +219,9 @@ class EntraTenant:
                 401, "invalid_client", 700027,
                 "Client assertion contains an invalid signature. The key was not found.",
             )  # fmt: skip
-        public_key = x509.load_pem_x509_certificate(self.certificate_pem.encode()).public_key()
+        certificate = x509.load_pem_x509_certificate(self.certificate_pem.encode())
+        # the registered certificate is the sandbox's own, made by generate_certificate (RSA)
+        public_key = cast(rsa.RSAPublicKey, certificate.public_key())
         try:
             claims = jwt.decode(
                 assertion, public_key, algorithms=["RS256", "PS256"],

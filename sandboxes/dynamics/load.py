@@ -17,8 +17,9 @@ from itertools import islice
 from typing import Any
 
 from sandboxes.dataset.generate import Dataset, Record
-from sandboxes.dynamics.schema import INDUSTRIES, INTEGRATION_USER_ID, TIERS, Entity
+from sandboxes.dynamics.schema import INTEGRATION_USER_ID, Entity
 from sandboxes.dynamics.store import DataverseStore
+from sandboxes.dynamics.tables import INDUSTRIES, TIERS
 from sandboxes.dynamics.values import epoch
 
 CHUNK = 5_000

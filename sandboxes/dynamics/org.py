@@ -19,7 +19,9 @@ from sandboxes.dynamics.errors import REQUESTS_LIMIT, AadError, DataverseError, 
 from sandboxes.dynamics.records import Records
 from sandboxes.dynamics.schema import DataverseSchema
 from sandboxes.dynamics.store import DataverseStore
-from sandboxes.salesforce.clock import SandboxClock
+from sandboxes.kit.calllog import CallLog
+from sandboxes.kit.clock import SandboxClock
+from sandboxes.kit.faults import Fault, Faults
 
 API_PREFIX = "/api/data/v"
 SUPPORTED_VERSIONS = ("9.0", "9.1", "9.2")
@@ -28,51 +30,27 @@ EXECUTION_BUDGET_MS = 1_200_000
 NOTIONAL_REQUEST_MS = 20
 
 
-@dataclass
-class Fault:
-    """An injected failure for the next ``count`` requests whose path contains ``path``."""
+def fault_error(fault: Fault) -> DataverseError:
+    """The Web API's error answer of an injected fault."""
+    return DataverseError(fault.status, fault.code, fault.message, fault.headers())
 
-    count: int
-    path_contains: str | None = None
-    status: int = 503
-    code: str = ""
-    message: str = "Service Unavailable"
-    retry_after: int | None = None
 
-    def error(self) -> DataverseError:
-        """The error answer of this fault."""
-        return DataverseError(self.status, self.code, self.message, self.headers())
-
-    def identity_error(self) -> AadError:
-        """The answer of this fault at an Entra ID endpoint (AADSTS90033: a transient error)."""
-        error = self.code or "temporarily_unavailable"
-        return AadError(self.status, error, 90033, self.message, self.headers())
-
-    def headers(self) -> dict[str, str]:
-        """The fault's extra headers (``Retry-After``)."""
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+def identity_error(fault: Fault) -> AadError:
+    """The answer of an injected fault at an Entra ID endpoint (AADSTS90033: a transient
+    error)."""
+    error = fault.code or "temporarily_unavailable"
+    return AadError(fault.status, error, 90033, fault.message, fault.headers())
 
 
 @dataclass
-class Faults:
-    """Injected failures, dropped responses and added latency."""
+class DataverseFaults(Faults):
+    """The injected faults, with a queue of its own for the Entra ID endpoints."""
 
-    failures: list[Fault] = field(default_factory=list)
     identity: list[Fault] = field(default_factory=list)
-    drops: list[Fault] = field(default_factory=list)
-    delay_seconds: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self, queue: list[Fault], path: str) -> Fault | None:
-        """Consume one use of the first fault in ``queue`` matching ``path``."""
-        with self.lock:
-            for fault in queue:
-                if fault.path_contains is None or fault.path_contains in path:
-                    fault.count -= 1
-                    if fault.count <= 0:
-                        queue.remove(fault)
-                    return fault
-        return None
+    def queues(self) -> list[list[Fault]]:
+        """Web API failures, Entra ID failures and dropped answers."""
+        return [self.failures, self.identity, self.drops]
 
 
 class ServiceProtection:
@@ -114,13 +92,12 @@ class DataverseOrg:
     store: DataverseStore
     clock: SandboxClock
     tenant: EntraTenant
-    faults: Faults = field(default_factory=Faults)
+    faults: DataverseFaults = field(default_factory=DataverseFaults)
     protection: ServiceProtection = field(default_factory=ServiceProtection)
     expire_change_tracking_days: int = 7
     delta_floor: int = 0
     base_url: str = ""
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    calls_lock: threading.Lock = field(default_factory=threading.Lock)
+    calls: CallLog = field(default_factory=CallLog)
 
     @property
     def schema(self) -> DataverseSchema:
@@ -131,8 +108,3 @@ class DataverseOrg:
     def records(self) -> Records:
         """Row operations on the store."""
         return Records(self.store, self.clock)
-
-    def record_call(self, method: str, path: str) -> None:
-        """Log one organisation-facing request."""
-        with self.calls_lock:
-            self.calls.append((method, path))

@@ -22,8 +22,8 @@ from sandboxes.dynamics.odata import query_error
 from sandboxes.dynamics.schema import INTEGRATION_USER_ID, Attribute, Entity
 from sandboxes.dynamics.store import DataverseStore
 from sandboxes.dynamics.values import format_datetime, normalize_guid, python_value, stored_value
+from sandboxes.kit.clock import SandboxClock
 from sandboxes.kit.writelog import log_write
-from sandboxes.salesforce.clock import SandboxClock
 
 _BIND_TARGET = re.compile(r"^(?:.*/)?(?P<set>[A-Za-z_][A-Za-z0-9_]*)\((?P<key>[^)]+)\)$")
 

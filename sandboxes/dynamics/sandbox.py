@@ -20,9 +20,8 @@ Example::
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,12 @@ from sandboxes.dynamics.app import DataverseApp
 from sandboxes.dynamics.entra import EntraTenant, generate_certificate, thumbprints
 from sandboxes.dynamics.errors import REQUESTS_LIMIT, THROTTLE_MESSAGES
 from sandboxes.dynamics.load import DataverseLoader, record_guid
-from sandboxes.dynamics.org import DataverseOrg, Fault, ServiceProtection
+from sandboxes.dynamics.org import DataverseOrg, ServiceProtection
 from sandboxes.dynamics.schema import Attribute, DataverseSchema, Entity
 from sandboxes.dynamics.store import DataverseStore, quote
 from sandboxes.dynamics.values import epoch, normalize_guid
-from sandboxes.kit.lifecycle import SandboxLifecycle
-from sandboxes.kit.server import SandboxServer
-from sandboxes.kit.writelog import read_log
-from sandboxes.salesforce.clock import SandboxClock
+from sandboxes.kit.controls import ClockControls, CommonControls
+from sandboxes.kit.faults import Fault
 
 _CONTROLS = (
     "now", "advance_clock", "freeze_clock", "thaw_clock",
@@ -51,17 +48,18 @@ _CONTROLS = (
     "call_count", "issue_token", "add_column", "add_columns", "write_log", "dump",
     "clear_faults",
 )  # fmt: skip
-_PROPERTIES = ("calls", "tenant_id", "client_id", "client_secret", "certificate_thumbprint")
-_DATETIME_ARGUMENTS = {"set_clock": "dt", "set_modstamp": "when"}
 UNTRACKED_BY_DEFAULT = ("systemuser",)
 
 
-class DynamicsSandbox(SandboxLifecycle):
+class DynamicsSandbox(ClockControls, CommonControls):
     """A Dynamics 365 organisation on 127.0.0.1, backed by one SQLite file (module docstring)."""
 
     tenant_id = "3f1c6a52-8c1d-4b9e-9a0f-5d2e7b4c1a90"
     client_id = "7b3e9d2a-1c4f-4e8b-b6a5-2f9d0c8e1a37"
     client_secret = "dv8Q~sandbox.client-secret_1234567890"
+    controls = _CONTROLS
+    properties = ("calls", "tenant_id", "client_id", "client_secret", "certificate_thumbprint")
+    datetime_arguments = {"set_clock": "dt", "set_modstamp": "when"}
 
     def __init__(
         self,
@@ -79,15 +77,8 @@ class DynamicsSandbox(SandboxLifecycle):
         ``anchor`` is the instant the dataset's timestamps lead up to (default: today 00:00
         UTC); ``token_lifetime`` the seconds an access token lives on the sandbox clock.
         """
-        self.db_path = Path(db_path)
-        self.seed = seed
-        self.size = size
-        self.anchor = anchor
-        self.admin_token = admin_token or secrets.token_urlsafe(24)
+        self._configure(db_path, seed, size, port, anchor, admin_token)
         self.token_lifetime = token_lifetime
-        self._requested_port = port
-        self._server: SandboxServer | None = None
-        self._state: DataverseOrg | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -100,21 +91,12 @@ class DynamicsSandbox(SandboxLifecycle):
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         schema = DataverseSchema.default()
         store = DataverseStore(self.db_path, schema)
-        if store.get_meta("generated") is None:
-            dataset = Dataset(self.seed, self.size, self.anchor)
-            DataverseLoader(store, dataset).load()
-            store.set_meta("anchor", dataset.anchor.isoformat())
-            store.set_meta("certificate", orjson.dumps(generate_certificate("prm-mirror")).decode())
-            store.set_meta("untracked", orjson.dumps(UNTRACKED_BY_DEFAULT).decode())
-            store.set_meta("generated", f"seed={self.seed} size={self.size}")
+        self._seed_once(store, lambda dataset: _load(store, dataset))
         for name in orjson.loads(store.get_meta("untracked") or "[]"):
             schema.set_change_tracking(name, False)
         for table, column in orjson.loads(store.get_meta("added_columns") or "[]"):
             schema.add_attribute(table, _attribute(column))
-        anchor = datetime.fromisoformat(store.get_meta("anchor") or datetime.now(UTC).isoformat())
-        clock = SandboxClock.from_state(store.get_meta("clock"))
-        if clock.now() < anchor:
-            clock = SandboxClock(floor=anchor)
+        clock = self._resumed_clock(store)
         certificate, _key = orjson.loads(store.get_meta("certificate") or "[]")
         tenant = EntraTenant(
             self.tenant_id, self.client_id, self.client_secret, certificate, clock.now,
@@ -175,40 +157,6 @@ class DynamicsSandbox(SandboxLifecycle):
         target.chmod(0o600)
         return target
 
-    # -- admin path --------------------------------------------------------------------------
-
-    def _control(self, name: str, kwargs: dict[str, Any]) -> Any:
-        if name in _PROPERTIES:
-            return getattr(self, name)
-        if name not in _CONTROLS:
-            raise KeyError(f"no sandbox control named {name!r}")
-        argument = _DATETIME_ARGUMENTS.get(name)
-        if argument and isinstance(kwargs.get(argument), str):
-            kwargs[argument] = datetime.fromisoformat(kwargs[argument])
-        return getattr(self, name)(**kwargs)
-
-    # -- clock -------------------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        """The sandbox clock (UTC, whole seconds)."""
-        return self.org.clock.now()
-
-    def advance_clock(self, seconds: float) -> datetime:
-        """Move the sandbox clock forward (tokens and delta tokens age with it)."""
-        return self.org.clock.advance(seconds)
-
-    def set_clock(self, dt: datetime) -> datetime:
-        """Set the sandbox clock (never backwards)."""
-        return self.org.clock.set(dt)
-
-    def freeze_clock(self) -> datetime:
-        """Stop the sandbox clock (only ``advance_clock`` and ``set_clock`` move it then)."""
-        return self.org.clock.freeze()
-
-    def thaw_clock(self) -> datetime:
-        """Let a frozen sandbox clock run on with the wall clock."""
-        return self.org.clock.thaw()
-
     # -- records -----------------------------------------------------------------------------
 
     def _entity(self, table: str) -> Entity:
@@ -268,11 +216,6 @@ class DynamicsSandbox(SandboxLifecycle):
         return {
             row[entity.primary_id]: self.org.records.as_python(entity, dict(row)) for row in rows
         }
-
-    def write_log(self, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
-        """Committed record writes after sequence ``after`` (``sandboxes.kit.writelog``)."""
-        with self.org.store.lock:
-            return read_log(self.org.store.conn, after, limit)
 
     def count(self, table: str) -> int:
         """How many rows a table holds."""
@@ -350,9 +293,9 @@ class DynamicsSandbox(SandboxLifecycle):
         retry_after: int | None = None,
     ) -> None:
         """The next ``count`` Web API requests (whose path contains ``path_contains``) fail."""
+        faults = self.org.faults
         fault = Fault(count, path_contains, status, code, message, retry_after)
-        with self.org.faults.lock:
-            self.org.faults.failures.append(fault)
+        faults.add(faults.failures, fault)
 
     def fail_identity_next(
         self,
@@ -365,9 +308,10 @@ class DynamicsSandbox(SandboxLifecycle):
     ) -> None:
         """The next ``count`` Entra ID requests (the token endpoint unless ``path_contains``
         says otherwise) fail with an AAD error answer."""
-        fault = Fault(count, path_contains, status, error, message, retry_after)
-        with self.org.faults.lock:
-            self.org.faults.identity.append(fault)
+        faults = self.org.faults
+        faults.add(
+            faults.identity, Fault(count, path_contains, status, error, message, retry_after)
+        )
 
     def throttle(
         self,
@@ -384,39 +328,16 @@ class DynamicsSandbox(SandboxLifecycle):
         """Service protection: at most ``requests`` Web API requests per sliding window."""
         self.org.protection = ServiceProtection(requests, window_seconds)
 
-    def drop_next_response(self, count: int = 1, path_contains: str | None = None) -> None:
-        """The next ``count`` matching requests are processed, then the connection dropped."""
-        with self.org.faults.lock:
-            self.org.faults.drops.append(Fault(count, path_contains))
-
     def slow_down(self, delay_seconds: float) -> None:
         """Add latency to every request."""
         self.org.faults.delay_seconds = delay_seconds
 
-    def clear_faults(self) -> None:
-        """Forget every injected failure and dropped response and remove the added latency."""
-        with self.org.faults.lock:
-            self.org.faults.failures.clear()
-            self.org.faults.identity.clear()
-            self.org.faults.drops.clear()
-        self.org.faults.delay_seconds = 0.0
 
-    # -- call log ----------------------------------------------------------------------------
-
-    @property
-    def calls(self) -> list[tuple[str, str]]:
-        """``(method, path?query)`` of every request, Entra ID and Web API, in order."""
-        with self.org.calls_lock:
-            return list(self.org.calls)
-
-    def reset_calls(self) -> None:
-        """Forget the call log."""
-        with self.org.calls_lock:
-            self.org.calls.clear()
-
-    def call_count(self, path_contains: str | None = None) -> int:
-        """How many requests there were (whose path contains ``path_contains``)."""
-        return sum(1 for _, path in self.calls if path_contains is None or path_contains in path)
+def _load(store: DataverseStore, dataset: Dataset) -> None:
+    """Load a new dataset with the organisation's certificate and its untracked tables."""
+    DataverseLoader(store, dataset).load()
+    store.set_meta("certificate", orjson.dumps(generate_certificate("prm-mirror")).decode())
+    store.set_meta("untracked", orjson.dumps(UNTRACKED_BY_DEFAULT).decode())
 
 
 def _attribute(column: dict[str, Any]) -> Attribute:

@@ -35,7 +35,9 @@ def parse_prefer(headers: Iterable[str]) -> dict[str, str | None]:
 
 
 def _split_outside_quotes(text: str) -> list[str]:
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted

@@ -1,24 +1,21 @@
 """The Dataverse sandbox's SQLite storage: one table per Dataverse table plus its own tables.
 
-One connection serialised by a re-entrant lock (exactness over concurrency). Every write takes
+On ``kit.store.SqliteStore`` (one connection, exactness over concurrency). Every write takes
 the next value of one organisation-wide row-version counter, as Dataverse's ``versionnumber``
 does; change tracking reads rows and the ``sandbox_deleted`` tombstones by that version.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sandboxes.dynamics.schema import Attribute, DataverseSchema, Entity
+from sandboxes.kit.store import SqliteStore, quote
 from sandboxes.kit.writelog import create_table
 
 _SIDE_TABLES = """
-CREATE TABLE IF NOT EXISTS sandbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sandbox_version (id INTEGER PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO sandbox_version (id, value) VALUES (1, 1000);
 CREATE TABLE IF NOT EXISTS sandbox_deleted (
@@ -27,7 +24,7 @@ CREATE TABLE IF NOT EXISTS sandbox_deleted (
 """
 
 
-class _Row(dict):  # type: ignore[type-arg]
+class _Row(dict[str, Any]):
     """A row that reads by column name and by position."""
 
     def __init__(self, names: list[str], values: tuple[Any, ...]) -> None:
@@ -38,11 +35,6 @@ class _Row(dict):  # type: ignore[type-arg]
         if isinstance(key, int):
             return self._values[key]
         return super().__getitem__(key)
-
-
-def quote(identifier: str) -> str:
-    """An SQL identifier in double quotes."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def sql_type(attribute: Attribute) -> str:
@@ -56,25 +48,16 @@ def sql_type(attribute: Attribute) -> str:
     return "TEXT"
 
 
-class DataverseStore:
+class DataverseStore(SqliteStore):
     """SQLite storage of every table and of the sandbox's own state."""
+
+    pragmas = ("journal_mode=WAL", "synchronous=NORMAL")
 
     def __init__(self, path: str | Path, schema: DataverseSchema) -> None:
         """Open (or create) the database at ``path`` for ``schema``."""
-        self.path = Path(path)
         self.schema = schema
-        self.lock = threading.RLock()
-        self._depth = 0
-        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(_SIDE_TABLES)
+        super().__init__(path, _SIDE_TABLES)
         create_table(self.conn)
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self.lock:
-            self.conn.close()
 
     def create_tables(self) -> None:
         """Create every table (without indexes: see ``create_indexes``)."""
@@ -108,29 +91,6 @@ class DataverseStore:
                     name = quote(f"ix_{entity.name}_{column}")
                     conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({quote(column)})")
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Hold the lock and a write transaction; nested calls join the outer one."""
-        with self.lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield self.conn
-                finally:
-                    self._depth -= 1
-                return
-            self.conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
-                self.conn.execute("COMMIT")
-            finally:
-                self._depth = 0
-
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[_Row]:
         """All rows of a read; each reads by column name and by position."""
         with self.lock:
@@ -138,27 +98,7 @@ class DataverseStore:
             names = [d[0] for d in cursor.description or ()]
             return [_Row(names, row) for row in cursor.fetchall()]
 
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first column of the first row of a read, or ``None``."""
-        with self.lock:
-            row = self.conn.execute(sql, params).fetchone()
-            return None if row is None else row[0]
-
-    # --- meta and versions ---------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        """A stored meta value."""
-        value = self.scalar("SELECT value FROM sandbox_meta WHERE key = ?", (key,))
-        return None if value is None else str(value)
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Store a meta value."""
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO sandbox_meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+    # --- versions ------------------------------------------------------------------------
 
     def next_version(self) -> int:
         """The next organisation-wide row version (inside the caller's transaction)."""
@@ -195,7 +135,9 @@ class DataverseStore:
         """Insert one row."""
         self.insert_many(entity, list(row), [tuple(row.values())])
 
-    def insert_many(self, entity: Entity, columns: list[str], rows: Iterable[tuple[Any, ...]]):
+    def insert_many(
+        self, entity: Entity, columns: list[str], rows: Iterable[tuple[Any, ...]]
+    ) -> int:
         """Insert rows of ``columns`` values; returns how many."""
         names = ", ".join(quote(c) for c in columns)
         marks = ", ".join("?" for _ in columns)
@@ -211,7 +153,9 @@ class DataverseStore:
         with self.transaction() as conn:
             conn.execute(sql, (*values.values(), record_id))
 
-    def delete(self, entity: Entity, record_id: str, tombstone_version: int | None, when: int):
+    def delete(
+        self, entity: Entity, record_id: str, tombstone_version: int | None, when: int
+    ) -> None:
         """Delete one row, leaving a change-tracking tombstone unless the version is ``None``."""
         with self.transaction() as conn:
             conn.execute(

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Request, Response
 from sandboxes.hubspot.api_objects import bool_param
 from sandboxes.hubspot.errors import HsError, not_found, validation
 from sandboxes.hubspot.portal import Portal
-from sandboxes.hubspot.schema import property_from_json
+from sandboxes.hubspot.properties import property_from_json
 from sandboxes.kit.server import json_response, read_json
 
 PROPERTY_TYPES = frozenset({"string", "number", "date", "datetime", "enumeration", "bool"})

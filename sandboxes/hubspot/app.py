@@ -3,17 +3,14 @@
 Every CRM-facing request is logged, may be slowed or failed by an injected fault, must carry the
 portal's private-app token as a Bearer token (401 ``INVALID_AUTHENTICATION`` otherwise) and is
 counted against the rate limits (429 once over one). Errors are HubSpot's JSON bodies.
-``POST /__sandbox/<control>`` with the admin header reaches the test controls from another
-process; nothing else exposes them.
+The admin path (``kit.admin``) reaches the test controls from another process; nothing else
+exposes them.
 """
 
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Callable, Iterable
-from datetime import date, datetime
-from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -25,17 +22,15 @@ from sandboxes.hubspot import api_objects as objects
 from sandboxes.hubspot.api_search import search
 from sandboxes.hubspot.errors import HsError, unauthorized
 from sandboxes.hubspot.portal import Portal
+from sandboxes.kit.admin import Controls
+from sandboxes.kit.app import SandboxApp
 from sandboxes.kit.server import (
     BadJson,
-    drop_connection,
     html_response,
     json_response,
-    read_json,
     request_target,
 )
-from sandboxes.kit.writelog import api_request
 
-ADMIN_HEADER = "X-Sandbox-Admin"
 URL_LIMIT = 16_384
 """Bytes of request target (path and query) the sandbox takes. HubSpot documents no URL
 limit; integrators report 414 URI Too Long from about 16 KB of URL (see docs/hubspot.md)."""
@@ -83,40 +78,31 @@ def _rules() -> Iterable[Rule]:
         yield Rule(path, endpoint=endpoint, methods=methods)
 
 
-class HubSpotApp:
+class HubSpotApp(SandboxApp):
     """The WSGI callable of one sandbox portal."""
 
-    def __init__(
-        self, portal: Portal, admin_token: str, controls: Callable[[str, dict[str, Any]], Any]
-    ) -> None:
+    control_errors = (HsError,)
+
+    def __init__(self, portal: Portal, admin_token: str, controls: Controls) -> None:
         """Serve ``portal``; ``controls(name, kwargs)`` runs a test control for the admin path."""
+        super().__init__(portal, admin_token, controls)
         self.portal = portal
-        self.admin_token = admin_token
-        self.controls = controls
         self.url_map = Map(list(_rules()), strict_slashes=False)
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        """Answer one request."""
-        request = Request(environ)
-        if request.path.startswith("/__sandbox/"):
-            return self._admin(request)(environ, start_response)
-        if len(request_target(environ).encode()) > URL_LIMIT:
-            return html_response(TOO_LONG_PAGE, 414)(environ, start_response)
-        with api_request():
-            response = self._answer(request)
-        if self.portal.faults.take(self.portal.faults.drops, request.path) is not None:
-            drop_connection(environ)
-        return response(environ, start_response)
+    def refuse(self, request: Request) -> Response | None:
+        """The front end's 414 for a request target over ``URL_LIMIT`` bytes."""
+        if len(request_target(request.environ).encode()) > URL_LIMIT:
+            return html_response(TOO_LONG_PAGE, 414)
+        return None
 
-    def _answer(self, request: Request) -> Response:
+    def answer(self, request: Request) -> Response:
+        """Log, delay or fail the request as injected, else authorise, count and route it."""
         portal = self.portal
-        portal.record_call(request.method, request.path)
-        if portal.faults.delay_seconds:
-            time.sleep(portal.faults.delay_seconds)
+        self.log_call(request, request.path)
         try:
             fault = portal.faults.take(portal.faults.failures, request.path)
             if fault is not None:
-                raise HsError(fault.status, fault.category, fault.message)
+                raise HsError(fault.status, fault.code, fault.message)
             endpoint, args = self.url_map.bind_to_environ(request.environ).match()
             self._authorize(request)
             headers = portal.limits.admit(request.path.endswith("/search"), portal.clock.now_ms())
@@ -143,25 +129,3 @@ class HubSpotApp:
         )
         if not valid:
             raise unauthorized()
-
-    def _admin(self, request: Request) -> Response:
-        supplied = request.headers.get(ADMIN_HEADER, "")
-        if not hmac.compare_digest(supplied.encode(), self.admin_token.encode()):
-            return json_response({"error": "forbidden"}, 403)
-        name = request.path.removeprefix("/__sandbox/").strip("/")
-        try:
-            kwargs = read_json(request) if request.get_data() else {}
-            result = self.controls(name, kwargs)
-        except (KeyError, ValueError, TypeError, HsError, BadJson) as error:
-            return json_response({"error": type(error).__name__, "message": str(error)}, 400)
-        return json_response({"result": _jsonable(result)})
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    return value

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sandboxes.dataset.generate import Dataset, Record, key_index
+from sandboxes.hubspot.derived import derive
 from sandboxes.hubspot.records import Records
 from sandboxes.hubspot.schema import ObjectType
 from sandboxes.hubspot.values import canonical, to_ms
@@ -122,7 +123,7 @@ class PortalLoader:
             text = canonical(object_type.properties[name], value)
             if text is not None:
                 props[name] = text
-        row = {
+        row: dict[str, Any] = {
             "id": record_id,
             "props": props,
             "created_ms": to_ms(record["created"]),
@@ -131,7 +132,7 @@ class PortalLoader:
             "archived_ms": None,
             "merged_into": None,
         }
-        self.records._derive(object_type, row)
+        derive(object_type, row)
         return (type_name, record_id, row["props"], row["created_ms"], row["modified_ms"])
 
     # -- shapes -----------------------------------------------------------------------------

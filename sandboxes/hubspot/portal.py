@@ -7,14 +7,15 @@ the private-app token, the rate limiter, injected faults, the search cap and the
 from __future__ import annotations
 
 import secrets
-import threading
-from dataclasses import dataclass, field
 
 from sandboxes.hubspot.limits import RateLimiter
 from sandboxes.hubspot.records import Records
 from sandboxes.hubspot.schema import PortalSchema
 from sandboxes.hubspot.search import DEFAULT_CAP
-from sandboxes.hubspot.store import HubSpotClock, Store
+from sandboxes.hubspot.store import Store
+from sandboxes.kit.calllog import CallLog
+from sandboxes.kit.clock import MillisecondClock
+from sandboxes.kit.faults import Faults
 
 
 def new_token() -> str:
@@ -23,46 +24,10 @@ def new_token() -> str:
     return f"pat-na1-{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
 
 
-@dataclass
-class Fault:
-    """An injected failure for the next ``remaining`` requests whose path matches."""
-
-    remaining: int
-    path_contains: str | None = None
-    status: int = 503
-    category: str = ""
-    message: str = "Service Unavailable"
-
-    def matches(self, path: str) -> bool:
-        """Whether this fault applies to a request for ``path``."""
-        return self.remaining > 0 and (self.path_contains is None or self.path_contains in path)
-
-
-@dataclass
-class Faults:
-    """Injected failures, dropped answers and added latency."""
-
-    failures: list[Fault] = field(default_factory=list)
-    drops: list[Fault] = field(default_factory=list)
-    delay_seconds: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def take(self, kind: list[Fault], path: str) -> Fault | None:
-        """Consume one use of the first matching fault of ``kind``."""
-        with self.lock:
-            for fault in kind:
-                if fault.matches(path):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        kind.remove(fault)
-                    return fault
-        return None
-
-
 class Portal:
     """Everything one sandbox portal is made of."""
 
-    def __init__(self, store: Store, schema: PortalSchema, clock: HubSpotClock, token: str):
+    def __init__(self, store: Store, schema: PortalSchema, clock: MillisecondClock, token: str):
         """Assemble the portal around its storage, schema, clock and access token."""
         self.store = store
         self.schema = schema
@@ -72,11 +37,5 @@ class Portal:
         self.limits = RateLimiter()
         self.faults = Faults()
         self.search_cap = DEFAULT_CAP
-        self.calls: list[tuple[str, str]] = []
-        self.calls_lock = threading.Lock()
+        self.calls = CallLog()
         self.base_url = ""
-
-    def record_call(self, method: str, path: str) -> None:
-        """Log a CRM-facing request."""
-        with self.calls_lock:
-            self.calls.append((method, path))

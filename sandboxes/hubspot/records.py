@@ -13,128 +13,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sandboxes.hubspot.errors import HsError, invalid_values, not_found, validation
-from sandboxes.hubspot.history import CALCULATED, CRM_USER, INTEGRATION, History, Source
-from sandboxes.hubspot.schema import (
-    CLOSED_STAGES,
-    DEAL_STAGES,
-    AssociationType,
-    ObjectType,
-    PortalSchema,
-)
-from sandboxes.hubspot.store import HubSpotClock, Store
-from sandboxes.hubspot.values import InvalidValue, canonical, ms_to_iso
-from sandboxes.kit.writelog import create_table, log_write
+from sandboxes.hubspot.derived import derive
+from sandboxes.hubspot.errors import HsError, not_found, validation
+from sandboxes.hubspot.history import CRM_USER, INTEGRATION, Source
+from sandboxes.hubspot.record_base import RecordBase, as_id
+from sandboxes.hubspot.schema import AssociationType, ObjectType
 
 RECYCLE_BIN_DAYS = 90
-_PROBABILITY = {stage: probability for stage, _label, probability in DEAL_STAGES}
 
 
-class Records:
+class Records(RecordBase):
     """The record operations of one portal over its store, schema and clock."""
-
-    def __init__(self, store: Store, schema: PortalSchema, clock: HubSpotClock) -> None:
-        """Operate on ``store`` with ``schema``'s types, stamping with ``clock``."""
-        self.store = store
-        self.schema = schema
-        self.clock = clock
-        self.history = History(store)
-        with store.lock:
-            create_table(store.conn)
-
-    def object_type(self, name: str) -> ObjectType:
-        """The object type called ``name`` (any alias); 400 when there is none."""
-        found = self.schema.object_type(name)
-        if found is None:
-            raise validation(f"Unable to infer object type from: {name}")
-        return found
-
-    # -- reading ------------------------------------------------------------------------
-
-    def live(self, object_type: ObjectType, record_id: Any) -> dict[str, Any] | None:
-        """A live record, or ``None``."""
-        row = self.store.fetch(object_type.name, _as_id(record_id))
-        if row is None or row["archived"] or row["merged_into"]:
-            return None
-        return row
-
-    def resolve(
-        self, object_type: ObjectType, record_id: Any, archived: bool = False
-    ) -> dict[str, Any] | None:
-        """The record an id names: a merged-away id leads to its survivor; an archived one
-        only when ``archived`` is asked for (and only then)."""
-        row = self.store.fetch(object_type.name, _as_id(record_id))
-        for _ in range(10):
-            if row is None or not row["merged_into"]:
-                break
-            row = self.store.fetch(object_type.name, row["merged_into"])
-        if row is None or row["archived"] != archived:
-            return None
-        return row
-
-    def require(self, object_type: ObjectType, record_id: Any) -> dict[str, Any]:
-        """A live record; 404 when it is missing or archived."""
-        row = self.live(object_type, record_id)
-        if row is None:
-            raise not_found()
-        return row
-
-    # -- property values ----------------------------------------------------------------
-
-    def checked(
-        self, object_type: ObjectType, values: Mapping[str, Any], *, system: bool = False
-    ) -> dict[str, str | None]:
-        """Canonical strings for ``values``; every invalid one reported in one 400."""
-        problems: list[InvalidValue] = []
-        result: dict[str, str | None] = {}
-        for name, value in values.items():
-            prop = object_type.property(name)
-            if prop is None:
-                problems.append(
-                    InvalidValue(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist')
-                )
-                continue
-            if not prop.writable and not system:
-                problems.append(
-                    InvalidValue(
-                        name,
-                        "READ_ONLY_VALUE",
-                        f'"{name}" is a read only property; its value cannot be set.',
-                    )
-                )
-                continue
-            try:
-                result[name] = canonical(prop, value)
-            except InvalidValue as problem:
-                problems.append(problem)
-        if problems:
-            raise invalid_values(problems)
-        return result
-
-    def _check_unique(
-        self, object_type: ObjectType, values: Mapping[str, str | None], record_id: int | None
-    ) -> None:
-        for prop in object_type.unique_properties:
-            value = values.get(prop)
-            if not value:
-                continue
-            owner = self.store.unique_owner(object_type.name, prop, value)
-            if owner is not None and owner != record_id:
-                if object_type.name == "contacts" and prop == "email":
-                    message = f"Contact already exists. Existing ID: {owner}"
-                else:
-                    message = (
-                        f"A {object_type.singular.lower()} with {prop} {value!r} already exists. "
-                        f"Existing ID: {owner}"
-                    )
-                raise HsError(409, "CONFLICT", message)
-
-    def _store_unique(self, object_type: ObjectType, row: dict[str, Any]) -> None:
-        names = object_type.unique_properties
-        if names:
-            self.store.set_unique(
-                object_type.name, row["id"], {n: row["props"].get(n) for n in names}
-            )
 
     # -- writes -------------------------------------------------------------------------
 
@@ -173,7 +62,7 @@ class Records:
             for record_id, values in zip(ids, checked, strict=True):
                 props = {k: v for k, v in values.items() if v is not None}
                 row = _new_row(record_id, props, moment)
-                self._derive(object_type, row)
+                derive(object_type, row)
                 self.store.write(object_type.name, row)
                 self._store_unique(object_type, row)
                 self.history.record(object_type.name, record_id, props, moment, _source(system))
@@ -199,34 +88,13 @@ class Records:
             self._log("update", object_type, row["id"], checked, row["modified_ms"])
         return row
 
-    def _apply(
-        self,
-        object_type: ObjectType,
-        row: dict[str, Any],
-        changes: Mapping[str, str | None],
-        stamp: int | None = None,
-        source: Source = CALCULATED,
-    ) -> dict[str, Any]:
-        for name, value in changes.items():
-            if value is None:
-                row["props"].pop(name, None)
-            else:
-                row["props"][name] = value
-        row["modified_ms"] = stamp if stamp is not None else self.clock.stamp()
-        self._derive(object_type, row)
-        with self.store.transaction():
-            self.store.write(object_type.name, row)
-            self._store_unique(object_type, row)
-            self.history.record(object_type.name, row["id"], changes, row["modified_ms"], source)
-        return row
-
     def touch(self, object_type: ObjectType, ids: Iterable[Any], stamp: int) -> None:
         """Put live records on the last-modified value ``stamp``, changing nothing else."""
         with self.store.transaction():
             for record_id in ids:
                 row = self.require(object_type, record_id)
                 row["modified_ms"] = stamp
-                self._derive(object_type, row)
+                derive(object_type, row)
                 self.store.write(object_type.name, row)
                 self._log("touch", object_type, row["id"], {}, stamp)
 
@@ -245,7 +113,7 @@ class Records:
 
     def restore(self, object_type: ObjectType, record_id: Any) -> dict[str, Any]:
         """Bring an archived record back (its last-modified value moves on)."""
-        row = self.store.fetch(object_type.name, _as_id(record_id))
+        row = self.store.fetch(object_type.name, as_id(record_id))
         if row is None or not row["archived"]:
             raise not_found()
         self._check_unique(object_type, row["props"], row["id"])
@@ -258,8 +126,8 @@ class Records:
     def purge(self, object_type: ObjectType, record_id: Any) -> None:
         """Delete a record for good (a GDPR delete, or the recycle bin emptied)."""
         with self.store.transaction():
-            self.store.purge(object_type.name, _as_id(record_id))
-            self.history.forget(object_type.name, _as_id(record_id))
+            self.store.purge(object_type.name, as_id(record_id))
+            self.history.forget(object_type.name, as_id(record_id))
             self._log("hard_delete", object_type, record_id, {}, self.clock.now_ms())
 
     def merge(
@@ -358,7 +226,7 @@ class Records:
         types: Sequence[AssociationType] | None = None,
     ) -> None:
         """Remove associations between two records: only ``types``, or all of them."""
-        source, target = _as_id(from_id), _as_id(to_id)
+        source, target = as_id(from_id), as_id(to_id)
         current = {
             type_id
             for other, type_id in self.store.associations_of(from_type.name, source, to_type.name)
@@ -382,60 +250,6 @@ class Records:
             if contact is not None:
                 self._apply(from_type, contact, {"associatedcompanyid": None})
 
-    # -- derived values and JSON --------------------------------------------------------
-
-    def _log(
-        self, op: str, object_type: ObjectType, record_id: Any, fields: Mapping[str, Any], ms: int
-    ) -> None:
-        log_write(self.store.conn, op, object_type.name, record_id, fields, ms_to_iso(ms))
-
-    def _derive(self, object_type: ObjectType, row: dict[str, Any]) -> None:
-        props = row["props"]
-        props["hs_object_id"] = str(row["id"])
-        props[object_type.created_property] = ms_to_iso(row["created_ms"])
-        props[object_type.modified_property] = ms_to_iso(row["modified_ms"])
-        if object_type.name == "deals":
-            stage = props.get("dealstage")
-            if stage:
-                props["hs_is_closed"] = _bool(stage in CLOSED_STAGES)
-                props["hs_is_closed_won"] = _bool(stage == "closedwon")
-                props["hs_deal_stage_probability"] = _PROBABILITY.get(stage, "0")
-            amount = props.get("amount")
-            if amount and stage:
-                forecast = float(amount) * float(_PROBABILITY.get(stage, "0"))
-                props["hs_forecast_amount"] = (
-                    canonical(object_type.properties["amount"], forecast) or "0"
-                )
-        elif object_type.name == "line_items":
-            quantity, price = props.get("quantity"), props.get("price")
-            if quantity and price:
-                total = round(float(quantity) * float(price), 2)
-                props["amount"] = canonical(object_type.properties["amount"], total) or "0"
-
-    def to_json(
-        self,
-        object_type: ObjectType,
-        row: Mapping[str, Any],
-        properties: Sequence[str] | None = None,
-    ) -> dict[str, Any]:
-        """A record as a ``SimplePublicObject``: requested properties (``null`` when unset;
-        unknown names left out) or the type's defaults."""
-        props = row["props"]
-        names = properties if properties else object_type.default_properties
-        shown = {n: props.get(n) for n in names if object_type.property(n) is not None}
-        if not properties:
-            shown = {n: v for n, v in shown.items() if v is not None}
-        body: dict[str, Any] = {
-            "id": str(row["id"]),
-            "properties": shown,
-            "createdAt": ms_to_iso(row["created_ms"]),
-            "updatedAt": ms_to_iso(row["modified_ms"]),
-            "archived": bool(row["archived"]),
-        }
-        if row["archived"]:
-            body["archivedAt"] = ms_to_iso(row["archived_ms"])
-        return body
-
 
 def _new_row(record_id: int, props: dict[str, str], moment: int) -> dict[str, Any]:
     return {
@@ -452,14 +266,3 @@ def _new_row(record_id: int, props: dict[str, str], moment: int) -> dict[str, An
 def _source(system: bool) -> Source:
     """Test controls write as a person in the CRM, API calls as the portal's private app."""
     return CRM_USER if system else INTEGRATION
-
-
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _as_id(value: Any) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise not_found() from None

@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,14 +32,15 @@ import orjson
 from sandboxes.dataset.generate import Dataset
 from sandboxes.hubspot.app import HubSpotApp
 from sandboxes.hubspot.load import PortalLoader
-from sandboxes.hubspot.portal import Fault, Portal, new_token
-from sandboxes.hubspot.schema import PARTNER_LABEL, PortalSchema, property_from_json
+from sandboxes.hubspot.portal import Portal, new_token
+from sandboxes.hubspot.properties import property_from_json
+from sandboxes.hubspot.schema import PARTNER_LABEL, PortalSchema
 from sandboxes.hubspot.search import contains_token
-from sandboxes.hubspot.store import LIVE, HubSpotClock, Store
+from sandboxes.hubspot.store import LIVE, Store
 from sandboxes.hubspot.values import ms_to_iso, to_ms, to_python
-from sandboxes.kit.lifecycle import SandboxLifecycle
-from sandboxes.kit.server import SandboxServer
-from sandboxes.kit.writelog import read_log
+from sandboxes.kit.clock import MillisecondClock
+from sandboxes.kit.controls import CommonControls
+from sandboxes.kit.faults import Fault
 
 _CONTROLS = (
     "now", "advance_clock", "freeze_clock", "thaw_clock",
@@ -50,13 +50,15 @@ _CONTROLS = (
     "set_search_cap", "add_property", "corrupt", "rotate_token", "reset_calls", "call_count",
     "write_log", "dump", "clear_faults",
 )  # fmt: skip
-_PROPERTIES = ("calls", "access_token", "rate_limited")
 
 
-class HubSpotSandbox(SandboxLifecycle):
+class HubSpotSandbox(CommonControls):
     """A HubSpot portal on 127.0.0.1, backed by one SQLite file; see the module docstring."""
 
     portal_id = 48151623
+    controls = _CONTROLS
+    properties = ("calls", "access_token", "rate_limited")
+    datetime_arguments = {"set_modstamp": "when"}
 
     def __init__(
         self,
@@ -74,15 +76,8 @@ class HubSpotSandbox(SandboxLifecycle):
         ``anchor`` is the instant the dataset's timestamps lead up to (default: today 00:00
         UTC); ``access_token`` fixes the private-app token (default: kept in the file).
         """
-        self.db_path = Path(db_path)
-        self.seed = seed
-        self.size = size
-        self.anchor = anchor
-        self.admin_token = admin_token or secrets.token_urlsafe(24)
+        self._configure(db_path, seed, size, port, anchor, admin_token)
         self._fixed_token = access_token
-        self._requested_port = port
-        self._server: SandboxServer | None = None
-        self._state: Portal | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -100,14 +95,14 @@ class HubSpotSandbox(SandboxLifecycle):
             schema.add_property(type_name, property_from_json(body))
         token = self._fixed_token or store.get_meta("token") or new_token()
         store.set_meta("token", token)
-        if store.get_meta("generated") is None:
-            dataset = Dataset(self.seed, self.size, self.anchor)
-            portal = Portal(store, schema, HubSpotClock(), token)
-            PortalLoader(portal.records, dataset).load()
-            store.set_meta("anchor", dataset.anchor.isoformat())
-            store.set_meta("generated", f"seed={self.seed} size={self.size}")
-        anchor = datetime.fromisoformat(store.get_meta("anchor") or datetime.now(UTC).isoformat())
-        clock = HubSpotClock.from_state(store.get_meta("clock"), to_ms(anchor))
+
+        def load(dataset: Dataset) -> None:
+            loading = Portal(store, schema, MillisecondClock(), token)
+            PortalLoader(loading.records, dataset).load()
+
+        self._seed_once(store, load)
+        anchor = self._stored_anchor(store)
+        clock = MillisecondClock.from_state(store.get_meta("clock"), to_ms(anchor))
         return Portal(store, schema, clock, token)
 
     def _app(self) -> HubSpotApp:
@@ -126,15 +121,6 @@ class HubSpotSandbox(SandboxLifecycle):
         self.portal.token = new_token()
         self.portal.store.set_meta("token", self.portal.token)
         return self.portal.token
-
-    def _control(self, name: str, kwargs: dict[str, Any]) -> Any:
-        if name in _PROPERTIES:
-            return getattr(self, name)
-        if name not in _CONTROLS:
-            raise KeyError(f"no sandbox control named {name!r}")
-        if name == "set_modstamp" and isinstance(kwargs.get("when"), str):
-            kwargs["when"] = datetime.fromisoformat(kwargs["when"])
-        return getattr(self, name)(**kwargs)
 
     # -- clock -------------------------------------------------------------------------------
 
@@ -237,11 +223,6 @@ class HubSpotSandbox(SandboxLifecycle):
             dumped[str(record_id)] = values
         return dumped
 
-    def write_log(self, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
-        """Committed record writes after sequence ``after`` (``sandboxes.kit.writelog``)."""
-        with self.portal.store.lock:
-            return read_log(self.portal.store.conn, after, limit)
-
     def corrupt(self, object_type: str, record_id: str, name: str, raw_value: str) -> None:
         """Store a raw property string that may not fit its type; it is served as is."""
         kind = self._type(object_type)
@@ -340,26 +321,12 @@ class HubSpotSandbox(SandboxLifecycle):
         message: str = "Service Unavailable",
     ) -> None:
         """The next ``count`` matching requests fail with ``status`` and a HubSpot error body."""
-        with self.portal.faults.lock:
-            self.portal.faults.failures.append(
-                Fault(count, path_contains, status, category, message)
-            )
-
-    def drop_next_response(self, count: int = 1, path_contains: str | None = None) -> None:
-        """The next ``count`` matching requests are processed, then the connection is dropped."""
-        with self.portal.faults.lock:
-            self.portal.faults.drops.append(Fault(count, path_contains))
+        faults = self.portal.faults
+        faults.add(faults.failures, Fault(count, path_contains, status, category, message))
 
     def throttle(self, delay_seconds: float) -> None:
         """Add latency to every request."""
         self.portal.faults.delay_seconds = delay_seconds
-
-    def clear_faults(self) -> None:
-        """Forget every injected failure and dropped response and remove the added latency."""
-        with self.portal.faults.lock:
-            self.portal.faults.failures.clear()
-            self.portal.faults.drops.clear()
-        self.portal.faults.delay_seconds = 0.0
 
     def set_rate_limits(
         self,
@@ -392,22 +359,3 @@ class HubSpotSandbox(SandboxLifecycle):
     def set_search_cap(self, cap: int) -> None:
         """How many results one search may page through (HubSpot: 10,000)."""
         self.portal.search_cap = cap
-
-    @property
-    def calls(self) -> list[tuple[str, str]]:
-        """``(method, path)`` of every CRM-facing request, in order."""
-        with self.portal.calls_lock:
-            return list(self.portal.calls)
-
-    def reset_calls(self) -> None:
-        """Forget the call log."""
-        with self.portal.calls_lock:
-            self.portal.calls.clear()
-
-    def call_count(self, path_contains: str | None = None, method: str | None = None) -> int:
-        """How many CRM-facing requests there were (matching path part and method)."""
-        return sum(
-            1
-            for verb, path in self.calls
-            if (path_contains is None or path_contains in path) and (method in (None, verb))
-        )

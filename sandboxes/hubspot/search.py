@@ -19,7 +19,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from sandboxes.hubspot.errors import HsError, validation
-from sandboxes.hubspot.schema import ObjectType, PropertyDef
+from sandboxes.hubspot.properties import PropertyDef
+from sandboxes.hubspot.schema import ObjectType
 from sandboxes.hubspot.store import LIVE
 from sandboxes.hubspot.values import parse_instant
 

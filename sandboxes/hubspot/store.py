@@ -1,27 +1,21 @@
-"""The HubSpot sandbox's SQLite storage and clock.
+"""The HubSpot sandbox's SQLite storage.
 
 One table holds every CRM record of every object type: its id, its properties as a JSON object
 of HubSpot's strings, and the columns search and paging need indexed (created and modified
 instants in epoch milliseconds, archived state, the survivor a merged record went into).
 Associations are stored once per direction, unique property values in a side table. One
-connection serialised by a re-entrant lock: exactness over concurrency.
-
-The clock counts epoch milliseconds from the wall clock plus a movable offset, and every write
-takes a fresh stamp strictly after the last one, so two separate changes never share a
-last-modified value (records written by one batch call do share it, as in HubSpot).
+connection (``kit.store.SqliteStore``): exactness over concurrency.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from sandboxes.kit.store import SqliteStore
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS hs_objects (
@@ -36,7 +30,6 @@ CREATE TABLE IF NOT EXISTS hs_associations (
 CREATE TABLE IF NOT EXISTS hs_unique (
     type TEXT NOT NULL, property TEXT NOT NULL, value TEXT NOT NULL, id INTEGER NOT NULL,
     PRIMARY KEY (type, property, value)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS hs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS hs_sequences (type TEXT PRIMARY KEY, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS hs_added_properties (
     type TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (type, name));
@@ -49,142 +42,21 @@ CREATE INDEX IF NOT EXISTS hs_associations_to ON hs_associations (to_type, to_id
 LIVE = "archived = 0 AND merged_into IS NULL"
 
 
-class HubSpotClock:
-    """Epoch milliseconds: wall clock plus an offset, with strictly increasing stamps."""
-
-    def __init__(self, offset_ms: int = 0, last_ms: int = 0) -> None:
-        """Start at wall time plus ``offset_ms``, never at or before ``last_ms``."""
-        self._lock = threading.Lock()
-        self._offset = offset_ms
-        self._last = last_ms
-        self._frozen_at: int | None = None
-
-    def _wall(self) -> int:
-        if self._frozen_at is not None:
-            return self._frozen_at
-        return int(time.time() * 1000) + self._offset
-
-    def now_ms(self) -> int:
-        """The current reading (not earlier than any stamp handed out)."""
-        with self._lock:
-            return max(self._wall(), self._last)
-
-    def stamp(self) -> int:
-        """A fresh stamp for a change, later than every earlier one."""
-        with self._lock:
-            self._last = max(self._wall(), self._last + 1)
-            return self._last
-
-    def advance(self, seconds: float) -> int:
-        """Move the clock forward by ``seconds``; returns the new reading."""
-        if seconds < 0:
-            raise ValueError("the sandbox clock never goes backwards")
-        with self._lock:
-            self._offset += int(seconds * 1000)
-            if self._frozen_at is not None:
-                self._frozen_at += int(seconds * 1000)
-        return self.now_ms()
-
-    def freeze(self) -> int:
-        """Stop the clock at its current reading (``advance`` still moves it; each change
-        still gets a stamp of its own, a millisecond after the last one)."""
-        with self._lock:
-            self._frozen_at = max(self._wall(), self._last)
-            return self._frozen_at
-
-    def thaw(self) -> int:
-        """Let a frozen clock follow the wall clock again, on from its current reading."""
-        with self._lock:
-            if self._frozen_at is not None:
-                self._offset = self._frozen_at - int(time.time() * 1000)
-                self._frozen_at = None
-        return self.now_ms()
-
-    def state(self) -> str:
-        """``"<offset> <last>"`` to persist (a frozen clock is saved as running on)."""
-        with self._lock:
-            offset = self._offset
-            if self._frozen_at is not None:
-                offset = self._frozen_at - int(time.time() * 1000)
-            return f"{offset} {self._last}"
-
-    @classmethod
-    def from_state(cls, state: str | None, floor_ms: int = 0) -> HubSpotClock:
-        """A clock resumed from :meth:`state`, never before ``floor_ms``."""
-        if not state:
-            return cls(0, floor_ms)
-        offset, last = (int(part) for part in state.split())
-        return cls(offset, max(last, floor_ms))
-
-
-class Store:
+class Store(SqliteStore):
     """SQLite storage of the portal's records, associations and unique values."""
+
+    meta_table = "hs_meta"
 
     def __init__(self, path: str | Path) -> None:
         """Open (or create) the database at ``path``."""
-        self.path = Path(path)
-        self.lock = threading.RLock()
-        self._depth = 0
-        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA temp_store=MEMORY")
-        self.conn.executescript(_TABLES)
+        super().__init__(path, _TABLES)
 
     def build_indexes(self) -> None:
         """Create the indexes (after a bulk load)."""
         with self.lock:
             self.conn.executescript(_INDEXES)
 
-    def close(self) -> None:
-        """Close the connection."""
-        with self.lock:
-            self.conn.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Hold the lock and one write transaction; nested calls join the outer one."""
-        with self.lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield self.conn
-                finally:
-                    self._depth -= 1
-                return
-            self._depth = 1
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
-                self.conn.execute("COMMIT")
-            finally:
-                self._depth = 0
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row | tuple[Any, ...]]:
-        """Every row of a read query."""
-        with self.lock:
-            return self.conn.execute(sql, params).fetchall()
-
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first column of the first row (``None`` when there is none)."""
-        with self.lock:
-            row = self.conn.execute(sql, params).fetchone()
-        return row[0] if row else None
-
-    # -- meta and sequences -------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        """A stored meta value."""
-        return self.scalar("SELECT value FROM hs_meta WHERE key = ?", (key,))
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Store a meta value."""
-        with self.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO hs_meta (key, value) VALUES (?, ?)", (key, value))
+    # -- sequences ----------------------------------------------------------------------
 
     def next_ids(self, object_type: str, base: int, count: int = 1) -> list[int]:
         """``count`` fresh ids of an object type (its sequence starts above ``base``)."""

@@ -13,7 +13,7 @@ import math
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sandboxes.hubspot.schema import PropertyDef
+from sandboxes.hubspot.properties import PropertyDef
 
 MS_PER_DAY = 86_400_000
 ID_PROPERTIES = frozenset({"hs_object_id", "associatedcompanyid", "hs_product_id"})

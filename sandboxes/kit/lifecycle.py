@@ -1,17 +1,23 @@
 """What every sandbox does alike: open its state on first use, serve it, stop and save it.
 
-A sandbox subclass provides ``_open()`` (its org or portal: an object with ``store``,
-``clock`` and a writable ``base_url``), ``_app()`` (its WSGI app) and, when its answers should
-carry its own clock in ``Date``, ``_date_clock()``.
+A sandbox subclass calls ``_configure`` from its constructor and provides ``_open()`` (its org or
+portal: an object with ``store``, ``clock`` and a writable ``base_url``; ``_seed_once`` and
+``_resumed_clock`` do what every sandbox does on opening its file), ``_app()`` (its WSGI app)
+and, when its answers should carry its own clock in ``Date``, ``_date_clock()``.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Self
 
+from sandboxes.dataset.generate import Dataset
+from sandboxes.kit.clock import SandboxClock
 from sandboxes.kit.server import SandboxServer, WsgiApp
+from sandboxes.kit.store import SqliteStore
 
 
 class SandboxLifecycle:
@@ -20,6 +26,50 @@ class SandboxLifecycle:
     _requested_port: int = 0
     _server: SandboxServer | None = None
     _state: Any = None
+    db_path: Path
+    seed: int
+    size: str | int
+    anchor: datetime | None
+    admin_token: str
+
+    def _configure(
+        self,
+        db_path: str | Path,
+        seed: int,
+        size: str | int,
+        port: int,
+        anchor: datetime | None,
+        admin_token: str | None,
+    ) -> None:
+        """Keep the constructor's arguments; a random admin token unless one is given."""
+        self.db_path = Path(db_path)
+        self.seed = seed
+        self.size = size
+        self.anchor = anchor
+        self.admin_token = admin_token or secrets.token_urlsafe(24)
+        self._requested_port = port
+        self._server = None
+        self._state = None
+
+    def _seed_once(self, store: SqliteStore, load: Callable[[Dataset], object]) -> None:
+        """Generate the dataset and ``load`` it into ``store``, unless the file holds one."""
+        if store.get_meta("generated") is None:
+            dataset = Dataset(self.seed, self.size, self.anchor)
+            load(dataset)
+            store.set_meta("anchor", dataset.anchor.isoformat())
+            store.set_meta("generated", f"seed={self.seed} size={self.size}")
+
+    @staticmethod
+    def _stored_anchor(store: SqliteStore) -> datetime:
+        """The instant the stored dataset's timestamps lead up to."""
+        return datetime.fromisoformat(store.get_meta("anchor") or datetime.now(UTC).isoformat())
+
+    def _resumed_clock(self, store: SqliteStore) -> SandboxClock:
+        """The saved whole-second clock, never before the dataset's anchor."""
+        clock = SandboxClock.from_state(store.get_meta("clock"))
+        if clock.now() < self._stored_anchor(store):
+            clock = SandboxClock(floor=self._stored_anchor(store))
+        return clock
 
     def _open(self) -> Any:
         raise NotImplementedError

@@ -102,7 +102,7 @@ def _inner_request(org: Org, outer: Request, sub: Mapping[str, Any]) -> Request:
         method=sub["method"],
         path=parts.path,
         query_string=parts.query,
-        headers=headers,
+        headers=list(headers.items()),
         base_url=org.base_url or "http://127.0.0.1",
     ).get_request()
 

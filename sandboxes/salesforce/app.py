@@ -3,33 +3,29 @@
 Every CRM-facing request is logged, may be slowed or failed by an injected fault, must carry a
 valid Bearer token (except the login endpoints), spends one request of the daily budget (403
 REQUEST_LIMIT_EXCEEDED once it is gone) and gets ``Sforce-Limit-Info`` on its answer. Errors
-are Salesforce's JSON arrays. ``POST /__sandbox/<control>`` with the admin token header reaches
-the test controls from another process; nothing else exposes them.
+are Salesforce's JSON arrays. The admin path (``kit.admin``) reaches the test controls from another
+process; nothing else exposes them.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import time
 from collections.abc import Callable, Iterable
-from datetime import date, datetime
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, Map, Rule, ValidationError
 from werkzeug.wrappers import Request, Response
 
+from sandboxes.kit.admin import Controls
+from sandboxes.kit.app import SandboxApp
 from sandboxes.kit.server import (
     BadJson,
-    drop_connection,
     html_response,
     json_response,
-    read_json,
     request_head_bytes,
     request_target,
 )
-from sandboxes.kit.writelog import api_request
 from sandboxes.salesforce import api_auth as auth
 from sandboxes.salesforce import api_bulk as bulk
 from sandboxes.salesforce import api_composite as composite
@@ -46,7 +42,6 @@ MIN_VERSION, MAX_VERSION = 50, 62
 REQUEST_HEAD_LIMIT = 16_384
 """Bytes Salesforce takes for a request's URI, and for its URI and headers together: a longer
 URI is refused with 414, longer URI and headers with 431 (Help article 000386264)."""
-ADMIN_HEADER = "X-Sandbox-Admin"
 _SEASONS = ("Winter", "Spring", "Summer")
 
 
@@ -150,43 +145,34 @@ def _rules() -> Iterable[Rule]:
         yield Rule(path, endpoint=endpoint, methods=methods)
 
 
-class SalesforceApp:
+class SalesforceApp(SandboxApp):
     """The WSGI callable of one sandbox org."""
 
-    def __init__(
-        self, org: Org, admin_token: str, controls: Callable[[str, dict[str, Any]], Any]
-    ) -> None:
+    control_errors = (SfError,)
+
+    def __init__(self, org: Org, admin_token: str, controls: Controls) -> None:
         """Serve ``org``; ``controls(name, kwargs)`` runs a test control for the admin path."""
+        super().__init__(org, admin_token, controls)
         self.org = org
-        self.admin_token = admin_token
-        self.controls = controls
         self.url_map = Map(
             list(_rules()), strict_slashes=False, converters={"version": VersionConverter}
         )
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        """Answer one request."""
-        request = Request(environ)
-        if request.path.startswith("/__sandbox/"):
-            return self._admin(request)(environ, start_response)
-        refused = refuse_oversized(environ)
-        if refused is not None:
-            return refused(environ, start_response)
-        with api_request():
-            response = self._answer(request)
-        if self.org.faults.take(self.org.faults.drops, request.path) is not None:
-            drop_connection(environ)
-        response.headers["Sforce-Limit-Info"] = self.org.budget.header()
-        return response(environ, start_response)
+    def refuse(self, request: Request) -> Response | None:
+        """Jetty's answer to an oversized request (``refuse_oversized``)."""
+        return refuse_oversized(request.environ)
 
-    def _answer(self, request: Request) -> Response:
+    def finish(self, response: Response) -> None:
+        """Every answer carries ``Sforce-Limit-Info``."""
+        response.headers["Sforce-Limit-Info"] = self.org.budget.header()
+
+    def answer(self, request: Request) -> Response:
+        """Log, delay or fail the request as injected, else route it."""
         org = self.org
-        org.record_call(request.method, request.path)
-        if org.faults.delay_seconds:
-            time.sleep(org.faults.delay_seconds)
+        self.log_call(request, request.path)
         fault = org.faults.take(org.faults.failures, request.path)
         if fault is not None:
-            return json_response(SfError(fault.status, fault.error_code, fault.message).body(),
+            return json_response(SfError(fault.status, fault.code, fault.message).body(),
                                  fault.status)  # fmt: skip
         return self._route(request, authorize=True)
 
@@ -195,7 +181,8 @@ class SalesforceApp:
         A composite subrequest is routed without ``authorize``: its call was checked once."""
         org = self.org
         try:
-            endpoint, args = self.url_map.bind_to_environ(request.environ).match()
+            endpoint, matched = self.url_map.bind_to_environ(request.environ).match()
+            args = dict(matched)
             if authorize and endpoint not in PUBLIC_ENDPOINTS:
                 self._authorize(request)
             if endpoint is composite_request.composite:
@@ -228,18 +215,6 @@ class SalesforceApp:
         if not self.org.budget.spend(self.org.clock.now().date()):
             raise SfError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
 
-    def _admin(self, request: Request) -> Response:
-        supplied = request.headers.get(ADMIN_HEADER, "")
-        if not hmac.compare_digest(supplied.encode(), self.admin_token.encode()):
-            return json_response({"error": "forbidden"}, 403)
-        name = request.path.removeprefix("/__sandbox/").strip("/")
-        try:
-            kwargs = read_json(request) if request.get_data() else {}
-            result = self.controls(name, kwargs)
-        except (KeyError, ValueError, TypeError, SfError, BadJson) as error:
-            return json_response({"error": type(error).__name__, "message": str(error)}, 400)
-        return json_response({"result": _jsonable(result)})
-
 
 def refuse_oversized(environ: dict[str, Any]) -> Response | None:
     """The front end's answer to a request whose URI, or URI and headers, are over 16,384
@@ -250,13 +225,3 @@ def refuse_oversized(environ: dict[str, Any]) -> Response | None:
         body = "<h1>Bad Message 431</h1><pre>reason: Request Header Fields Too Large</pre>"
         return html_response(body, 431)
     return None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    return value

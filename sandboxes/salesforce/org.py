@@ -11,7 +11,9 @@ import threading
 from dataclasses import dataclass, field
 from datetime import date
 
-from sandboxes.salesforce.clock import SandboxClock
+from sandboxes.kit.calllog import CallLog
+from sandboxes.kit.clock import SandboxClock
+from sandboxes.kit.faults import Faults
 from sandboxes.salesforce.query import Snapshots
 from sandboxes.salesforce.records import Records
 from sandboxes.salesforce.schema import SalesforceSchema
@@ -60,42 +62,6 @@ class Sessions:
 
 
 @dataclass
-class Fault:
-    """An injected fault: applies to the next ``remaining`` requests whose path matches."""
-
-    remaining: int
-    path_contains: str | None = None
-    status: int = 503
-    error_code: str = "SERVER_UNAVAILABLE"
-    message: str = "Server temporarily unavailable, please try again later."
-
-    def matches(self, path: str) -> bool:
-        """Whether this fault applies to a request for ``path``."""
-        return self.remaining > 0 and (self.path_contains is None or self.path_contains in path)
-
-
-@dataclass
-class Faults:
-    """Injected failures, dropped responses and added latency."""
-
-    failures: list[Fault] = field(default_factory=list)
-    drops: list[Fault] = field(default_factory=list)
-    delay_seconds: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def take(self, kind: list[Fault], path: str) -> Fault | None:
-        """Consume one use of the first matching fault of ``kind``."""
-        with self.lock:
-            for fault in kind:
-                if fault.matches(path):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        kind.remove(fault)
-                    return fault
-        return None
-
-
-@dataclass
 class ApiBudget:
     """The daily API request allowance, counted per sandbox-clock UTC day."""
 
@@ -141,11 +107,5 @@ class Org:
         self.budget = ApiBudget()
         self.faults = Faults()
         self.deleted_window_days = DEFAULT_DELETED_WINDOW_DAYS
-        self.calls: list[tuple[str, str]] = []
-        self.calls_lock = threading.Lock()
+        self.calls = CallLog()
         self.base_url = ""
-
-    def record_call(self, method: str, path: str) -> None:
-        """Log a CRM-facing request."""
-        with self.calls_lock:
-            self.calls.append((method, path))

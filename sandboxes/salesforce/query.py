@@ -17,15 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from sandboxes.salesforce.schema import SalesforceSchema
-from sandboxes.salesforce.soql import (
+from sandboxes.salesforce.soql import compile_query, parse
+from sandboxes.salesforce.soql_nodes import (
     Comparison,
     CompiledQuery,
     FieldPath,
     OutputColumn,
     Query,
     Value,
-    compile_query,
-    parse,
 )
 from sandboxes.salesforce.store import Store
 from sandboxes.salesforce.values import to_wire
@@ -206,6 +205,8 @@ class RecordRenderer:
         for index, column in enumerate(plan.columns):
             container: dict[str, Any] | None = record
             for depth, name in enumerate(column.path[:-1]):
+                if container is None:
+                    break
                 prefix = column.path[: depth + 1]
                 if name not in container:
                     parent_id = row[plan.id_index[(*prefix, "Id")]]
@@ -215,8 +216,6 @@ class RecordRenderer:
                         else {"attributes": self._attributes(self.targets[prefix], parent_id)}
                     )
                 container = container[name]
-                if container is None:
-                    break
             if container is not None:
                 container[column.path[-1]] = to_wire(column.soql_type, row[index])
         return record

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from sandboxes.kit.clock import SandboxClock
 from sandboxes.kit.writelog import create_table, log_write
-from sandboxes.salesforce.clock import SandboxClock
 from sandboxes.salesforce.derive import derive
 from sandboxes.salesforce.errors import SfError, bad_request, entity_deleted, not_found
 from sandboxes.salesforce.ids import make_id, normalize_id

@@ -18,22 +18,18 @@ Example::
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sandboxes.dataset.generate import Dataset
-from sandboxes.kit.lifecycle import SandboxLifecycle
-from sandboxes.kit.server import SandboxServer
-from sandboxes.kit.writelog import read_log
+from sandboxes.kit.controls import ClockControls, CommonControls
+from sandboxes.kit.faults import Fault
 from sandboxes.salesforce.app import SalesforceApp
-from sandboxes.salesforce.clock import SandboxClock
 from sandboxes.salesforce.fields import make_field
 from sandboxes.salesforce.ids import normalize_id
 from sandboxes.salesforce.load import DatasetLoader
-from sandboxes.salesforce.org import Credentials, Fault, Org
+from sandboxes.salesforce.org import Credentials, Org
 from sandboxes.salesforce.schema import SalesforceSchema
 from sandboxes.salesforce.store import Store, quote
 from sandboxes.salesforce.values import to_python
@@ -46,11 +42,9 @@ _CONTROLS = (
     "set_deleted_window", "reset_calls", "call_count", "issue_session", "write_log", "dump",
     "clear_faults",
 )  # fmt: skip
-_PROPERTIES = ("api_usage", "calls")
-_DATETIME_ARGUMENTS = {"set_clock": "dt", "set_modstamp": "when"}
 
 
-class SalesforceSandbox(SandboxLifecycle):
+class SalesforceSandbox(ClockControls, CommonControls):
     """A Salesforce org on 127.0.0.1, backed by one SQLite file; see the module docstring."""
 
     username = Credentials.username
@@ -59,6 +53,9 @@ class SalesforceSandbox(SandboxLifecycle):
     consumer_key = Credentials.consumer_key
     consumer_secret = Credentials.consumer_secret
     org_id = "00DKj0000000001EAA"
+    controls = _CONTROLS
+    properties = ("api_usage", "calls")
+    datetime_arguments = {"set_clock": "dt", "set_modstamp": "when"}
 
     def __init__(
         self,
@@ -77,18 +74,11 @@ class SalesforceSandbox(SandboxLifecycle):
         UTC); ``credentials`` may override ``username``, ``password``, ``security_token``,
         ``consumer_key`` and ``consumer_secret``.
         """
-        self.db_path = Path(db_path)
-        self.seed = seed
-        self.size = size
-        self.anchor = anchor
-        self.admin_token = admin_token or secrets.token_urlsafe(24)
+        self._configure(db_path, seed, size, port, anchor, admin_token)
         defaults = Credentials()
         self.credentials = Credentials(**{**defaults.__dict__, **credentials})
         for name, value in self.credentials.__dict__.items():
             setattr(self, name, value)
-        self._requested_port = port
-        self._server: SandboxServer | None = None
-        self._state: Org | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -101,16 +91,8 @@ class SalesforceSandbox(SandboxLifecycle):
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         schema = SalesforceSchema()
         store = Store(self.db_path, schema)
-        if store.get_meta("generated") is None:
-            dataset = Dataset(self.seed, self.size, self.anchor)
-            DatasetLoader(store, dataset).load()
-            store.set_meta("anchor", dataset.anchor.isoformat())
-            store.set_meta("generated", f"seed={self.seed} size={self.size}")
-        anchor = datetime.fromisoformat(store.get_meta("anchor") or datetime.now(UTC).isoformat())
-        clock = SandboxClock.from_state(store.get_meta("clock"))
-        if clock.now() < anchor:
-            clock = SandboxClock(floor=anchor)
-        return Org(store, schema, clock, self.credentials)
+        self._seed_once(store, lambda dataset: DatasetLoader(store, dataset).load())
+        return Org(store, schema, self._resumed_clock(store), self.credentials)
 
     def _app(self) -> SalesforceApp:
         return SalesforceApp(self.org, self.admin_token, self._control)
@@ -121,40 +103,6 @@ class SalesforceSandbox(SandboxLifecycle):
     def issue_session(self) -> str:
         """A valid access token, as if the integration user had logged in."""
         return self.org.sessions.issue()
-
-    # -- admin path --------------------------------------------------------------------------
-
-    def _control(self, name: str, kwargs: dict[str, Any]) -> Any:
-        if name in _PROPERTIES:
-            return getattr(self, name)
-        if name not in _CONTROLS:
-            raise KeyError(f"no sandbox control named {name!r}")
-        argument = _DATETIME_ARGUMENTS.get(name)
-        if argument and isinstance(kwargs.get(argument), str):
-            kwargs[argument] = datetime.fromisoformat(kwargs[argument])
-        return getattr(self, name)(**kwargs)
-
-    # -- clock -------------------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        """The sandbox clock (UTC, whole seconds)."""
-        return self.org.clock.now()
-
-    def advance_clock(self, seconds: float) -> datetime:
-        """Move the sandbox clock forward."""
-        return self.org.clock.advance(seconds)
-
-    def set_clock(self, dt: datetime) -> datetime:
-        """Set the sandbox clock (never backwards)."""
-        return self.org.clock.set(dt)
-
-    def freeze_clock(self) -> datetime:
-        """Stop the sandbox clock (only ``advance_clock`` and ``set_clock`` move it then)."""
-        return self.org.clock.freeze()
-
-    def thaw_clock(self) -> datetime:
-        """Let a frozen sandbox clock run on with the wall clock."""
-        return self.org.clock.thaw()
 
     # -- records -----------------------------------------------------------------------------
 
@@ -233,11 +181,6 @@ class SalesforceSandbox(SandboxLifecycle):
             for row in rows
         }
 
-    def write_log(self, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
-        """Committed record writes after sequence ``after`` (``sandboxes.kit.writelog``)."""
-        with self.org.store.lock:
-            return read_log(self.org.store.conn, after, limit)
-
     def corrupt(self, sobject: str, record_id: str, field: str, raw_value: Any) -> None:
         """Store a raw value that may be invalid for the field's type; it is served as is."""
         records = self.org.records
@@ -274,14 +217,8 @@ class SalesforceSandbox(SandboxLifecycle):
         path_contains: str | None = None,
     ) -> None:
         """The next ``count`` matching requests fail with this status and error."""
-        fault = Fault(count, path_contains, status, error_code, message)
-        with self.org.faults.lock:
-            self.org.faults.failures.append(fault)
-
-    def drop_next_response(self, count: int = 1, path_contains: str | None = None) -> None:
-        """The next ``count`` matching requests are processed, then the connection is dropped."""
-        with self.org.faults.lock:
-            self.org.faults.drops.append(Fault(count, path_contains))
+        faults = self.org.faults
+        faults.add(faults.failures, Fault(count, path_contains, status, error_code, message))
 
     def throttle(self, delay_seconds: float) -> None:
         """Add latency to every request."""
@@ -290,10 +227,7 @@ class SalesforceSandbox(SandboxLifecycle):
     def clear_faults(self) -> None:
         """Forget every injected failure and dropped response, remove the added latency and
         release every locked record."""
-        with self.org.faults.lock:
-            self.org.faults.failures.clear()
-            self.org.faults.drops.clear()
-        self.org.faults.delay_seconds = 0.0
+        super().clear_faults()
         self.unlock_rows()
 
     def set_daily_limit(self, limit: int) -> None:
@@ -316,20 +250,3 @@ class SalesforceSandbox(SandboxLifecycle):
     def set_deleted_window(self, days: int) -> None:
         """How far back getDeleted reaches (default 15 days)."""
         self.org.deleted_window_days = days
-
-    # -- call log ----------------------------------------------------------------------------
-
-    @property
-    def calls(self) -> list[tuple[str, str]]:
-        """``(method, path)`` of every CRM-facing request, in order."""
-        with self.org.calls_lock:
-            return list(self.org.calls)
-
-    def reset_calls(self) -> None:
-        """Forget the call log."""
-        with self.org.calls_lock:
-            self.org.calls.clear()
-
-    def call_count(self, path_contains: str | None = None) -> int:
-        """How many CRM-facing requests there were (whose path contains ``path_contains``)."""
-        return sum(1 for _, path in self.calls if path_contains is None or path_contains in path)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sandboxes.salesforce.fields import SYNTHESIZED, mirror_key, opportunity_additions
-from sandboxes.salesforce.soql import ColumnInfo, RelationInfo, TableInfo
+from sandboxes.salesforce.soql_nodes import ColumnInfo, RelationInfo, TableInfo
 
 SPEC_DIR = Path(__file__).parent / "specs"
 RECORDED = ("Account", "Contact", "Lead", "Opportunity")

@@ -27,16 +27,34 @@ INVALID_QUERY_FILTER_OPERATOR (malformed id literal) or NUMBER_OUTSIDE_VALID_RAN
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
-from typing import Protocol, cast
+from typing import cast
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+from lark import Token
 
 from sandboxes.salesforce.ids import SUFFIX_ALPHABET, case_safe_suffix
+from sandboxes.salesforce.soql_nodes import (
+    And,
+    Catalog,
+    ColumnInfo,
+    Comparison,
+    CompiledQuery,
+    Condition,
+    FieldPath,
+    Not,
+    Or,
+    OutputColumn,
+    Query,
+    RelationInfo,
+    SoqlError,
+    TableInfo,
+    Value,
+    located,
+)
+from sandboxes.salesforce.soql_parse import MAX_STATEMENT_CHARS, parse, unescape
+
+__all__ = ["MAX_OFFSET", "MAX_STATEMENT_CHARS", "SoqlError", "compile_query", "parse"]
 
 MAX_OFFSET = 2000
 
@@ -59,7 +77,6 @@ _WRONG_TYPE = (
     "value of filter criterion for field '{field}' must be of type {type} and should {neg}be"
     " enclosed in quotes"
 )
-_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
 _KIND_BY_TYPE = {
     "id": "id",
     "reference": "id",
@@ -73,349 +90,6 @@ _KIND_BY_TYPE = {
     "datetime": "datetime",
 }
 _TYPE_NAMES = {"text": "string", "number": "double", "datetime": "dateTime"}
-
-
-class SoqlError(Exception):
-    """A query Salesforce would refuse: ``code`` is its errorCode, ``message`` its text."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class ColumnInfo:
-    """One field: canonical name, column in the SQLite table, and describe ``type``."""
-
-    name: str
-    sql_column: str
-    soql_type: str
-
-
-@dataclass(frozen=True)
-class RelationInfo:
-    """A parent relationship: its relationshipName, the FK's SQL column and the target sObject."""
-
-    name: str
-    fk_column: str
-    target: str
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    """An sObject's table; ``fields``/``relations`` are keyed by lower-case name."""
-
-    sobject: str
-    sql_table: str
-    fields: Mapping[str, ColumnInfo]
-    relations: Mapping[str, RelationInfo]
-
-
-class Catalog(Protocol):
-    """Where the compiler looks up sObjects."""
-
-    def table(self, sobject: str) -> TableInfo:
-        """The table of ``sobject`` (any case); raises ``KeyError`` when there is none."""
-        ...
-
-
-@dataclass(frozen=True)
-class FieldPath:
-    """A field reference as written (``Account.Owner.Name``), with its 1-based line and column."""
-
-    parts: tuple[str, ...]
-    line: int
-    column: int
-
-
-@dataclass(frozen=True)
-class Value:
-    """A literal in a condition.
-
-    ``kind`` is string (``value`` is the unescaped text; ``\\%`` and ``\\_`` keep their
-    backslash, as they only mean something to LIKE), number, boolean, null, date, datetime
-    (UTC-aware) or date_keyword, whose ``value`` is ``(keyword, n)`` such as
-    ``("LAST_N_DAYS", 7)`` or ``("TODAY", None)``. ``raw`` is the source text.
-    """
-
-    kind: str
-    value: object
-    raw: str
-    line: int
-    column: int
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """``field op value``; op is = != < <= > >= LIKE IN or NOT IN (IN takes a tuple)."""
-
-    field: FieldPath
-    op: str
-    value: Value | tuple[Value, ...]
-
-
-@dataclass(frozen=True)
-class Not:
-    """``NOT operand``."""
-
-    operand: Condition
-
-
-@dataclass(frozen=True)
-class And:
-    """All operands hold."""
-
-    operands: tuple[Condition, ...]
-
-
-@dataclass(frozen=True)
-class Or:
-    """At least one operand holds."""
-
-    operands: tuple[Condition, ...]
-
-
-Condition = Comparison | Not | And | Or
-
-
-@dataclass(frozen=True)
-class OrderItem:
-    """One ORDER BY key; ``nulls_first`` is already resolved (SOQL default: first when ASC)."""
-
-    field: FieldPath
-    descending: bool
-    nulls_first: bool
-
-
-@dataclass(frozen=True)
-class Query:
-    """A parsed query. ``count`` is None, ``"all"`` (COUNT()) or ``"field"`` (COUNT(fields[0]))."""
-
-    text: str
-    sobject: str
-    sobject_line: int
-    sobject_column: int
-    fields: tuple[FieldPath, ...]
-    count: str | None
-    where: Condition | None
-    order_by: tuple[OrderItem, ...]
-    limit: int | None
-    offset: int | None
-
-
-@dataclass(frozen=True)
-class OutputColumn:
-    """One output column: canonical path (``("Account", "Name")``) and describe type."""
-
-    path: tuple[str, ...]
-    soql_type: str
-
-
-@dataclass(frozen=True)
-class CompiledQuery:
-    """SQLite SQL for a query. COUNT(field) yields the single column ``("expr0",)``."""
-
-    sobject: str
-    sql: str
-    params: tuple
-    columns: tuple[OutputColumn, ...]
-    count_only: bool
-    limit: int | None
-    offset: int | None
-
-
-def _located(code: str, text: str, line: int | None, column: int | None, detail: str) -> SoqlError:
-    line, column = line or 1, column or 1
-    lines = text.split("\n")
-    row = lines[line - 1] if 0 < line <= len(lines) else ""
-    caret = " " * (column - 1) + "^"
-    return SoqlError(code, f"\n{row}\n{caret}\nERROR at Row:{line}:Column:{column}\n{detail}")
-
-
-class _LiteralError(Exception):
-    def __init__(self, token: Token, detail: str) -> None:
-        super().__init__(detail)
-        self.token = token
-        self.detail = detail
-
-
-@cache
-def _parser() -> Lark:
-    return Lark.open("soql.lark", rel_to=__file__, parser="lalr")
-
-
-MAX_STATEMENT_CHARS = 100_000
-"""Salesforce's limit on the length of one SOQL statement (SOQL and SOSL limits)."""
-
-
-def parse(text: str) -> Query:
-    """Parse SOQL text into a ``Query``; raises ``SoqlError`` (MALFORMED_QUERY) on bad syntax
-    and on a statement longer than Salesforce takes."""
-    if len(text) > MAX_STATEMENT_CHARS:
-        message = f"SOQL statements can not be longer than {MAX_STATEMENT_CHARS} characters."
-        raise SoqlError("MALFORMED_QUERY", message)
-    try:
-        tree = _parser().parse(text)
-    except UnexpectedEOF:
-        raise _at_end(text) from None
-    except UnexpectedCharacters as exc:
-        detail = f"unexpected token: '{exc.char}'"
-        raise _located("MALFORMED_QUERY", text, exc.line, exc.column, detail) from None
-    except UnexpectedInput as exc:
-        token = getattr(exc, "token", None)
-        if token is None or token.type == "$END":
-            raise _at_end(text) from None
-        detail = f"unexpected token: '{token}'"
-        raise _located("MALFORMED_QUERY", text, *_position(token), detail) from None
-    try:
-        return _ToAst(text).transform(tree)
-    except VisitError as exc:
-        error = exc.orig_exc
-        if isinstance(error, _LiteralError):
-            position = _position(error.token)
-            raise _located("MALFORMED_QUERY", text, *position, error.detail) from None
-        raise error from None
-
-
-def _position(token: Token) -> tuple[int, int]:
-    """Line and column of a token; the LALR lexer always sets them."""
-    return token.line or 1, token.column or 1
-
-
-def _at_end(text: str) -> SoqlError:
-    lines = text.rstrip().split("\n")
-    return _located(
-        "MALFORMED_QUERY", text, len(lines), len(lines[-1]) + 1, "unexpected token: '<EOF>'"
-    )
-
-
-@v_args(inline=True)
-class _ToAst(Transformer):
-    """Builds the AST bottom-up; each clause comes back tagged so ``start`` can place it."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self._text = text
-
-    def start(self, select: tuple, name: Token, *clauses: tuple) -> Query:
-        count, fields = select
-        found = dict(clauses)
-        line, column = _position(name)
-        return Query(
-            text=self._text,
-            sobject=str(name),
-            sobject_line=line,
-            sobject_column=column,
-            fields=fields,
-            count=count,
-            where=found.get("where"),
-            order_by=found.get("order", ()),
-            limit=found.get("limit"),
-            offset=found.get("offset"),
-        )
-
-    def count_all(self) -> tuple:
-        return "all", ()
-
-    def count_field(self, field: FieldPath) -> tuple:
-        return "field", (field,)
-
-    def field_list(self, *fields: FieldPath) -> tuple:
-        return None, fields
-
-    def field(self, *names: Token) -> FieldPath:
-        return FieldPath(tuple(str(n) for n in names), *_position(names[0]))
-
-    def where_clause(self, condition: Condition) -> tuple:
-        return "where", condition
-
-    def or_expr(self, *operands: Condition) -> Or:
-        return Or(operands)
-
-    def and_expr(self, *operands: Condition) -> And:
-        return And(operands)
-
-    def negation(self, operand: Condition) -> Not:
-        return Not(operand)
-
-    def compare(self, field: FieldPath, op: Token, value: Token) -> Comparison:
-        return Comparison(field, "!=" if op == "<>" else str(op), _literal(value))
-
-    def like(self, field: FieldPath, pattern: Token) -> Comparison:
-        return Comparison(field, "LIKE", _literal(pattern))
-
-    def in_list(self, field: FieldPath, values: tuple[Value, ...]) -> Comparison:
-        return Comparison(field, "IN", values)
-
-    def not_in_list(self, field: FieldPath, values: tuple[Value, ...]) -> Comparison:
-        return Comparison(field, "NOT IN", values)
-
-    def value_list(self, *tokens: Token) -> tuple[Value, ...]:
-        return tuple(_literal(token) for token in tokens)
-
-    def order_clause(self, *items: OrderItem) -> tuple:
-        return "order", items
-
-    def order_item(self, field: FieldPath, *words: Token) -> OrderItem:
-        said = {str(word).upper() for word in words}
-        descending = "DESC" in said
-        nulls_first = "FIRST" in said or ("LAST" not in said and not descending)
-        return OrderItem(field, descending, nulls_first)
-
-    def limit_clause(self, count: Token) -> tuple:
-        return "limit", int(count)
-
-    def offset_clause(self, count: Token) -> tuple:
-        return "offset", int(count)
-
-
-def _literal(token: Token) -> Value:
-    kind, value = _literal_value(token)
-    return Value(kind, value, str(token), *_position(token))
-
-
-def _literal_value(token: Token) -> tuple[str, object]:
-    text = str(token)
-    match token.type:
-        case "STRING":
-            return "string", _unescape(token, like=False)
-        case "NUMBER":
-            return "number", float(text) if "." in text else int(text)
-        case "TRUE" | "FALSE":
-            return "boolean", token.type == "TRUE"
-        case "NULL":
-            return "null", None
-        case "DATE_KEYWORD":
-            word, _, days = text.upper().partition(":")
-            return "date_keyword", (word, int(days) if days else None)
-    try:
-        if token.type == "DATE":
-            return "date", date.fromisoformat(text)
-        return "datetime", datetime.fromisoformat(text.upper()).astimezone(UTC)
-    except ValueError:
-        raise _LiteralError(token, f"invalid date or datetime literal: {text}") from None
-
-
-def _unescape(token: Token, *, like: bool) -> str:
-    """The string's value, or with ``like`` a LIKE pattern for ``ESCAPE '\\'``."""
-    body, out, index = str(token)[1:-1], [], 0
-    while index < len(body):
-        char = body[index]
-        if char != "\\":
-            out.append(char)
-            index += 1
-            continue
-        escaped = body[index + 1]
-        if escaped in "%_" or (like and escaped == "\\"):
-            out.append("\\" + escaped)
-        elif escaped in _ESCAPES:
-            out.append(_ESCAPES[escaped])
-        else:
-            detail = f"Invalid string literal {token}. Illegal character sequence '\\{escaped}'"
-            raise _LiteralError(token, detail)
-        index += 2
-    return "".join(out)
 
 
 def _quote(identifier: str) -> str:
@@ -477,10 +151,10 @@ class _Compiler:
         except KeyError:
             line, column = query.sobject_line, query.sobject_column
             detail = _NO_TYPE.format(name=query.sobject)
-            raise _located("INVALID_TYPE", query.text, line, column, detail) from None
+            raise located("INVALID_TYPE", query.text, line, column, detail) from None
 
     def fail(self, code: str, where: FieldPath | Value, detail: str) -> SoqlError:
-        return _located(code, self.query.text, where.line, where.column, detail)
+        return located(code, self.query.text, where.line, where.column, detail)
 
     def resolve(self, field: FieldPath) -> _Resolved:
         parts = field.parts
@@ -545,7 +219,7 @@ class _Compiler:
                     f"invalid operator on field '{target.column.name}': LIKE needs a text field"
                 )
                 raise self.fail("INVALID_FIELD", node.field, detail)
-            self.params.append(_unescape(Token("STRING", node.value.raw), like=True))
+            self.params.append(unescape(Token("STRING", node.value.raw), like=True))
             return f"({target.sql} IS NOT NULL AND {target.sql} LIKE ? ESCAPE '\\')"
         return self._compare(target, node.op, node.value)
 
@@ -673,7 +347,7 @@ def compile_query(
     if query.offset is not None and query.offset > MAX_OFFSET:
         line, column = query.sobject_line, query.sobject_column
         detail = f"Maximum SOQL offset allowed is {MAX_OFFSET}"
-        raise _located("NUMBER_OUTSIDE_VALID_RANGE", query.text, line, column, detail)
+        raise located("NUMBER_OUTSIDE_VALID_RANGE", query.text, line, column, detail)
     compiler = _Compiler(query, catalog, now)
     count_only = query.count == "all"
     select, columns = ([], ()) if count_only else compiler.select_list()

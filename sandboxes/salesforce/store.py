@@ -1,15 +1,13 @@
 """The Salesforce sandbox's SQLite storage: one table per sObject plus the sandbox's own tables.
 
-One connection, serialised by a re-entrant lock: the sandbox favours exactness (a write and the
-snapshot a query takes never interleave) over concurrency. Side tables hold the meta values
-(generation flag, clock, schema additions), id sequences, deletion log (for getDeleted),
-query-locator snapshots and Bulk jobs.
+On ``kit.store.SqliteStore`` (one connection, exactness over concurrency). Side tables hold
+the meta values (generation flag, clock, schema additions), id sequences, deletion log (for
+getDeleted), query-locator snapshots and Bulk jobs.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,10 +17,10 @@ from typing import Any
 
 import orjson
 
+from sandboxes.kit.store import SqliteStore, quote
 from sandboxes.salesforce.schema import SalesforceSchema, SObject, sql_type
 
 _SIDE_TABLES = """
-CREATE TABLE IF NOT EXISTS sandbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sandbox_sequences (prefix TEXT PRIMARY KEY, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sandbox_deleted (
     sobject TEXT NOT NULL, record_id TEXT NOT NULL, deleted_date TEXT NOT NULL,
@@ -47,54 +45,14 @@ INDEXED_REFERENCES = frozenset(
 )  # fmt: skip
 
 
-def quote(identifier: str) -> str:
-    """An SQL identifier in double quotes."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-class Store:
+class Store(SqliteStore):
     """SQLite storage of every sObject and of the sandbox's own state."""
 
     def __init__(self, path: str | Path, schema: SalesforceSchema) -> None:
         """Open (or create) the database file at ``path`` for ``schema``."""
-        self.path = Path(path)
         self.schema = schema
-        self.lock = threading.RLock()
-        self._depth = 0
-        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA temp_store=MEMORY")
-        self.conn.executescript(_SIDE_TABLES)
+        super().__init__(path, _SIDE_TABLES)
         self._restore_added_fields()
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self.lock:
-            self.conn.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Hold the lock and a write transaction; nested calls join the outer one."""
-        with self.lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield self.conn
-                finally:
-                    self._depth -= 1
-                return
-            self.conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
-                self.conn.execute("COMMIT")
-            finally:
-                self._depth = 0
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -108,17 +66,6 @@ class Store:
                 conn.execute("RELEASE record")
                 raise
             conn.execute("RELEASE record")
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """All rows of a read."""
-        with self.lock:
-            return self.conn.execute(sql, params).fetchall()
-
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first column of the first row of a read, or ``None``."""
-        with self.lock:
-            row = self.conn.execute(sql, params).fetchone()
-        return None if row is None else row[0]
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -174,20 +121,7 @@ class Store:
         for sobject, describe in rows:
             self.schema.add_field(sobject, orjson.loads(describe))
 
-    # -- meta and sequences ------------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        """A meta value, or ``None``."""
-        return self.scalar("SELECT value FROM sandbox_meta WHERE key = ?", (key,))
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Set a meta value."""
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO sandbox_meta (key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+    # -- sequences ---------------------------------------------------------------------------
 
     def reserve_sequences(self, prefix: str, count: int) -> int:
         """Reserve ``count`` consecutive id sequence numbers for ``prefix``; returns the first."""

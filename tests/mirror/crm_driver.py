@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sandboxes.hubspot import store as hubspot_store
-from sandboxes.salesforce import clock as salesforce_clock
+from sandboxes.kit import clock as sandbox_clock
 
 Values = dict[str, Any]
 
@@ -49,7 +48,7 @@ class FrozenTime:
 def frozen_sandbox_time() -> Iterator[FrozenTime]:
     """Stop the wall clock the sandbox clocks follow (they still move by ``advance_clock``)."""
     frozen = FrozenTime(float(int(time.time())))
-    modules = (salesforce_clock, hubspot_store)
+    modules = (sandbox_clock,)
     saved = [module.time for module in modules]  # type: ignore[attr-defined]
     for module in modules:
         module.time = frozen  # type: ignore[attr-defined]

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandboxes.salesforce.ids import make_id
-from sandboxes.salesforce.soql import (
+from sandboxes.salesforce.soql import SoqlError, compile_query, parse
+from sandboxes.salesforce.soql_nodes import (
     And,
     ColumnInfo,
     Comparison,
@@ -23,10 +24,7 @@ from sandboxes.salesforce.soql import (
     OutputColumn,
     Query,
     RelationInfo,
-    SoqlError,
     TableInfo,
-    compile_query,
-    parse,
 )
 
 NOW = datetime(2024, 11, 5, 15, 30, tzinfo=UTC)

@@ -14,6 +14,7 @@ from adapters.salesforce.adapter import SalesforceAdapter, SalesforceSettings
 from adapters.salesforce.types import parse_datetime
 from mirror.errors import AuthError, QuotaExceeded
 from mirror.types import Checkpoint, FieldSpec, FieldType, ObjectSpec, Write, WriteOp
+from sandboxes.testing.settings import top_up as named_top_up
 from tests.adapters.conftest import SalesforceControls, sandbox_adapter, sandbox_settings
 from tests.adapters.contract import ContractSubject, CrmAdapterContract, Replica, read_all
 
@@ -24,8 +25,7 @@ CASSETTES = Path(__file__).parents[2] / "cassettes"
 
 def top_up(sandbox: Any, object_name: str, wanted: int) -> None:
     """Create records until ``object_name`` has ``wanted`` live ones."""
-    for number in range(sandbox.count(object_name), wanted):
-        sandbox.create(object_name, {"Name": f"Filler {number}"})
+    named_top_up(sandbox, object_name, wanted, name_field="Name")
 
 
 @pytest.fixture(scope="module")
