@@ -52,7 +52,7 @@ def vendor_explanation(view: PartnerView, object_name: str, record_id: str) -> E
 
 
 class PartnerView:
-    """Read access to one partner's slice (as the partner's admin, or as one of its reps)."""
+    """One partner's slice, read and written (as the partner's admin, or as one of its reps)."""
 
     def __init__(
         self,
@@ -173,7 +173,7 @@ class PartnerView:
         order = query_args.ordering(order_by)
         conditions = current_conditions(self.store, self.source, query_args.conditions(where))
         if not conditions and not order and not rule.public:
-            # the default page (by id, unfiltered) is read off the access index in id order:
+            # the default page (by id, unfiltered) is read off the grant index in id order:
             # its cost is the page's, not the slice's (a grant exists only for a live record)
             query = self.slice.records(mirrored, rule, fields, page=(limit, offset))
             query = query.order_by(mirrored.table.c[mirrored.spec.key])

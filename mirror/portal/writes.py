@@ -4,7 +4,7 @@ Each write is checked first (the record is in the slice, every field is writable
 fits its field, every reference points into the slice or at a public object) and then applied
 in ONE transaction: the mirror row changes and is marked ``_pending`` (the portal reads its own
 write at once), an outbox entry records each field's before and after values with the author,
-and the partner access table follows. Anything refused changes nothing.
+and the partners' grants follow. Anything refused changes nothing.
 """
 
 from __future__ import annotations
