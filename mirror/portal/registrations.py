@@ -17,8 +17,8 @@ twice, or retrying after a lost response, still makes one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, select
 
@@ -34,12 +34,25 @@ from mirror.portal.registration_request import (
     parse_request,
     partner_verdict,
 )
-from mirror.portal.view import PartnerView
 from mirror.portal.writes import apply_update, insert_local, typed_values
 from mirror.pull.pages import PageOutcome
 from mirror.push.outbox import entry_by_key, is_local
 from mirror.store.database import MirrorTable, Store, utcnow
+from mirror.visibility.rules import VisibilityRules
 from mirror.visibility.upkeep import GrantUpkeep
+
+
+class Registrant(Protocol):
+    """What registering needs of a partner view: who registers, and its slice to read."""
+
+    partner_id: str
+    user_id: str | None
+    rules: VisibilityRules
+
+    def select(
+        self, object_name: str, *, fields: Sequence[str] | None = None, limit: int = 50
+    ) -> list[dict]:
+        """Records of the slice (``PartnerView.select``)."""
 
 
 class Registrations:
@@ -57,7 +70,7 @@ class Registrations:
 
     # --- the partner's side ------------------------------------------------------------
 
-    def register(self, view: PartnerView, request: Mapping[str, Any]) -> Receipt:
+    def register(self, view: Registrant, request: Mapping[str, Any]) -> Receipt:
         """Validate, assess and submit a registration for ``view``'s partner;
         ``ProbeLimitReached`` (recorded for the channel manager) when the partner registered
         the same customer ``probe_limit`` times within ``probe_window_days`` already."""
@@ -85,7 +98,7 @@ class Registrations:
             raise self.attempts.refusal(attempt)
         return Receipt(local_id, self.settings.statuses["submitted"], PartnerVerdict.of(verdict))
 
-    def of_partner(self, view: PartnerView) -> list[dict[str, Any]]:
+    def of_partner(self, view: Registrant) -> list[dict[str, Any]]:
         """The partner's registrations: the fields it sees of each, and ``verdict``: whether
         it went to review (never the vendor's verdict or score)."""
         regs = self.matcher.table(self.settings.object)

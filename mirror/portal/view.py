@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -20,6 +20,8 @@ from mirror.errors import AccessDenied
 from mirror.portal import feed as partner_feed
 from mirror.portal import query_args
 from mirror.portal.explain import Explanation, explain
+from mirror.portal.registration_request import Receipt
+from mirror.portal.registrations import Registrations
 from mirror.portal.slice import PartnerSlice
 from mirror.portal.writes import PortalWrites, current_conditions, current_id
 from mirror.store.database import Store
@@ -28,10 +30,6 @@ from mirror.visibility import sizes as slice_sizes
 from mirror.visibility.rule_check import served_rules
 from mirror.visibility.rules import VisibilityRules, visible_values
 from mirror.visibility.upkeep import GrantUpkeep
-
-if TYPE_CHECKING:
-    from mirror.portal.registration_request import Receipt
-    from mirror.portal.registrations import Registrations
 
 __all__ = ["ChangeBatch", "Explanation", "PartnerView", "vendor_explanation"]
 MAX_PAGE = query_args.MAX_PAGE
