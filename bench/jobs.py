@@ -140,12 +140,11 @@ class OpportunityPulls:
     def __init__(self, mirror: Any) -> None:
         from mirror.api import _path_indexes
         from mirror.pull.sync import Puller
-        from mirror.visibility.access import AccessMaintainer
 
         self.mirror = mirror
         self.spec = mirror.spec(SOURCE, "Opportunity", refresh=True)
         rules = mirror.visibility(SOURCE)
-        self.maintainer = AccessMaintainer(mirror.store, rules)
+        self.maintainer = mirror.grant_upkeep(SOURCE).page_hook()
         self.hook_seconds = 0.0
         self.pullers = {
             with_access: Puller(

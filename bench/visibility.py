@@ -12,7 +12,7 @@ is there, else the sandbox is backfilled first):
    (``WHERE "PartnerAccountId" = ? ORDER BY "Id" LIMIT 50``) with the (partner, Id) index,
    with the partner-only index and with no index;
 3. the access upkeep: incremental syncs of ``--changes`` opportunity edits through
-   ``Puller`` without hooks and with ``AccessMaintainer``, alternated over ``--rounds``.
+   ``Puller`` without hooks and with the grant upkeep's page hook, alternated over ``--rounds``.
 
 Every engine step runs in its own process; the sandbox serves from another.
 """

@@ -49,11 +49,11 @@ from mirror.types import ObjectSpec
 from mirror.visibility import column_grants
 from mirror.visibility import postgres_rls as rls
 from mirror.visibility import sizes as slice_sizes
-from mirror.visibility.access import AccessMaintainer
 from mirror.visibility.grants import granted, is_inherited
 from mirror.visibility.postgres_rls import SecurityReport
 from mirror.visibility.rule_check import served_rules, validate_rules
 from mirror.visibility.rules import VisibilityRules, merge_settings, parse_rules
+from mirror.visibility.upkeep import GrantPageHook, GrantUpkeep
 
 log = logging.getLogger("prm_mirror")
 ADAPTER_GROUP = "prm_mirror.adapters"
@@ -97,6 +97,7 @@ class Mirror:
         self._specs: dict[tuple[str, str], ObjectSpec] = {}
         self._rules: dict[str, VisibilityRules] = {}
         self._served: dict[str, VisibilityRules] = {}
+        self._upkeeps: dict[str, GrantUpkeep] = {}
         self.hooks: list[PageHook] = list(hooks)
         column_grants.follow_added_columns(self.store, self._rules_of)
 
@@ -181,7 +182,7 @@ class Mirror:
         for source in sources or self.config.sources:
             names = list(objects or self.object_names(source))
             specs = {name: self.spec(source, name, refresh=True) for name in names}
-            access = AccessMaintainer(self.store, self.slice_rules(source), defer_settle=True)
+            access = self.grant_upkeep(source).page_hook(deferred=True)
             puller = self._puller(source, specs, leases, access)
             # slices a killed sync left underived are settled before this one starts
             access.settle_pending()
@@ -214,7 +215,7 @@ class Mirror:
         if not names:
             return []
         specs = {name: self.spec(source, name) for name in names}
-        access = AccessMaintainer(self.store, self.slice_rules(source), defer_settle=True)
+        access = self.grant_upkeep(source).page_hook(deferred=True)
         puller = self._puller(source, specs, leases, access)
         results = []
         try:
@@ -236,7 +237,7 @@ class Mirror:
         source: str,
         specs: Mapping[str, ObjectSpec],
         leases: Leases | None,
-        access: AccessMaintainer,
+        access: GrantPageHook,
     ) -> Puller:
         rules = access.rules
         described = {name: spec.field_names for name, spec in specs.items()}
@@ -253,7 +254,7 @@ class Mirror:
             backfill_ranges=self.config.sync.backfill_ranges,
             range_min_records=self.config.sync.backfill_range_min_records,
             leases=leases,
-            access=access,
+            access=access.upkeep,
         )
 
     def policy_of(self, source: str) -> Callable[[str, str], Policy]:
@@ -271,7 +272,7 @@ class Mirror:
         """Send pending portal edits to their CRMs; returns what each source's push did."""
         results = {}
         for source in sources or self.config.sources:
-            access = AccessMaintainer(self.store, self.slice_rules(source))
+            access = self.grant_upkeep(source)
             pusher = Pusher(
                 self.store,
                 self.adapter(source),
@@ -351,6 +352,13 @@ class Mirror:
             self._rules[source] = parse_rules(source, raw)
         return self._rules[source]
 
+    def grant_upkeep(self, source: str) -> GrantUpkeep:
+        """The upkeep of ``source``'s grants: one per source, shared by its syncs (each
+        through a page hook of its own), pushes, partner views and deal registrations."""
+        if source not in self._upkeeps:
+            self._upkeeps[source] = GrantUpkeep(self.store, self.slice_rules(source))
+        return self._upkeeps[source]
+
     def visibility(self, source: str | None = None) -> VisibilityRules:
         """The partner-slice rules of ``source``, checked against the mirrored schema: what
         every partner-facing entry point serves with. ``ConfigError`` lists every problem
@@ -388,7 +396,7 @@ class Mirror:
         user is always checked to be one of the partner's (``AccessDenied`` if not), whether
         or not ``role`` is given."""
         rules = self.visibility(source)
-        access = AccessMaintainer(self.store, rules)
+        access = self.grant_upkeep(rules.source)
         registrations = self.registrations(rules.source)
         if user is None:
             return PartnerView(
@@ -396,7 +404,7 @@ class Mirror:
                 rules,
                 partner_id,
                 role=role or "admin",
-                access=access,
+                upkeep=access,
                 registrations=registrations,
             )
         crm_role = self._user_role(rules, partner_id, user)
@@ -406,7 +414,7 @@ class Mirror:
             partner_id,
             user_id=user,
             role=role or crm_role,
-            access=access,
+            upkeep=access,
             registrations=registrations,
         )
 
@@ -434,8 +442,8 @@ class Mirror:
         if not raw:
             return None
         merged = merge_settings(raw, settings.registrations)
-        access = AccessMaintainer(self.store, self.slice_rules(source))
-        return Registrations(self.store, source, RegistrationSettings.from_raw(merged), access)
+        upkeep = self.grant_upkeep(source)
+        return Registrations(self.store, source, RegistrationSettings.from_raw(merged), upkeep)
 
     def _user_role(self, rules: VisibilityRules, partner_id: str, user: str) -> str:
         """The role the CRM gives ``user``, once it is known to be a user of ``partner_id``."""
@@ -467,7 +475,7 @@ class Mirror:
         """Recompute the partner access table from scratch; returns how many grants it holds."""
         rules = self.visibility(source)
         with self.store.transaction() as conn:
-            return AccessMaintainer(self.store, rules).rebuild(conn)
+            return self.grant_upkeep(rules.source).rebuild(conn)
 
     def access_rows(self, source: str | None = None) -> set[tuple[str, ...]]:
         """Every grant of ``source``, stored or read through a parent (for audits and tests
@@ -519,7 +527,7 @@ class Mirror:
         """Run the delete sweep: records the CRM no longer has are marked deleted."""
         swept: dict[str, int] = {}
         for source in self.config.sources:
-            access = AccessMaintainer(self.store, self.slice_rules(source))
+            access = self.grant_upkeep(source).page_hook()
             puller = Puller(self.store, self.adapter(source), hooks=[*self.hooks, access])
             for name in objects or self.object_names(source):
                 mirrored = self.store.prepare_object(self.spec(source, name, refresh=True))

@@ -232,9 +232,8 @@ class Daemon:
 
     def audit(self, source: str) -> list[Any]:
         """Audit every mirrored object of ``source``; returns the reports."""
-        from mirror.visibility.access import AccessMaintainer
-
-        access = AccessMaintainer(self.mirror.store, self.mirror.visibility(source))
+        self.mirror.visibility(source)  # fails closed on rules the mirrored schema contradicts
+        access = self.mirror.grant_upkeep(source).page_hook()
         puller = Puller(
             self.mirror.store,
             self.mirror.adapter(source),

@@ -1,4 +1,4 @@
-"""The portal side: a partner's view of its slice (the only way a portal session reads the mirror),
-its writes within the slice, its change feed, the checked arguments of its queries, and deal
-registration with matching.
+"""The portal side: a partner view (the only way a portal session reads the mirror) over its
+slice (``PartnerSlice``, the seam its writes, change feed and explanations use), the checked
+arguments of its queries, its writes within the slice, and deal registration with matching.
 """

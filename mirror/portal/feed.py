@@ -15,7 +15,7 @@ change checked with a few seeks of ``ix_mirror_changes_record``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -29,39 +29,37 @@ from sqlalchemy import (
     union_all,
 )
 
+from mirror.portal.slice import PartnerSlice
 from mirror.store.tables import mirror_access, mirror_changes
 from mirror.visibility.grants import is_inherited
 
-if TYPE_CHECKING:
-    from mirror.portal.view import PartnerView
 
-
-def feed_query(view: PartnerView, since: int, limit: int) -> Select[Any]:
+def feed_query(slice_: PartnerSlice, since: int, limit: int) -> Select[Any]:
     """The query of ``changes``: the view's membership events and the data changes it may
     see, each read along its index in the feed's order from ``since`` and stopped at
     ``limit`` rows (not every change of the source filtered, then sorted)."""
     c = mirror_changes.c
-    public = [name for name, rule in view.rules.slices.items() if rule.public]
-    after = (c.seq > since, c.source == view.source)
+    public = [name for name, rule in slice_.rules.slices.items() if rule.public]
+    after = (c.seq > since, c.source == slice_.source)
     events = select(mirror_changes).where(
-        *after, c.partner_id == view.partner_id, _event_scope(view, c.owner_id)
+        *after, c.partner_id == slice_.partner_id, _event_scope(slice_, c.owner_id)
     )
     data = select(mirror_changes).where(
         *after,
         c.partner_id.is_(None),
-        or_(c.object.in_(public), _in_slice_then(view, mirror_changes)),
+        or_(c.object.in_(public), _in_slice_then(slice_, mirror_changes)),
     )
     pages = [q.order_by(c.seq).limit(limit).subquery() for q in (events, data)]
     both = union_all(*(select(page) for page in pages)).subquery()
     return select(both).order_by(both.c.seq).limit(limit)
 
 
-def _event_scope(view: PartnerView, owner: Any) -> ColumnElement[bool]:
+def _event_scope(slice_: PartnerSlice, owner: Any) -> ColumnElement[bool]:
     """Which membership events are this view's: a rep's own, or the partner's."""
-    return owner == view.user_id if view.role == "rep" else owner.is_(None)
+    return owner == slice_.user_id if slice_.role == "rep" else owner.is_(None)
 
 
-def _in_slice_then(view: PartnerView, changes: Any) -> ColumnElement[bool]:
+def _in_slice_then(slice_: PartnerSlice, changes: Any) -> ColumnElement[bool]:
     """Whether the data change (a row of ``changes``) was made while its record was in
     this view's slice, and did not take it out.
 
@@ -77,8 +75,8 @@ def _in_slice_then(view: PartnerView, changes: Any) -> ColumnElement[bool]:
         e.source == c.source,
         e.object == c.object,
         e.record_id == c.record_id,
-        e.partner_id == view.partner_id,
-        _event_scope(view, e.owner_id),
+        e.partner_id == slice_.partner_id,
+        _event_scope(slice_, e.owner_id),
     )
     last_before = select(e.op).where(same, e.seq < c.seq).order_by(e.seq.desc()).limit(1)
     first_after = select(e.op).where(same, e.seq > c.seq).order_by(e.seq).limit(1)
@@ -114,7 +112,7 @@ def _in_slice_then(view: PartnerView, changes: Any) -> ColumnElement[bool]:
         {
             "leave": edited_before_leaving,
             "delete": edited_before_leaving,
-            "": _visible_now(view, c),
+            "": _visible_now(slice_, c),
         },
         value=next_op,
         else_=no,
@@ -122,10 +120,10 @@ def _in_slice_then(view: PartnerView, changes: Any) -> ColumnElement[bool]:
     return case({"enter": after_entering, "": without_events_before}, value=before_op, else_=no)
 
 
-def _visible_now(view: PartnerView, c: Any) -> ColumnElement[bool]:
+def _visible_now(slice_: PartnerSlice, c: Any) -> ColumnElement[bool]:
     """Whether the record of the feed row ``c`` is in the slice now."""
     a = mirror_access.c
-    inherited = [name for name in view.rules.slices if is_inherited(view.rules, name)]
+    inherited = [name for name in slice_.rules.slices if is_inherited(slice_.rules, name)]
     return or_(
         and_(
             c.object.not_in(inherited),
@@ -134,9 +132,9 @@ def _visible_now(view: PartnerView, c: Any) -> ColumnElement[bool]:
                 a.source == c.source,
                 a.object == c.object,
                 a.record_id == c.record_id,
-                *view._access_scope(),
+                *slice_.stored_grant_scope(),
             )
             .exists(),
         ),
-        *(and_(c.object == name, view._visible_change(name, c.record_id)) for name in inherited),
+        *(and_(c.object == name, slice_.sees(name, c.record_id)) for name in inherited),
     )

@@ -17,102 +17,64 @@ twice, or retrying after a lost response, still makes one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic import ValidationError as PydanticError
 from sqlalchemy import Connection, select
 
-from mirror.errors import AccessDenied, MirrorError, ValidationError
+from mirror.errors import AccessDenied, MirrorError
 from mirror.portal.dealmatch import DealFacts, PartnerVerdict, Verdict
 from mirror.portal.dealmatch import normalize_domain as registered_domain
 from mirror.portal.registration_match import RegistrationMatcher, RegistrationSettings
 from mirror.portal.registration_probes import Probes
-from mirror.portal.view import PartnerView
+from mirror.portal.registration_request import (
+    VERDICT_LABELS,
+    DealRequest,
+    Receipt,
+    parse_request,
+    partner_verdict,
+)
 from mirror.portal.writes import apply_update, insert_local, typed_values
 from mirror.pull.pages import PageOutcome
 from mirror.push.outbox import entry_by_key, is_local
 from mirror.store.database import MirrorTable, Store, utcnow
-from mirror.visibility.access import AccessMaintainer
-
-VERDICT_LABELS = {
-    Verdict.CLEAR: "Clear",
-    Verdict.POSSIBLE_DUPLICATE: "Possible Duplicate",
-    Verdict.CONFLICT: "Conflict",
-}
-VERDICTS_BY_LABEL = {label: verdict for verdict, label in VERDICT_LABELS.items()}
+from mirror.visibility.rules import VisibilityRules
+from mirror.visibility.upkeep import GrantUpkeep
 
 
-class DealRequest(BaseModel):
-    """What a partner submits to register a deal."""
+class Registrant(Protocol):
+    """What registering needs of a partner view: who registers, and its slice to read."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    partner_id: str
+    user_id: str | None
+    rules: VisibilityRules
 
-    company: str = Field(min_length=2, max_length=255)
-    domain: str | None = Field(default=None, max_length=255)
-    country: str | None = Field(default=None, max_length=80)
-    contact_name: str | None = Field(default=None, max_length=120)
-    contact_email: str | None = Field(default=None, max_length=128)
-    amount: float = Field(ge=0)
-    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
-    close_date: dt.date
-    products: list[str] = Field(default_factory=list, max_length=50)
-    notes: str | None = Field(default=None, max_length=4000)
-
-    @field_validator("domain")
-    @classmethod
-    def _domain(cls, value: str | None) -> str | None:
-        if value and registered_domain(value) is None:
-            raise ValueError("is not a web domain (e.g. acme.com)")
-        return value
-
-    @field_validator("contact_email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value and (value.count("@") != 1 or registered_domain(value) is None):
-            raise ValueError("is not an e-mail address")
-        return value
-
-    @field_validator("close_date")
-    @classmethod
-    def _future(cls, value: dt.date) -> dt.date:
-        if value < dt.datetime.now(dt.UTC).date():
-            raise ValueError("is in the past")
-        return value
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """What the partner is told about its registration: its id, status, and whether it goes
-    to review; never another partner's details, a score, or the vendor's verdict."""
-
-    registration_id: str
-    status: str
-    verdict: PartnerVerdict
+    def select(
+        self, object_name: str, *, fields: Sequence[str] | None = None, limit: int = 50
+    ) -> list[dict]:
+        """Records of the slice (``PartnerView.select``)."""
 
 
 class Registrations:
     """Registering, assessing, approving, rejecting and expiring deal registrations."""
 
     def __init__(
-        self, store: Store, source: str, settings: RegistrationSettings, access: AccessMaintainer
+        self, store: Store, source: str, settings: RegistrationSettings, upkeep: GrantUpkeep
     ) -> None:
         self.store = store
         self.source = source
         self.settings = settings
-        self.access = access
+        self.upkeep = upkeep
         self.matcher = RegistrationMatcher(store, source, settings)
         self.attempts = Probes(store, source, settings.probe_limit, settings.probe_window_days)
 
     # --- the partner's side ------------------------------------------------------------
 
-    def register(self, view: PartnerView, request: Mapping[str, Any]) -> Receipt:
+    def register(self, view: Registrant, request: Mapping[str, Any]) -> Receipt:
         """Validate, assess and submit a registration for ``view``'s partner;
         ``ProbeLimitReached`` (recorded for the channel manager) when the partner registered
         the same customer ``probe_limit`` times within ``probe_window_days`` already."""
-        deal = _parse(request)
+        deal = parse_request(request)
         regs = self.matcher.table(self.settings.object)
         facts = DealFacts(
             "new",
@@ -130,13 +92,13 @@ class Registrations:
                 verdict = self.matcher.assess(facts).verdict
                 values = self._record_values(regs, deal, view.partner_id, verdict)
                 local_id = insert_local(conn, regs, values, view.partner_id, view.user_id)
-                self.access.refresh(conn, regs.spec.name, [local_id])
+                self.upkeep.refresh(conn, regs.spec.name, [local_id])
                 self.attempts.accepted(conn, attempt, local_id, verdict)
         if attempt.refused:
             raise self.attempts.refusal(attempt)
         return Receipt(local_id, self.settings.statuses["submitted"], PartnerVerdict.of(verdict))
 
-    def of_partner(self, view: PartnerView) -> list[dict[str, Any]]:
+    def of_partner(self, view: Registrant) -> list[dict[str, Any]]:
         """The partner's registrations: the fields it sees of each, and ``verdict``: whether
         it went to review (never the vendor's verdict or score)."""
         regs = self.matcher.table(self.settings.object)
@@ -152,7 +114,7 @@ class Registrations:
         present = [n for n in wanted if n and regs.spec.has_field(n) and rule and rule.shows(n)]
         rows = view.select(self.settings.object, fields=present, limit=1000)
         labels = self._verdict_labels(regs, [r[key] for r in rows])
-        return [{**row, "verdict": _partner_verdict(labels.get(row[key]))} for row in rows]
+        return [{**row, "verdict": partner_verdict(labels.get(row[key]))} for row in rows]
 
     def _verdict_labels(self, regs: MirrorTable, ids: list[str]) -> dict[str, Any]:
         field = self.settings.fields.get("verdict")
@@ -333,7 +295,7 @@ class Registrations:
         values = self._opportunity_values(conn, row)
         partner = row.get(self.settings.partner_field)
         local = insert_local(conn, opps, values, partner, by, idempotency_key=key)
-        self.access.refresh(conn, opps.spec.name, [local])
+        self.upkeep.refresh(conn, opps.spec.name, [local])
         return local
 
     def _opportunity_values(self, conn: Connection, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -365,7 +327,7 @@ class Registrations:
         typed = typed_values(regs.spec, changes)
         record_id = row[regs.spec.key]
         partner = row.get(self.settings.partner_field)
-        with self.access.changing(conn, regs.spec.name, [record_id]):
+        with self.upkeep.changing(conn, regs.spec.name, [record_id]):
             apply_update(conn, regs, record_id, typed, partner, by)
 
     def _row(
@@ -381,21 +343,3 @@ class Registrations:
         if row is None:
             raise AccessDenied(f"no registration {registration_id}")
         return dict(row._mapping)
-
-
-def _partner_verdict(label: Any) -> PartnerVerdict | None:
-    verdict = VERDICTS_BY_LABEL.get(label) if isinstance(label, str) else None
-    return None if verdict is None else PartnerVerdict.of(verdict)
-
-
-def _parse(request: Mapping[str, Any]) -> DealRequest:
-    try:
-        return DealRequest.model_validate(dict(request))
-    except PydanticError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "request"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise ValidationError(f"deal registration: {problems}", field=field) from None

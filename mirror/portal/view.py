@@ -1,63 +1,38 @@
 """``PartnerView``: one partner's slice of the mirror, the only way a portal session reads it.
 
 Default deny: a view exists only for a partner id, and every query is driven by that partner's
-rows in ``mirror_access`` (so its cost is the size of the slice, not of the table). Hidden
-fields are never selected, filtered on, ordered by or echoed in errors. A record outside the
-slice raises ``AccessDenied`` and is logged. Views are immutable and safe to share across
-threads; each call takes its own connection from the pool.
+grants (so its cost is the size of the slice, not of the table). Hidden fields are never
+selected, filtered on, ordered by or echoed in errors. A record outside the slice raises
+``AccessDenied`` and is logged. Views are immutable and safe to share across threads; each call
+takes its own connection from the pool. What the view may see is its ``slice``
+(``mirror.portal.slice.PartnerSlice``), the seam its writes, feed and explanations use.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Select,
-    func,
-    select,
-)
+from sqlalchemy import func, select
 
 from mirror.errors import AccessDenied
 from mirror.portal import feed as partner_feed
 from mirror.portal import query_args
-from mirror.portal import writes as portal_writes
-from mirror.store.database import MirrorTable, Store
-from mirror.store.tables import mirror_access, mirror_outbox
+from mirror.portal.explain import Explanation, explain
+from mirror.portal.registration_request import Receipt
+from mirror.portal.registrations import Registrations
+from mirror.portal.slice import PartnerSlice
+from mirror.portal.writes import PortalWrites, current_conditions, current_id
+from mirror.store.database import Store
+from mirror.store.tables import mirror_outbox
 from mirror.visibility import sizes as slice_sizes
-from mirror.visibility.grants import granted
 from mirror.visibility.rule_check import served_rules
-from mirror.visibility.rules import SliceRule, VisibilityRules, visible_fields, visible_values
+from mirror.visibility.rules import VisibilityRules, visible_values
+from mirror.visibility.upkeep import GrantUpkeep
 
-if TYPE_CHECKING:
-    from mirror.portal.registrations import Receipt, Registrations
-    from mirror.visibility.access import AccessMaintainer
-
-log = logging.getLogger("prm_mirror.access")
-FILTERS = {
-    "=": lambda c, v: c == v,
-    "!=": lambda c, v: c != v,
-    "<": lambda c, v: c < v,
-    "<=": lambda c, v: c <= v,
-    ">": lambda c, v: c > v,
-    ">=": lambda c, v: c >= v,
-    "in": lambda c, v: c.in_(list(v)),
-    "like": lambda c, v: c.like(v),
-    "is_null": lambda c, v: c.is_(None) if v else c.is_not(None),
-}
+__all__ = ["ChangeBatch", "Explanation", "PartnerView", "vendor_explanation"]
 MAX_PAGE = query_args.MAX_PAGE
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """Why a record is or is not in a partner's slice."""
-
-    visible: bool
-    reasons: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -71,11 +46,11 @@ class ChangeBatch:
 def vendor_explanation(view: PartnerView, object_name: str, record_id: str) -> Explanation:
     """``view.explain`` with, outside the slice, why not: the record is not mirrored, was
     deleted, or no path leads to it (for the vendor's operators, never for a partner)."""
-    return view._explain(object_name, record_id, detail=True)
+    return explain(view.slice, object_name, record_id, detail=True)
 
 
 class PartnerView:
-    """Read access to one partner's slice (as the partner's admin, or as one of its reps)."""
+    """One partner's slice, read and written (as the partner's admin, or as one of its reps)."""
 
     def __init__(
         self,
@@ -85,7 +60,7 @@ class PartnerView:
         *,
         user_id: str | None = None,
         role: str = "admin",
-        access: AccessMaintainer | None = None,
+        upkeep: GrantUpkeep | None = None,
         registrations: Registrations | None = None,
     ) -> None:
         if not partner_id:
@@ -103,8 +78,10 @@ class PartnerView:
         self.user_id = user_id
         self.role = role
         self.source = rules.source
-        self.access = access
+        self.upkeep = upkeep
         self.registrations = registrations
+        self.slice = PartnerSlice(store, self.rules, partner_id, user_id, role)
+        self._writes = PortalWrites(self.slice, upkeep)
 
     def register_deal(self, request: Mapping[str, Any]) -> Receipt:
         """Register a deal (company, domain, country, contact, amount, currency, close date,
@@ -122,16 +99,16 @@ class PartnerView:
     def update(self, object_name: str, record_id: str, changes: Mapping[str, Any]) -> dict:
         """Change writable fields of a record in the slice; the CRM gets it on the next push."""
         query_args.text("record_id", record_id)
-        return portal_writes.update_record(self, object_name, record_id, changes)
+        return self.get(object_name, self._writes.update(object_name, record_id, changes))
 
     def create(self, object_name: str, values: Mapping[str, Any]) -> str:
         """Create a record in the slice; returns its local id until the CRM assigns its own."""
-        return portal_writes.create_record(self, object_name, values)
+        return self._writes.create(object_name, values)
 
     def delete(self, object_name: str, record_id: str) -> None:
         """Delete a record of the slice (where partners may delete that object)."""
         query_args.text("record_id", record_id)
-        portal_writes.delete_record(self, object_name, record_id)
+        self._writes.delete(object_name, record_id)
 
     def writes(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """This partner's writes on their way to the CRM (or failed, with the CRM's message)."""
@@ -160,16 +137,16 @@ class PartnerView:
     def get(self, object_name: str, record_id: str, fields: Sequence[str] | None = None) -> dict:
         """One record of the slice (also by the local id ``create`` returned, once the CRM
         has replaced it); ``AccessDenied`` when it is not in it."""
-        mirrored, rule = self._object(object_name)
+        mirrored, rule = self.slice.shared_object(object_name)
         query_args.text("record_id", record_id)
         fields = query_args.fields(fields)
         key = mirrored.table.c[mirrored.spec.key]
         with self.store.engine.connect() as conn:
-            record_id = portal_writes.current_id(conn, self, object_name, record_id)
-            query = self._query(mirrored, rule, fields).where(key == record_id)
+            record_id = current_id(conn, self.source, object_name, record_id)
+            query = self.slice.records(mirrored, rule, fields).where(key == record_id)
             row = conn.execute(query).first()
         if row is None:
-            raise self._deny(object_name, record_id)
+            raise self.slice.denied(object_name, record_id)
         return dict(row._mapping)
 
     def select(
@@ -188,20 +165,20 @@ class PartnerView:
         one of ``= != < <= > >= in like is_null``, or to a list of such pairs (all apply).
         An argument the query cannot take raises ``QueryError`` naming it.
         """
-        mirrored, rule = self._object(object_name)
+        mirrored, rule = self.slice.shared_object(object_name)
         limit, offset = query_args.page(limit, offset)
         fields = query_args.fields(fields)
         order = query_args.ordering(order_by)
-        conditions = portal_writes.current_conditions(self, query_args.conditions(where))
+        conditions = current_conditions(self.store, self.source, query_args.conditions(where))
         if not conditions and not order and not rule.public:
-            # the default page (by id, unfiltered) is read off the access index in id order:
+            # the default page (by id, unfiltered) is read off the grant index in id order:
             # its cost is the page's, not the slice's (a grant exists only for a live record)
-            query = self._query(mirrored, rule, fields, page=(limit, offset))
+            query = self.slice.records(mirrored, rule, fields, page=(limit, offset))
             query = query.order_by(mirrored.table.c[mirrored.spec.key])
         else:
-            query = self._query(mirrored, rule, fields)
-            query = query.where(*self._filters(mirrored, rule, conditions))
-            query = query.order_by(*self._ordering(mirrored, rule, order))
+            query = self.slice.records(mirrored, rule, fields)
+            query = query.where(*self.slice.filters(mirrored, rule, conditions))
+            query = query.order_by(*self.slice.ordering(mirrored, rule, order))
             query = query.limit(limit).offset(offset)
         with self.store.engine.connect() as conn:
             rows = conn.execute(query).all()
@@ -209,20 +186,20 @@ class PartnerView:
 
     def count(self, object_name: str, *, where: Mapping[str, Any] | None = None) -> int:
         """How many records of the slice match ``where``."""
-        mirrored, rule = self._object(object_name)
-        conditions = portal_writes.current_conditions(self, query_args.conditions(where))
+        mirrored, rule = self.slice.shared_object(object_name)
+        conditions = current_conditions(self.store, self.source, query_args.conditions(where))
         if not conditions and not rule.public:
             with self.store.engine.connect() as conn:
                 if self.role != "rep":
                     return slice_sizes.size(conn, self.source, self.partner_id, mirrored.spec.name)
                 # a grant exists only for a live record: a rep's stored grants are counted
                 # off the index alone, without a row lookup per record
-                rows = self._granted(mirrored.spec.name).subquery()
+                rows = self.slice.grants(mirrored.spec.name).subquery()
                 counted = select(func.count(rows.c.record_id.distinct()))
                 return int(conn.execute(counted).scalar_one())
         key = mirrored.table.c[mirrored.spec.key]
-        query = self._query(mirrored, rule, [mirrored.spec.key])
-        query = query.where(*self._filters(mirrored, rule, conditions))
+        query = self.slice.records(mirrored, rule, [mirrored.spec.key])
+        query = query.where(*self.slice.filters(mirrored, rule, conditions))
         counted = select(func.count()).select_from(query.with_only_columns(key).subquery())
         with self.store.engine.connect() as conn:
             return int(conn.execute(counted).scalar_one())
@@ -238,148 +215,14 @@ class PartnerView:
         query_args.bounded("since", since, 0, 2**63 - 1)
         query_args.bounded("limit", limit, 1, query_args.MAX_FEED_PAGE)
         with self.store.engine.connect() as conn:
-            rows = conn.execute(partner_feed.feed_query(self, since, limit)).all()
+            rows = conn.execute(partner_feed.feed_query(self.slice, since, limit)).all()
         return ChangeBatch([self._change(r) for r in rows], rows[-1].seq if rows else since)
 
     def explain(self, object_name: str, record_id: str) -> Explanation:
         """Why ``record_id`` is in the slice (each path and what it went through); outside
         it, only that it is not in the slice, the same whether the record exists, was deleted
         or has no path (``Mirror.explain`` tells the vendor which)."""
-        return self._explain(object_name, record_id, detail=False)
-
-    def _explain(self, object_name: str, record_id: str, *, detail: bool) -> Explanation:
-        mirrored, rule = self._object(object_name)
-        query_args.text("record_id", record_id)
-        if rule.public:
-            return Explanation(True, (f"{object_name} is visible to every partner",))
-        with self.store.engine.connect() as conn:
-            reasons = self._reasons(conn, object_name, record_id, depth=0)
-            if reasons:
-                return Explanation(True, tuple(reasons))
-            if not detail:
-                return Explanation(False, (f"{object_name} {record_id} is not in your slice",))
-            return Explanation(False, (self._why_not(conn, mirrored, record_id),))
-
-    def _reasons(self, conn: Connection, name: str, record_id: str, depth: int) -> list[str]:
-        g = self._granted(name, record_ids=[record_id]).subquery()
-        query = (
-            select(g.c.path, g.c.via_object, g.c.via_id, g.c.owner_id)
-            .distinct()
-            .order_by(g.c.path, g.c.via_id)
-            .limit(5)
-        )
-        reasons = []
-        for path, via_object, via_id, owner in conn.execute(query):
-            indent = "  " * depth
-            if not via_object:
-                what = "your partner record" if path == "self" else f"attributed to you ({path})"
-                mine = f", owned by {owner}" if owner and self.role == "rep" else ""
-                reasons.append(f"{indent}{name} {record_id}: {what}{mine}")
-                continue
-            reasons.append(f"{indent}{name} {record_id}: via {via_object} {via_id} ({path})")
-            if depth < 6:
-                reasons += self._reasons(conn, via_object, via_id, depth + 1)
-        return reasons
-
-    def _why_not(self, conn: Connection, mirrored: MirrorTable, record_id: str) -> str:
-        table, key = mirrored.table, mirrored.table.c[mirrored.spec.key]
-        row = conn.execute(select(table.c._deleted).where(key == record_id)).first()
-        name = mirrored.spec.name
-        if row is None:
-            return f"{name} {record_id} is not in the mirror"
-        if row._deleted:
-            return f"{name} {record_id} was deleted in the CRM"
-        if self.role == "rep":
-            return f"{name} {record_id} is not reachable from records owned by {self.user_id}"
-        return f"no path of the {name} slice leads from your partner record to {record_id}"
-
-    def _object(self, name: str) -> tuple[MirrorTable, SliceRule]:
-        query_args.text("object_name", name)
-        rule = self.rules.rule(name)
-        if rule is None or (not rule.paths and not rule.public):
-            raise AccessDenied(f"{name} is not shared with partners")
-        try:
-            return self.store.mirrored(self.source, name), rule
-        except KeyError:
-            raise AccessDenied(f"{name} is not mirrored") from None
-
-    def _columns(
-        self, mirrored: MirrorTable, rule: SliceRule, fields: Sequence[str] | None
-    ) -> list:
-        allowed = visible_fields(rule, mirrored.spec.field_names)
-        if fields is None:
-            return [mirrored.table.c[name] for name in allowed]
-        unknown = [f for f in fields if f not in allowed]
-        if unknown:
-            raise AccessDenied(
-                f"{mirrored.spec.name} has no field {unknown[0]!r} shared with partners"
-            )
-        return [mirrored.table.c[name] for name in fields]
-
-    def _query(
-        self,
-        mirrored: MirrorTable,
-        rule: SliceRule,
-        fields: Sequence[str] | None,
-        page: tuple[int, int] | None = None,
-    ) -> Select:
-        table = mirrored.table
-        columns = self._columns(mirrored, rule, fields)
-        live = table.c._deleted.is_(False)
-        if rule.public:
-            return select(*columns).where(live)
-        key = table.c[mirrored.spec.key]
-        rows = self._granted(mirrored.spec.name)
-        record = rows.selected_columns.record_id
-        granted_ids = rows.with_only_columns(record).distinct()
-        if page is not None:
-            granted_ids = granted_ids.order_by(record).limit(page[0]).offset(page[1])
-        granted = granted_ids.subquery("granted")
-        return select(*columns).join_from(table, granted, granted.c.record_id == key).where(live)
-
-    def _visible_change(self, name: str, record_id: Any) -> ColumnElement[bool]:
-        """Whether the record ``record_id`` (a column of the feed) of ``name`` is in the slice."""
-        rows = self._granted(name)
-        return rows.where(rows.selected_columns.record_id == record_id).exists()
-
-    def _granted(self, name: str, record_ids: Sequence[str] | None = None) -> Select:
-        """The grant rows of ``name`` in this view's slice
-        (``mirror.visibility.grants.granted``)."""
-        owner = self.user_id if self.role == "rep" else None
-        return granted(
-            self.store,
-            self.rules,
-            name,
-            partner=self.partner_id,
-            owner=owner,
-            record_ids=record_ids,
-        )
-
-    def _access_scope(self) -> list[ColumnElement[bool]]:
-        a = mirror_access.c
-        scope = [a.source == self.source, a.partner_id == self.partner_id]
-        if self.role == "rep":
-            scope.append(a.owner_id == self.user_id)
-        return scope
-
-    def _filters(
-        self, mirrored: MirrorTable, rule: SliceRule, conditions: list[query_args.Condition]
-    ) -> list[ColumnElement[bool]]:
-        types = {f.name: f.type for f in mirrored.spec.fields}
-        found = []
-        for name, operator, value in conditions:
-            column = self._columns(mirrored, rule, [name])[0]
-            value = query_args.typed(name, types[name], operator, value)
-            found.append(FILTERS[operator](column, value))
-        return found
-
-    def _ordering(self, mirrored: MirrorTable, rule: SliceRule, names: list[str]) -> list:
-        ordering = []
-        for name in names:
-            column = self._columns(mirrored, rule, [name.lstrip("-")])[0]
-            ordering.append(column.desc() if name.startswith("-") else column.asc())
-        key = mirrored.table.c[mirrored.spec.key]
-        return [*ordering, key.asc()]
+        return explain(self.slice, object_name, record_id, detail=False)
 
     def _change(self, row: Any) -> dict[str, Any]:
         rule = self.rules.rule(row.object)
@@ -395,13 +238,3 @@ class PartnerView:
             "fields": fields,
             "at": row.at,
         }
-
-    def _deny(self, object_name: str, record_id: str) -> AccessDenied:
-        log.warning(
-            "access denied: partner %s (user %s) asked for %s %s",
-            self.partner_id,
-            self.user_id,
-            object_name,
-            record_id,
-        )
-        return AccessDenied(f"{object_name} {record_id} is not in your slice")

@@ -4,67 +4,109 @@ Each write is checked first (the record is in the slice, every field is writable
 fits its field, every reference points into the slice or at a public object) and then applied
 in ONE transaction: the mirror row changes and is marked ``_pending`` (the portal reads its own
 write at once), an outbox entry records each field's before and after values with the author,
-and the partner access table follows. Anything refused changes nothing.
+and the partners' grants follow. Anything refused changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from mirror.errors import AccessDenied, ValidationError
 from mirror.portal.query_args import Condition
+from mirror.portal.slice import PartnerSlice
 from mirror.push.diff import field_changes
 from mirror.push.local_ids import current_ids
 from mirror.push.outbox import enqueue, is_local, new_local_id
-from mirror.store.database import MirrorTable, utcnow
+from mirror.store.database import MirrorTable, Store, utcnow
 from mirror.store.records import CONVERTERS, BadValue
 from mirror.store.tables import mirror_outbox
 from mirror.types import FieldType, ObjectSpec
 from mirror.visibility.rules import SliceRule
-
-if TYPE_CHECKING:
-    from mirror.portal.view import PartnerView
+from mirror.visibility.upkeep import GrantUpkeep
 
 
-def update_record(
-    view: PartnerView, name: str, record_id: str, changes: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Change writable fields of one record in the slice; returns the record as now seen.
-    A local id the CRM has since replaced still names the record (so do local ids in
-    reference fields)."""
-    mirrored, rule = view._object(name)
-    spec = mirrored.spec
-    values = _checked_values(spec, rule, changes)
-    key = mirrored.table.c[spec.key]
-    with view.store.transaction() as conn:
-        record_id = current_id(conn, view, name, record_id)
-        values = _current_references(conn, view, values)
-        visible = view._query(mirrored, rule, [spec.key]).where(key == record_id)
-        if conn.execute(visible).first() is None:
-            raise view._deny(name, record_id)
-        _check_references(conn, view, spec, values)
-        with _access_follows(view, conn, name, record_id):
-            apply_update(conn, mirrored, record_id, values, view.partner_id, view.user_id)
-    return view.get(name, record_id)
+class PortalWrites:
+    """The writes of one partner view: checked against its slice, applied with the grants
+    following (when the view has the source's grant upkeep)."""
 
+    def __init__(self, slice_: PartnerSlice, upkeep: GrantUpkeep | None) -> None:
+        self.slice = slice_
+        self.upkeep = upkeep
 
-def create_record(view: PartnerView, name: str, values: Mapping[str, Any]) -> str:
-    """Create a record in the slice; returns its local id (the CRM id replaces it once pushed)."""
-    mirrored, rule = view._object(name)
-    if not rule.creatable:
-        raise AccessDenied(f"partners may not create {name} records")
-    typed = _checked_values(mirrored.spec, rule, values)
-    typed.update(_attribution(view, rule, typed))
-    with view.store.transaction() as conn:
-        typed = _current_references(conn, view, typed)
-        _check_references(conn, view, mirrored.spec, typed)
-        local_id = insert_local(conn, mirrored, typed, view.partner_id, view.user_id)
-        _refresh_access(view, conn, name, local_id)
-    return local_id
+    def update(self, name: str, record_id: str, changes: Mapping[str, Any]) -> str:
+        """Change writable fields of one record in the slice; returns the record's id now
+        (a local id the CRM has since replaced still names the record, and so do local ids
+        in reference fields)."""
+        slice_ = self.slice
+        mirrored, rule = slice_.shared_object(name)
+        values = _checked_values(mirrored.spec, rule, changes)
+        with slice_.store.transaction() as conn:
+            record_id = current_id(conn, slice_.source, name, record_id)
+            values = _current_references(conn, slice_.source, values)
+            slice_.require(conn, mirrored, rule, record_id)
+            _check_references(conn, slice_, mirrored.spec, values)
+            with self._grants_follow(conn, name, record_id):
+                apply_update(conn, mirrored, record_id, values, slice_.partner_id, slice_.user_id)
+        return record_id
+
+    def create(self, name: str, values: Mapping[str, Any]) -> str:
+        """Create a record in the slice; returns its local id (the CRM id replaces it once
+        pushed)."""
+        slice_ = self.slice
+        mirrored, rule = slice_.shared_object(name)
+        if not rule.creatable:
+            raise AccessDenied(f"partners may not create {name} records")
+        typed = _checked_values(mirrored.spec, rule, values)
+        typed.update(_attribution(slice_, rule, typed))
+        with slice_.store.transaction() as conn:
+            typed = _current_references(conn, slice_.source, typed)
+            _check_references(conn, slice_, mirrored.spec, typed)
+            local_id = insert_local(conn, mirrored, typed, slice_.partner_id, slice_.user_id)
+            if self.upkeep is not None:
+                self.upkeep.refresh(conn, name, [local_id])
+        return local_id
+
+    def delete(self, name: str, record_id: str) -> None:
+        """Delete a record of the slice (where the rule allows partners to delete)."""
+        slice_ = self.slice
+        mirrored, rule = slice_.shared_object(name)
+        if not rule.deletable:
+            raise AccessDenied(f"partners may not delete {name} records")
+        spec, table = mirrored.spec, mirrored.table
+        key = table.c[spec.key]
+        with slice_.store.transaction() as conn:
+            record_id = current_id(conn, slice_.source, name, record_id)
+            slice_.require(conn, mirrored, rule, record_id)
+            row = conn.execute(select(table).where(key == record_id)).one()._mapping
+            with self._grants_follow(conn, name, record_id):
+                conn.execute(
+                    update(table).where(key == record_id).values(_deleted=True, _pending=True)
+                )
+            enqueue(
+                conn,
+                spec,
+                record_id=record_id,
+                op="delete",
+                values={},
+                before={},
+                base_version=row["_modstamp"].isoformat() if row["_modstamp"] else None,
+                partner_id=slice_.partner_id,
+                author=slice_.user_id,
+            )
+
+    @contextmanager
+    def _grants_follow(self, conn: Connection, name: str, record_id: str) -> Iterator[None]:
+        """Around a local write of an existing record: its grants (and its dependents')
+        follow."""
+        if self.upkeep is None:
+            yield
+            return
+        with self.upkeep.changing(conn, name, [record_id]):
+            yield
 
 
 def apply_update(
@@ -135,48 +177,18 @@ def insert_local(
     return local_id
 
 
-def delete_record(view: PartnerView, name: str, record_id: str) -> None:
-    """Delete a record of the slice (where the slice rule allows partners to delete)."""
-    mirrored, rule = view._object(name)
-    if not rule.deletable:
-        raise AccessDenied(f"partners may not delete {name} records")
-    spec, table = mirrored.spec, mirrored.table
-    key = table.c[spec.key]
-    with view.store.transaction() as conn:
-        record_id = current_id(conn, view, name, record_id)
-        if (
-            conn.execute(view._query(mirrored, rule, [spec.key]).where(key == record_id)).first()
-            is None
-        ):
-            raise view._deny(name, record_id)
-        row = conn.execute(select(table).where(key == record_id)).one()._mapping
-        with _access_follows(view, conn, name, record_id):
-            conn.execute(update(table).where(key == record_id).values(_deleted=True, _pending=True))
-        enqueue(
-            conn,
-            spec,
-            record_id=record_id,
-            op="delete",
-            values={},
-            before={},
-            base_version=row["_modstamp"].isoformat() if row["_modstamp"] else None,
-            partner_id=view.partner_id,
-            author=view.user_id,
-        )
-
-
-def current_id(conn: Connection, view: PartnerView, name: str, record_id: str) -> str:
+def current_id(conn: Connection, source: str, name: str, record_id: str) -> str:
     """``record_id``, or the CRM id that replaced it when it is a local id the CRM created."""
-    return current_ids(conn, view.source, [record_id], [name]).get(record_id, record_id)
+    return current_ids(conn, source, [record_id], [name]).get(record_id, record_id)
 
 
-def current_conditions(view: PartnerView, conditions: list[Condition]) -> list[Condition]:
+def current_conditions(store: Store, source: str, conditions: list[Condition]) -> list[Condition]:
     """A query's conditions with the local ids they name replaced by the CRM's ids."""
     values = [v for _, _, value in conditions for v in _values(value) if is_local(v)]
     if not values:
         return conditions
-    with view.store.engine.connect() as conn:
-        mapped = current_ids(conn, view.source, values)
+    with store.engine.connect() as conn:
+        mapped = current_ids(conn, source, values)
 
     def one(value: Any) -> Any:
         return mapped.get(value, value) if isinstance(value, str) else value
@@ -191,11 +203,9 @@ def _values(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _current_references(
-    conn: Connection, view: PartnerView, values: Mapping[str, Any]
-) -> dict[str, Any]:
+def _current_references(conn: Connection, source: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` with local ids the CRM has since created replaced by their CRM ids."""
-    mapped = current_ids(conn, view.source, values.values())
+    mapped = current_ids(conn, source, values.values())
     return {name: mapped.get(v, v) if isinstance(v, str) else v for name, v in values.items()}
 
 
@@ -228,73 +238,50 @@ def typed_values(spec: ObjectSpec, values: Mapping[str, Any]) -> dict[str, Any]:
     return typed
 
 
-def _attribution(view: PartnerView, rule: SliceRule, values: dict[str, Any]) -> dict[str, Any]:
+def _attribution(slice_: PartnerSlice, rule: SliceRule, values: dict[str, Any]) -> dict[str, Any]:
     """The fields that make a new record the partner's own (and the rep's, for a rep)."""
     forced: dict[str, Any] = {}
     for path in rule.paths:
         if path.kind == "direct":
-            forced[path.field] = view.partner_id
-    if rule.owner_field and view.role == "rep":
-        forced[rule.owner_field] = view.user_id
+            forced[path.field] = slice_.partner_id
+    if rule.owner_field and slice_.role == "rep":
+        forced[rule.owner_field] = slice_.user_id
     return forced
 
 
 def _check_references(
-    conn: Connection, view: PartnerView, spec: ObjectSpec, values: Mapping[str, Any]
+    conn: Connection, slice_: PartnerSlice, spec: ObjectSpec, values: Mapping[str, Any]
 ) -> None:
     for name, value in values.items():
         field = spec.field(name)
         if field.type is not FieldType.REFERENCE or value is None:
             continue
-        if value == view.partner_id or any(
-            _visible(conn, view, target, value) for target in field.references
+        if value == slice_.partner_id or any(
+            _visible(conn, slice_, target, value) for target in field.references
         ):
             continue
-        if is_local(value) and _created_by(conn, view, value):
+        if is_local(value) and _created_by(conn, slice_, value):
             continue
         raise AccessDenied(f"{spec.name}.{name} points at a record outside your slice")
 
 
-def _visible(conn: Connection, view: PartnerView, target: str, record_id: str) -> bool:
-    rule = view.rules.rule(target)
+def _visible(conn: Connection, slice_: PartnerSlice, target: str, record_id: str) -> bool:
+    rule = slice_.rules.rule(target)
     if rule is None:
         return False
     if rule.public:
         return True
-    query = view._granted(target, record_ids=[record_id])
+    query = slice_.grants(target, record_ids=[record_id])
     return conn.execute(query.limit(1)).first() is not None
 
 
-def _created_by(conn: Connection, view: PartnerView, local_id: str) -> bool:
+def _created_by(conn: Connection, slice_: PartnerSlice, local_id: str) -> bool:
     """Whether the partner itself created ``local_id`` (not yet in the CRM)."""
     o = mirror_outbox.c
     query = select(o.seq).where(
-        o.source == view.source,
+        o.source == slice_.source,
         o.record_id == local_id,
         o.op == "create",
-        o.partner_id == view.partner_id,
+        o.partner_id == slice_.partner_id,
     )
     return conn.execute(query.limit(1)).first() is not None
-
-
-def _refresh_access(view: PartnerView, conn: Connection, name: str, record_id: str) -> None:
-    """Derive the grants of a record the view just created."""
-    if view.access is not None:
-        view.access.refresh(conn, name, [record_id])
-
-
-@contextmanager
-def _access_follows(
-    view: PartnerView, conn: Connection, name: str, record_id: str
-) -> Iterator[None]:
-    """Around a local write of an existing record: its grants (and its dependents') follow."""
-    if view.access is None:
-        yield
-        return
-    with view.access.changing(conn, name, [record_id]):
-        yield
-
-
-def as_mirror_table(view: PartnerView, name: str) -> MirrorTable:
-    """The mirrored table behind ``name`` as the view resolves it."""
-    return view._object(name)[0]

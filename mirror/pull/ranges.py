@@ -16,7 +16,7 @@ ranges (Salesforce: record-id ranges bounded by the newest SystemModstamp at the
   moves the object's checkpoint to the plan's ``after`` (phase ``incremental`` from the
   watermark) and deletes the range rows: exactly once, by whichever worker finishes last. The
   page hooks' end of the backfill runs in that transaction too: partner access is derived for
-  the whole object there (``mirror.visibility.access_sets``), so range pages themselves write
+  the whole object there (``mirror.visibility.derivation``), so range pages themselves write
   records
   only and run in parallel.
 """

@@ -18,7 +18,8 @@ from sqlalchemy import Connection, text
 
 from mirror.store.database import Store
 from mirror.types import ObjectSpec
-from mirror.visibility.postgres_rls import POLICIES, is_shared, policy_name
+from mirror.visibility.partner_columns import is_shared
+from mirror.visibility.postgres_rls import POLICIES, policy_name
 from mirror.visibility.rules import VisibilityRules
 
 

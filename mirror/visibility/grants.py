@@ -14,18 +14,50 @@ partner (and owner) narrowing applied where the stored grants are read.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from sqlalchemy import Select, false, literal, select
 
-from mirror.store.database import Store
+from mirror.store.database import MirrorTable, Store
 from mirror.store.idsets import id_in
 from mirror.store.tables import mirror_access
 from mirror.visibility.rules import VisibilityRules
 
 # the columns of a grant row, as ``granted`` labels them
 GRANT_FIELDS = ("record_id", "partner_id", "owner_id", "path", "via_object", "via_id")
+# one grant of an object: record_id, partner_id, owner_id, path, via_object, via_id
+Grant = tuple[str, str, str, str, str, str]
+# per record: the (partner, owner) pairs that see it
+Pairs = dict[str, frozenset[tuple[str, str]]]
+# per record whose (partner, owner) set changed: that set before and after
+Changes = dict[str, tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]]]
+NO_PAIRS: frozenset[tuple[str, str]] = frozenset()
+
+
+def mirrored_or_none(store: Store, source: str, name: str) -> MirrorTable | None:
+    """The mirrored table of ``name``, or ``None`` before it is first synced."""
+    try:
+        return store.mirrored(source, name)
+    except KeyError:
+        return None
+
+
+def pairs_of(rows: Iterable[Grant]) -> Pairs:
+    """Per record of ``rows``: the (partner, owner) pairs its grants name."""
+    found: dict[str, set[tuple[str, str]]] = {}
+    for row in rows:
+        found.setdefault(row[0], set()).add((row[1], row[2]))
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+def changed_pairs(ids: Iterable[str], before: Pairs, after: Pairs) -> Changes:
+    """The records of ``ids`` whose (partner, owner) set differs, with the set before and after."""
+    return {
+        i: (before.get(i, NO_PAIRS), after.get(i, NO_PAIRS))
+        for i in ids
+        if before.get(i, NO_PAIRS) != after.get(i, NO_PAIRS)
+    }
 
 
 def is_inherited(rules: VisibilityRules, name: str) -> bool:

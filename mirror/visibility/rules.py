@@ -82,11 +82,6 @@ class SlicePath:
             return f"{self.field} -> {self.other}"
         return f"{self.other}.{self.field} <-"
 
-    @property
-    def owner_source(self) -> str | None:
-        """The object whose grants this path derives from (``None`` for self and direct)."""
-        return self.other or None
-
 
 @dataclass(frozen=True)
 class SliceRule:
@@ -169,7 +164,7 @@ class VisibilityRules:
             if p.kind == "child" and p.other == name
         ]
 
-    def access_fields(self, name: str) -> frozenset[str]:
+    def grant_fields(self, name: str) -> frozenset[str]:
         """The fields of ``name`` its records' grants, or the grants they give, are read from:
         an update that changes none of them changes no grant."""
         rule = self.rule(name)

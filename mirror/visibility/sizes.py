@@ -1,4 +1,4 @@
-"""The size of every partner's slice of every object, kept beside the access table.
+"""The size of every partner's slice of every object, kept beside the grant table.
 
 A slice's size is the number of distinct records its grants reach. The incremental upkeep
 adds what entered and subtracts what left, in the transaction that changed the grants; a
@@ -26,7 +26,7 @@ def recount(
     names: Iterable[str] | None = None,
     inherited: Mapping[str, Select[Any]] | None = None,
 ) -> None:
-    """Count the slices of ``names`` (every object when ``None``) from the access table; the
+    """Count the slices of ``names`` (every object when ``None``) from the grant table; the
     objects of ``inherited`` from their grant rows (``mirror.visibility.grants.granted``)."""
     a, s = mirror_access.c, mirror_slice_sizes.c
     stale = delete(mirror_slice_sizes).where(s.source == source)

@@ -15,8 +15,8 @@ from mirror.pull.sync import Puller
 from mirror.store.database import Store
 from mirror.store.tables import mirror_access
 from mirror.types import FieldSpec, FieldType
-from mirror.visibility.access import AccessMaintainer
 from mirror.visibility.rules import VisibilityRules, parse_rules
+from mirror.visibility.upkeep import GrantUpkeep
 from tests.mirror.fakes import FakeCrm
 
 F = FieldType
@@ -73,7 +73,8 @@ class Org:
         self.crm = FakeCrm(page_size=page_size, objects=dict(schemas or SCHEMAS))
         self.store = Store(url)
         self.rules: VisibilityRules = parse_rules("fake", rules or RULES)
-        self.access = AccessMaintainer(self.store, self.rules)
+        self.access = GrantUpkeep(self.store, self.rules)
+        self.pages = self.access.page_hook()
         self.clock = 0
 
     def put(self, obj: str, record_id: str, **values: Any) -> None:
@@ -90,7 +91,10 @@ class Org:
         """Pull every object, parents first, through the real sync path (each object's pull
         inside ``around(name)`` when given)."""
         puller = Puller(
-            self.store, self.crm, hooks=[self.access], indexes=_path_indexes(self.rules)
+            self.store,
+            self.crm,
+            hooks=[self.pages],
+            indexes=_path_indexes(self.rules),
         )
         for name in ORDER:
             with around(name) if around else nullcontext():

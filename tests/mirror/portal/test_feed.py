@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mirror.portal.view import PartnerView
-from mirror.visibility.access import AccessMaintainer
+from mirror.visibility.upkeep import GrantUpkeep
 from tests.mirror.org import Org, build_small_org
 
 
@@ -28,7 +28,7 @@ def feed_of(view: PartnerView, record_id: str, since: int = 0) -> list[dict[str,
 def test_a_deal_that_moves_in_brings_no_history_of_its_former_partner(org: Org) -> None:
     p1 = org.view("P1")
     cursor = p1.changes().cursor
-    p2 = PartnerView(org.store, org.rules, "P2", access=AccessMaintainer(org.store, org.rules))
+    p2 = PartnerView(org.store, org.rules, "P2", upkeep=GrantUpkeep(org.store, org.rules))
     p2.update("Opportunity", "o3", {"Name": "P2's portal name"})
     org.put("Opportunity", "o3", Amount=31.0)
     org.sync()

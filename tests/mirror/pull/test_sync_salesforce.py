@@ -334,10 +334,9 @@ def test_a_failing_sync_still_derives_the_slices_of_what_it_backfilled(mirror, b
 
 def test_slices_a_killed_sync_left_underived_are_derived_by_the_next(mirror, box) -> None:
     from mirror.pull.sync import Puller
-    from mirror.visibility.access import AccessMaintainer
 
     # a sync that dies after its backfills end and before it derives their slices
-    access = AccessMaintainer(mirror.store, mirror.visibility(), defer_settle=True)
+    access = mirror.grant_upkeep("salesforce").page_hook(deferred=True)
     puller = Puller(mirror.store, mirror.adapter("salesforce"), hooks=[access])
     for name in OBJECTS:
         puller.sync_object(mirror.spec("salesforce", name, refresh=True))

@@ -19,8 +19,7 @@ from sqlalchemy import create_engine, delete, insert, select, text
 from mirror import Mirror
 from mirror.config import parse_config
 from mirror.store.tables import mirror_access_pending
-from mirror.visibility import access_sets
-from mirror.visibility.access import AccessMaintainer
+from mirror.visibility.upkeep import GrantUpkeep
 from sandboxes.salesforce.sandbox import SalesforceSandbox
 from tests.adapters.conftest import sandbox_adapter
 from tests.conftest import fresh_database
@@ -74,7 +73,7 @@ def until(condition: Callable[[], bool], what: str) -> None:
 
 def test_two_settlers_at_once_neither_deadlock_nor_drop_an_object(pg_mirror, monkeypatch) -> None:
     mirror, application = pg_mirror
-    maintainer = AccessMaintainer(mirror.store, mirror.slice_rules(SOURCE))
+    maintainer = GrantUpkeep(mirror.store, mirror.slice_rules(SOURCE))
     # the object the second settler finds is stored ahead of the first one's (in the slot
     # VACUUM freed), so a scan of the table meets it first, as it did in the daemon
     defer(mirror, "Zzz")
@@ -85,15 +84,15 @@ def test_two_settlers_at_once_neither_deadlock_nor_drop_an_object(pg_mirror, mon
         conn.exec_driver_sql("VACUUM mirror_access_pending")
 
     inside, go = threading.Event(), threading.Event()
-    settle = access_sets.settle
+    settle = maintainer.derivation.settle
 
-    def first_one_pauses(conn: Any, maintainer: AccessMaintainer, names: Any) -> None:
+    def first_one_pauses(conn: Any, names: Any, backfilled_by_sync: Any) -> None:
         if threading.current_thread().name == "first":
             inside.set()
             assert go.wait(60)
-        settle(conn, maintainer, names)
+        settle(conn, names, backfilled_by_sync)
 
-    monkeypatch.setattr(access_sets, "settle", first_one_pauses)
+    monkeypatch.setattr(maintainer.derivation, "settle", first_one_pauses)
     settled: dict[str, list[str]] = {}
     failed: list[BaseException] = []
 

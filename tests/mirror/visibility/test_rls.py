@@ -21,13 +21,12 @@ from mirror.pull.sync import Puller
 from mirror.store.database import Store, utcnow
 from mirror.store.tables import mirror_access
 from mirror.types import FieldSpec, FieldType
+from mirror.visibility.partner_columns import partner_index_name, track_partner_changes
 from mirror.visibility.postgres_rls import (
     engine_tables,
     install_partner_security,
-    partner_index_name,
     partner_session,
     set_partner,
-    track_partner_changes,
 )
 from mirror.visibility.rules import parse_rules
 from tests.conftest import PG_URL, fresh_database
@@ -186,7 +185,7 @@ def test_objects_without_a_rule_are_closed(role: str, org: Org, portal: Engine) 
     org.crm.schemas["Lead"] = lead
     org.crm.stores["Lead"], org.crm.tombs["Lead"] = {}, {}
     org.put("Lead", "le1", Name="a lead")
-    Puller(org.store, org.crm, hooks=[org.access]).sync_object(org.crm.describe("Lead"))
+    Puller(org.store, org.crm, hooks=[org.pages]).sync_object(org.crm.describe("Lead"))
     report = install_partner_security(org.store, org.rules, role)
     assert report.denied == ("fake__lead",)
     assert "fake__lead" not in report.columns

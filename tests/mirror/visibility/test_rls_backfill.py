@@ -16,8 +16,6 @@ from mirror.pull.sync import Puller
 from mirror.store.database import Store
 from mirror.store.tables import mirror_access
 from mirror.types import FieldSpec, FieldType
-from mirror.visibility import access_sets
-from mirror.visibility.access import AccessMaintainer
 from tests.mirror.org import ORDER, RULES, SCHEMAS, Org, build_small_org
 
 SLICED_SMALL = ("Opportunity", "Account", "Contact", "LineItem", "User")
@@ -47,7 +45,7 @@ def org(pg_url: str) -> Iterator[Org]:
 def first_backfill(org: Org) -> None:
     """Every object backfilled into the empty store, its slices derived once at the end, as
     ``Mirror.sync`` does it."""
-    access = AccessMaintainer(org.store, org.rules, defer_settle=True)
+    access = org.access.page_hook(deferred=True)
     puller = Puller(org.store, org.crm, hooks=[access], indexes=_path_indexes(org.rules))
     for name in (*ORDER, "Note"):
         puller.sync_object(org.crm.describe(name))
@@ -145,13 +143,13 @@ def test_deriving_slices_reads_each_grant_a_bounded_number_of_times(pg_url: str)
     org = Org(pg_url, page_size=500)
     try:
         put_bulk(org, deals)
-        access = AccessMaintainer(org.store, org.rules, defer_settle=True)
+        access = org.access.page_hook(deferred=True)
         puller = Puller(org.store, org.crm, hooks=[access], indexes=_path_indexes(org.rules))
         for name in ORDER:
             puller.sync_object(org.crm.describe(name))
         with org.store.transaction() as conn:
             before = grant_entries_read(conn)
-            assert access_sets.settle_pending(conn, access)
+            assert org.access.derivation.settle_pending(conn, access.backfilled)
             settled = grant_entries_read(conn) - before
             grants = conn.execute(select(func.count()).select_from(mirror_access)).scalar_one()
         backfilled = partner_columns(org, SLICED_SMALL)

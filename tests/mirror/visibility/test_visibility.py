@@ -224,8 +224,8 @@ def test_a_deleted_record_leaves_the_feed_as_a_delete(org: Org) -> None:
 
 
 def test_edits_outside_the_slice_fields_leave_the_access_table_alone(org: Org) -> None:
-    assert org.rules.access_fields("Opportunity") == {"PartnerAccountId", "OwnerId", "AccountId"}
-    assert org.rules.access_fields("Account") == {"IsPartner"}
+    assert org.rules.grant_fields("Opportunity") == {"PartnerAccountId", "OwnerId", "AccountId"}
+    assert org.rules.grant_fields("Account") == {"IsPartner"}
     before = org.access_rows()
     with org.store.engine.connect() as conn:
         conn.exec_driver_sql("DELETE FROM mirror_access WHERE record_id = 'l1'")
@@ -278,13 +278,12 @@ def test_a_backfill_that_ends_logs_what_entered_for_records_already_mirrored(
     db_url: str,
 ) -> None:
     from mirror.pull.sync import Puller
-    from mirror.visibility.access import AccessMaintainer
 
     org = Org(db_url)
     try:
         build_small_org(org)
         # a later sync (its own maintainer) than the one that first mirrored the accounts
-        puller = Puller(org.store, org.crm, hooks=[AccessMaintainer(org.store, org.rules)])
+        puller = Puller(org.store, org.crm, hooks=[org.access.page_hook()])
         with org.store.transaction() as conn:
             conn.exec_driver_sql("DELETE FROM mirror_access WHERE record_id = 'C1'")
         cursor = org.view("P1").changes().cursor
@@ -392,11 +391,11 @@ def test_a_contact_moved_to_another_account_by_a_sync_changes_slices(org: Org) -
 
 
 def test_a_portal_write_moving_a_child_to_another_parent_changes_slices(org: Org) -> None:
-    from mirror.visibility.access import AccessMaintainer
+    from mirror.visibility.upkeep import GrantUpkeep
 
     fields = {**RULES["fields"], "Contact": {"writable": ["AccountId"]}}
     rules = parse_rules("fake", {**RULES, "fields": fields})
-    p2 = PartnerView(org.store, rules, "P2", access=AccessMaintainer(org.store, rules))
+    p2 = PartnerView(org.store, rules, "P2", upkeep=GrantUpkeep(org.store, rules))
     p1 = org.view("P1")
     cursor = p1.changes().cursor
     before = p1.count("Contact")
@@ -424,7 +423,7 @@ def test_a_partners_children_are_read_off_the_reference_index_alone(org: Org) ->
         columns = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes(table)}
         assert columns[f"ix_{table}__accountid"] == ["AccountId", "_deleted", "Id"]
         if conn.dialect.name == "sqlite":
-            query = org.view("P1")._granted("Contact")
+            query = org.view("P1").slice.grants("Contact")
             sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
             plan = " ".join(str(r) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
             assert f"COVERING INDEX ix_{table}__accountid" in plan
