@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, select, update
 
+from mirror import feed
 from mirror.adapter import CrmAdapter, KeyedIds, RangePlan, RangeReader
 from mirror.leases import Leases
 from mirror.pull.pages import PageContext, PageHook, PageOutcome, apply_page
@@ -33,8 +34,8 @@ from mirror.push.echoes import verify_echoes
 from mirror.push.local_ids import AccessChanges, is_local_key
 from mirror.push.outbox import OPEN_STATUSES, fail_open_edits
 from mirror.store.database import MirrorTable, Store, utcnow
-from mirror.store.tables import mirror_changes, mirror_outbox, mirror_runs, mirror_sweep
-from mirror.types import Checkpoint, ObjectSpec, Page
+from mirror.store.tables import mirror_outbox, mirror_runs, mirror_sweep
+from mirror.types import Change, ChangeOrigin, Checkpoint, ObjectSpec, Page
 
 log = logging.getLogger("prm_mirror.sync")
 ProgressCallback = Callable[[str, PageOutcome, Page], None]
@@ -179,9 +180,7 @@ class Puller:
                     update(table).where(key.in_(chunk)).values(_deleted=True, _synced_at=now)
                 )
             if gone:
-                conn.execute(
-                    insert(mirror_changes), [_sweep_change(spec, i, now, run_id) for i in gone]
-                )
+                feed.append(conn, [_sweep_change(spec, i, now, run_id) for i in gone])
                 fail_open_edits(
                     conn,
                     spec.source,
@@ -433,18 +432,17 @@ def _status_of(exc: BaseException) -> str:
     return "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed"
 
 
-def _sweep_change(spec: ObjectSpec, record_id: str, now: Any, run_id: int | None) -> dict[str, Any]:
-    return {
-        "source": spec.source,
-        "object": spec.name,
-        "record_id": record_id,
-        "op": "delete",
-        "origin": "crm",
-        "author": "sweep",
-        "fields": None,
-        "at": now,
-        "run_id": run_id,
-    }
+def _sweep_change(spec: ObjectSpec, record_id: str, now: Any, run_id: int | None) -> Change:
+    return Change(
+        spec.source,
+        spec.name,
+        record_id,
+        "delete",
+        ChangeOrigin.CRM,
+        author="sweep",
+        at=now,
+        run_id=run_id,
+    )
 
 
 _DONE = object()

@@ -14,10 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
+from mirror.feed import append as append_to_feed
 from mirror.store.database import utcnow
 from mirror.store.records import CONVERTERS, json_safe
-from mirror.store.tables import mirror_changes, mirror_outbox, mirror_runs
-from mirror.types import ObjectSpec
+from mirror.store.tables import mirror_outbox, mirror_runs
+from mirror.types import Change, ChangeOrigin, ObjectSpec
 
 LOCAL_PREFIX = "local-"
 OPEN_STATUSES = ("pending", "sending", "blocked")
@@ -90,19 +91,9 @@ def enqueue(
     assert seq is not None
     if not feed:
         return int(seq[0])
-    fields = {f: [before.get(f), values.get(f)] for f in values} if op != "delete" else None
-    conn.execute(
-        insert(mirror_changes).values(
-            source=spec.source,
-            object=spec.name,
-            record_id=record_id,
-            op=op,
-            origin="portal",
-            author=author,
-            fields=json_safe(fields) if fields is not None else None,
-            at=now,
-        )
-    )
+    fields = {f: (before.get(f), values.get(f)) for f in values} if op != "delete" else None
+    change = Change(spec.source, spec.name, record_id, op, ChangeOrigin.PORTAL, fields, author, now)
+    append_to_feed(conn, [change])
     return int(seq[0])
 
 

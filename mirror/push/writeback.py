@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from mirror import feed
 from mirror.adapter import CrmAdapter
 from mirror.errors import MirrorError, QuotaExceeded, TransientError
 from mirror.push.landed import IN_DOUBT, settle_lost_answers
@@ -48,8 +49,8 @@ from mirror.push.outbox import (
     typed,
 )
 from mirror.store.database import Store, utcnow
-from mirror.store.tables import mirror_changes, mirror_checkpoints, mirror_outbox
-from mirror.types import ObjectSpec, Write, WriteOp, WriteResult
+from mirror.store.tables import mirror_checkpoints, mirror_outbox
+from mirror.types import Change, ChangeOrigin, ObjectSpec, Write, WriteOp, WriteResult
 
 log = logging.getLogger("prm_mirror.writeback")
 Hook = Callable[[Connection, str, list[str]], None]
@@ -429,18 +430,18 @@ class Pusher:
             if restore:
                 conn.execute(update(table).where(key == row.record_id).values(**restore))
             _rebase_followers(conn, row)
-        conn.execute(
-            mirror_changes.insert().values(
-                source=spec.source,
-                object=spec.name,
-                record_id=row.record_id,
-                op="revert",
-                origin="writeback",
-                author=row.author,
-                fields={"error": [answer.error_code, answer.message]},
-                at=now,
-            )
+        error = {"error": (answer.error_code, answer.message)}
+        revert = Change(
+            spec.source,
+            spec.name,
+            row.record_id,
+            "revert",
+            ChangeOrigin.WRITEBACK,
+            error,
+            row.author,
+            now,
         )
+        feed.append(conn, [revert])
         self._settle(conn, spec, row.record_id)
         if self.on_change is not None:
             self.on_change(conn, spec.name, [row.record_id])

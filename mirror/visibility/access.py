@@ -26,11 +26,13 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
+from mirror import feed
 from mirror.pull.pages import PageOutcome
 from mirror.store.bulk import execute_many
 from mirror.store.database import MirrorTable, Store, utcnow
 from mirror.store.idsets import batches, id_in
-from mirror.store.tables import given_by_children, mirror_access, mirror_changes
+from mirror.store.tables import given_by_children, mirror_access
+from mirror.types import Change, ChangeOrigin
 from mirror.visibility import access_sets
 from mirror.visibility import postgres_rls as rls
 from mirror.visibility import sizes as slice_sizes
@@ -374,7 +376,7 @@ class AccessMaintainer:
                 events.append(self._event(name, record_id, "enter", partner, now, owner))
             for partner, owner in sorted(old_pairs - new_pairs):
                 events.append(self._event(name, record_id, gone, partner, now, owner))
-        execute_many(conn, insert(mirror_changes), events)
+        feed.append(conn, events)
         deltas: Counter[str] = Counter()
         for partners in entered.values():
             deltas.update(partners)
@@ -402,21 +404,18 @@ class AccessMaintainer:
 
     def _event(
         self, name: str, record_id: str, op: str, partner: str, now: Any, owner: str | None = None
-    ) -> dict[str, Any]:
+    ) -> Change:
         """One membership event: of the partner's slice, or with ``owner`` of that rep's."""
-        return {
-            "source": self.source,
-            "object": name,
-            "record_id": record_id,
-            "op": op,
-            "origin": "access",
-            "author": None,
-            "fields": None,
-            "at": now,
-            "run_id": None,
-            "partner_id": partner,
-            "owner_id": owner,
-        }
+        return Change(
+            self.source,
+            name,
+            record_id,
+            op,
+            ChangeOrigin.ACCESS,
+            at=now,
+            partner_id=partner,
+            owner_id=owner,
+        )
 
 
 def _grants(rows: Iterable[Grant]) -> Grants:

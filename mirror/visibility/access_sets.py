@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from mirror import feed
 from mirror.store.database import MirrorTable, utcnow
 from mirror.store.tables import mirror_access, mirror_access_pending, mirror_changes
 from mirror.visibility import postgres_rls as rls
@@ -458,4 +459,4 @@ def _log(
         "partner_id",
         "owner_id",
     ]
-    conn.execute(insert(mirror_changes).from_select(columns, query))
+    feed.append_selected(conn, columns, query)
