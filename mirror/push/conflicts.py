@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import select, update
 
 from mirror.errors import MirrorError
-from mirror.push.outbox import enqueue, set_entry, typed
+from mirror.push.outbox import enqueue, set_entry
 from mirror.store.database import Store, utcnow
+from mirror.store.records import field_value
 from mirror.store.tables import mirror_conflicts, mirror_outbox
 
 
@@ -51,7 +52,7 @@ def resolve_conflict(
         if take != "crm":
             key = table.c[spec.key]
             current = conn.execute(select(table).where(key == row.record_id)).one()._mapping
-            new = typed(spec, row.field, chosen)
+            new = field_value(spec, row.field, chosen)
             entry = conn.execute(
                 select(mirror_outbox.c.partner_id).where(mirror_outbox.c.seq == row.outbox_seq)
             ).first()

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, delete, exists, select, update
 
 from mirror import feed
-from mirror.push.outbox import LOCAL_PREFIX, OPEN_STATUSES, is_local, set_entry
+from mirror.push.outbox import LOCAL_PREFIX, OPEN_STATUSES, OutboxEntry, is_local, set_entry
 from mirror.store.database import MirrorTable, Store, utcnow
 from mirror.store.tables import given_by_children, mirror_access, mirror_idmap, mirror_outbox
 from mirror.types import ObjectSpec
@@ -48,7 +48,7 @@ def settle_create(
     conn: Connection,
     store: Store,
     spec: ObjectSpec,
-    entry: Any,
+    entry: OutboxEntry,
     crm_id: str,
     *,
     version: str | None,

@@ -29,7 +29,6 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, select, update
 
@@ -40,15 +39,17 @@ from mirror.push.landed import IN_DOUBT, settle_lost_answers
 from mirror.push.local_ids import AccessChanges, current_ids, settle_create
 from mirror.push.outbox import (
     OPEN_STATUSES,
+    OutboxEntry,
     base_values,
     is_local,
+    read_entries,
     release_blocks,
     set_entry,
     stale_blocks,
     still_pending,
-    typed,
 )
 from mirror.store.database import Store, utcnow
+from mirror.store.records import field_value
 from mirror.store.tables import mirror_checkpoints, mirror_outbox
 from mirror.types import Change, ChangeOrigin, ObjectSpec, Write, WriteOp, WriteResult
 
@@ -143,7 +144,7 @@ class Pusher:
         with self.store.engine.connect() as conn:
             return {name: cursor for name, cursor in conn.execute(query)}
 
-    def _ready(self) -> list[Any]:
+    def _ready(self) -> list[OutboxEntry]:
         """The oldest open entry of each record, when it is due and references no record the
         CRM has not created yet."""
         o = mirror_outbox.c
@@ -153,22 +154,22 @@ class Pusher:
             .order_by(o.seq)
         )
         with self.store.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = read_entries(conn, query)
         now = utcnow()
-        first: dict[tuple[str, str], Any] = {}
+        first: dict[tuple[str, str], OutboxEntry] = {}
         for row in rows:
             first.setdefault((row.object, row.record_id), row)
         return [row for row in first.values() if _sendable(row) and row.next_attempt_at <= now]
 
-    def _batches(self, rows: list[Any]) -> Iterable[list[Any]]:
-        groups: dict[tuple[str, str], list[Any]] = {}
+    def _batches(self, rows: list[OutboxEntry]) -> Iterable[list[OutboxEntry]]:
+        groups: dict[tuple[str, str], list[OutboxEntry]] = {}
         for row in rows:
             groups.setdefault((row.object, row.op), []).append(row)
         for group in groups.values():
             for start in range(0, len(group), self.batch_size):
                 yield group[start : start + self.batch_size]
 
-    def _send(self, batch: list[Any], result: PushResult) -> None:
+    def _send(self, batch: list[OutboxEntry], result: PushResult) -> None:
         spec = self.spec_of(batch[0].object)
         with self.store.transaction() as conn:
             batch = self._claim(conn, batch)
@@ -190,7 +191,11 @@ class Pusher:
         self._record(spec, batch, answers, result)
 
     def _record(
-        self, spec: ObjectSpec, batch: list[Any], answers: list[WriteResult], result: PushResult
+        self,
+        spec: ObjectSpec,
+        batch: list[OutboxEntry],
+        answers: list[WriteResult],
+        result: PushResult,
     ) -> None:
         """Record the answers of a batch in one transaction or, when that fails, each answer
         in its own: one entry that cannot be recorded never rolls the others back."""
@@ -212,7 +217,7 @@ class Pusher:
         result.add(recorded)
 
     def _record_one(
-        self, spec: ObjectSpec, row: Any, answer: WriteResult, result: PushResult
+        self, spec: ObjectSpec, row: OutboxEntry, answer: WriteResult, result: PushResult
     ) -> None:
         """Record one answer; when even that fails, the entry is retried later."""
         recorded = PushResult()
@@ -235,7 +240,7 @@ class Pusher:
             if current := self._still_sending(conn, [row]).get(row.seq):
                 self._apply(conn, spec, current, failure, result)
 
-    def _claim(self, conn: Connection, batch: list[Any]) -> list[Any]:
+    def _claim(self, conn: Connection, batch: list[OutboxEntry]) -> list[OutboxEntry]:
         """Mark ``sending`` the entries of ``batch`` still ready as they stand now (locked
         until the commit), and return them as they stand: a pull that ran since the batch was
         read may have parked an entry in a conflict, superseded it or rebased it onto the
@@ -247,17 +252,17 @@ class Pusher:
             set_entry(conn, row.seq, status="sending")
         return claimed
 
-    def _still_sending(self, conn: Connection, rows: list[Any]) -> dict[int, Any]:
+    def _still_sending(self, conn: Connection, rows: list[OutboxEntry]) -> dict[int, OutboxEntry]:
         """The entries still ``sending``, as they stand now (locked until the commit): a pull
         may have settled one while its write was on the way."""
         return self._locked(conn, rows, ("sending",))
 
     def _locked(
-        self, conn: Connection, rows: list[Any], statuses: tuple[str, ...]
-    ) -> dict[int, Any]:
+        self, conn: Connection, rows: list[OutboxEntry], statuses: tuple[str, ...]
+    ) -> dict[int, OutboxEntry]:
         o = mirror_outbox.c
         seqs = sorted(row.seq for row in rows)
-        found: dict[int, Any] = {}
+        found: dict[int, OutboxEntry] = {}
         for start in range(0, len(seqs), 500):
             query = (
                 select(mirror_outbox)
@@ -265,10 +270,10 @@ class Pusher:
                 .order_by(o.seq)
                 .with_for_update()
             )
-            found.update((row.seq, row) for row in conn.execute(query))
+            found.update((entry.seq, entry) for entry in read_entries(conn, query))
         return found
 
-    def _replaced(self, batch: list[Any]) -> dict[str, str]:
+    def _replaced(self, batch: list[OutboxEntry]) -> dict[str, str]:
         """The CRM ids of the local ids the batch's entries were edited against."""
         bases = {v for row in batch for v in (row.old_values or {}).values() if is_local(v)}
         if not bases:
@@ -276,7 +281,7 @@ class Pusher:
         with self.store.engine.connect() as conn:
             return current_ids(conn, self.source, bases)
 
-    def _created_versions(self, batch: list[Any]) -> dict[str, str]:
+    def _created_versions(self, batch: list[OutboxEntry]) -> dict[str, str]:
         """The version the CRM gave each record the portal created, for the batch's updates of
         it that carry no version of their own (made before a pull brought the record): they
         were made against the create's values, and a change made in the CRM since the create
@@ -301,9 +306,9 @@ class Pusher:
         return found
 
     def _write(
-        self, spec: ObjectSpec, row: Any, replaced: dict[str, str], created: dict[str, str]
+        self, spec: ObjectSpec, row: OutboxEntry, replaced: dict[str, str], created: dict[str, str]
     ) -> Write:
-        values = {name: typed(spec, name, value) for name, value in row.new_values.items()}
+        values = {name: field_value(spec, name, value) for name, value in row.new_values.items()}
         op = WriteOp(row.op)
         version = None
         if not row.force and op is not WriteOp.CREATE:
@@ -327,7 +332,12 @@ class Pusher:
         )
 
     def _apply(
-        self, conn: Connection, spec: ObjectSpec, row: Any, answer: WriteResult, result: PushResult
+        self,
+        conn: Connection,
+        spec: ObjectSpec,
+        row: OutboxEntry,
+        answer: WriteResult,
+        result: PushResult,
     ) -> None:
         now = utcnow()
         if answer.ok and row.op == "create" and answer.record_id:
@@ -394,7 +404,7 @@ class Pusher:
         )
         self._revert(conn, spec, row, answer, now)
 
-    def _requeue(self, batch: list[Any]) -> None:
+    def _requeue(self, batch: list[OutboxEntry]) -> None:
         with self.store.transaction() as conn:
             for seq in self._still_sending(conn, batch):
                 set_entry(conn, seq, status="pending")
@@ -409,7 +419,12 @@ class Pusher:
         conn.execute(update(mirrored.table).where(key == record_id).values(_pending=value))
 
     def _revert(
-        self, conn: Connection, spec: ObjectSpec, row: Any, answer: WriteResult, now: datetime
+        self,
+        conn: Connection,
+        spec: ObjectSpec,
+        row: OutboxEntry,
+        answer: WriteResult,
+        now: datetime,
     ) -> None:
         """A write the CRM refused for good: the mirror row returns to the CRM's values."""
         mirrored = self.store.mirrored(spec.source, spec.name)
@@ -421,11 +436,11 @@ class Pusher:
         else:
             current = conn.execute(select(table).where(key == row.record_id)).first()
             restore = {
-                name: typed(spec, name, old)
+                name: field_value(spec, name, old)
                 for name, old in row.old_values.items()
                 if current is not None
                 and name in table.c
-                and current._mapping[name] == typed(spec, name, row.new_values.get(name))
+                and current._mapping[name] == field_value(spec, name, row.new_values.get(name))
             }
             if restore:
                 conn.execute(update(table).where(key == row.record_id).values(**restore))
@@ -447,7 +462,7 @@ class Pusher:
             self.on_change(conn, spec.name, [row.record_id])
 
 
-def _rebase_followers(conn: Connection, row: Any) -> None:
+def _rebase_followers(conn: Connection, row: OutboxEntry) -> None:
     """Later open edits of the record made on top of the refused one's values were made
     against values the CRM never held: their base becomes what the CRM kept, so their write
     is not refused for a change nobody made."""
@@ -471,7 +486,7 @@ def _rebase_followers(conn: Connection, row: Any) -> None:
             set_entry(conn, seq, old_values=rebased)
 
 
-def _sendable(row: Any) -> bool:
+def _sendable(row: OutboxEntry) -> bool:
     """Whether an open entry can go to the CRM now: not blocked, and referencing no record
     the CRM has not created yet."""
     return (
