@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from mirror import feed
 from mirror.pull.reconcile import PolicyOf, reconcile
@@ -166,6 +166,13 @@ def _clean(
         conn.execute(insert(mirror_rejects), rows)
         outcome.rejected += len(rows)
     return cleaned
+
+
+def reject_count(conn: Connection, source: str, name: str) -> int:
+    """How many records of one object the sync has set aside in ``mirror_rejects``."""
+    r = mirror_rejects.c
+    query = select(func.count()).where(r.source == source, r.object == name)
+    return int(conn.execute(query).scalar_one())
 
 
 def _write_records(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, func, select, update
 
 from mirror.errors import MirrorError
 from mirror.push.outbox import enqueue, set_entry
@@ -31,6 +31,12 @@ def list_conflicts(store: Store, status: str | None = "open", limit: int = 100) 
         query = query.where(c.status == status)
     with store.engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def open_conflicts(conn: Connection) -> int:
+    """How many conflicts wait for a person."""
+    c = mirror_conflicts.c
+    return int(conn.execute(select(func.count()).where(c.status == "open")).scalar_one())
 
 
 def resolve_conflict(

@@ -231,6 +231,12 @@ def defer(conn: Connection, maintainer: AccessMaintainer, name: str) -> None:
         conn.execute(insert(mirror_access_pending).values(source=maintainer.source, object=name))
 
 
+def pending_objects(conn: Connection) -> set[tuple[str, str]]:
+    """Every (source, object) whose grants wait for ``settle_pending``."""
+    p = mirror_access_pending.c
+    return {(source, name) for source, name in conn.execute(select(p.source, p.object))}
+
+
 def settle_pending(conn: Connection, maintainer: AccessMaintainer) -> list[str]:
     """Settle, in one derivation, every object of the source whose grants were deferred;
     returns their names (none: nothing done)."""

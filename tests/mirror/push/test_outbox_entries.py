@@ -213,7 +213,9 @@ def test_open_entries_are_asked_for_in_chunks_without_gaps_or_repeats(bench: Ben
 def test_a_stored_value_is_typed_back_by_its_field(bench: Bench) -> None:
     spec = bench.spec
     assert field_value(spec, "Closes", at(5).isoformat()) == at(5)
-    assert field_value(spec, "Amount", "10") == 10.0 and isinstance(field_value(spec, "Amount", "10"), float)
+    assert field_value(spec, "Amount", "10") == 10.0 and isinstance(
+        field_value(spec, "Amount", "10"), float
+    )
     assert field_value(spec, "Closes", None) is None
     assert field_value(spec, "Gone", "2026-01-01T00:00:05+00:00") == "2026-01-01T00:00:05+00:00"
 
