@@ -203,6 +203,48 @@ def base_values(spec: ObjectSpec, row: OutboxEntry, replaced: Mapping[str, str])
     return bases
 
 
+def source_entries(conn: Connection, source: str, statuses: Iterable[str]) -> list[OutboxEntry]:
+    """The entries of ``source`` with one of ``statuses``, oldest first."""
+    o = mirror_outbox.c
+    query = select(mirror_outbox).where(o.source == source, o.status.in_(list(statuses)))
+    return read_entries(conn, query.order_by(o.seq))
+
+
+def locked_entries(
+    conn: Connection, seqs: Iterable[int], statuses: tuple[str, ...]
+) -> dict[int, OutboxEntry]:
+    """The entries ``seqs`` that have one of ``statuses``, as they stand now, locked until
+    ``conn``'s transaction ends."""
+    o = mirror_outbox.c
+    wanted = sorted(seqs)
+    found: dict[int, OutboxEntry] = {}
+    for start in range(0, len(wanted), 500):
+        query = (
+            select(mirror_outbox)
+            .where(o.seq.in_(wanted[start : start + 500]), o.status.in_(statuses))
+            .order_by(o.seq)
+            .with_for_update()
+        )
+        found.update((entry.seq, entry) for entry in read_entries(conn, query))
+    return found
+
+
+def created_versions(conn: Connection, source: str, ids: list[str]) -> dict[str, str]:
+    """The version the CRM gave each of the records ``ids`` that the portal created."""
+    o = mirror_outbox.c
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        query = select(o.record_id, o.pushed_version).where(
+            o.source == source,
+            o.record_id.in_(ids[start : start + 500]),
+            o.op == "create",
+            o.status == "done",
+            o.pushed_version.is_not(None),
+        )
+        found.update((record_id, version) for record_id, version in conn.execute(query))
+    return found
+
+
 def set_entry(conn: Connection, seq: int, **values: Any) -> None:
     """Update one outbox entry."""
     conn.execute(

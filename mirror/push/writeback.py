@@ -28,30 +28,31 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Connection, select, update
 
-from mirror import feed
 from mirror.adapter import CrmAdapter
 from mirror.errors import MirrorError, QuotaExceeded, TransientError
-from mirror.push.landed import IN_DOUBT, settle_lost_answers
+from mirror.push.landed import settle_lost_answers
 from mirror.push.local_ids import AccessChanges, current_ids, settle_create
 from mirror.push.outbox import (
     OPEN_STATUSES,
     OutboxEntry,
-    base_values,
+    created_versions,
     is_local,
-    read_entries,
+    locked_entries,
     release_blocks,
     set_entry,
+    source_entries,
     stale_blocks,
     still_pending,
 )
+from mirror.push.refusals import revert
+from mirror.push.writes import sendable, write_of
 from mirror.store.database import Store, utcnow
-from mirror.store.records import field_value
-from mirror.store.tables import mirror_checkpoints, mirror_outbox
-from mirror.types import Change, ChangeOrigin, ObjectSpec, Write, WriteOp, WriteResult
+from mirror.store.tables import mirror_checkpoints
+from mirror.types import ObjectSpec, Write, WriteResult
 
 log = logging.getLogger("prm_mirror.writeback")
 Hook = Callable[[Connection, str, list[str]], None]
@@ -147,19 +148,13 @@ class Pusher:
     def _ready(self) -> list[OutboxEntry]:
         """The oldest open entry of each record, when it is due and references no record the
         CRM has not created yet."""
-        o = mirror_outbox.c
-        query = (
-            select(mirror_outbox)
-            .where(o.source == self.source, o.status.in_(OPEN_STATUSES))
-            .order_by(o.seq)
-        )
         with self.store.engine.connect() as conn:
-            rows = read_entries(conn, query)
+            rows = source_entries(conn, self.source, OPEN_STATUSES)
         now = utcnow()
         first: dict[tuple[str, str], OutboxEntry] = {}
         for row in rows:
             first.setdefault((row.object, row.record_id), row)
-        return [row for row in first.values() if _sendable(row) and row.next_attempt_at <= now]
+        return [row for row in first.values() if sendable(row) and row.next_attempt_at <= now]
 
     def _batches(self, rows: list[OutboxEntry]) -> Iterable[list[OutboxEntry]]:
         groups: dict[tuple[str, str], list[OutboxEntry]] = {}
@@ -247,7 +242,7 @@ class Pusher:
         CRM's newer values, and only the entry as that pull left it may be sent."""
         current = self._locked(conn, batch, ("pending", "sending"))
         claimed = [current[row.seq] for row in batch if row.seq in current]
-        claimed = [row for row in claimed if _sendable(row)]
+        claimed = [row for row in claimed if sendable(row)]
         for row in claimed:
             set_entry(conn, row.seq, status="sending")
         return claimed
@@ -260,18 +255,7 @@ class Pusher:
     def _locked(
         self, conn: Connection, rows: list[OutboxEntry], statuses: tuple[str, ...]
     ) -> dict[int, OutboxEntry]:
-        o = mirror_outbox.c
-        seqs = sorted(row.seq for row in rows)
-        found: dict[int, OutboxEntry] = {}
-        for start in range(0, len(seqs), 500):
-            query = (
-                select(mirror_outbox)
-                .where(o.seq.in_(seqs[start : start + 500]), o.status.in_(statuses))
-                .order_by(o.seq)
-                .with_for_update()
-            )
-            found.update((entry.seq, entry) for entry in read_entries(conn, query))
-        return found
+        return locked_entries(conn, [row.seq for row in rows], statuses)
 
     def _replaced(self, batch: list[OutboxEntry]) -> dict[str, str]:
         """The CRM ids of the local ids the batch's entries were edited against."""
@@ -291,45 +275,13 @@ class Pusher:
         )
         if not ids:
             return {}
-        o = mirror_outbox.c
-        found: dict[str, str] = {}
         with self.store.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                query = select(o.record_id, o.pushed_version).where(
-                    o.source == self.source,
-                    o.record_id.in_(ids[start : start + 500]),
-                    o.op == "create",
-                    o.status == "done",
-                    o.pushed_version.is_not(None),
-                )
-                found.update((record_id, version) for record_id, version in conn.execute(query))
-        return found
+            return created_versions(conn, self.source, ids)
 
     def _write(
         self, spec: ObjectSpec, row: OutboxEntry, replaced: dict[str, str], created: dict[str, str]
     ) -> Write:
-        values = {name: field_value(spec, name, value) for name, value in row.new_values.items()}
-        op = WriteOp(row.op)
-        version = None
-        if not row.force and op is not WriteOp.CREATE:
-            version = row.base_version or (
-                created.get(row.record_id) if op is WriteOp.UPDATE else None
-            )
-        return Write(
-            op=op,
-            object=spec.name,
-            values=values if op is not WriteOp.DELETE else {},
-            record_id=None if op is WriteOp.CREATE else row.record_id,
-            expected_version=version,
-            idempotency_key=row.idempotency_key,
-            synced_through=self._synced.get(spec.name),
-            # the version cannot tell a change made in its own second: the values can
-            expected_values=(
-                base_values(spec, row, replaced) if version and op is WriteOp.UPDATE else None
-            ),
-            in_doubt=row.status == "sending"
-            or (row.attempts > 0 and row.error_code in (*IN_DOUBT, "NOT_RECORDED")),
-        )
+        return write_of(spec, row, replaced, created, self._synced.get(spec.name))
 
     def _apply(
         self,
@@ -402,7 +354,10 @@ class Pusher:
             error_code=answer.error_code or "FAILED",
             error_message=answer.message,
         )
-        self._revert(conn, spec, row, answer, now)
+        revert(conn, self.store, spec, row, answer, now)
+        self._settle(conn, spec, row.record_id)
+        if self.on_change is not None:
+            self.on_change(conn, spec.name, [row.record_id])
 
     def _requeue(self, batch: list[OutboxEntry]) -> None:
         with self.store.transaction() as conn:
@@ -417,83 +372,6 @@ class Pusher:
         mirrored = self.store.mirrored(spec.source, spec.name)
         key = mirrored.table.c[spec.key]
         conn.execute(update(mirrored.table).where(key == record_id).values(_pending=value))
-
-    def _revert(
-        self,
-        conn: Connection,
-        spec: ObjectSpec,
-        row: OutboxEntry,
-        answer: WriteResult,
-        now: datetime,
-    ) -> None:
-        """A write the CRM refused for good: the mirror row returns to the CRM's values."""
-        mirrored = self.store.mirrored(spec.source, spec.name)
-        table, key = mirrored.table, mirrored.table.c[spec.key]
-        if row.op == "create":
-            conn.execute(update(table).where(key == row.record_id).values(_deleted=True))
-        elif row.op == "delete":
-            conn.execute(update(table).where(key == row.record_id).values(_deleted=False))
-        else:
-            current = conn.execute(select(table).where(key == row.record_id)).first()
-            restore = {
-                name: field_value(spec, name, old)
-                for name, old in row.old_values.items()
-                if current is not None
-                and name in table.c
-                and current._mapping[name] == field_value(spec, name, row.new_values.get(name))
-            }
-            if restore:
-                conn.execute(update(table).where(key == row.record_id).values(**restore))
-            _rebase_followers(conn, row)
-        error = {"error": (answer.error_code, answer.message)}
-        revert = Change(
-            spec.source,
-            spec.name,
-            row.record_id,
-            "revert",
-            ChangeOrigin.WRITEBACK,
-            error,
-            row.author,
-            now,
-        )
-        feed.append(conn, [revert])
-        self._settle(conn, spec, row.record_id)
-        if self.on_change is not None:
-            self.on_change(conn, spec.name, [row.record_id])
-
-
-def _rebase_followers(conn: Connection, row: OutboxEntry) -> None:
-    """Later open edits of the record made on top of the refused one's values were made
-    against values the CRM never held: their base becomes what the CRM kept, so their write
-    is not refused for a change nobody made."""
-    o = mirror_outbox.c
-    query = select(o.seq, o.old_values).where(
-        o.source == row.source,
-        o.object == row.object,
-        o.record_id == row.record_id,
-        o.seq > row.seq,
-        o.op == "update",
-        o.status.in_(OPEN_STATUSES),
-    )
-    for seq, old_values in conn.execute(query).all():
-        rebased = {
-            name: row.old_values[name]
-            if name in row.new_values and name in row.old_values and value == row.new_values[name]
-            else value
-            for name, value in old_values.items()
-        }
-        if rebased != old_values:
-            set_entry(conn, seq, old_values=rebased)
-
-
-def _sendable(row: OutboxEntry) -> bool:
-    """Whether an open entry can go to the CRM now: not blocked, and referencing no record
-    the CRM has not created yet."""
-    return (
-        row.status != "blocked"
-        and not any(is_local(v) for v in row.new_values.values())
-        and (row.op == "create" or not is_local(row.record_id))
-    )
 
 
 def _describe(exc: BaseException) -> str:
