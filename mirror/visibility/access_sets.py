@@ -44,6 +44,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from mirror import feed
 from mirror.store.database import MirrorTable, utcnow
 from mirror.store.tables import mirror_access, mirror_access_pending, mirror_changes
+from mirror.types import ChangeOrigin
 from mirror.visibility import postgres_rls as rls
 from mirror.visibility import sizes as slice_sizes
 from mirror.visibility.grants import granted, is_inherited
@@ -444,7 +445,7 @@ def _log(
         literal(name),
         diff.c.record_id,
         op,
-        literal("access"),
+        literal(ChangeOrigin.ACCESS.value),
         null(),
         null(),
         literal(utcnow(), mirror_changes.c.at.type),
