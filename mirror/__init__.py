@@ -36,6 +36,7 @@ from mirror.errors import (
     RecordError,
     TransientError,
 )
+from mirror.logs import configure_logging
 from mirror.portal.view import MAX_PAGE, PartnerView
 from mirror.pull.pages import PageOutcome
 from mirror.pull.sync import RunResult
@@ -48,14 +49,12 @@ from mirror.types import Change, ChangeOrigin, FieldType, ObjectSpec, Page
 if TYPE_CHECKING:
     from mirror.config_check import check_config, cron_problems
     from mirror.daemon import Daemon
-    from mirror.observability import configure_logging
 
 # imported on first use: they bring the scheduler and the metrics server, which a plain
 # embedding never needs
 _LAZY = {
     "Daemon": "mirror.daemon",
     "check_config": "mirror.config_check",
-    "configure_logging": "mirror.observability",
     "cron_problems": "mirror.config_check",
 }
 
