@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from mirror.push.diff import field_changes
-from mirror.store.records import CONVERTERS, BadValue
+from mirror.store.records import field_value
 from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResult
 
 
@@ -133,11 +133,4 @@ def changed_fields(
 
 def normalized(spec: ObjectSpec, name: str, value: Any) -> Any:
     """``value`` converted to the type of field ``name``; ``None`` for no value or ``""``."""
-    if value is None or value == "":
-        return None
-    if not spec.has_field(name):
-        return value
-    try:
-        return CONVERTERS[spec.field(name).type](value)
-    except BadValue:
-        return value
+    return field_value(spec, name, value, lenient=True)

@@ -1,153 +1,46 @@
 """``Mirror``: the one object an embedding app, the CLI and the daemon open.
 
-Adapters are found through the ``prm_mirror.adapters`` entry-point group (each entry is a
-factory ``(source_name, settings) -> CrmAdapter``), so the engine never imports a CRM client;
-an app may also pass ready-made adapters to ``Mirror.open``.
+It wires the engine's parts together and adds no logic of its own: the pull (``mirror.pull``),
+the push (``mirror.push``), partner slices (``mirror.visibility``, ``mirror.portal``) and the
+status reads (``mirror.status``), over the store, adapters and rules of its config
+(``mirror.configured``).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from importlib.metadata import entry_points
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import func, select
-
-from mirror import redaction
-from mirror.adapter import CrmAdapter
-from mirror.config import MirrorConfig, load_config, secret_values
-from mirror.errors import AccessDenied, ConfigError
+from mirror.configured import Configured, build_adapter, process_holder
+from mirror.errors import AccessDenied
 from mirror.leases import Leases
 from mirror.portal.registrations import Registrations, RegistrationSettings
 from mirror.portal.view import Explanation, PartnerView, vendor_explanation
-from mirror.pull.pages import PageHook
 from mirror.pull.ranges import plan_of
 from mirror.pull.runs import ClosedRun, close_orphaned_runs
 from mirror.pull.sync import ProgressCallback, Puller, RunResult
 from mirror.push.conflicts import list_conflicts, resolve_conflict
-from mirror.push.diff import Policy, field_changes
-from mirror.push.outbox import open_entries
+from mirror.push.diff import field_changes
+from mirror.push.outbox import latest_entries, open_entries
 from mirror.push.writeback import Pusher, PushResult
-from mirror.schema import apply_schema, load_crm_schema
-from mirror.store.database import Store
-from mirror.store.tables import (
-    mirror_access,
-    mirror_access_pending,
-    mirror_conflicts,
-    mirror_outbox,
-    mirror_rejects,
-    mirror_runs,
-)
+from mirror.status import ObjectStatus, object_statuses, queue_summary
+from mirror.store.reads import live_rows, stored_record
 from mirror.types import ObjectSpec
-from mirror.visibility import column_grants
 from mirror.visibility import postgres_rls as rls
 from mirror.visibility import sizes as slice_sizes
-from mirror.visibility.grants import granted, is_inherited
+from mirror.visibility.grants import granted, is_inherited, stored_grants
 from mirror.visibility.postgres_rls import SecurityReport
-from mirror.visibility.rule_check import served_rules, validate_rules
-from mirror.visibility.rules import VisibilityRules, merge_settings, parse_rules
-from mirror.visibility.upkeep import GrantPageHook, GrantUpkeep
+from mirror.visibility.rule_check import validate_rules
+from mirror.visibility.rules import VisibilityRules, merge_settings
+from mirror.visibility.upkeep import GrantPageHook
 
-log = logging.getLogger("prm_mirror")
-ADAPTER_GROUP = "prm_mirror.adapters"
-
-
-@dataclass(frozen=True)
-class ObjectStatus:
-    """Where one mirrored object stands."""
-
-    source: str
-    object: str
-    phase: str | None
-    cursor: str | None
-    rows: int
-    deleted: int
-    rejects: int
-    last_run_status: str | None
-    last_run_at: datetime | None
-    last_error: str | None
-    # backfilled, but its partner slices wait for the end of the sync (or, after a crash,
-    # for the next sync)
-    slices_pending: bool = False
-    # when a sync of the object last ended well
-    last_success_at: datetime | None = None
+__all__ = ["Mirror", "ObjectStatus", "build_adapter"]
 
 
-class Mirror:
+class Mirror(Configured):
     """A configured mirror: its store, its CRM sources and the operations on them."""
-
-    def __init__(
-        self,
-        config: MirrorConfig,
-        *,
-        adapters: Mapping[str, CrmAdapter] | None = None,
-        hooks: Iterable[PageHook] = (),
-    ) -> None:
-        self.config = config
-        redaction.register([*secret_values(config), *redaction.environment_secrets()])
-        self.store = Store(config.store.database, run_lease_seconds=config.daemon.lease_seconds)
-        self._adapters: dict[str, CrmAdapter] = dict(adapters or {})
-        self._specs: dict[tuple[str, str], ObjectSpec] = {}
-        self._rules: dict[str, VisibilityRules] = {}
-        self._served: dict[str, VisibilityRules] = {}
-        self._upkeeps: dict[str, GrantUpkeep] = {}
-        self.hooks: list[PageHook] = list(hooks)
-        column_grants.follow_added_columns(self.store, self._rules_of)
-
-    @classmethod
-    def open(
-        cls,
-        config: str | Path | MirrorConfig,
-        *,
-        adapters: Mapping[str, CrmAdapter] | None = None,
-    ) -> Mirror:
-        """Open the mirror described by a config file (or an already-loaded config)."""
-        loaded = config if isinstance(config, MirrorConfig) else load_config(config)
-        return cls(loaded, adapters=adapters)
-
-    def __enter__(self) -> Mirror:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release the database connections."""
-        self.store.close()
-
-    def adapter(self, source: str) -> CrmAdapter:
-        """The adapter of ``source``, built from its config on first use."""
-        if source not in self._adapters:
-            settings = self._source(source)
-            self._adapters[source] = build_adapter(
-                settings.crm, source, settings.adapter_settings()
-            )
-        return self._adapters[source]
-
-    def object_names(self, source: str) -> list[str]:
-        """The objects mirrored from ``source``: the config's list, else the schema's default."""
-        settings = self._source(source)
-        if settings.objects:
-            return list(settings.objects)
-        return list(load_crm_schema(settings.crm, self.config.schemas_dir).objects)
-
-    def spec(self, source: str, name: str, *, refresh: bool = False) -> ObjectSpec:
-        """The object's spec: the CRM's describe merged with ``schemas/<crm>.toml``."""
-        key = (source, name)
-        if refresh or key not in self._specs:
-            crm = self._source(source).crm
-            described = self.adapter(source).describe(name)
-            self._specs[key] = apply_schema(
-                described, load_crm_schema(crm, self.config.schemas_dir)
-            )
-        return self._specs[key]
 
     def check(self) -> dict[str, str | None]:
         """Reach every source; maps source name to ``None`` (fine) or the error message."""
@@ -176,7 +69,7 @@ class Mirror:
         further object starts. The ranges of split backfills (``[sync] backfill_ranges``) are
         read under ``leases`` (default: this process's own), so daemon workers reading the
         same backfill keep theirs."""
-        leases = leases or Leases(self.store, _process_holder(), self.config.daemon.lease_seconds)
+        leases = leases or Leases(self.store, process_holder(), self.config.daemon.lease_seconds)
         self.close_orphaned_runs()
         results = []
         for source in sources or self.config.sources:
@@ -257,17 +150,6 @@ class Mirror:
             access=access.upkeep,
         )
 
-    def policy_of(self, source: str) -> Callable[[str, str], Policy]:
-        """The conflict policy of each object field of ``source`` (``manual`` by default)."""
-        policies = self._source(source).conflicts
-        default = Policy(policies.get("default", "manual"))
-
-        def policy(object_name: str, field_name: str) -> Policy:
-            chosen = policies.get(f"{object_name}.{field_name}") or policies.get(object_name)
-            return Policy(chosen) if chosen else default
-
-        return policy
-
     def push(self, sources: Iterable[str] | None = None) -> dict[str, PushResult]:
         """Send pending portal edits to their CRMs; returns what each source's push did."""
         results = {}
@@ -293,12 +175,8 @@ class Mirror:
     def outbox(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Outbox entries, newest first (``status``: pending, sending, blocked, done, failed,
         superseded)."""
-        o = mirror_outbox.c
-        query = select(mirror_outbox).order_by(o.seq.desc()).limit(limit)
-        if status:
-            query = query.where(o.status == status)
         with self.store.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return [asdict(entry) for entry in latest_entries(conn, status, limit)]
 
     def diff(self, object_name: str, record_id: str, source: str | None = None) -> dict[str, Any]:
         """Mirror versus CRM for one record, changing nothing: the fields that differ, and
@@ -306,13 +184,11 @@ class Mirror:
         source = source or self.default_source
         mirrored = self.store.mirrored(source, object_name)
         spec = mirrored.spec
-        key = mirrored.table.c[spec.key]
+        in_mirror = stored_record(self.store, mirrored, record_id)
         with self.store.engine.connect() as conn:
-            row = conn.execute(select(mirrored.table).where(key == record_id)).first()
             pending = open_entries(conn, source, object_name, [record_id]).get(record_id, [])
         fetched = self.adapter(source).fetch(spec, [record_id])
         in_crm = fetched[0] if fetched else None
-        in_mirror = dict(row._mapping) if row else None
         fields = field_changes(in_mirror or {}, in_crm or {}, spec.field_names)
         return {
             "in_mirror": in_mirror is not None,
@@ -333,55 +209,6 @@ class Mirror:
     ) -> dict[str, Any]:
         """Resolve a parked conflict: take ``crm``, ``portal`` or ``value``."""
         return resolve_conflict(self.store, conflict_id, take, value, by)
-
-    def slice_rules(self, source: str | None = None) -> VisibilityRules:
-        """The partner-slice rules of ``source`` as configured (its schema's defaults with the
-        config's overrides), not yet checked against any schema: the sync checks them against
-        what the CRM describes, ``visibility`` against what is mirrored."""
-        source = source or self.default_source
-        if source not in self._rules:
-            settings = self._source(source)
-            schema = load_crm_schema(settings.crm, self.config.schemas_dir)
-            raw = merge_settings(
-                {
-                    k: schema.raw.get(k, {})
-                    for k in ("partners", "partner_users", "slices", "fields")
-                },
-                settings.visibility,
-            )
-            self._rules[source] = parse_rules(source, raw)
-        return self._rules[source]
-
-    def grant_upkeep(self, source: str) -> GrantUpkeep:
-        """The upkeep of ``source``'s grants: one per source, shared by its syncs (each
-        through a page hook of its own), pushes, partner views and deal registrations."""
-        if source not in self._upkeeps:
-            self._upkeeps[source] = GrantUpkeep(self.store, self.slice_rules(source))
-        return self._upkeeps[source]
-
-    def visibility(self, source: str | None = None) -> VisibilityRules:
-        """The partner-slice rules of ``source``, checked against the mirrored schema: what
-        every partner-facing entry point serves with. ``ConfigError`` lists every problem
-        (an unknown object or field, a path through a field that does not exist)."""
-        source = source or self.default_source
-        rules = self._served.get(source) or self.slice_rules(source)
-        self._served[source] = served_rules(self.store, rules, self._known_objects(source))
-        return self._served[source]
-
-    def _known_objects(self, source: str) -> frozenset[str]:
-        """Every object ``source`` may hold: its configured objects and its schema's."""
-        schema = load_crm_schema(self._source(source).crm, self.config.schemas_dir)
-        return frozenset({*self.object_names(source), *schema.objects, *schema.overrides})
-
-    def _rules_of(self, source: str) -> VisibilityRules | None:
-        return self.slice_rules(source) if source in self.config.sources else None
-
-    @property
-    def default_source(self) -> str:
-        """The only source, when there is one (else name it explicitly)."""
-        if len(self.config.sources) != 1:
-            raise ConfigError("several sources are configured: name the one you mean")
-        return next(iter(self.config.sources))
 
     def as_partner(
         self,
@@ -437,11 +264,10 @@ class Mirror:
     def registrations(self, source: str | None = None) -> Registrations | None:
         """Deal registration for ``source`` (``None`` when its schema configures none)."""
         source = source or self.default_source
-        settings = self._source(source)
-        raw = load_crm_schema(settings.crm, self.config.schemas_dir).raw.get("registrations")
+        raw = self._schema_settings(source, "registrations")
         if not raw:
             return None
-        merged = merge_settings(raw, settings.registrations)
+        merged = merge_settings(raw, self._source(source).registrations)
         upkeep = self.grant_upkeep(source)
         return Registrations(self.store, source, RegistrationSettings.from_raw(merged), upkeep)
 
@@ -453,13 +279,11 @@ class Mirror:
             users = self.store.mirrored(rules.source, rules.user_object)
         except KeyError:
             raise AccessDenied(f"user {user} is not known (users are not mirrored)") from None
-        table = users.table
-        columns = [table.c[rules.user_partner_field]]
+        columns = [rules.user_partner_field]
         if rules.user_role_field:
-            columns.append(table.c[rules.user_role_field])
-        query = select(*columns).where(table.c[users.spec.key] == user, table.c._deleted.is_(False))
-        with self.store.engine.connect() as conn:
-            row = conn.execute(query).first()
+            columns.append(rules.user_role_field)
+        found = live_rows(self.store, users, columns, where={users.spec.key: user})
+        row = found[0] if found else None
         if row is None or row[0] != partner_id:
             raise AccessDenied(f"user {user} is not a user of partner {partner_id}")
         if rules.user_role_field and row[1] in rules.admin_roles:
@@ -481,12 +305,8 @@ class Mirror:
         """Every grant of ``source``, stored or read through a parent (for audits and tests
         comparing with a rebuild)."""
         rules = self.visibility(source)
-        a = mirror_access.c
-        query = select(
-            a.object, a.record_id, a.partner_id, a.owner_id, a.path, a.via_object, a.via_id
-        ).where(a.source == rules.source)
         with self.store.engine.connect() as conn:
-            rows = {tuple(row) for row in conn.execute(query)}
+            rows = {tuple(row) for row in conn.execute(stored_grants(rules.source))}
             for name in rules.slices:
                 if is_inherited(rules, name):
                     inherited = granted(self.store, rules, name)
@@ -497,19 +317,12 @@ class Mirror:
         """Every partner with the size of its slice per object."""
         rules = self.visibility(source)
         mirrored = self.store.mirrored(rules.source, rules.partner_object)
-        table = mirrored.table
-        key = table.c[mirrored.spec.key]
-        name_field = (
-            load_crm_schema(self._source(rules.source).crm, self.config.schemas_dir)
-            .raw.get("partners", {})
-            .get("name_field", "Name")
-        )
-        name_column = table.c.get(name_field, key)
-        query = select(key, name_column).where(table.c._deleted.is_(False))
-        if rules.partner_flag:
-            query = query.where(table.c[rules.partner_flag].is_(True))
+        key = mirrored.spec.key
+        name_field = self._schema_settings(rules.source, "partners").get("name_field", "Name")
+        name = name_field if name_field in mirrored.table.c else key
+        flag = {rules.partner_flag: True} if rules.partner_flag else None
+        partners = live_rows(self.store, mirrored, [key, name], where=flag, order_by=name)
         with self.store.engine.connect() as conn:
-            partners = conn.execute(query.order_by(name_column)).all()
             counts = slice_sizes.sizes(conn, rules.source)
         return [{"id": p, "name": n, "slice": counts.get(p, {})} for p, n in partners]
 
@@ -544,114 +357,15 @@ class Mirror:
         whose process died are closed as ``interrupted`` first); with ``unsynced``, then each
         configured object never synced, with phase ``None``."""
         self.close_orphaned_runs()
-        statuses = []
-        p = mirror_access_pending.c
-        with self.store.engine.connect() as conn:
-            pending = {tuple(row) for row in conn.execute(select(p.source, p.object))}
-        for source, name in self.store.objects():
-            mirrored = self.store.mirrored(source, name)
-            checkpoint = self.store.load_checkpoint(source, name)
-            total = self.store.count(mirrored.table, include_deleted=True)
-            live = self.store.count(mirrored.table)
-            last = self._last_run(source, name)
-            statuses.append(
-                ObjectStatus(
-                    source=source,
-                    object=name,
-                    phase=checkpoint.phase if checkpoint else None,
-                    cursor=checkpoint.cursor if checkpoint else None,
-                    rows=live,
-                    deleted=total - live,
-                    rejects=self._reject_count(source, name),
-                    last_run_status=last.get("status"),
-                    last_run_at=last.get("finished_at") or last.get("started_at"),
-                    last_error=last.get("error"),
-                    slices_pending=(source, name) in pending,
-                    last_success_at=self._last_success(source, name),
-                )
-            )
-        if not unsynced:
-            return statuses
-        return statuses + self._never_synced({(s.source, s.object) for s in statuses})
-
-    def _never_synced(self, mirrored: set[tuple[str, str]]) -> list[ObjectStatus]:
-        """The configured objects with no table yet: their status says so (phase ``None``)."""
-        missing = []
-        for source in self.config.sources:
-            for name in self.object_names(source):
-                if (source, name) in mirrored:
-                    continue
-                last = self._last_run(source, name)
-                missing.append(
-                    ObjectStatus(
-                        source=source,
-                        object=name,
-                        phase=None,
-                        cursor=None,
-                        rows=0,
-                        deleted=0,
-                        rejects=0,
-                        last_run_status=last.get("status"),
-                        last_run_at=last.get("finished_at") or last.get("started_at"),
-                        last_error=last.get("error"),
-                    )
-                )
-        return missing
+        configured = None
+        if unsynced:
+            configured = {source: self.object_names(source) for source in self.config.sources}
+        return object_statuses(self.store, configured)
 
     def queue_summary(self) -> dict[str, int]:
         """Outbox entries per status, plus ``conflicts``: the open conflicts."""
-        o, c = mirror_outbox.c, mirror_conflicts.c
         with self.store.engine.connect() as conn:
-            counts = dict(conn.execute(select(o.status, func.count()).group_by(o.status)).all())
-            counts["conflicts"] = conn.execute(
-                select(func.count()).where(c.status == "open")
-            ).scalar_one()
-        return {str(k): int(v) for k, v in counts.items()}
-
-    def _last_run(self, source: str, name: str) -> dict[str, Any]:
-        query = (
-            select(mirror_runs)
-            .where(mirror_runs.c.source == source, mirror_runs.c.object == name)
-            .order_by(mirror_runs.c.id.desc())
-            .limit(1)
-        )
-        with self.store.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return row._asdict() if row else {}
-
-    def _last_success(self, source: str, name: str) -> datetime | None:
-        r = mirror_runs.c
-        query = select(func.max(r.finished_at)).where(
-            r.source == source, r.object == name, r.status == "ok"
-        )
-        with self.store.engine.connect() as conn:
-            finished: datetime | None = conn.execute(query).scalar()
-        return finished
-
-    def _reject_count(self, source: str, name: str) -> int:
-        query = select(func.count()).where(
-            mirror_rejects.c.source == source, mirror_rejects.c.object == name
-        )
-        with self.store.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
-
-    def _source(self, source: str) -> Any:
-        try:
-            return self.config.sources[source]
-        except KeyError:
-            known = ", ".join(self.config.sources) or "none"
-            raise ConfigError(f"no source named {source!r} (configured: {known})") from None
-
-
-def build_adapter(crm: str, source: str, settings: Mapping[str, Any]) -> CrmAdapter:
-    """The adapter of ``crm`` (from the installed adapter entry points) for ``source``."""
-    factories = {ep.name: ep for ep in entry_points(group=ADAPTER_GROUP)}
-    if crm not in factories:
-        available = ", ".join(sorted(factories)) or "none installed"
-        raise ConfigError(f"no adapter for CRM {crm!r} (available: {available})")
-    factory = factories[crm].load()
-    adapter: CrmAdapter = factory(source, dict(settings))
-    return adapter
+            return queue_summary(conn)
 
 
 def _path_indexes(rules: VisibilityRules) -> dict[str, tuple[str, ...]]:
@@ -666,7 +380,3 @@ def _path_indexes(rules: VisibilityRules) -> dict[str, tuple[str, ...]]:
             elif path.kind == "child" and path.other and path.field:
                 wanted.setdefault(path.other, set()).add(path.field)
     return {name: tuple(sorted(fields)) for name, fields in wanted.items()}
-
-
-def _process_holder() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"

@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -82,16 +81,6 @@ class Daemon:
             if self.server is not None:
                 self.server.stop()
             log.info("daemon %s stopped", self.worker_id)
-
-    def start_background(self) -> BackgroundScheduler:
-        """Run the schedule on background threads (for apps embedding the daemon, and tests)."""
-        self.mirror.close_orphaned_runs()
-        scheduler = BackgroundScheduler(timezone="UTC", executors=_executors())
-        self._install(scheduler)
-        self._start_server()
-        self.health.running = True
-        scheduler.start()
-        return scheduler
 
     def stop(self) -> None:
         """Ask every job to end after its current page, then shut the scheduler down."""

@@ -115,10 +115,6 @@ class Checkpoint:
     phase: str = "backfill"
     state: Mapping[str, Any] = field(default_factory=dict)
 
-    def with_state(self, **changes: Any) -> Checkpoint:
-        """A copy with ``changes`` merged into ``state``."""
-        return Checkpoint(self.cursor, self.ids_at_cursor, self.phase, {**self.state, **changes})
-
 
 @dataclass(frozen=True)
 class Tombstone:
@@ -154,17 +150,36 @@ class Page:
     needs_sweep: bool = False
 
 
+class ChangeOrigin(enum.StrEnum):
+    """Who made a change of the change feed (the value stored in ``mirror_changes.origin``)."""
+
+    CRM = "crm"  # a pull (or the delete sweep) brought it from the CRM
+    PORTAL = "portal"  # a portal edit, on its way to the CRM through the outbox
+    WRITEBACK = "writeback"  # the CRM refused a portal edit for good: the mirror row reverted
+    ACCESS = "access"  # a record entered or left a partner's (or one rep's) slice
+
+
 @dataclass(frozen=True)
 class Change:
-    """One applied change to one record, with field-level before and after values."""
+    """One entry of the change feed: one change to one record, with field-level before and after
+    values (``fields`` maps a field to ``(before, after)``; ``None`` when the change has none,
+    a delete or a slice's membership event).
 
+    ``partner_id`` (and ``owner_id``, one rep of that partner) mark a membership event of a
+    partner's slice; a data change has neither. ``run_id`` is the sync run that pulled it.
+    """
+
+    source: str
     object: str
     record_id: str
     op: str
-    origin: str
-    fields: Mapping[str, tuple[Any, Any]]
+    origin: ChangeOrigin
+    fields: Mapping[str, Any] | None = None
     author: str | None = None
     at: datetime | None = None
+    run_id: int | None = None
+    partner_id: str | None = None
+    owner_id: str | None = None
 
 
 class WriteOp(enum.StrEnum):

@@ -12,11 +12,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
-from mirror import AccessDenied, Mirror
-from mirror.config import MirrorConfig, parse_config
-from mirror.portal.view import PartnerView
+from mirror import AccessDenied, Mirror, MirrorConfig, PartnerView, parse_config
 from prm_demo.salesforce import print_feed, print_runs, quiet_audit
 from sandboxes.dynamics.sandbox import DynamicsSandbox
 
@@ -61,11 +58,8 @@ def run_demo(console: Console, db_path: Path, workdir: Path, size: str | int, se
 
 
 def _ranked_partners(mirror: Mirror) -> list[dict[str, Any]]:
-    accounts = mirror.store.mirrored("dynamics", "account").table
-    with mirror.store.engine.connect() as conn:
-        names = dict(conn.execute(select(accounts.c.accountid, accounts.c.name)).all())
-    partners = [{**p, "name": names.get(p["id"], p["id"])} for p in mirror.partners()]
-    return sorted(partners, key=lambda p: -p["slice"].get("opportunity", 0))
+    # each partner comes with its account's name (the schema's partners.name_field)
+    return sorted(mirror.partners(), key=lambda p: -p["slice"].get("opportunity", 0))
 
 
 def _edit_crm(box: DynamicsSandbox, view: PartnerView, other: str) -> list[str]:

@@ -15,9 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mirror import AccessDenied, Mirror
-from mirror.config import MirrorConfig, parse_config
-from mirror.portal.view import PartnerView
+from mirror import AccessDenied, Mirror, MirrorConfig, PartnerView, parse_config
 from sandboxes.salesforce.sandbox import SalesforceSandbox
 
 

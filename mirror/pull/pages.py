@@ -18,19 +18,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, func, insert, select, update
 
+from mirror import feed
 from mirror.pull.reconcile import PolicyOf, reconcile
 from mirror.push.diff import Policy, field_changes
 from mirror.push.local_ids import AccessChanges
 from mirror.push.lost_creates import CreatedId, adopt_creates
 from mirror.push.outbox import fail_open_edits
-from mirror.store.bulk import execute_many
 from mirror.store.database import MirrorTable, Store, utcnow
 from mirror.store.idsets import batches, id_in
 from mirror.store.records import BadValue, json_safe
-from mirror.store.tables import mirror_changes, mirror_idmap, mirror_rejects
-from mirror.types import Page, Record, Tombstone
+from mirror.store.tables import mirror_idmap, mirror_rejects
+from mirror.types import Change, ChangeOrigin, Page, Record, Tombstone
 
 
 @dataclass
@@ -168,6 +168,13 @@ def _clean(
     return cleaned
 
 
+def reject_count(conn: Connection, source: str, name: str) -> int:
+    """How many records of one object the sync has set aside in ``mirror_rejects``."""
+    r = mirror_rejects.c
+    query = select(func.count()).where(r.source == source, r.object == name)
+    return int(conn.execute(query).scalar_one())
+
+
 def _write_records(
     store: Store,
     conn: Connection,
@@ -198,7 +205,7 @@ def _write_records(
     system = {f.name for f in spec.fields if not (f.createable or f.updateable)}
     now = utcnow()
     rows: list[dict[str, Any]] = []
-    changes: list[dict[str, Any]] = []
+    changes: list[Change] = []
     for record_id, record in records.items():
         previous = existing.get(record_id)
         if previous is not None and record_id not in before:
@@ -233,8 +240,7 @@ def _write_records(
         op = "undelete" if previous._deleted else "update"
         changes.append(_change(spec.source, spec.name, record_id, op, diff, now, ctx))
     store.upsert(conn, table, rows)
-    if changes:
-        execute_many(conn, insert(mirror_changes), changes)
+    feed.append(conn, changes)
 
 
 def _write_tombstones(
@@ -268,8 +274,7 @@ def _write_tombstones(
         )
         for record_id in live
     ]
-    if changes:
-        execute_many(conn, insert(mirror_changes), changes)
+    feed.append(conn, changes)
     fail_open_edits(
         conn,
         spec.source,
@@ -309,16 +314,5 @@ def _change(
     diff: dict[str, Any] | None,
     now: Any,
     ctx: PageContext,
-) -> dict[str, Any]:
-    fields = json_safe({k: list(v) for k, v in diff.items()}) if diff is not None else None
-    return {
-        "source": source,
-        "object": name,
-        "record_id": record_id,
-        "op": op,
-        "origin": "crm",
-        "author": None,
-        "fields": fields,
-        "at": now,
-        "run_id": ctx.run_id,
-    }
+) -> Change:
+    return Change(source, name, record_id, op, ChangeOrigin.CRM, diff, at=now, run_id=ctx.run_id)

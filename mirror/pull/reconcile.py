@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, insert
 
 from mirror.push.diff import FieldMerge, Outcome, PendingEdit, Policy, differs, merge_record
-from mirror.push.outbox import open_entries, set_entry, typed
+from mirror.push.outbox import OutboxEntry, open_entries, set_entry
 from mirror.store.database import MirrorTable, utcnow
-from mirror.store.records import json_safe
+from mirror.store.records import field_value, json_safe
 from mirror.store.tables import mirror_conflicts
 from mirror.types import ObjectSpec, Record
 
@@ -66,7 +66,7 @@ def _reconcile_one(
     conn: Connection,
     spec: ObjectSpec,
     record: Record,
-    rows: list[Any],
+    rows: list[OutboxEntry],
     policy_of: PolicyOf,
     fresh: Collection[int],
 ) -> Reconciled:
@@ -94,11 +94,11 @@ def _reconcile_one(
 
 
 def _edits(
-    spec: ObjectSpec, rows: list[Any], fresh: Collection[int], record: Record
+    spec: ObjectSpec, rows: list[OutboxEntry], fresh: Collection[int], record: Record
 ) -> tuple[dict[str, PendingEdit], dict[str, Any]]:
     """The one edit the merge weighs per field (the portal's latest value, against the base
     its chain of open edits was made on) and the entry that made the latest value."""
-    chains: dict[str, list[Any]] = {}
+    chains: dict[str, list[OutboxEntry]] = {}
     for row in rows:
         if row.op != "update" and row.op != "create":
             continue
@@ -115,7 +115,7 @@ def _edits(
 def _field_edit(
     spec: ObjectSpec,
     name: str,
-    chain: list[Any],
+    chain: list[OutboxEntry],
     fresh: Collection[int],
     crm_value: Any,
     crm_version: Any,
@@ -131,10 +131,10 @@ def _field_edit(
     the portal's value stays until a read made after the write decides it.
     """
     latest = chain[-1]
-    value = typed(spec, name, latest.new_values[name])
+    value = field_value(spec, name, latest.new_values[name])
     if latest.status == "done":
         return PendingEdit(
-            base=typed(spec, name, latest.old_values.get(name)),
+            base=field_value(spec, name, latest.old_values.get(name)),
             value=value,
             edited_at=latest.created_at,
             pushed_version=_parse(latest.pushed_version),
@@ -142,11 +142,11 @@ def _field_edit(
         )
     written = [i for i, row in enumerate(chain) if row.status == "done"]
     tail = chain[written[-1] + 1 :] if written else chain
-    bases = [typed(spec, name, row.old_values.get(name)) for row in tail]
-    bases += [typed(spec, name, row.new_values[name]) for row in tail[:-1]]
+    bases = [field_value(spec, name, row.old_values.get(name)) for row in tail]
+    bases += [field_value(spec, name, row.new_values[name]) for row in tail[:-1]]
     if written:
         last = chain[written[-1]]
-        base = typed(spec, name, last.new_values[name])
+        base = field_value(spec, name, last.new_values[name])
         bases.append(base)
     else:
         last, base = None, bases[0]
@@ -159,7 +159,7 @@ def _field_edit(
     return PendingEdit(base, value, latest.created_at)
 
 
-def _after_write(entry: Any, fresh: Collection[int], crm_version: Any) -> bool:
+def _after_write(entry: OutboxEntry, fresh: Collection[int], crm_version: Any) -> bool:
     """Whether a record read at ``crm_version`` is known to show the CRM after ``entry``'s
     write (read after it landed, or stamped later than the version it produced)."""
     if entry.seq in fresh:
@@ -171,7 +171,7 @@ def _after_write(entry: Any, fresh: Collection[int], crm_version: Any) -> bool:
 def _update_entries(
     conn: Connection,
     spec: ObjectSpec,
-    rows: list[Any],
+    rows: list[OutboxEntry],
     merges: dict[str, FieldMerge],
     record: Record,
     crm_version: Any,
@@ -219,7 +219,7 @@ def _record_conflict(
     name: str,
     edit: PendingEdit,
     merged: FieldMerge,
-    entry: Any,
+    entry: OutboxEntry,
     policy_of: PolicyOf,
 ) -> None:
     parked = merged.outcome is Outcome.PARKED

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from mirror.store.tables import mirror_runs
 
@@ -159,6 +159,24 @@ def start_run(store: Store, source: str, name: str, kind: str) -> int:
     assert key is not None
     store.heartbeat.started()
     return int(key[0])
+
+
+def last_run(conn: Connection, source: str, name: str) -> dict[str, Any]:
+    """The latest run of one object, as a row of ``mirror_runs`` (empty: it never ran)."""
+    r = mirror_runs.c
+    query = select(mirror_runs).where(r.source == source, r.object == name)
+    row = conn.execute(query.order_by(r.id.desc()).limit(1)).first()
+    return row._asdict() if row else {}
+
+
+def last_success(conn: Connection, source: str, name: str) -> dt.datetime | None:
+    """When a run of one object last ended well."""
+    r = mirror_runs.c
+    query = select(func.max(r.finished_at)).where(
+        r.source == source, r.object == name, r.status == "ok"
+    )
+    finished: dt.datetime | None = conn.execute(query).scalar()
+    return finished
 
 
 class RunHeartbeat:

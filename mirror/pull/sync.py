@@ -15,25 +15,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from mirror.adapter import CrmAdapter, KeyedIds, RangePlan, RangeReader
 from mirror.leases import Leases
 from mirror.pull.pages import PageContext, PageHook, PageOutcome, apply_page
+from mirror.pull.prefetch import prefetched
 from mirror.pull.ranges import RangeBook, RangeRow, RangeTaken, plan_of, range_lease
 from mirror.pull.reconcile import PolicyOf
 from mirror.pull.runs import start_run
+from mirror.pull.sweep import sweep
 from mirror.push.echoes import verify_echoes
-from mirror.push.local_ids import AccessChanges, is_local_key
-from mirror.push.outbox import OPEN_STATUSES, fail_open_edits
+from mirror.push.local_ids import AccessChanges
 from mirror.store.database import MirrorTable, Store, utcnow
-from mirror.store.tables import mirror_changes, mirror_outbox, mirror_runs, mirror_sweep
+from mirror.store.tables import mirror_runs
 from mirror.types import Checkpoint, ObjectSpec, Page
 
 log = logging.getLogger("prm_mirror.sync")
@@ -151,52 +150,10 @@ class Puller:
     def sweep(
         self, mirrored: MirrorTable, run_id: int | None = None, keep_staged: bool = False
     ) -> int:
-        """Mark deleted every mirrored record the CRM no longer has; returns how many.
-
-        The CRM's live ids are staged in ``mirror_sweep`` in short transactions (a long read
-        never holds a write lock), then compared with the mirror in one transaction;
-        ``keep_staged`` leaves them there for the caller (the self-audit). Rows the CRM cannot
-        have listed are left alone: portal creates not in the CRM yet, or made there after the
-        listing began, and rows a pull wrote after it began. The open edits of the records
-        marked deleted fail: no write can reach them any more.
-        """
-        spec, table = mirrored.spec, mirrored.table
-        started = utcnow()
-        scope = (mirror_sweep.c.source == spec.source, mirror_sweep.c.object == spec.name)
-        with self.store.transaction() as conn:
-            conn.execute(delete(mirror_sweep).where(*scope))
-        for batch in self.adapter.read_ids(spec):
-            rows = [{"source": spec.source, "object": spec.name, "record_id": i} for i in batch]
-            with self.store.transaction() as conn:
-                self.store.upsert(conn, mirror_sweep, rows)
-        key = table.c[spec.key]
-        with self.store.transaction() as conn:
-            gone = list(conn.execute(_unlisted(mirrored, started)).scalars())
-            now = utcnow()
-            for start in range(0, len(gone), 500):
-                chunk = gone[start : start + 500]
-                conn.execute(
-                    update(table).where(key.in_(chunk)).values(_deleted=True, _synced_at=now)
-                )
-            if gone:
-                conn.execute(
-                    insert(mirror_changes), [_sweep_change(spec, i, now, run_id) for i in gone]
-                )
-                fail_open_edits(
-                    conn,
-                    spec.source,
-                    spec.name,
-                    gone,
-                    "ENTITY_IS_DELETED",
-                    "the record is no longer in the CRM (deleted there) and cannot take this edit",
-                )
-            outcome = PageOutcome(deleted=len(gone), deleted_ids=gone)
-            for hook in self.hooks:
-                hook(conn, mirrored, outcome)
-            if not keep_staged:
-                conn.execute(delete(mirror_sweep).where(*scope))
-        log.info("sweep of %s.%s marked %d records deleted", spec.source, spec.name, len(gone))
-        return len(gone)
+        """Mark deleted every mirrored record the CRM no longer has; returns how many
+        (``mirror.pull.sweep``; ``keep_staged`` leaves the CRM's listing staged for the
+        caller, the self-audit)."""
+        return sweep(self.store, self.adapter, mirrored, self.hooks, run_id, keep_staged)
 
     def _plan(self, spec: ObjectSpec) -> Checkpoint | None:
         """Plan a split backfill when configured and the adapter can; the saved checkpoint."""
@@ -351,7 +308,7 @@ class Puller:
     ) -> None:
         """Apply ``pages`` one transaction each; ``prepare`` runs first in that transaction
         and may replace the page applied."""
-        for page in _prefetched(pages, self.prefetch_pages):
+        for page in prefetched(pages, self.prefetch_pages):
             # a first backfill asks for a sweep in case the mirror held the object already (a
             # restarted backfill); an empty table has nothing to mark and saves the listing
             if page.needs_sweep and _holds_live_rows(self.store, mirrored):
@@ -401,96 +358,5 @@ def _holds_live_rows(store: Store, mirrored: MirrorTable) -> bool:
         return conn.execute(query).first() is not None
 
 
-def _unlisted(mirrored: MirrorTable, started: Any) -> Any:
-    """The live rows missing from the CRM's listing staged in ``mirror_sweep``, save those
-    the listing cannot have held: portal creates the CRM has not made yet (local ids, or
-    creates still open) or made after the listing began (the push's answer recorded then),
-    and rows written after the listing began.
-
-    A create the CRM answered before the listing began is in it unless deleted since, also
-    when no pull has confirmed it yet: its echo never comes if it was deleted for good."""
-    spec, table = mirrored.spec, mirrored.table
-    key, synced = table.c[spec.key], table.c._synced_at
-    s, o = mirror_sweep.c, mirror_outbox.c
-    listed = select(s.record_id).where(s.source == spec.source, s.object == spec.name)
-    answered_since = (o.status == "done") & o.confirmed.is_(False) & (o.updated_at >= started)
-    creating = select(o.record_id).where(
-        o.source == spec.source,
-        o.object == spec.name,
-        o.op == "create",
-        o.status.in_(OPEN_STATUSES) | answered_since,
-    )
-    return select(key).where(
-        table.c._deleted.is_(False),
-        key.not_in(listed),
-        ~is_local_key(key),
-        key.not_in(creating),
-        synced.is_(None) | (synced < started),
-    )
-
-
 def _status_of(exc: BaseException) -> str:
     return "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed"
-
-
-def _sweep_change(spec: ObjectSpec, record_id: str, now: Any, run_id: int | None) -> dict[str, Any]:
-    return {
-        "source": spec.source,
-        "object": spec.name,
-        "record_id": record_id,
-        "op": "delete",
-        "origin": "crm",
-        "author": "sweep",
-        "fields": None,
-        "at": now,
-        "run_id": run_id,
-    }
-
-
-_DONE = object()
-
-
-def _prefetched(pages: Iterator[Page], depth: int) -> Iterator[Page]:
-    """Iterate ``pages`` with up to ``depth`` pages read ahead in a background thread."""
-    if depth <= 0:
-        yield from pages
-        return
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for page in pages:
-                while not stop.is_set():
-                    try:
-                        buffer.put(page, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            buffer.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            buffer.put(exc)
-        finally:
-            close = getattr(pages, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="prm-mirror-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                worker.join(timeout=0.1)

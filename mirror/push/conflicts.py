@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, func, select, update
 
 from mirror.errors import MirrorError
-from mirror.push.outbox import enqueue, set_entry, typed
+from mirror.push.outbox import enqueue, set_entry
 from mirror.store.database import Store, utcnow
+from mirror.store.records import field_value
 from mirror.store.tables import mirror_conflicts, mirror_outbox
 
 
@@ -30,6 +31,12 @@ def list_conflicts(store: Store, status: str | None = "open", limit: int = 100) 
         query = query.where(c.status == status)
     with store.engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def open_conflicts(conn: Connection) -> int:
+    """How many conflicts wait for a person."""
+    c = mirror_conflicts.c
+    return int(conn.execute(select(func.count()).where(c.status == "open")).scalar_one())
 
 
 def resolve_conflict(
@@ -51,7 +58,7 @@ def resolve_conflict(
         if take != "crm":
             key = table.c[spec.key]
             current = conn.execute(select(table).where(key == row.record_id)).one()._mapping
-            new = typed(spec, row.field, chosen)
+            new = field_value(spec, row.field, chosen)
             entry = conn.execute(
                 select(mirror_outbox.c.partner_id).where(mirror_outbox.c.seq == row.outbox_seq)
             ).first()

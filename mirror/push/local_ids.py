@@ -21,15 +21,10 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, delete, exists, select, update
 
-from mirror.push.outbox import LOCAL_PREFIX, OPEN_STATUSES, is_local, set_entry
+from mirror import feed
+from mirror.push.outbox import LOCAL_PREFIX, OPEN_STATUSES, OutboxEntry, is_local, set_entry
 from mirror.store.database import MirrorTable, Store, utcnow
-from mirror.store.tables import (
-    given_by_children,
-    mirror_access,
-    mirror_changes,
-    mirror_idmap,
-    mirror_outbox,
-)
+from mirror.store.tables import given_by_children, mirror_access, mirror_idmap, mirror_outbox
 from mirror.types import ObjectSpec
 
 
@@ -53,7 +48,7 @@ def settle_create(
     conn: Connection,
     store: Store,
     spec: ObjectSpec,
-    entry: Any,
+    entry: OutboxEntry,
     crm_id: str,
     *,
     version: str | None,
@@ -114,7 +109,7 @@ def _rename_journal(
 ) -> None:
     """The outbox (entries and the values that point at the record), the change feed and the
     id map follow the swap."""
-    o, c = mirror_outbox.c, mirror_changes.c
+    o = mirror_outbox.c
     conn.execute(
         update(mirror_outbox)
         .where(o.source == spec.source, o.object == spec.name, o.record_id == local_id)
@@ -125,11 +120,7 @@ def _rename_journal(
         if local_id in values.values():
             rewritten = {k: crm_id if v == local_id else v for k, v in values.items()}
             set_entry(conn, seq, new_values=rewritten)
-    conn.execute(
-        update(mirror_changes)
-        .where(c.source == spec.source, c.object == spec.name, c.record_id == local_id)
-        .values(record_id=crm_id)
-    )
+    feed.rename_record(conn, spec.source, spec.name, local_id, crm_id)
     row = {"source": spec.source, "object": spec.name, "old_id": local_id, "new_id": crm_id}
     store.upsert(conn, mirror_idmap, [{**row, "kind": "create", "at": now}])
 

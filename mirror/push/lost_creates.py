@@ -13,22 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, select
 
 from mirror.push.diff import field_changes
 from mirror.push.local_ids import AccessChanges, settle_create
-from mirror.push.outbox import enqueue, is_local, set_entry, typed
+from mirror.push.outbox import OutboxEntry, enqueue, is_local, read_entries, set_entry
 from mirror.store.database import MirrorTable, Store
-from mirror.store.records import json_safe
+from mirror.store.records import field_value, json_safe
 from mirror.store.tables import mirror_outbox
 from mirror.types import ObjectSpec, Record
 
 CreatedId = Callable[[ObjectSpec, str], "str | None"]
 
 
-def pending_creates(conn: Connection, spec: ObjectSpec) -> list[Any]:
+def pending_creates(conn: Connection, spec: ObjectSpec) -> list[OutboxEntry]:
     """The creates of ``spec`` whose record still has its local id (not sent yet, sent with
     the answer lost, or given up on): the ones a pulled record may turn out to be."""
     o = mirror_outbox.c
@@ -38,13 +37,13 @@ def pending_creates(conn: Connection, spec: ObjectSpec) -> list[Any]:
         o.status.in_(("pending", "sending", "failed")), o.op == "create"
     )
     return [
-        row
-        for row in conn.execute(query.order_by(o.seq))
-        if row.source == spec.source and row.object == spec.name and is_local(row.record_id)
+        entry
+        for entry in read_entries(conn, query.order_by(o.seq))
+        if entry.source == spec.source and entry.object == spec.name and is_local(entry.record_id)
     ]
 
 
-def _locked(conn: Connection, entry: Any) -> bool:
+def _locked(conn: Connection, entry: OutboxEntry) -> bool:
     """Lock a matched create's entry until the page commits; whether it is still pending
     under its local id (a push may have settled it since it was read)."""
     o = mirror_outbox.c
@@ -86,14 +85,14 @@ def adopt_creates(
 
 def _match(
     spec: ObjectSpec,
-    creates: list[Any],
+    creates: list[OutboxEntry],
     records: Mapping[str, Record],
     created_id: CreatedId | None,
-) -> dict[str, Any]:
+) -> dict[str, OutboxEntry]:
     """Pulled record id -> the pending create it is, by the key in the external-id field or
     by the id the CRM derives from the key."""
     by_key = {entry.idempotency_key: entry for entry in creates}
-    matched: dict[str, Any] = {}
+    matched: dict[str, OutboxEntry] = {}
     field = spec.external_id_field
     if field:
         for record_id, record in records.items():
@@ -107,9 +106,9 @@ def _match(
             if chosen:
                 expected[chosen.lower()] = entry
         for record_id in records:
-            entry = expected.get(str(record_id).lower())
-            if entry is not None:
-                matched.setdefault(record_id, entry)
+            found = expected.get(str(record_id).lower())
+            if found is not None:
+                matched.setdefault(record_id, found)
     taken: set[int] = set()
     unique = {}
     for record_id, entry in matched.items():
@@ -120,7 +119,7 @@ def _match(
 
 
 def _requeue_missing(
-    conn: Connection, spec: ObjectSpec, entry: Any, record_id: str, record: Record
+    conn: Connection, spec: ObjectSpec, entry: OutboxEntry, record_id: str, record: Record
 ) -> None:
     """The values the create sent that the CRM's record does not hold go out again as an
     update against an empty base: a create the CRM applied only in part (a CRM that writes a
@@ -128,7 +127,7 @@ def _requeue_missing(
     the CRM changed since is a conflict under the field's policy, both decided by the page's
     reconciliation. They join the record's first queued update, so one write carries them (a
     later edit of the same field wins); else they make one of their own."""
-    sent = {name: typed(spec, name, value) for name, value in entry.new_values.items()}
+    sent = {name: field_value(spec, name, value) for name, value in entry.new_values.items()}
     missing = field_changes(record, sent, [name for name in sent if name in record])
     o = mirror_outbox.c
     queued = conn.execute(

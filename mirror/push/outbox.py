@@ -10,17 +10,83 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
+from mirror.feed import append as append_to_feed
 from mirror.store.database import utcnow
-from mirror.store.records import CONVERTERS, json_safe
-from mirror.store.tables import mirror_changes, mirror_outbox, mirror_runs
-from mirror.types import ObjectSpec
+from mirror.store.records import field_value, json_safe
+from mirror.store.tables import mirror_outbox, mirror_runs
+from mirror.types import Change, ChangeOrigin, ObjectSpec
 
 LOCAL_PREFIX = "local-"
 OPEN_STATUSES = ("pending", "sending", "blocked")
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One outbox entry as stored: a portal edit of one record and where it stands.
+
+    ``new_values`` and ``old_values`` are the fields it sets and the values they held when the
+    portal edited them, JSON-stored (``field_value`` types them again); ``base_version`` the
+    record's version the edit was made against. ``status`` is ``pending``, ``sending``,
+    ``blocked``, ``done`` (with ``confirmed`` once its echo came back on a pull), ``failed``
+    or ``superseded``.
+    """
+
+    seq: int
+    source: str
+    object: str
+    record_id: str
+    op: str
+    new_values: dict[str, Any]
+    old_values: dict[str, Any]
+    base_version: str | None
+    idempotency_key: str
+    partner_id: str | None
+    author: str | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    force: bool
+    crm_id: str | None
+    pushed_version: str | None
+    confirmed: bool
+    error_code: str | None
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> OutboxEntry:
+        """The entry of a ``mirror_outbox`` row (every column selected)."""
+        return cls(**row._mapping)
+
+
+def read_entries(conn: Connection, query: Any) -> list[OutboxEntry]:
+    """The entries ``query`` (a select of whole ``mirror_outbox`` rows) finds, in its order."""
+    return [OutboxEntry.from_row(row) for row in conn.execute(query)]
+
+
+def latest_entries(
+    conn: Connection, status: str | None = None, limit: int = 100
+) -> list[OutboxEntry]:
+    """The newest entries (of ``status`` when given), newest first."""
+    o = mirror_outbox.c
+    query = select(mirror_outbox).order_by(o.seq.desc()).limit(limit)
+    if status:
+        query = query.where(o.status == status)
+    return read_entries(conn, query)
+
+
+def status_counts(conn: Connection) -> dict[str, int]:
+    """How many entries each status holds."""
+    o = mirror_outbox.c
+    counts = conn.execute(select(o.status, func.count()).group_by(o.status)).all()
+    return {str(status): int(count) for status, count in counts}
 
 
 def new_local_id() -> str:
@@ -90,28 +156,18 @@ def enqueue(
     assert seq is not None
     if not feed:
         return int(seq[0])
-    fields = {f: [before.get(f), values.get(f)] for f in values} if op != "delete" else None
-    conn.execute(
-        insert(mirror_changes).values(
-            source=spec.source,
-            object=spec.name,
-            record_id=record_id,
-            op=op,
-            origin="portal",
-            author=author,
-            fields=json_safe(fields) if fields is not None else None,
-            at=now,
-        )
-    )
+    fields = {f: (before.get(f), values.get(f)) for f in values} if op != "delete" else None
+    change = Change(spec.source, spec.name, record_id, op, ChangeOrigin.PORTAL, fields, author, now)
+    append_to_feed(conn, [change])
     return int(seq[0])
 
 
 def open_entries(
     conn: Connection, source: str, name: str, ids: Iterable[str]
-) -> dict[str, list[Any]]:
+) -> dict[str, list[OutboxEntry]]:
     """Open outbox entries per record id, oldest first."""
     o = mirror_outbox.c
-    found: dict[str, list[Any]] = {}
+    found: dict[str, list[OutboxEntry]] = {}
     wanted = list(ids)
     for start in range(0, len(wanted), 500):
         query = (
@@ -124,19 +180,12 @@ def open_entries(
             )
             .order_by(o.seq)
         )
-        for row in conn.execute(query):
-            found.setdefault(row.record_id, []).append(row)
+        for entry in read_entries(conn, query):
+            found.setdefault(entry.record_id, []).append(entry)
     return found
 
 
-def typed(spec: ObjectSpec, name: str, value: Any) -> Any:
-    """A JSON-stored outbox value converted back to the field's Python type."""
-    if value is None or not spec.has_field(name):
-        return value
-    return CONVERTERS[spec.field(name).type](value)
-
-
-def base_values(spec: ObjectSpec, row: Any, replaced: Mapping[str, str]) -> dict[str, Any]:
+def base_values(spec: ObjectSpec, row: OutboxEntry, replaced: Mapping[str, str]) -> dict[str, Any]:
     """The values entry ``row`` was edited against, of the fields it writes, typed: what the
     CRM must still hold for the write to replace nothing the portal did not see. A base that
     is a local id is given as the CRM id that replaced it (``replaced``); one not replaced yet
@@ -150,8 +199,50 @@ def base_values(spec: ObjectSpec, row: Any, replaced: Mapping[str, str]) -> dict
             if value not in replaced:
                 continue
             value = replaced[value]
-        bases[name] = typed(spec, name, value)
+        bases[name] = field_value(spec, name, value)
     return bases
+
+
+def source_entries(conn: Connection, source: str, statuses: Iterable[str]) -> list[OutboxEntry]:
+    """The entries of ``source`` with one of ``statuses``, oldest first."""
+    o = mirror_outbox.c
+    query = select(mirror_outbox).where(o.source == source, o.status.in_(list(statuses)))
+    return read_entries(conn, query.order_by(o.seq))
+
+
+def locked_entries(
+    conn: Connection, seqs: Iterable[int], statuses: tuple[str, ...]
+) -> dict[int, OutboxEntry]:
+    """The entries ``seqs`` that have one of ``statuses``, as they stand now, locked until
+    ``conn``'s transaction ends."""
+    o = mirror_outbox.c
+    wanted = sorted(seqs)
+    found: dict[int, OutboxEntry] = {}
+    for start in range(0, len(wanted), 500):
+        query = (
+            select(mirror_outbox)
+            .where(o.seq.in_(wanted[start : start + 500]), o.status.in_(statuses))
+            .order_by(o.seq)
+            .with_for_update()
+        )
+        found.update((entry.seq, entry) for entry in read_entries(conn, query))
+    return found
+
+
+def created_versions(conn: Connection, source: str, ids: list[str]) -> dict[str, str]:
+    """The version the CRM gave each of the records ``ids`` that the portal created."""
+    o = mirror_outbox.c
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        query = select(o.record_id, o.pushed_version).where(
+            o.source == source,
+            o.record_id.in_(ids[start : start + 500]),
+            o.op == "create",
+            o.status == "done",
+            o.pushed_version.is_not(None),
+        )
+        found.update((record_id, version) for record_id, version in conn.execute(query))
+    return found
 
 
 def set_entry(conn: Connection, seq: int, **values: Any) -> None:
@@ -198,11 +289,12 @@ def fail_open_edits(
         )
 
 
-def entry_by_key(conn: Connection, source: str, key: str) -> Any:
+def entry_by_key(conn: Connection, source: str, key: str) -> OutboxEntry | None:
     """The outbox entry created with idempotency key ``key``, if any."""
     o = mirror_outbox.c
     query = select(mirror_outbox).where(o.source == source, o.idempotency_key == key)
-    return conn.execute(query.limit(1)).first()
+    found = read_entries(conn, query.limit(1))
+    return found[0] if found else None
 
 
 def stale_blocks(conn: Connection, source: str) -> list[int]:

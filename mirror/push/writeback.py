@@ -28,28 +28,31 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from sqlalchemy import Connection, select, update
 
 from mirror.adapter import CrmAdapter
 from mirror.errors import MirrorError, QuotaExceeded, TransientError
-from mirror.push.landed import IN_DOUBT, settle_lost_answers
+from mirror.push.landed import settle_lost_answers
 from mirror.push.local_ids import AccessChanges, current_ids, settle_create
 from mirror.push.outbox import (
     OPEN_STATUSES,
-    base_values,
+    OutboxEntry,
+    created_versions,
     is_local,
+    locked_entries,
     release_blocks,
     set_entry,
+    source_entries,
     stale_blocks,
     still_pending,
-    typed,
 )
+from mirror.push.refusals import revert
+from mirror.push.writes import sendable, write_of
 from mirror.store.database import Store, utcnow
-from mirror.store.tables import mirror_changes, mirror_checkpoints, mirror_outbox
-from mirror.types import ObjectSpec, Write, WriteOp, WriteResult
+from mirror.store.tables import mirror_checkpoints
+from mirror.types import ObjectSpec, Write, WriteResult
 
 log = logging.getLogger("prm_mirror.writeback")
 Hook = Callable[[Connection, str, list[str]], None]
@@ -142,32 +145,26 @@ class Pusher:
         with self.store.engine.connect() as conn:
             return {name: cursor for name, cursor in conn.execute(query)}
 
-    def _ready(self) -> list[Any]:
+    def _ready(self) -> list[OutboxEntry]:
         """The oldest open entry of each record, when it is due and references no record the
         CRM has not created yet."""
-        o = mirror_outbox.c
-        query = (
-            select(mirror_outbox)
-            .where(o.source == self.source, o.status.in_(OPEN_STATUSES))
-            .order_by(o.seq)
-        )
         with self.store.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = source_entries(conn, self.source, OPEN_STATUSES)
         now = utcnow()
-        first: dict[tuple[str, str], Any] = {}
+        first: dict[tuple[str, str], OutboxEntry] = {}
         for row in rows:
             first.setdefault((row.object, row.record_id), row)
-        return [row for row in first.values() if _sendable(row) and row.next_attempt_at <= now]
+        return [row for row in first.values() if sendable(row) and row.next_attempt_at <= now]
 
-    def _batches(self, rows: list[Any]) -> Iterable[list[Any]]:
-        groups: dict[tuple[str, str], list[Any]] = {}
+    def _batches(self, rows: list[OutboxEntry]) -> Iterable[list[OutboxEntry]]:
+        groups: dict[tuple[str, str], list[OutboxEntry]] = {}
         for row in rows:
             groups.setdefault((row.object, row.op), []).append(row)
         for group in groups.values():
             for start in range(0, len(group), self.batch_size):
                 yield group[start : start + self.batch_size]
 
-    def _send(self, batch: list[Any], result: PushResult) -> None:
+    def _send(self, batch: list[OutboxEntry], result: PushResult) -> None:
         spec = self.spec_of(batch[0].object)
         with self.store.transaction() as conn:
             batch = self._claim(conn, batch)
@@ -189,7 +186,11 @@ class Pusher:
         self._record(spec, batch, answers, result)
 
     def _record(
-        self, spec: ObjectSpec, batch: list[Any], answers: list[WriteResult], result: PushResult
+        self,
+        spec: ObjectSpec,
+        batch: list[OutboxEntry],
+        answers: list[WriteResult],
+        result: PushResult,
     ) -> None:
         """Record the answers of a batch in one transaction or, when that fails, each answer
         in its own: one entry that cannot be recorded never rolls the others back."""
@@ -211,7 +212,7 @@ class Pusher:
         result.add(recorded)
 
     def _record_one(
-        self, spec: ObjectSpec, row: Any, answer: WriteResult, result: PushResult
+        self, spec: ObjectSpec, row: OutboxEntry, answer: WriteResult, result: PushResult
     ) -> None:
         """Record one answer; when even that fails, the entry is retried later."""
         recorded = PushResult()
@@ -234,40 +235,29 @@ class Pusher:
             if current := self._still_sending(conn, [row]).get(row.seq):
                 self._apply(conn, spec, current, failure, result)
 
-    def _claim(self, conn: Connection, batch: list[Any]) -> list[Any]:
+    def _claim(self, conn: Connection, batch: list[OutboxEntry]) -> list[OutboxEntry]:
         """Mark ``sending`` the entries of ``batch`` still ready as they stand now (locked
         until the commit), and return them as they stand: a pull that ran since the batch was
         read may have parked an entry in a conflict, superseded it or rebased it onto the
         CRM's newer values, and only the entry as that pull left it may be sent."""
         current = self._locked(conn, batch, ("pending", "sending"))
         claimed = [current[row.seq] for row in batch if row.seq in current]
-        claimed = [row for row in claimed if _sendable(row)]
+        claimed = [row for row in claimed if sendable(row)]
         for row in claimed:
             set_entry(conn, row.seq, status="sending")
         return claimed
 
-    def _still_sending(self, conn: Connection, rows: list[Any]) -> dict[int, Any]:
+    def _still_sending(self, conn: Connection, rows: list[OutboxEntry]) -> dict[int, OutboxEntry]:
         """The entries still ``sending``, as they stand now (locked until the commit): a pull
         may have settled one while its write was on the way."""
         return self._locked(conn, rows, ("sending",))
 
     def _locked(
-        self, conn: Connection, rows: list[Any], statuses: tuple[str, ...]
-    ) -> dict[int, Any]:
-        o = mirror_outbox.c
-        seqs = sorted(row.seq for row in rows)
-        found: dict[int, Any] = {}
-        for start in range(0, len(seqs), 500):
-            query = (
-                select(mirror_outbox)
-                .where(o.seq.in_(seqs[start : start + 500]), o.status.in_(statuses))
-                .order_by(o.seq)
-                .with_for_update()
-            )
-            found.update((row.seq, row) for row in conn.execute(query))
-        return found
+        self, conn: Connection, rows: list[OutboxEntry], statuses: tuple[str, ...]
+    ) -> dict[int, OutboxEntry]:
+        return locked_entries(conn, [row.seq for row in rows], statuses)
 
-    def _replaced(self, batch: list[Any]) -> dict[str, str]:
+    def _replaced(self, batch: list[OutboxEntry]) -> dict[str, str]:
         """The CRM ids of the local ids the batch's entries were edited against."""
         bases = {v for row in batch for v in (row.old_values or {}).values() if is_local(v)}
         if not bases:
@@ -275,7 +265,7 @@ class Pusher:
         with self.store.engine.connect() as conn:
             return current_ids(conn, self.source, bases)
 
-    def _created_versions(self, batch: list[Any]) -> dict[str, str]:
+    def _created_versions(self, batch: list[OutboxEntry]) -> dict[str, str]:
         """The version the CRM gave each record the portal created, for the batch's updates of
         it that carry no version of their own (made before a pull brought the record): they
         were made against the create's values, and a change made in the CRM since the create
@@ -285,48 +275,21 @@ class Pusher:
         )
         if not ids:
             return {}
-        o = mirror_outbox.c
-        found: dict[str, str] = {}
         with self.store.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                query = select(o.record_id, o.pushed_version).where(
-                    o.source == self.source,
-                    o.record_id.in_(ids[start : start + 500]),
-                    o.op == "create",
-                    o.status == "done",
-                    o.pushed_version.is_not(None),
-                )
-                found.update((record_id, version) for record_id, version in conn.execute(query))
-        return found
+            return created_versions(conn, self.source, ids)
 
     def _write(
-        self, spec: ObjectSpec, row: Any, replaced: dict[str, str], created: dict[str, str]
+        self, spec: ObjectSpec, row: OutboxEntry, replaced: dict[str, str], created: dict[str, str]
     ) -> Write:
-        values = {name: typed(spec, name, value) for name, value in row.new_values.items()}
-        op = WriteOp(row.op)
-        version = None
-        if not row.force and op is not WriteOp.CREATE:
-            version = row.base_version or (
-                created.get(row.record_id) if op is WriteOp.UPDATE else None
-            )
-        return Write(
-            op=op,
-            object=spec.name,
-            values=values if op is not WriteOp.DELETE else {},
-            record_id=None if op is WriteOp.CREATE else row.record_id,
-            expected_version=version,
-            idempotency_key=row.idempotency_key,
-            synced_through=self._synced.get(spec.name),
-            # the version cannot tell a change made in its own second: the values can
-            expected_values=(
-                base_values(spec, row, replaced) if version and op is WriteOp.UPDATE else None
-            ),
-            in_doubt=row.status == "sending"
-            or (row.attempts > 0 and row.error_code in (*IN_DOUBT, "NOT_RECORDED")),
-        )
+        return write_of(spec, row, replaced, created, self._synced.get(spec.name))
 
     def _apply(
-        self, conn: Connection, spec: ObjectSpec, row: Any, answer: WriteResult, result: PushResult
+        self,
+        conn: Connection,
+        spec: ObjectSpec,
+        row: OutboxEntry,
+        answer: WriteResult,
+        result: PushResult,
     ) -> None:
         now = utcnow()
         if answer.ok and row.op == "create" and answer.record_id:
@@ -391,9 +354,12 @@ class Pusher:
             error_code=answer.error_code or "FAILED",
             error_message=answer.message,
         )
-        self._revert(conn, spec, row, answer, now)
+        revert(conn, self.store, spec, row, answer, now)
+        self._settle(conn, spec, row.record_id)
+        if self.on_change is not None:
+            self.on_change(conn, spec.name, [row.record_id])
 
-    def _requeue(self, batch: list[Any]) -> None:
+    def _requeue(self, batch: list[OutboxEntry]) -> None:
         with self.store.transaction() as conn:
             for seq in self._still_sending(conn, batch):
                 set_entry(conn, seq, status="pending")
@@ -406,78 +372,6 @@ class Pusher:
         mirrored = self.store.mirrored(spec.source, spec.name)
         key = mirrored.table.c[spec.key]
         conn.execute(update(mirrored.table).where(key == record_id).values(_pending=value))
-
-    def _revert(
-        self, conn: Connection, spec: ObjectSpec, row: Any, answer: WriteResult, now: datetime
-    ) -> None:
-        """A write the CRM refused for good: the mirror row returns to the CRM's values."""
-        mirrored = self.store.mirrored(spec.source, spec.name)
-        table, key = mirrored.table, mirrored.table.c[spec.key]
-        if row.op == "create":
-            conn.execute(update(table).where(key == row.record_id).values(_deleted=True))
-        elif row.op == "delete":
-            conn.execute(update(table).where(key == row.record_id).values(_deleted=False))
-        else:
-            current = conn.execute(select(table).where(key == row.record_id)).first()
-            restore = {
-                name: typed(spec, name, old)
-                for name, old in row.old_values.items()
-                if current is not None
-                and name in table.c
-                and current._mapping[name] == typed(spec, name, row.new_values.get(name))
-            }
-            if restore:
-                conn.execute(update(table).where(key == row.record_id).values(**restore))
-            _rebase_followers(conn, row)
-        conn.execute(
-            mirror_changes.insert().values(
-                source=spec.source,
-                object=spec.name,
-                record_id=row.record_id,
-                op="revert",
-                origin="writeback",
-                author=row.author,
-                fields={"error": [answer.error_code, answer.message]},
-                at=now,
-            )
-        )
-        self._settle(conn, spec, row.record_id)
-        if self.on_change is not None:
-            self.on_change(conn, spec.name, [row.record_id])
-
-
-def _rebase_followers(conn: Connection, row: Any) -> None:
-    """Later open edits of the record made on top of the refused one's values were made
-    against values the CRM never held: their base becomes what the CRM kept, so their write
-    is not refused for a change nobody made."""
-    o = mirror_outbox.c
-    query = select(o.seq, o.old_values).where(
-        o.source == row.source,
-        o.object == row.object,
-        o.record_id == row.record_id,
-        o.seq > row.seq,
-        o.op == "update",
-        o.status.in_(OPEN_STATUSES),
-    )
-    for seq, old_values in conn.execute(query).all():
-        rebased = {
-            name: row.old_values[name]
-            if name in row.new_values and name in row.old_values and value == row.new_values[name]
-            else value
-            for name, value in old_values.items()
-        }
-        if rebased != old_values:
-            set_entry(conn, seq, old_values=rebased)
-
-
-def _sendable(row: Any) -> bool:
-    """Whether an open entry can go to the CRM now: not blocked, and referencing no record
-    the CRM has not created yet."""
-    return (
-        row.status != "blocked"
-        and not any(is_local(v) for v in row.new_values.values())
-        and (row.op == "create" or not is_local(row.record_id))
-    )
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import Executable
 
 from mirror.store.tables import UtcDateTime
@@ -35,6 +37,25 @@ def execute_many(
         return
     for keys, group in _by_keys(rows).items():
         _sqlite_many(conn, statement, keys, group)
+
+
+def upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows``, replacing rows with the same primary key; one executemany."""
+    if not rows:
+        return
+    keys = [c.name for c in table.primary_key.columns]
+    insert = pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
+    columns = [name for name in rows[0] if name not in keys]
+    if columns:
+        statement = insert.on_conflict_do_update(
+            index_elements=keys, set_={name: insert.excluded[name] for name in columns}
+        )
+    else:
+        statement = insert.on_conflict_do_nothing(index_elements=keys)
+    if len(keys) == 1:
+        # in key order, each batch touches the key's index pages once, not at random
+        rows = sorted(rows, key=lambda row: row[keys[0]])
+    execute_many(conn, statement, rows)
 
 
 def _by_keys(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:

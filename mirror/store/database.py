@@ -27,15 +27,13 @@ from sqlalchemy import (
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import update as sql_update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateTable
 
 from mirror.errors import ConfigError
 from mirror.pull.runs import RunHeartbeat
 from mirror.schema import Migration, field_from_json, plan_migration, spec_from_json, spec_to_json
-from mirror.store.bulk import execute_many
+from mirror.store.bulk import upsert
 from mirror.store.idsets import batches, id_in
 from mirror.store.records import RecordChecker
 from mirror.store.sqlite_writes import WriterLock, configure_connection, writer_lock
@@ -48,62 +46,19 @@ from mirror.store.tables import (
     mirror_slice_sizes,
     object_table,
 )
+from mirror.store.upgrades import (
+    ensure_indexes,
+    field_json,
+    merge_removed,
+    upgrade_engine_columns,
+    upgrade_engine_indexes,
+)
 from mirror.store.wal import WalCheckpointer, database_file
 from mirror.types import Checkpoint, FieldSpec, ObjectSpec
 from mirror.visibility import sizes as slice_sizes
 
 # (transaction, the object's new spec, the names of the columns just added)
 ColumnHook = Callable[[Connection, ObjectSpec, tuple[str, ...]], None]
-
-
-def _ensure_indexes(conn: Connection, table: Table) -> None:
-    """Create the secondary indexes of an object table that are missing; one that an earlier
-    version made on other columns under the same name is built again."""
-    found = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes(table.name)}
-    for index in table.indexes:
-        columns = [c.name for c in index.columns]
-        if index.name in found and found[index.name] != columns:
-            index.drop(conn)
-        if found.get(index.name) != columns:
-            index.create(conn)
-
-
-def _upgrade_engine_columns(conn: Connection) -> None:
-    """Add the engine-table columns this version has and a store made by an earlier one lacks
-    (each such column may be empty: rows written before it have none)."""
-    inspector = inspect(conn)
-    preparer = conn.dialect.identifier_preparer
-    for table in engine_metadata.sorted_tables:
-        found = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in found:
-                continue
-            ddl = column.type.compile(dialect=conn.dialect)
-            conn.exec_driver_sql(
-                f"ALTER TABLE {preparer.quote(table.name)} "
-                f"ADD COLUMN {preparer.quote(column.name)} {ddl}"
-            )
-
-
-def _upgrade_engine_indexes(conn: Connection) -> None:
-    """Give the engine tables of a store made by an earlier version the indexes of this one
-    (an index whose columns changed is built again)."""
-    inspector = inspect(conn)
-    for table in engine_metadata.sorted_tables:
-        found = {i["name"]: i["column_names"] for i in inspector.get_indexes(table.name)}
-        wanted = {index.name for index in table.indexes}
-        for name in sorted(n for n in found if n):
-            # an index an earlier version kept and this one does not (engine tables only)
-            if name.startswith("ix_") and name not in wanted:
-                quoted = conn.dialect.identifier_preparer.quote(name)
-                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {quoted}")
-        for index in table.indexes:
-            columns = [c.name for c in index.columns]
-            if index.name in found and found[index.name] != columns:
-                index.drop(conn)
-                index.create(conn)
-            elif index.name not in found:
-                index.create(conn)
 
 
 def utcnow() -> dt.datetime:
@@ -159,8 +114,8 @@ class Store:
                 self.lock_schema(conn)
                 sizes_kept = inspect(conn).has_table(mirror_slice_sizes.name)
                 engine_metadata.create_all(conn)
-                _upgrade_engine_columns(conn)
-                _upgrade_engine_indexes(conn)
+                upgrade_engine_columns(conn)
+                upgrade_engine_indexes(conn)
                 if not sizes_kept:
                     slice_sizes.recount_every_source(conn)
         except OperationalError as exc:
@@ -243,7 +198,7 @@ class Store:
             stored = spec_from_json(row.spec) if row else None
             removed_before = tuple(field_from_json(f) for f in row.removed_fields) if row else ()
             migration = plan_migration(stored, removed_before, described)
-            removed = _merge_removed(removed_before, migration)
+            removed = merge_removed(removed_before, migration)
             known = self._unchanged(described, migration, removed, indexed)
             table = (
                 known.table
@@ -282,13 +237,13 @@ class Store:
 
     def build_indexes(self, conn: Connection, mirrored: MirrorTable) -> None:
         """Create the object's secondary indexes that do not exist yet."""
-        _ensure_indexes(conn, mirrored.table)
+        ensure_indexes(conn, mirrored.table)
 
     def _apply(self, conn: Connection, table: Table, migration: Migration, defer: bool) -> None:
         if migration.new_table:
             conn.execute(CreateTable(table, if_not_exists=True))
             if not defer:
-                _ensure_indexes(conn, table)
+                ensure_indexes(conn, table)
             return
         preparer = self.engine.dialect.identifier_preparer
         for field in migration.added:
@@ -299,7 +254,7 @@ class Store:
                 f"ADD COLUMN {preparer.quote(field.name)} {ddl}"
             )
         if not defer:
-            _ensure_indexes(conn, table)
+            ensure_indexes(conn, table)
 
     def _save_spec(
         self,
@@ -315,7 +270,7 @@ class Store:
         values = {
             "table_name": spec.table_name,
             "spec": spec_to_json(spec),
-            "removed_fields": [_field_json(f) for f in removed],
+            "removed_fields": [field_json(f) for f in removed],
             "type_changes": retyped,
             "updated_at": utcnow(),
         }
@@ -401,21 +356,7 @@ class Store:
 
     def upsert(self, conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert ``rows``, replacing rows with the same primary key; one executemany."""
-        if not rows:
-            return
-        keys = [c.name for c in table.primary_key.columns]
-        insert = pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
-        columns = [name for name in rows[0] if name not in keys]
-        if columns:
-            statement = insert.on_conflict_do_update(
-                index_elements=keys, set_={name: insert.excluded[name] for name in columns}
-            )
-        else:
-            statement = insert.on_conflict_do_nothing(index_elements=keys)
-        if len(keys) == 1:
-            # in key order, each batch touches the key's index pages once, not at random
-            rows = sorted(rows, key=lambda row: row[keys[0]])
-        execute_many(conn, statement, rows)
+        upsert(conn, table, rows)
 
     def rows_by_id(
         self, conn: Connection, table: Table, key: str, ids: Iterable[str], columns: Sequence[str]
@@ -443,17 +384,3 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(mirror_runs).order_by(mirror_runs.c.id.desc()).limit(limit))
             return [row._asdict() for row in rows]
-
-
-def _merge_removed(before: tuple[FieldSpec, ...], migration: Migration) -> tuple[FieldSpec, ...]:
-    present = {f.name for f in migration.effective.fields}
-    kept = {f.name: f for f in before if f.name not in present}
-    kept.update({f.name: f for f in migration.removed})
-    return tuple(kept.values())
-
-
-def _field_json(field: FieldSpec) -> dict[str, Any]:
-    data = spec_to_json(ObjectSpec(source="", name="", key="", cursor_field="", fields=(field,)))[
-        "fields"
-    ][0]
-    return dict(data)

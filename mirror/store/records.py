@@ -142,6 +142,24 @@ ALREADY_CLEAN: dict[FieldType, type] = {
 }
 
 
+def field_value(spec: ObjectSpec, name: str, value: Any, *, lenient: bool = False) -> Any:
+    """``value`` as the store holds field ``name`` of ``spec``: converted to the field's Python
+    type, the one conversion for pulled records, JSON-stored outbox values and the values a
+    precondition compares. ``None``, and a value of a field ``spec`` lacks, pass as they are.
+    ``lenient`` (for comparisons) takes ``""`` for no value and keeps a value that does not
+    convert; otherwise such a value raises ``BadValue``."""
+    if lenient and value == "":
+        return None
+    if value is None or not spec.has_field(name):
+        return value
+    try:
+        return CONVERTERS[spec.field(name).type](value)
+    except BadValue:
+        if lenient:
+            return value
+        raise
+
+
 class RecordChecker:
     """Checks records of one object against its column types, in the spec's field order."""
 

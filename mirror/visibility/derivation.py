@@ -38,8 +38,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from mirror import feed
 from mirror.store.database import Store, utcnow
 from mirror.store.tables import mirror_access, mirror_access_pending, mirror_changes
+from mirror.types import ChangeOrigin
 from mirror.visibility import sizes as slice_sizes
 from mirror.visibility.grant_queries import ROW_COLUMNS, GrantQueries, GrantQuery
 from mirror.visibility.grants import granted, is_inherited, mirrored_or_none
@@ -160,6 +162,12 @@ class GrantDerivation:
         if conn.execute(pending).first() is None:
             conn.execute(insert(mirror_access_pending).values(source=self.source, object=name))
 
+    @staticmethod
+    def pending_objects(conn: Connection) -> set[tuple[str, str]]:
+        """Every (source, object) whose grants wait for ``settle_pending``."""
+        p = mirror_access_pending.c
+        return {(source, name) for source, name in conn.execute(select(p.source, p.object))}
+
     def settle_pending(self, conn: Connection, backfilled_by_sync: Collection[str]) -> list[str]:
         """Settle, in one derivation, every object of the source whose grants were deferred;
         returns their names (none: nothing done)."""
@@ -270,7 +278,7 @@ class GrantDerivation:
             literal(name),
             diff.c.record_id,
             op,
-            literal("access"),
+            literal(ChangeOrigin.ACCESS.value),
             null(),
             null(),
             literal(utcnow(), mirror_changes.c.at.type),
@@ -278,7 +286,7 @@ class GrantDerivation:
             diff.c.partner_id,
             diff.c.owner_id,
         ).select_from(source)
-        conn.execute(insert(mirror_changes).from_select(_CHANGE_COLUMNS, query))
+        feed.append_selected(conn, _CHANGE_COLUMNS, query)
 
 
 def _insert_grants(conn: Connection, query: GrantQuery) -> Any:

@@ -65,6 +65,12 @@ def is_inherited(rules: VisibilityRules, name: str) -> bool:
     return rules.inherited_path(name) is not None
 
 
+def stored_grants(source: str) -> Select[Any]:
+    """Every stored grant row of ``source``: its object, then the columns ``GRANT_FIELDS``."""
+    a = mirror_access.c
+    return select(a.object, *(a[c] for c in GRANT_FIELDS)).where(a.source == source)
+
+
 def granted(
     store: Store,
     rules: VisibilityRules,

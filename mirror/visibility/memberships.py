@@ -13,12 +13,12 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
-from mirror.store.bulk import execute_many
+from mirror import feed
 from mirror.store.database import Store, utcnow
 from mirror.store.idsets import batches, id_in
-from mirror.store.tables import mirror_changes
+from mirror.types import Change, ChangeOrigin
 from mirror.visibility import sizes as slice_sizes
 from mirror.visibility.grants import Pairs, mirrored_or_none
 from mirror.visibility.partner_columns import track_partner_changes
@@ -74,7 +74,7 @@ class MembershipLog:
                 events.append(self._event(name, record_id, "enter", partner, now, owner))
             for partner, owner in sorted(old_pairs - new_pairs):
                 events.append(self._event(name, record_id, gone, partner, now, owner))
-        execute_many(conn, insert(mirror_changes), events)
+        feed.append(conn, events)
         deltas: Counter[str] = Counter()
         for partners in entered.values():
             deltas.update(partners)
@@ -103,18 +103,15 @@ class MembershipLog:
 
     def _event(
         self, name: str, record_id: str, op: str, partner: str, now: Any, owner: str | None = None
-    ) -> dict[str, Any]:
+    ) -> Change:
         """One membership event: of the partner's slice, or with ``owner`` of that rep's."""
-        return {
-            "source": self.source,
-            "object": name,
-            "record_id": record_id,
-            "op": op,
-            "origin": "access",
-            "author": None,
-            "fields": None,
-            "at": now,
-            "run_id": None,
-            "partner_id": partner,
-            "owner_id": owner,
-        }
+        return Change(
+            self.source,
+            name,
+            record_id,
+            op,
+            ChangeOrigin.ACCESS,
+            at=now,
+            partner_id=partner,
+            owner_id=owner,
+        )

@@ -28,9 +28,9 @@ from mirror.push.outbox import (
     set_entry,
     stale_blocks,
     still_pending,
-    typed,
 )
 from mirror.store.database import utcnow
+from mirror.store.records import field_value
 from mirror.store.tables import mirror_outbox, mirror_runs
 from mirror.types import ObjectSpec
 from tests.mirror.pull.pull_bench import Bench, at, bench_at, spec_of
@@ -212,10 +212,12 @@ def test_open_entries_are_asked_for_in_chunks_without_gaps_or_repeats(bench: Ben
 
 def test_a_stored_value_is_typed_back_by_its_field(bench: Bench) -> None:
     spec = bench.spec
-    assert typed(spec, "Closes", at(5).isoformat()) == at(5)
-    assert typed(spec, "Amount", "10") == 10.0 and isinstance(typed(spec, "Amount", "10"), float)
-    assert typed(spec, "Closes", None) is None
-    assert typed(spec, "Gone", "2026-01-01T00:00:05+00:00") == "2026-01-01T00:00:05+00:00"
+    assert field_value(spec, "Closes", at(5).isoformat()) == at(5)
+    assert field_value(spec, "Amount", "10") == 10.0 and isinstance(
+        field_value(spec, "Amount", "10"), float
+    )
+    assert field_value(spec, "Closes", None) is None
+    assert field_value(spec, "Gone", "2026-01-01T00:00:05+00:00") == "2026-01-01T00:00:05+00:00"
 
 
 def test_the_base_of_a_write_is_its_written_fields_old_values_typed(bench: Bench) -> None:

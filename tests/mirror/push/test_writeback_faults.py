@@ -21,7 +21,8 @@ from sqlalchemy import func, select, update
 from mirror import Mirror
 from mirror.config import parse_config
 from mirror.push import lost_creates, writeback
-from mirror.push.outbox import is_local, typed
+from mirror.push.outbox import is_local
+from mirror.store.records import field_value
 from mirror.store.tables import mirror_changes, mirror_idmap
 
 # the adapters' retries in these tests (``max_retries``): one more drop than that loses the
@@ -616,7 +617,7 @@ def test_a_create_answered_while_a_pull_takes_its_record_in_is_confirmed(
     assert crm_named(s, label) == [crm_id]
     spec, crm_record = mirror.store.mirrored(crm.name, crm.object).spec, box.get(crm.object, crm_id)
     fields = [*crm.values(label), spec.cursor_field]
-    assert {k: row[k] for k in fields} == {k: typed(spec, k, crm_record[k]) for k in fields}
+    assert {k: row[k] for k in fields} == {k: field_value(spec, k, crm_record[k]) for k in fields}
 
 
 def test_an_answered_create_whose_row_a_page_left_unmarked_is_confirmed_by_the_next_sync(

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import create_engine, func, insert, select, text
 
+from mirror import daemon
 from mirror.daemon import Daemon
 from mirror.store.database import Store, utcnow
 from mirror.store.sqlite_writes import NestedWriteError
@@ -39,7 +41,7 @@ def test_the_daemons_first_start_on_a_fresh_sqlite_store_fails_no_job(tmp_path, 
         jitter=0.0,
     )  # fmt: skip
     worker = Daemon(mirror, worker_id="first")
-    scheduler = worker.start_background()
+    scheduler = _in_background(worker)
     wanted = {f"sync:salesforce:{name}" for name in OBJECTS}
     try:
         assert _eventually(lambda: wanted <= set(worker.health.snapshot()["jobs"]))
@@ -49,6 +51,16 @@ def test_the_daemons_first_start_on_a_fresh_sqlite_store_fails_no_job(tmp_path, 
     assert {job: state["error"] for job, state in jobs.items() if "error" in state} == {}
     _assert_mirrored(mirror.store, box)
     mirror.close()
+
+
+def _in_background(worker: Daemon) -> BackgroundScheduler:
+    """The daemon's schedule started on background threads, as ``Daemon.run`` installs it."""
+    worker.mirror.close_orphaned_runs()
+    scheduler = BackgroundScheduler(timezone="UTC", executors=daemon._executors())
+    worker._install(scheduler)
+    worker.health.running = True
+    scheduler.start()
+    return scheduler
 
 
 def test_a_daemon_process_first_start_on_a_fresh_sqlite_store_fails_no_job(tmp_path, box) -> None:
