@@ -14,9 +14,7 @@ from typing import Any
 import click
 
 from cli import output
-from mirror import ConfigError, Mirror, MirrorError
-from mirror.logs import configure_logging
-from mirror.redaction import redacted
+from mirror import ConfigError, Mirror, MirrorError, configure_logging, redacted
 
 LEVELS = {0: logging.WARNING, 1: logging.INFO}
 

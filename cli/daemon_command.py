@@ -12,8 +12,7 @@ from rich.markup import escape
 
 from cli import output
 from cli.app import config_path, exit_on_errors, main, open_mirror
-from mirror.config import ConfigError, load_config
-from mirror.logs import configure_logging
+from mirror import ConfigError, Daemon, configure_logging, cron_problems, load_config
 
 DAEMON_EXIT_CODES = {"ok": 0, "config": 2, "some_failed": 3, "all_failed": 4}
 
@@ -29,9 +28,6 @@ def daemon(ctx: click.Context, once: bool, worker_id: str | None) -> None:
     invalid (nothing ran), 3 some jobs failed, 4 every sync failed (nothing was mirrored, e.g.
     the CRM is unreachable or refuses the login).
     """
-    from mirror.config_check import cron_problems
-    from mirror.daemon import Daemon
-
     with exit_on_errors():
         problems = cron_problems(load_config(config_path(ctx)))
         if problems:

@@ -13,9 +13,7 @@ from rich.table import Table
 from cli import output
 from cli.app import main, open_mirror
 from cli.output import emit_csv, emit_json, json_option
-from mirror import Mirror
-from mirror.portal.query_args import MAX_PAGE
-from mirror.types import FieldType, ObjectSpec
+from mirror import MAX_PAGE, FieldType, Mirror, ObjectSpec
 
 
 @main.command()

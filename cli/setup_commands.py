@@ -10,9 +10,16 @@ from rich.markup import escape
 
 from cli import output
 from cli.app import config_path, exit_on_errors, main
-from mirror.config import ConfigError, load_config, secret_values
-from mirror.redaction import redacted, register
-from mirror.resources import data_dir
+from mirror import (
+    ConfigError,
+    build_adapter,
+    check_config,
+    data_dir,
+    load_config,
+    redacted,
+    register_secrets,
+    secret_values,
+)
 
 EXAMPLE_CONFIG = data_dir("config") / "example.toml"
 
@@ -40,12 +47,9 @@ def check(ctx: click.Context) -> None:
 
     Exits 0 when all is well, 2 when the config has problems, 1 when a source cannot log in.
     """
-    from mirror.api import build_adapter
-    from mirror.config_check import check_config
-
     with exit_on_errors():
         config = load_config(config_path(ctx))
-        register(secret_values(config))
+        register_secrets(secret_values(config))
         report = check_config(
             config, lambda name, s: build_adapter(s.crm, name, s.adapter_settings())
         )

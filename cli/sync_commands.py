@@ -13,9 +13,7 @@ from rich.table import Table
 
 from cli import output
 from cli.app import main, open_mirror
-from mirror.pull.pages import PageOutcome
-from mirror.pull.sync import RunResult
-from mirror.types import Page
+from mirror import Page, PageOutcome, RunResult
 
 
 @main.command()
