@@ -1,8 +1,8 @@
 """``Mirror``: the one object an embedding app, the CLI and the daemon open.
 
-Adapters are found through the ``prm_mirror.adapters`` entry-point group (each entry is a
-factory ``(source_name, settings) -> CrmAdapter``), so the engine never imports a CRM client;
-an app may also pass ready-made adapters to ``Mirror.open``.
+Adapters are found through the ``prm_mirror.adapters`` entry-point group, or registered by hand
+(``mirror.registry``), so the engine never imports a CRM client; an app may also pass
+ready-made adapters to ``Mirror.open``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from mirror.push.conflicts import list_conflicts, resolve_conflict
 from mirror.push.diff import Policy, field_changes
 from mirror.push.outbox import open_entries
 from mirror.push.writeback import Pusher, PushResult
+from mirror.registry import adapter_plugin
 from mirror.schema import apply_schema, load_crm_schema
 from mirror.store.database import Store
 from mirror.store.tables import (
@@ -56,7 +56,6 @@ from mirror.visibility.rule_check import served_rules, validate_rules
 from mirror.visibility.rules import VisibilityRules, merge_settings, parse_rules
 
 log = logging.getLogger("prm_mirror")
-ADAPTER_GROUP = "prm_mirror.adapters"
 
 
 @dataclass(frozen=True)
@@ -636,14 +635,9 @@ class Mirror:
 
 
 def build_adapter(crm: str, source: str, settings: Mapping[str, Any]) -> CrmAdapter:
-    """The adapter of ``crm`` (from the installed adapter entry points) for ``source``."""
-    factories = {ep.name: ep for ep in entry_points(group=ADAPTER_GROUP)}
-    if crm not in factories:
-        available = ", ".join(sorted(factories)) or "none installed"
-        raise ConfigError(f"no adapter for CRM {crm!r} (available: {available})")
-    factory = factories[crm].load()
-    adapter: CrmAdapter = factory(source, dict(settings))
-    return adapter
+    """The adapter of ``crm`` (an installed adapter entry point, or one registered with
+    ``register_adapter``) for ``source``."""
+    return adapter_plugin(crm).build(source, dict(settings))
 
 
 def _path_indexes(rules: VisibilityRules) -> dict[str, tuple[str, ...]]:
