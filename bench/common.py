@@ -310,10 +310,7 @@ def adapter_settings(**overrides: int | None) -> dict[str, int]:
     from adapters.salesforce.settings import SalesforceSettings
 
     fields = SalesforceSettings.model_fields
-    return {
-        name: int(overrides.get(name) or fields[name].default)
-        for name in ADAPTER_SETTINGS
-    }
+    return {name: int(overrides.get(name) or fields[name].default) for name in ADAPTER_SETTINGS}
 
 
 def mirror_config(database: str, base_url: str, **adapter_settings: Any) -> Any:
