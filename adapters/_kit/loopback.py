@@ -28,7 +28,7 @@ class RedirectToLocal(HTTPAdapter):
         super().__init__(**kwargs)
         self.target = target.rstrip("/")
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         """Rewrite the request URL to the target, then send it."""
         parts = urlsplit(request.url or "")
         request.url = self.target + parts.path + ("?" + parts.query if parts.query else "")

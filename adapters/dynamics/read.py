@@ -262,6 +262,6 @@ def read_ids(conn: DataverseConnection, spec: ObjectSpec, table: TableInfo) -> I
         batch = [str(row[spec.key]).lower() for row in body.get("value") or ()]
         if batch:
             yield batch
-        link = body.get("@odata.nextLink")
+        link = body.get("@odata.nextLink") or ""
         if not link:
             return

@@ -156,7 +156,9 @@ class BatchWriter:
             record = dict(row)
         return {name: record.get(name) for name in names}
 
-    def _plan(self, index: int, write: Write, current: Mapping[str, Current]):
+    def _plan(
+        self, index: int, write: Write, current: Mapping[str, Current]
+    ) -> Planned | WriteResult:
         if write.op is WriteOp.CREATE:
             record_id = create_id(self.spec.name, write.idempotency_key)
             request = self._request("PATCH", record_id, {"If-None-Match": "*"}, write.values)

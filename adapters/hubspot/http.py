@@ -157,7 +157,7 @@ class GovernedPoolManager(urllib3.PoolManager):
         """Requests sent so far (every attempt, throttled ones included)."""
         return self._count
 
-    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
+    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:  # type: ignore[override]
         """Send one request, waiting for the budget and waiting out 429s."""
         search = urlsplit(url).path.endswith("/search")
         kw["preload_content"] = True

@@ -139,7 +139,7 @@ def _bool(text: str) -> bool:
     return lowered == "true"
 
 
-_PARSERS = {
+_PARSERS: dict[FieldType, Any] = {
     FieldType.FLOAT: float,
     FieldType.BOOLEAN: _bool,
     FieldType.DATE: _date,

@@ -92,7 +92,10 @@ def composite_query(
     entries = (answer or {}).get("compositeResponse") or []
     if len(entries) != 1:
         raise SalesforceGeneralError(
-            f"{sf.base_url}composite", 500, "query", "the Composite answer holds no query answer"
+            f"{sf.base_url}composite",
+            500,
+            "query",
+            "the Composite answer holds no query answer",  # type: ignore[arg-type]
         )
     status = int(entries[0].get("httpStatusCode") or 500)
     body = entries[0].get("body")

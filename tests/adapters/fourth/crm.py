@@ -114,6 +114,7 @@ class TinyCrm:
         self, object_name: str, since: datetime | None, skip: Iterable[str], limit: int
     ) -> Answer:
         skipped = set(skip)
+        events: list[tuple[datetime, str, dict[str, Any] | None]]
         events = [(r["updated_at"], i, r) for i, r in self._table(object_name).items()]
         events += [(when, i, None) for i, when in self.tombstones[object_name].items()]
         chosen = sorted(
