@@ -1,45 +1,46 @@
-"""Adapter factories, registered as ``prm_mirror.adapters`` entry points.
+"""The adapter plugins, registered as ``prm_mirror.adapters`` entry points.
 
 The engine finds adapters through these (``Mirror.open`` never imports a CRM client itself):
-each factory takes the source's name and its config settings and returns a ``CrmAdapter``.
+each plugin validates a source's settings with its CRM's settings model (every problem at
+once, when the config is loaded), names the secrets among them and builds the ``CrmAdapter``.
+A plugin is also callable as the factory ``(source, settings) -> CrmAdapter``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from typing import Any
-
+from adapters._kit.settings import SettingsPlugin
+from adapters.dynamics.settings import DynamicsSettings
+from adapters.hubspot.settings import HubSpotSettings
+from adapters.salesforce.settings import SalesforceSettings
 from mirror.adapter import CrmAdapter
 
 
-def salesforce(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
-    """A Salesforce adapter on simple-salesforce, from a ``[sources.<name>]`` table."""
+def _salesforce_adapter(source: str, settings: SalesforceSettings) -> CrmAdapter:
     from adapters.salesforce.adapter import SalesforceAdapter
-    from adapters.salesforce.client import SalesforceSettings
 
-    known = {f.name for f in dataclasses.fields(SalesforceSettings)}
-    chosen = {k: v for k, v in settings.items() if k in known and v is not None}
-    adapter: CrmAdapter = SalesforceAdapter(SalesforceSettings(**chosen), source=source)
+    adapter: CrmAdapter = SalesforceAdapter(settings, source=source)
     return adapter
 
 
-def hubspot(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
-    """A HubSpot adapter on hubspot-api-client, from a ``[sources.<name>]`` table."""
-    from adapters.hubspot.adapter import HubSpotAdapter, HubSpotSettings
+def _hubspot_adapter(source: str, settings: HubSpotSettings) -> CrmAdapter:
+    from adapters.hubspot.adapter import HubSpotAdapter
 
-    adapter: CrmAdapter = HubSpotAdapter(_settings(HubSpotSettings, settings), source=source)
+    adapter: CrmAdapter = HubSpotAdapter(settings, source=source)
     return adapter
 
 
-def dynamics(source: str, settings: Mapping[str, Any]) -> CrmAdapter:
-    """A Dynamics 365 (Dataverse) adapter on msal + requests, from a ``[sources.<name>]``."""
-    from adapters.dynamics.adapter import DynamicsAdapter, DynamicsSettings
+def _dynamics_adapter(source: str, settings: DynamicsSettings) -> CrmAdapter:
+    from adapters.dynamics.adapter import DynamicsAdapter
 
-    adapter: CrmAdapter = DynamicsAdapter(_settings(DynamicsSettings, settings), source=source)
+    adapter: CrmAdapter = DynamicsAdapter(settings, source=source)
     return adapter
 
 
-def _settings(kind: Any, settings: Mapping[str, Any]) -> Any:
-    known = {f.name for f in dataclasses.fields(kind)}
-    return kind(**{k: v for k, v in settings.items() if k in known and v is not None})
+salesforce = SettingsPlugin(SalesforceSettings, _salesforce_adapter)
+"""A Salesforce adapter on simple-salesforce, from a ``[sources.<name>]`` table."""
+
+hubspot = SettingsPlugin(HubSpotSettings, _hubspot_adapter)
+"""A HubSpot adapter on hubspot-api-client, from a ``[sources.<name>]`` table."""
+
+dynamics = SettingsPlugin(DynamicsSettings, _dynamics_adapter)
+"""A Dynamics 365 (Dataverse) adapter on msal + requests, from a ``[sources.<name>]`` table."""

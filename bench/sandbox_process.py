@@ -126,10 +126,10 @@ ADAPTER_SETTINGS = ("page_size", "bulk_threshold", "bulk_page_size")
 
 
 def adapter_settings(**overrides: int | None) -> dict[str, int]:
-    """The adapter's paging settings: the engine's config defaults unless overridden."""
-    from mirror.config import SourceConfig
+    """The adapter's paging settings: its settings model's defaults unless overridden."""
+    from adapters.salesforce.settings import SalesforceSettings
 
-    fields = SourceConfig.model_fields
+    fields = SalesforceSettings.model_fields
     return {name: int(overrides.get(name) or fields[name].default) for name in ADAPTER_SETTINGS}
 
 

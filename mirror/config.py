@@ -1,5 +1,8 @@
 """The typed configuration: TOML in, a validated ``MirrorConfig`` out, all problems at once.
 
+The engine's keys are checked here; each source's CRM settings by the plugin of its adapter
+(``mirror.registry``), in the same pass, so one ``ConfigError`` lists every problem.
+
 Secrets never live in the file: any string value may be ``${ENV_VAR}`` (or ``${ENV_VAR:-default}``),
 resolved from the environment when the file is loaded. A missing variable is a problem like any
 other, reported by name only.
@@ -19,8 +22,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from mirror.errors import ConfigError
+from mirror.registry import find_plugin, unknown_crm
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# settings that hold secrets whatever the CRM; each adapter's plugin names its own as well
 SECRET_KEYS = frozenset(
     {"password", "security_token", "consumer_secret", "client_secret", "session_id", "access_token"}
 )
@@ -88,38 +93,16 @@ class DaemonConfig(_Strict):
 
 
 class SourceConfig(_Strict):
-    """One CRM org to mirror; the table prefix is the source's name in ``[sources.<name>]``."""
+    """One CRM org to mirror; the table prefix is the source's name in ``[sources.<name>]``.
 
-    crm: Literal["salesforce", "hubspot", "dynamics"]
+    The engine's keys are fields; every other key of the table belongs to the CRM's adapter,
+    whose plugin validates them (``adapter_settings``) when the config is loaded.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    crm: str = Field(description="which installed adapter serves the source")
     objects: list[str] | None = None
-    instance_url: str | None = None
-    login_url: str | None = None
-    auth: Literal["password", "client_credentials", "session", "token"] = "password"
-    username: str | None = None
-    password: str | None = None
-    security_token: str | None = None
-    consumer_key: str | None = None
-    consumer_secret: str | None = None
-    session_id: str | None = None
-    domain: str = "login"
-    api_version: str = "59.0"
-    page_size: int = Field(default=2000, ge=1, le=10_000)
-    bulk_threshold: int = Field(default=50_000, ge=0)
-    bulk_page_size: int = Field(default=10_000, ge=1)
-    max_retries: int = Field(default=6, ge=0, le=20)
-    access_token: str | None = None
-    host: str | None = None
-    org_url: str | None = None
-    tenant_id: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
-    certificate_path: str | None = None
-    certificate_thumbprint: str | None = None
-    authority_url: str | None = None
-    partner_label: str = "Partner"
-    partner_property: str | None = None
-    association_sweep_seconds: float = Field(default=3600.0, ge=0)
-    search_per_second: float = Field(default=4.0, gt=0, le=5)
     visibility: dict[str, Any] = Field(default_factory=dict)
     registrations: dict[str, Any] = Field(default_factory=dict)
     conflicts: dict[str, Literal["crm_wins", "portal_wins", "latest_wins", "manual"]] = Field(
@@ -128,10 +111,8 @@ class SourceConfig(_Strict):
     )
 
     def adapter_settings(self) -> dict[str, Any]:
-        """The settings an adapter factory receives (every field but ``crm`` and ``objects``)."""
-        return self.model_dump(
-            exclude={"crm", "objects", "visibility", "conflicts", "registrations"}
-        )
+        """The CRM's own settings: every key of the table but the engine's."""
+        return dict(self.model_extra or {})
 
 
 class MirrorConfig(_Strict):
@@ -175,8 +156,7 @@ def parse_config(
     except ValidationError as exc:
         problems.extend(_describe(error) for error in exc.errors())
         config = None
-    if config is not None:
-        problems.extend(_check_sources(config))
+    problems.extend(_source_problems(resolved.get("sources")))
     if problems:
         raise ConfigError([f"{origin}: {p}" for p in problems])
     assert config is not None
@@ -213,51 +193,44 @@ def _describe(error: Any) -> str:
     return f"{location}: {message}"
 
 
-def _check_sources(config: MirrorConfig) -> list[str]:
+def _source_problems(sources: Any) -> list[str]:
+    """What each source's adapter plugin finds wrong with its CRM settings (read from the raw
+    tables, so they are reported along with every other problem of the file)."""
+    if not sources:
+        return ["sources: at least one [sources.<name>] table is required"]
+    if not isinstance(sources, Mapping):
+        return []
     problems: list[str] = []
-    if not config.sources:
-        problems.append("sources: at least one [sources.<name>] table is required")
-    for name, source in config.sources.items():
-        problems.extend(f"sources.{name}.{p}" for p in _check_credentials(source))
+    for name, table in sources.items():
+        crm = table.get("crm") if isinstance(table, Mapping) else None
+        if not isinstance(crm, str):
+            continue
+        plugin = find_plugin(crm)
+        if plugin is None:
+            problems.append(f"sources.{name}.crm: {unknown_crm(crm)}")
+            continue
+        settings = {k: v for k, v in table.items() if k not in SourceConfig.model_fields}
+        problems.extend(f"sources.{name}: {p}" for p in plugin.validate_settings(settings))
     return problems
-
-
-def _check_credentials(source: SourceConfig) -> list[str]:
-    if source.crm == "hubspot":
-        return [] if source.access_token else ["access_token: required for HubSpot"]
-    if source.crm == "dynamics":
-        keys = ("org_url", "tenant_id", "client_id")
-        missing = [f"{k}: required for Dynamics 365" for k in keys if not getattr(source, k)]
-        if not (source.client_secret or source.certificate_path):
-            missing.append("client_secret or certificate_path: required for Dynamics 365")
-        return missing
-    needed = {
-        "password": ("username", "password"),
-        "client_credentials": ("consumer_key", "consumer_secret"),
-        "session": ("instance_url", "session_id"),
-    }.get(source.auth, ())
-    missing = [key for key in needed if not getattr(source, key)]
-    if source.auth == "client_credentials" and not (source.instance_url or source.login_url):
-        missing.append("instance_url")
-    return [f"{key}: required when auth = {source.auth!r}" for key in missing]
 
 
 def secret_values(config: MirrorConfig) -> list[str]:
     """The secret values of ``config``: each source's secret settings and the store URL's
     password (what logs and printed errors must never show)."""
-    found = [
-        str(value)
-        for source in config.sources.values()
-        for key, value in source.model_dump().items()
-        if key in SECRET_KEYS and value
-    ]
+    found: list[str] = []
+    for source in config.sources.values():
+        settings = source.adapter_settings()
+        plugin = find_plugin(source.crm)
+        if plugin is not None:
+            found.extend(plugin.secret_values(settings))
+        found.extend(str(value) for key, value in settings.items() if key in SECRET_KEYS and value)
     try:
         password = make_url(config.store.database).password
     except ArgumentError:
         password = None
     if password:
         found.append(str(password))
-    return found
+    return list(dict.fromkeys(found))
 
 
 def redact(settings: Mapping[str, Any]) -> dict[str, Any]:

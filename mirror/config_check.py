@@ -1,7 +1,8 @@
 """``prm-mirror check``: everything a config can get wrong, found before a run fails on it.
 
 The check opens no store (so it creates no SQLite file). It validates what needs no CRM (the
-cron expressions, each source's schema and slice rules), then, per source that logs in, each
+cron expressions, each source's CRM settings as its adapter plugin sees them, its schema and
+slice rules), then, per source whose settings are usable and that logs in, each
 configured object and every object and field the slice rules name against the CRM's describe.
 Every problem is listed at once.
 """
@@ -16,6 +17,7 @@ from apscheduler.triggers.cron import CronTrigger
 from mirror.adapter import CrmAdapter
 from mirror.config import MirrorConfig, SourceConfig
 from mirror.errors import ConfigError, MirrorError
+from mirror.registry import find_plugin, unknown_crm
 from mirror.schema import apply_schema, load_crm_schema
 from mirror.visibility.rule_check import validate_rules
 from mirror.visibility.rules import VisibilityRules, merge_settings, parse_rules
@@ -65,6 +67,12 @@ def _check_source(
     adapter_of: AdapterFactory,
 ) -> None:
     where = f"sources.{name}"
+    plugin = find_plugin(settings.crm)
+    if plugin is None:
+        report.problems.append(f"{where}.crm: {unknown_crm(settings.crm)}")
+        return
+    settings_problems = plugin.validate_settings(settings.adapter_settings())
+    report.problems += [f"{where}: {p}" for p in settings_problems]
     try:
         schema = load_crm_schema(settings.crm, config.schemas_dir)
     except ConfigError as exc:
@@ -79,6 +87,8 @@ def _check_source(
         rules = parse_rules(name, raw)
     except ConfigError as exc:
         report.problems += [f"{where}.visibility: {p}" for p in exc.problems]
+    if settings_problems:
+        return
     try:
         adapter = adapter_of(name, settings)
         adapter.check()

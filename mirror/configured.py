@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Self
 
@@ -22,6 +21,7 @@ from mirror.config import MirrorConfig, load_config, secret_values
 from mirror.errors import ConfigError
 from mirror.pull.pages import PageHook
 from mirror.push.diff import Policy
+from mirror.registry import adapter_plugin
 from mirror.schema import apply_schema, load_crm_schema
 from mirror.store.database import Store
 from mirror.types import ObjectSpec
@@ -29,8 +29,6 @@ from mirror.visibility import column_grants
 from mirror.visibility.rule_check import served_rules
 from mirror.visibility.rules import VisibilityRules, merge_settings, parse_rules
 from mirror.visibility.upkeep import GrantUpkeep
-
-ADAPTER_GROUP = "prm_mirror.adapters"
 
 
 class Configured:
@@ -178,14 +176,9 @@ class Configured:
 
 
 def build_adapter(crm: str, source: str, settings: Mapping[str, Any]) -> CrmAdapter:
-    """The adapter of ``crm`` (from the installed adapter entry points) for ``source``."""
-    factories = {ep.name: ep for ep in entry_points(group=ADAPTER_GROUP)}
-    if crm not in factories:
-        available = ", ".join(sorted(factories)) or "none installed"
-        raise ConfigError(f"no adapter for CRM {crm!r} (available: {available})")
-    factory = factories[crm].load()
-    adapter: CrmAdapter = factory(source, dict(settings))
-    return adapter
+    """The adapter of ``crm`` (an installed adapter entry point, or one registered with
+    ``register_adapter``) for ``source``."""
+    return adapter_plugin(crm).build(source, dict(settings))
 
 
 def process_holder() -> str:

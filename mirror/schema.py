@@ -14,11 +14,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from mirror.errors import ConfigError
-from mirror.resources import data_dir
+from mirror.resources import data_dir, schema_file
 from mirror.types import FieldSpec, FieldType, ObjectSpec, Relation
 
 DEFAULT_SCHEMAS_DIR = data_dir("schemas")
@@ -41,8 +40,8 @@ class CrmSchema:
 
 @cache
 def load_crm_schema(crm: str, schemas_dir: str | None = None) -> CrmSchema:
-    """Read ``schemas/<crm>.toml``."""
-    path = Path(schemas_dir or DEFAULT_SCHEMAS_DIR) / f"{crm}.toml"
+    """Read the schema file of ``crm`` (``mirror.resources.schema_file``)."""
+    path = schema_file(crm, schemas_dir)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

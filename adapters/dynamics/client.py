@@ -27,6 +27,7 @@ from msal.exceptions import MsalServiceError
 
 from adapters._kit.http_retry import CONNECTION_ERRORS, RequestLog, parse_retry_after
 from adapters._kit.loopback import mount_loopback
+from adapters._kit.settings import reveal
 from adapters._kit.url_budget import prepared_url, url_bytes
 from adapters.dynamics import batch
 from adapters.dynamics.errors import ErrorAnswer, Outcome, mirror_error, outcome
@@ -98,7 +99,7 @@ class DataverseConnection:
     def _credential(self) -> str | dict[str, str]:
         settings = self.settings
         if not settings.certificate_path:
-            return str(settings.client_secret)
+            return str(reveal(settings.client_secret))
         try:
             pem = Path(settings.certificate_path).read_text(encoding="utf-8")
         except OSError as error:

@@ -1,20 +1,27 @@
 """Settings of the Dynamics 365 (Dataverse) adapter: the organisation, the app registration,
 how hard to push the Web API.
 
-``DynamicsSettings.problems`` lists every configuration problem at once, worded as what to set;
-secrets never appear in ``repr``. Plain ``http://`` is accepted only for a sandbox on the
-loopback interface (then the https-only Entra ID client reaches it through a transport adapter).
+``DynamicsSettings`` is the one validation of a Dynamics source's settings (the entry point's
+plugin checks a config with it): ``problems`` lists every problem at once, worded as what to set;
+the client secret is a ``SecretStr`` and never appears in ``repr``. Plain ``http://`` is
+accepted only for a sandbox on the loopback interface (then the https-only Entra ID client
+reaches it through a transport adapter).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import urlsplit
 
+from pydantic import Field, SecretStr
+
 from adapters._kit.http_retry import RetryPolicy
+from adapters._kit.settings import AdapterSettings
 
 MAX_PAGE_SIZE = 5000
+# what a config may ask for: larger pages are served as MAX_PAGE_SIZE
+MAX_CONFIG_PAGE_SIZE = 10_000
 MAX_BATCH_REQUESTS = 1000
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 MICROSOFT_AUTHORITY_HOSTS = (
@@ -23,8 +30,7 @@ MICROSOFT_AUTHORITY_HOSTS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class DynamicsSettings:
+class DynamicsSettings(AdapterSettings):
     """How to reach and authenticate to one Dataverse organisation, and how hard to push it.
 
     The app registration signs in with ``client_secret`` or with a certificate:
@@ -34,15 +40,17 @@ class DynamicsSettings:
     Web API's maximum); ``batch_size`` to 1..1,000 requests per ``$batch``.
     """
 
+    label: ClassVar[str] = "dynamics"
+
     org_url: str | None = None
     tenant_id: str | None = None
     client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
+    client_secret: SecretStr | None = None
     certificate_path: str | None = None
     certificate_thumbprint: str | None = None
     authority_url: str | None = None
     page_size: int = 2000
-    max_retries: int = 6
+    max_retries: int = Field(default=6, ge=0, le=20)
     backoff_base: float = 0.5
     backoff_max: float = 60.0
     timeout: float = 120.0
@@ -106,12 +114,12 @@ class DynamicsSettings:
     def problems(self) -> list[str]:
         """Every configuration problem, worded as what to set (empty when usable)."""
         found = [
-            f"dynamics.{name} is required"
+            f"dynamics.{name}: required"
             for name in ("org_url", "tenant_id", "client_id")
             if not getattr(self, name)
         ]
         if not (self.client_secret or self.certificate_path):
-            found.append("dynamics.client_secret or dynamics.certificate_path is required")
+            found.append("dynamics.client_secret or dynamics.certificate_path: required")
         for name in ("org_url", "authority_url"):
             url = getattr(self, name)
             if url and url_kind(url) == "refused":
@@ -119,6 +127,8 @@ class DynamicsSettings:
                     f"dynamics.{name} must be https:// (plain http is accepted only for a "
                     f"sandbox on 127.0.0.1, localhost or ::1): got {url!r}"
                 )
+        if not 1 <= self.page_size <= MAX_CONFIG_PAGE_SIZE:
+            found.append(f"dynamics.page_size must be between 1 and {MAX_CONFIG_PAGE_SIZE:,}")
         if self.max_retries < 0 or self.backoff_base < 0 or self.backoff_max < 0:
             found.append("dynamics.max_retries and the backoff settings must not be negative")
         return found

@@ -23,6 +23,7 @@ import urllib3
 from hubspot import HubSpot
 
 from adapters._kit.http_retry import parse_http_date
+from adapters._kit.settings import reveal
 from adapters._kit.url_budget import prepared_url, url_bytes
 from adapters.hubspot.errors import ErrorAnswer, Outcome, OutcomeUnknown, mirror_error, outcome
 from adapters.hubspot.http import GovernedPoolManager, RateGovernor
@@ -78,7 +79,7 @@ class HubSpotConnection:
         )
         self._apis: dict[tuple[str, str], Any] = {}
         self.client = HubSpot(
-            access_token=settings.access_token,
+            access_token=reveal(settings.access_token),
             host=settings.base_url,
             api_factory=self._api_factory,
         )

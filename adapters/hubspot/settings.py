@@ -2,15 +2,20 @@
 
 Field names match the ``[sources.<name>]`` keys the adapter factory passes (``access_token``,
 ``host``, ``page_size``, ``max_retries``); the rest have defaults suited to a Professional
-portal. ``problems`` lists every configuration problem at once; the token never appears in
-``repr``. Plain ``http://`` is accepted only for a sandbox on the loopback interface.
+portal. The model is the one validation of a HubSpot source's settings (the entry point's plugin
+checks a config with it): ``problems`` lists every problem at once; the token is a
+``SecretStr`` and never appears in ``repr``. Plain ``http://`` is accepted only for a sandbox on
+the loopback interface.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import ClassVar
+
+from pydantic import Field, SecretStr
 
 from adapters._kit.http_retry import RetryPolicy
+from adapters._kit.settings import AdapterSettings
 from adapters.salesforce.settings import url_kind
 
 DEFAULT_HOST = "https://api.hubapi.com"
@@ -18,8 +23,7 @@ LIST_PAGE_MAX = 100
 SEARCH_PAGE_MAX = 200
 
 
-@dataclass(frozen=True)
-class HubSpotSettings:
+class HubSpotSettings(AdapterSettings):
     """How to reach one HubSpot portal and how hard to push it.
 
     ``access_token`` is a private-app token (``pat-…``) or an OAuth access token. Pages are
@@ -33,10 +37,12 @@ class HubSpotSettings:
     for other integrations of the portal.
     """
 
-    access_token: str | None = field(default=None, repr=False)
+    label: ClassVar[str] = "hubspot"
+
+    access_token: SecretStr | None = None
     host: str | None = None
-    page_size: int = 2000
-    max_retries: int = 6
+    page_size: int = Field(default=2000, le=10_000)
+    max_retries: int = Field(default=6, ge=0, le=20)
     backoff_base: float = 0.5
     backoff_max: float = 60.0
     timeout: float = 60.0
@@ -72,7 +78,7 @@ class HubSpotSettings:
         """Every configuration problem, worded as what to set (empty when usable)."""
         found: list[str] = []
         if not self.access_token:
-            found.append("hubspot.access_token is required (a private app's access token)")
+            found.append("hubspot.access_token: required (a private app's access token)")
         if self.host and url_kind(self.host) == "refused":
             found.append(
                 "hubspot.host must be https:// (plain http is accepted only for a sandbox on "

@@ -30,6 +30,7 @@ from simple_salesforce.util import exception_handler
 
 from adapters._kit.http_retry import CONNECTION_ERRORS, RequestLog
 from adapters._kit.loopback import local_session
+from adapters._kit.settings import reveal
 from adapters.salesforce.errors import (
     ErrorAnswer,
     Outcome,
@@ -113,7 +114,7 @@ class SalesforceConnection:
     def _login(self) -> Salesforce:
         settings = self.settings
         if settings.auth == "session":
-            return self._direct_client(str(settings.session_id), str(settings.instance_url))
+            return self._direct_client(str(reveal(settings.session_id)), str(settings.instance_url))
         attempt = 0
         while True:
             try:
@@ -162,15 +163,15 @@ class SalesforceConnection:
         if s.auth == "client_credentials":
             return arguments | {
                 "consumer_key": s.consumer_key,
-                "consumer_secret": s.consumer_secret,
+                "consumer_secret": reveal(s.consumer_secret),
             }
-        arguments |= {"username": s.username, "password": s.password}
+        arguments |= {"username": s.username, "password": reveal(s.password)}
         if s.consumer_key and s.consumer_secret and s.security_token is None:
             return arguments | {
                 "consumer_key": s.consumer_key,
-                "consumer_secret": s.consumer_secret,
+                "consumer_secret": reveal(s.consumer_secret),
             }
-        return arguments | {"security_token": s.security_token or ""}
+        return arguments | {"security_token": reveal(s.security_token) or ""}
 
     def _direct_client(self, token: str, instance_url: str) -> Salesforce:
         return Salesforce(

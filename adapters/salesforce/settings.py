@@ -1,24 +1,27 @@
 """Settings of the Salesforce adapter: where the org is, how to log in, how hard to push it.
 
-``SalesforceSettings.problems`` lists every configuration problem at once, worded as what to
-set; secrets never appear in ``repr``. Plain ``http://`` is accepted only for a sandbox on the
-loopback interface.
+``SalesforceSettings`` is the one validation of a Salesforce source's settings (the entry point's
+plugin checks a config with it): ``problems`` lists every problem at once, worded as what to
+set; secrets are ``SecretStr`` and never appear in ``repr``. Plain ``http://`` is accepted only
+for a sandbox on the loopback interface.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import urlsplit
 
+from pydantic import Field, SecretStr
+
 from adapters._kit.http_retry import RetryPolicy
+from adapters._kit.settings import AdapterSettings
 
 AUTH_MODES = ("password", "client_credentials", "session")
 SANDBOX_DOMAIN = "sandbox.my"
 
 
-@dataclass(frozen=True)
-class SalesforceSettings:
+class SalesforceSettings(AdapterSettings):
     """How to reach and authenticate to one Salesforce org, and how hard to push it.
 
     ``auth`` is ``"password"`` (username + password + security_token through SOAP, or
@@ -28,21 +31,23 @@ class SalesforceSettings:
     ``instance_url`` or ``login_url`` at ``http://127.0.0.1:PORT``.
     """
 
+    label: ClassVar[str] = "salesforce"
+
     instance_url: str | None = None
     auth: str = "password"
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    security_token: str | None = field(default=None, repr=False)
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
     consumer_key: str | None = None
-    consumer_secret: str | None = field(default=None, repr=False)
-    session_id: str | None = field(default=None, repr=False)
+    consumer_secret: SecretStr | None = None
+    session_id: SecretStr | None = None
     domain: str = "login"
     login_url: str | None = None
     api_version: str = "59.0"
-    page_size: int = 2000
+    page_size: int = Field(default=2000, ge=1, le=10_000)
     bulk_threshold: int = 50_000
     bulk_page_size: int = 10_000
-    max_retries: int = 6
+    max_retries: int = Field(default=6, ge=0, le=20)
     backoff_base: float = 0.5
     backoff_max: float = 60.0
     timeout: float = 120.0
@@ -63,7 +68,7 @@ class SalesforceSettings:
             "session": ("session_id", "instance_url"),
         }.get(self.auth, ())
         found += [
-            f"salesforce.{name} is required for auth = {self.auth!r}"
+            f"salesforce.{name}: required for auth = {self.auth!r}"
             for name in required
             if not getattr(self, name)
         ]

@@ -1,13 +1,19 @@
-"""Config loading: env references, every problem reported at once, secrets kept out of errors."""
+"""Config loading: env references, every problem reported at once (the engine's and each
+adapter's settings model's), secrets kept out of errors, adapters found by their CRM's name."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mirror.config import load_config, parse_config, redact
+from mirror import Mirror
+from mirror.config import MirrorConfig, load_config, parse_config, redact, secret_values
+from mirror.config_check import check_config
 from mirror.errors import ConfigError
+from mirror.registry import register_adapter, unregister_adapter
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -88,3 +94,52 @@ def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
 def test_redact_hides_secret_values() -> None:
     shown = redact({"username": "ann", "password": "s3cret", "session_id": None})
     assert shown == {"username": "ann", "password": "***", "session_id": None}
+
+
+def test_an_unknown_crm_lists_the_installed_adapters() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"sources": {"crm": {"crm": "zoho"}}})
+    [problem] = caught.value.problems
+    assert "sources.crm.crm: no adapter for CRM 'zoho' (available: " in problem
+    assert {"salesforce", "hubspot", "dynamics"} <= set(problem[:-1].split(": ")[-1].split(", "))
+
+
+def test_the_engine_keeps_its_keys_and_hands_the_rest_to_the_adapter() -> None:
+    source = {"crm": "hubspot", "access_token": "pat-1", "objects": ["deals"], "page_size": 50}
+    config = parse_config({"sources": {"hs": source}})
+    assert config.sources["hs"].objects == ["deals"]
+    assert config.sources["hs"].adapter_settings() == {"access_token": "pat-1", "page_size": 50}
+
+
+def test_secrets_are_the_ones_each_adapter_declares() -> None:
+    source = {"crm": "hubspot", "access_token": "pat-1", "host": "http://127.0.0.1:9"}
+    database = "postgresql+psycopg://ann:pw@db/mirror"
+    config = parse_config({"store": {"database": database}, "sources": {"hs": source}})
+    assert secret_values(config) == ["pat-1", "pw"]
+
+
+def test_a_bare_factory_registers_as_an_adapter_with_nothing_to_check(tmp_path: Path) -> None:
+    def factory(source: str, settings: Mapping[str, Any]) -> Any:
+        return (source, dict(settings))
+
+    register_adapter("bare", factory)
+    try:
+        store = {"database": f"sqlite:///{tmp_path}/mirror.db"}
+        config = parse_config({"store": store, "sources": {"b": {"crm": "bare", "anything": 1}}})
+        with Mirror(config) as mirror:
+            assert mirror.adapter("b") == ("b", {"anything": 1})
+    finally:
+        unregister_adapter("bare")
+    with pytest.raises(ConfigError, match="no adapter for CRM 'bare'"):
+        parse_config({"sources": {"b": {"crm": "bare"}}})
+
+
+def test_check_asks_the_adapter_plugin_for_the_settings_problems() -> None:
+    unchecked = MirrorConfig.model_validate(
+        {"sources": {"sf": {"crm": "salesforce", "pasword": "x"}, "z": {"crm": "zoho"}}}
+    )
+    report = check_config(unchecked, lambda name, settings: pytest.fail("built an adapter"))
+    problems = "\n".join(report.problems)
+    assert "sources.sf: salesforce.pasword: unknown option" in problems
+    assert "sources.sf: salesforce.username: required" in problems
+    assert "sources.z.crm: no adapter for CRM 'zoho'" in problems

@@ -32,7 +32,7 @@ def dynamics(tmp_path: Path) -> tuple[Any, Any, dict[str, Any]]:
     box = DynamicsSandbox(tmp_path / "dv.db", size="tiny").start()
     source = {
         "crm": "dynamics",
-        "org_url": "http://x",
+        "org_url": "https://x",
         "tenant_id": "t",
         "client_id": "c",
         "client_secret": "s",
