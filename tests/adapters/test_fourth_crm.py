@@ -127,5 +127,5 @@ def test_prm_mirror_check_checks_it(tmp_path: Path, server: TinyCrm) -> None:
 
 
 def test_neither_the_engine_nor_the_cli_names_it() -> None:
-    sources = [*sorted((ROOT / "mirror").rglob("*.py")), ROOT / "cli.py"]
+    sources = [*sorted((ROOT / "mirror").rglob("*.py")), *sorted((ROOT / "cli").rglob("*.py"))]
     assert [str(path) for path in sources if CRM in path.read_text().lower()] == []
