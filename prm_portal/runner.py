@@ -1,0 +1,119 @@
+"""Running the portal: the in-process schedule that syncs and pushes, the demo's sandbox CRM
+and mirror, and the threaded HTTP server (also used by the browser tests)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from mirror import Mirror, MirrorError
+from sandboxes.kit.configs import config_toml
+from sandboxes.salesforce.sandbox import SalesforceSandbox
+
+log = logging.getLogger("prm_portal")
+# the demo's partner users are admins of their partner (the CRM's partner-user licence)
+DEMO_ROLES = """
+[sources.salesforce.visibility.partner_users]
+role_field = "UserType"
+admin_roles = ["PowerPartner"]
+"""
+
+
+class Schedule:
+    """Pushes portal edits and syncs CRM changes every ``interval`` seconds on a background
+    thread, through the public ``Mirror`` API (one round never overlaps the next)."""
+
+    def __init__(self, mirror: Mirror, interval: float) -> None:
+        self.mirror = mirror
+        self.interval = interval
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.rounds = 0
+        self.lock = threading.Lock()
+
+    def start(self) -> Schedule:
+        """Start the rounds (the first one at once)."""
+        self.scheduler.add_job(
+            self.round, "interval", seconds=self.interval, max_instances=1, coalesce=True
+        )
+        self.scheduler.start()
+        return self
+
+    def round(self) -> None:
+        """One push then one sync; errors are logged and the next round tries again."""
+        with self.lock:
+            try:
+                self.mirror.push()
+                self.mirror.sync()
+            except MirrorError as exc:
+                log.warning("sync round failed: %s", exc)
+            self.rounds += 1
+
+    def stop(self) -> None:
+        """Stop after the round under way."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+
+
+@dataclass
+class Demo:
+    """The demo's sandbox CRM, its mirror and the config file that joins them."""
+
+    box: SalesforceSandbox
+    mirror: Mirror
+    config: Path
+
+
+def demo_config(box: Any, database: str) -> str:
+    """The config (TOML) mirroring the demo sandbox, partner users signed in as admins."""
+    return config_toml("salesforce", box, database) + DEMO_ROLES
+
+
+@contextmanager
+def demo(workdir: Path, size: str | int = "small", seed: int = 7) -> Iterator[Demo]:
+    """A seeded sandbox CRM served on 127.0.0.1 and a first sync of it into SQLite."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with SalesforceSandbox(workdir / "sandbox.db", seed=seed, size=size) as box:
+        config = workdir / "prm-mirror.toml"
+        config.write_text(demo_config(box, f"sqlite:///{workdir / 'mirror.db'}"))
+        with Mirror.open(config) as mirror:
+            mirror.sync()
+            yield Demo(box, mirror, config)
+
+
+def sign_in_hint(mirror: Mirror, limit: int = 3) -> list[tuple[str, str]]:
+    """(partner name, a user's e-mail) for a few partners, to print at start."""
+    hints = []
+    for partner in mirror.partners()[:limit]:
+        view = mirror.as_partner(partner["id"])
+        users = view.select("User", fields=["Email"], limit=1)
+        if users and users[0]["Email"]:
+            hints.append((str(partner["name"]), str(users[0]["Email"])))
+    return hints
+
+
+class Server:
+    """The app on a threaded WSGI server in a background thread (``url`` once started)."""
+
+    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+        self.url = f"http://{host}:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> Server:
+        """Serve in the background."""
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.thread.join(timeout=10)
