@@ -17,7 +17,6 @@ from wtforms import (
 )
 from wtforms.validators import (
     DataRequired,
-    Email,
     Length,
     NumberRange,
     Optional,
@@ -38,6 +37,7 @@ STAGES = (
     "Closed Lost",
 )
 DOMAIN = r"^(?!-)[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
 class LoginForm(FlaskForm):
@@ -62,7 +62,10 @@ class ContactForm(FlaskForm):
     AccountId = SelectField("Account", choices=[], validate_choice=True)
     FirstName = StringField("First name", validators=[Optional(), Length(max=40)])
     LastName = StringField("Last name", validators=[DataRequired(), Length(max=80)])
-    Email = EmailField("E-mail", validators=[Optional(), Email(), Length(max=80)])
+    Email = EmailField(
+        "E-mail",
+        validators=[Optional(), Regexp(EMAIL, message="is not an e-mail address"), Length(max=80)],
+    )
     Phone = StringField("Phone", validators=[Optional(), Length(max=40)])
     Title = StringField("Title", validators=[Optional(), Length(max=128)])
 
@@ -77,7 +80,10 @@ class RegistrationForm(FlaskForm):
     )
     country = StringField("Country", validators=[Optional(), Length(max=80)])
     contact_name = StringField("Contact name", validators=[Optional(), Length(max=120)])
-    contact_email = EmailField("Contact e-mail", validators=[Optional(), Email(), Length(max=128)])
+    contact_email = EmailField(
+        "Contact e-mail",
+        validators=[Optional(), Regexp(EMAIL, message="is not an e-mail address"), Length(max=128)],
+    )
     amount = DecimalField("Amount", places=2, validators=[DataRequired(), NumberRange(min=0)])
     currency = StringField(
         "Currency",

@@ -20,11 +20,24 @@ from sandboxes.kit.configs import config_toml
 from sandboxes.salesforce.sandbox import SalesforceSandbox
 
 log = logging.getLogger("prm_portal")
-# the demo's partner users are admins of their partner (the CRM's partner-user licence)
-DEMO_ROLES = """
+# the demo's partner users are admins of their partner (the CRM's partner-user licence), and
+# partners may add contacts at their accounts
+DEMO_SETTINGS = """
 [sources.salesforce.visibility.partner_users]
 role_field = "UserType"
 admin_roles = ["PowerPartner"]
+
+[sources.salesforce.visibility.slices.Contact]
+paths = ["AccountId -> Account"]
+creatable = true
+
+[sources.salesforce.visibility.fields.Contact]
+visible = [
+    "Id", "AccountId", "Salutation", "FirstName", "LastName", "Name", "Title", "Department",
+    "Email", "Phone", "MobilePhone", "MailingStreet", "MailingCity", "MailingState",
+    "MailingPostalCode", "MailingCountry", "CreatedDate", "LastModifiedDate",
+]
+writable = ["AccountId", "FirstName", "LastName", "Email", "Phone", "Title"]
 """
 
 
@@ -74,7 +87,7 @@ class Demo:
 
 def demo_config(box: Any, database: str) -> str:
     """The config (TOML) mirroring the demo sandbox, partner users signed in as admins."""
-    return config_toml("salesforce", box, database) + DEMO_ROLES
+    return config_toml("salesforce", box, database) + DEMO_SETTINGS
 
 
 @contextmanager
