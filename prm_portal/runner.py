@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,12 @@ class Schedule:
     def start(self) -> Schedule:
         """Start the rounds (the first one at once)."""
         self.scheduler.add_job(
-            self.round, "interval", seconds=self.interval, max_instances=1, coalesce=True
+            self.round,
+            "interval",
+            seconds=self.interval,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
         )
         self.scheduler.start()
         return self
