@@ -1,7 +1,7 @@
 """Sign-in and sign-out, and what guards every page: a partner session or a manager session.
 
 The session cookie (signed by Flask) holds only who signed in; every partner request opens
-its data through that session's ``PartnerView``, and a manager request through the ``Mirror``.
+its data through that session's ``PartnerSlice``, and a manager request through the ``Mirror``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from prm_portal.identity import manager_password_ok
 from prm_portal.state import portal_state
 
 if TYPE_CHECKING:
-    from mirror.portal.view import PartnerView
+    from prm_portal.partner_view import PartnerSlice
 
 blueprint = Blueprint("auth", __name__)
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -108,7 +108,7 @@ def manager_required(handler: Handler) -> Handler:
     return cast(Handler, guarded)
 
 
-def current_view() -> PartnerView:
+def current_view() -> PartnerSlice:
     """The signed-in partner's view (inside a ``partner_required`` handler)."""
-    view: PartnerView = g.view
+    view: PartnerSlice = g.view
     return view

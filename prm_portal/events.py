@@ -1,4 +1,4 @@
-"""Live changes: the partner's change feed (``PartnerView.changes``) and its writes' status,
+"""Live changes: the partner's change feed (``PartnerSlice.changes``) and its writes' status,
 pushed to open pages as server-sent events.
 
 A page is rendered with the feed's cursor at that moment (``page_cursor``), and its
@@ -23,14 +23,14 @@ from prm_portal.state import portal_state
 from prm_portal.write_status import partner_writes
 
 if TYPE_CHECKING:
-    from mirror.portal.view import PartnerView
+    from prm_portal.partner_view import PartnerSlice
 
 blueprint = Blueprint("events", __name__)
 FEED_PAGE = 500
 HEARTBEAT_SECONDS = 15.0
 
 
-def page_cursor(view: PartnerView) -> int:
+def page_cursor(view: PartnerSlice) -> int:
     """The feed's cursor now, for a page being rendered (kept in the session, so each page
     reads only the changes since the previous one)."""
     cursor = int(session.get("feed_cursor", 0))
@@ -69,7 +69,7 @@ def _since(raw: str | None) -> int:
 
 
 def _stream(
-    mirror: Mirror, view: PartnerView, since: int, poll: float, duration: float
+    mirror: Mirror, view: PartnerSlice, since: int, poll: float, duration: float
 ) -> Iterator[str]:
     """The events of one connection, until ``duration`` is up (the browser reconnects)."""
     cursor = since

@@ -13,7 +13,7 @@ from prm_portal.auth import current_view, partner_required
 from prm_portal.forms import RegistrationForm
 
 if TYPE_CHECKING:
-    from mirror.portal.view import PartnerView
+    from prm_portal.partner_view import PartnerSlice
 
 REGISTRATION = "Deal_Registration__c"
 REJECTION_REASON = "Rejection_Reason__c"
@@ -51,7 +51,7 @@ def registrations() -> Any:
     )
 
 
-def _rejection_reasons(view: PartnerView) -> dict[str, str]:
+def _rejection_reasons(view: PartnerSlice) -> dict[str, str]:
     """The reasons the channel manager gave for the partner's rejected registrations."""
     try:
         rows = view.select(

@@ -16,7 +16,7 @@ from prm_portal.identity import IdentityProvider
 from prm_portal.settings import PortalSettings
 
 if TYPE_CHECKING:
-    from mirror.portal.view import PartnerView
+    from prm_portal.partner_view import PartnerSlice
 
 EXTENSION = "prm_portal"
 
@@ -28,10 +28,10 @@ class PortalState:
     mirror: Mirror
     settings: PortalSettings
     identity: IdentityProvider
-    _views: dict[tuple[str, str, str], tuple[float, PartnerView]] = field(default_factory=dict)
+    _views: dict[tuple[str, str, str], tuple[float, PartnerSlice]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def view(self, partner_id: str, user_id: str, role: str) -> PartnerView:
+    def view(self, partner_id: str, user_id: str, role: str) -> PartnerSlice:
         """The partner view of a session: ``Mirror.as_partner``, which checks that the user
         is still the partner's, at most ``view_cache_seconds`` old."""
         key = (partner_id, user_id, role)

@@ -1,5 +1,5 @@
 """What the partner is told about each of its writes: queued, in the CRM, refused (with the
-CRM's message) or in conflict, from the outbox entries ``PartnerView.writes`` returns.
+CRM's message) or in conflict, from the outbox entries ``PartnerSlice.writes`` returns.
 
 A write parked in a conflict is known to the engine's conflict list, not to the partner's
 outbox rows; the open conflicts are read from the ``Mirror`` and matched ONLY against the
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from mirror import Mirror
 
 if TYPE_CHECKING:
-    from mirror.portal.view import PartnerView
+    from prm_portal.partner_view import PartnerSlice
 
 LABELS = {
     "queued": "queued",
@@ -39,7 +39,7 @@ def state_of(entry: dict[str, Any], in_conflict: bool) -> str:
 
 
 def partner_writes(
-    mirror: Mirror, view: PartnerView, record_id: str | None = None, limit: int = 50
+    mirror: Mirror, view: PartnerSlice, record_id: str | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:
     """The partner's latest writes (of one record, when given), each with ``state``,
     ``label`` and ``message`` (the CRM's message when it refused)."""
