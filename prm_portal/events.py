@@ -31,15 +31,17 @@ HEARTBEAT_SECONDS = 15.0
 
 
 def page_cursor(view: PartnerSlice) -> int:
-    """The feed's cursor now, for a page being rendered (kept in the session, so each page
-    reads only the changes since the previous one)."""
-    cursor = int(session.get("feed_cursor", 0))
+    """The feed's cursor now, for a page being rendered: read on from the furthest cursor this
+    user's sessions reached (so each page reads only the changes since the previous one)."""
+    key = (session["partner_id"], session["user_id"], session["role"])
+    state = portal_state()
+    cursor = state.feed_cursor(key, int(session.get("feed_cursor", 0)))
     while True:
         batch = view.changes(cursor, limit=FEED_PAGE)
         cursor = batch.cursor
         if len(batch.changes) < FEED_PAGE:
             break
-    session["feed_cursor"] = cursor
+    session["feed_cursor"] = state.feed_cursor(key, cursor)
     return cursor
 
 
