@@ -66,8 +66,8 @@ def _serve_demo(
         sized: str | int = int(size) if size.isdigit() else size
         with demo(where, sized, seed) as started:
             settings = PortalSettings.from_environment(demo=True)
-            for name, email in sign_in_hint(started.mirror):
-                click.echo(f"  partner {name}: sign in as {email}")
+            for name, emails in sign_in_hint(started.mirror):
+                click.echo(f"  partner {name}: sign in as {emails}")
             _serve(started.mirror, settings, host, port, interval)
 
 

@@ -105,17 +105,46 @@ def demo(workdir: Path, size: str | int = "small", seed: int = 7) -> Iterator[De
         config.write_text(demo_config(box, f"sqlite:///{workdir / 'mirror.db'}"))
         with Mirror.open(config) as mirror:
             mirror.sync()
+            add_reps(box, mirror)
+            mirror.sync()
             yield Demo(box, mirror, config)
 
 
+def add_reps(box: SalesforceSandbox, mirror: Mirror, deals: int = 3) -> None:
+    """Give each partner a rep in the CRM (``rep.<admin's e-mail>``, no partner licence, so
+    the demo's role rule makes it a rep) owning ``deals`` of the partner's open deals."""
+    for partner in mirror.partners():
+        view = mirror.as_partner(partner["id"])
+        admins = view.select("User", fields=["Email"], order_by="Id", limit=1)
+        if not admins or not admins[0]["Email"]:
+            continue
+        email = f"rep.{admins[0]['Email']}"
+        rep = box.create(
+            "User",
+            {
+                "Username": f"{email}.sandbox",
+                "Email": email,
+                "FirstName": "Rep",
+                "LastName": str(partner["name"]),
+                "Alias": "rep",
+                "IsActive": True,
+                "AccountId": partner["id"],
+            },
+        )
+        owned = view.select("Opportunity", where={"IsClosed": False}, order_by="Id", limit=deals)
+        for deal in owned:
+            box.update("Opportunity", deal["Id"], {"OwnerId": rep})
+
+
 def sign_in_hint(mirror: Mirror, limit: int = 3) -> list[tuple[str, str]]:
-    """(partner name, a user's e-mail) for a few partners, to print at start."""
+    """(partner name, its users' e-mails) for a few partners, to print at start."""
     hints = []
     for partner in mirror.partners()[:limit]:
         view = mirror.as_partner(partner["id"])
-        users = view.select("User", fields=["Email"], limit=1)
-        if users and users[0]["Email"]:
-            hints.append((str(partner["name"]), str(users[0]["Email"])))
+        users = view.select("User", fields=["Email"], order_by="Id", limit=5)
+        emails = ", ".join(str(u["Email"]) for u in users if u["Email"])
+        if emails:
+            hints.append((str(partner["name"]), emails))
     return hints
 
 

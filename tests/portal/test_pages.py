@@ -117,3 +117,18 @@ def test_the_new_contact_form_offers_only_the_partners_accounts(portal: Portal) 
     page = text(client.get("/contacts/new"))
     offered = set(re.findall(r'<option value="(\w+)"', page))
     assert offered == {a["Id"] for a in view.select("Account", limit=1000)}
+
+
+def test_a_rep_sees_only_the_deals_it_owns(portal: Portal) -> None:
+    rep_email = f"rep.{EMAIL_A}"
+    client = partner_client(portal, rep_email)
+    page = text(client.get("/deals"))
+    assert "(rep)" in page
+    admin = portal.mirror.as_partner(PARTNER_A)
+    rep = admin.select("User", where={"Email": rep_email})[0]["Id"]
+    owned = {d["Id"] for d in admin.select("Opportunity", where={"OwnerId": rep})}
+    shown = set(re.findall(r'<tr data-record="(\w+)"', page))
+    assert shown == owned and len(owned) == 3
+    others = admin.select("Opportunity", where={"OwnerId": ("!=", rep)}, limit=1)
+    assert client.get(f"/deals/{others[0]['Id']}").status_code == 404
+    assert client.get(f"/deals/{sorted(owned)[0]}").status_code == 200
