@@ -13,7 +13,6 @@ from pathlib import Path
 import click
 
 from mirror import ConfigError, Mirror, MirrorError
-from prm_portal.app import create_app
 from prm_portal.runner import Schedule, demo, sign_in_hint
 from prm_portal.settings import MANAGER_PASSWORD_ENV, PARTNER_PASSWORD_ENV, PortalSettings
 
@@ -76,6 +75,8 @@ def _serve(mirror: Mirror, settings: PortalSettings, host: str, port: int, inter
         click.echo(f"partner sign-in is off: set {PARTNER_PASSWORD_ENV}")
     if not settings.manager_password:
         click.echo(f"channel manager sign-in is off: set {MANAGER_PASSWORD_ENV}")
+    from prm_portal.app import create_app  # flask: the portal extra, loaded when serving
+
     schedule = Schedule(mirror, interval).start()
     app = create_app(mirror, settings)
     click.echo(f"the portal is on http://{host}:{port}/ (Ctrl-C stops it)")

@@ -10,15 +10,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from mirror import Mirror, MirrorError
 from sandboxes.kit.configs import config_toml
 from sandboxes.salesforce.sandbox import SalesforceSandbox
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger("prm_portal")
 # the demo's partner users are admins of their partner (the CRM's partner-user licence), and

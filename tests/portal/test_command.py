@@ -3,6 +3,8 @@ entry point, it starts the demo (sandbox, mirror, schedule) and serves the app."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +80,18 @@ def test_a_failing_round_is_logged_and_the_next_one_runs(caplog: pytest.LogCaptu
     schedule.round()
     schedule.round()
     assert schedule.rounds == 2 and "the CRM is down" in caplog.text
+
+
+def test_the_command_line_loads_without_the_portal_extra() -> None:
+    code = (
+        "import sys\n"
+        "for name in ('flask', 'flask_wtf', 'wtforms'):\n"
+        "    sys.modules[name] = None\n"
+        "from click.testing import CliRunner\n"
+        "from cli import main\n"
+        "result = CliRunner().invoke(main, ['portal', '--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'flask' not in sys.modules or sys.modules['flask'] is None\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
