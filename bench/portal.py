@@ -145,7 +145,12 @@ def sign_in(url: str, email: str) -> requests.Session:
 
 def browse(url: str, email: str, until: float, edit_every: int, timings: Timings) -> None:
     """One partner session's loop of page views and edits until ``until``."""
-    http = sign_in(url, email)
+    started = time.perf_counter()
+    try:
+        http = sign_in(url, email)
+    except (RuntimeError, AssertionError, requests.RequestException) as exc:
+        timings.add("sign-in", time.perf_counter() - started, str(exc))
+        return
     rng = random.Random(email)
     deals: list[str] = []
     count = 0
@@ -303,8 +308,8 @@ def partner_users(mirror: Mirror, sessions: int) -> list[dict[str, Any]]:
     for partner in mirror.partners():
         view = mirror.as_partner(partner["id"])
         deals = [d["Id"] for d in view.select("Opportunity", where={"IsClosed": False}, limit=2)]
-        for user in view.select("User", fields=["Email"], limit=5):
-            if user["Email"] and len(deals) == 2:
+        for user in view.select("User", fields=["Email", "IsActive"], limit=5):
+            if user["Email"] and user["IsActive"] and len(deals) == 2:
                 found.append({"email": user["Email"], "deals": deals})
     if not found:
         raise RuntimeError("no partner user has two open deals")
