@@ -67,6 +67,8 @@ def _serve_demo(
             settings = PortalSettings.from_environment(demo=True)
             for name, emails in sign_in_hint(started.mirror):
                 click.echo(f"  partner {name}: sign in as {emails}")
+            if settings.partner_password == settings.manager_password == "demo":
+                click.echo("  password: demo (the channel manager signs in at /manager/login)")
             _serve(started.mirror, settings, host, port, interval)
 
 
