@@ -4,6 +4,8 @@ Each module holds one family of commands and registers them on the :func:`main` 
 ``cli.app``; everything a command does, an embedding application can do through ``Mirror``.
 """
 
+from importlib.metadata import entry_points
+
 from cli import (
     access_commands,
     daemon_command,
@@ -28,3 +30,6 @@ COMMAND_MODULES = (
     setup_commands,
     sync_commands,
 )
+# commands other installed packages add (the portal's, for one)
+for entry in entry_points(group="prm_mirror.commands"):
+    main.add_command(entry.load())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("mirror", "adapters", "sandboxes", "prm_demo", "bench")
+PACKAGES = ("mirror", "adapters", "sandboxes", "prm_demo", "prm_portal", "bench")
 CRM_NAMES = ("salesforce", "hubspot", "dynamics", "dataverse")
 MAX_LINES = 400
 
@@ -22,10 +22,11 @@ ALLOWED = {
     "adapters": {"mirror", "adapters"},
     "sandboxes": {"sandboxes"},
     "prm_demo": {"mirror", "sandboxes", "prm_demo"},
+    "prm_portal": {"mirror", "sandboxes", "prm_portal"},
     "bench": {"mirror", "adapters", "sandboxes", "bench"},
     "cli": {"mirror", "cli"},
 }
-PROJECT = {"mirror", "adapters", "sandboxes", "prm_demo", "bench", "cli", "tests"}
+PROJECT = {"mirror", "adapters", "sandboxes", "prm_demo", "prm_portal", "bench", "cli", "tests"}
 # the engine modules an adapter builds on: the port, its value types, errors and the cursor
 ADAPTER_FACING = {"mirror", "mirror.adapter", "mirror.types", "mirror.errors", "mirror.cursor"}
 
@@ -75,7 +76,7 @@ def test_adapters_build_only_on_the_engine_port() -> None:
 def test_the_demo_and_the_cli_use_only_the_public_api() -> None:
     offenders = [
         f"{where(path)}: {name}"
-        for top in ("prm_demo", "cli")
+        for top in ("prm_demo", "prm_portal", "cli")
         for path in modules(top)
         for name in imported(path)
         if name.startswith("mirror.")

@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = (
     "pyproject.toml", "README.md", "cli", "mirror", "adapters", "sandboxes", "prm_demo",
+    "prm_portal",
     "schemas",
     "config",
 )

@@ -1,0 +1,126 @@
+"""Live changes: the partner's change feed (``PartnerSlice.changes``) and its writes' status,
+pushed to open pages as server-sent events.
+
+A page is rendered with the feed's cursor at that moment (``page_cursor``), and its
+``EventSource`` asks ``/events?since=<cursor>``; on reconnect the browser sends the last event
+id instead. The stream polls the partner's own view only: what it sends is what the view
+serves, data changes of records while they are in the slice and records entering or leaving
+it (a deal moved to another partner arrives as its "leave", without where it went).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, request, session
+
+from mirror import Mirror, MirrorError
+from prm_portal.auth import current_view, partner_required
+from prm_portal.state import portal_state
+from prm_portal.write_status import partner_writes
+
+if TYPE_CHECKING:
+    from prm_portal.partner_view import PartnerSlice
+
+blueprint = Blueprint("events", __name__)
+FEED_PAGE = 500
+HEARTBEAT_SECONDS = 15.0
+
+
+def page_cursor(view: PartnerSlice) -> int:
+    """The feed's cursor now, for a page being rendered: read on from the furthest cursor this
+    user's sessions reached (so each page reads only the changes since the previous one)."""
+    key = (session["partner_id"], session["user_id"], session["role"])
+    state = portal_state()
+    cursor = state.feed_cursor(key, int(session.get("feed_cursor", 0)))
+    while True:
+        batch = view.changes(cursor, limit=FEED_PAGE)
+        cursor = batch.cursor
+        if len(batch.changes) < FEED_PAGE:
+            break
+    session["feed_cursor"] = state.feed_cursor(key, cursor)
+    return cursor
+
+
+@blueprint.route("/events")
+@partner_required
+def events() -> Response:
+    """The partner's live changes, as ``text/event-stream``."""
+    state = portal_state()
+    since = _since(request.headers.get("Last-Event-ID") or request.args.get("since"))
+    stream = _stream(
+        state.mirror,
+        current_view(),
+        since,
+        state.settings.feed_poll_seconds,
+        state.settings.feed_stream_seconds,
+    )
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return Response(stream, mimetype="text/event-stream", headers=headers)
+
+
+def _since(raw: str | None) -> int:
+    try:
+        value = int(raw or 0)
+    except ValueError:
+        return 0
+    return value if 0 <= value < 2**62 else 0
+
+
+def _stream(
+    mirror: Mirror, view: PartnerSlice, since: int, poll: float, duration: float
+) -> Iterator[str]:
+    """The events of one connection, until ``duration`` is up (the browser reconnects)."""
+    cursor = since
+    told: dict[int, str] = {}
+    deadline = time.monotonic() + duration
+    quiet_since = time.monotonic()
+    yield "retry: 2000\n\n"
+    while time.monotonic() < deadline:
+        try:
+            batch = view.changes(cursor, limit=FEED_PAGE)
+            writes = partner_writes(mirror, view, limit=20)
+        except MirrorError:
+            return
+        sent = False
+        for change in batch.changes:
+            yield _event("change", _change(change), change["seq"])
+            sent = True
+        cursor = batch.cursor
+        for write in writes:
+            if told.get(write["seq"]) != write["state"]:
+                told[write["seq"]] = write["state"]
+                yield _event("write", write, None)
+                sent = True
+        if sent:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > HEARTBEAT_SECONDS:
+            yield ": still here\n\n"
+            quiet_since = time.monotonic()
+        if len(batch.changes) < FEED_PAGE:
+            time.sleep(poll)
+
+
+def _change(change: dict[str, Any]) -> dict[str, Any]:
+    """A feed entry as the page uses it: each changed field's new value."""
+    fields = change.get("fields") or {}
+    values = {
+        name: value[1] if isinstance(value, list) and len(value) == 2 else value
+        for name, value in fields.items()
+    }
+    return {
+        "object": change["object"],
+        "record_id": change["record_id"],
+        "op": change["op"],
+        "origin": change["origin"],
+        "fields": values,
+    }
+
+
+def _event(kind: str, data: dict[str, Any], event_id: int | None) -> str:
+    body = json.dumps(data, default=str, separators=(",", ":"))
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {body}\n\n"

@@ -1,0 +1,67 @@
+"""What every request of one app shares: the mirror, the settings, the identity provider and
+the partner views of signed-in sessions (kept a short while, since views are immutable and
+safe to share across threads)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from flask import current_app
+
+from mirror import Mirror
+from prm_portal.identity import IdentityProvider
+from prm_portal.settings import PortalSettings
+
+if TYPE_CHECKING:
+    from prm_portal.partner_view import PartnerSlice
+
+EXTENSION = "prm_portal"
+
+
+@dataclass
+class PortalState:
+    """The app's shared state, stored in ``app.extensions["prm_portal"]``."""
+
+    mirror: Mirror
+    settings: PortalSettings
+    identity: IdentityProvider
+    _views: dict[tuple[str, str, str], tuple[float, PartnerSlice]] = field(default_factory=dict)
+    _cursors: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def view(self, partner_id: str, user_id: str, role: str) -> PartnerSlice:
+        """The partner view of a session: ``Mirror.as_partner``, which checks that the user
+        is still the partner's, at most ``view_cache_seconds`` old."""
+        key = (partner_id, user_id, role)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._views.get(key)
+        if cached and now - cached[0] < self.settings.view_cache_seconds:
+            return cached[1]
+        view = self.mirror.as_partner(partner_id, user_id, role=role, source=self.settings.source)
+        with self._lock:
+            self._views[key] = (now, view)
+        return view
+
+    def feed_cursor(self, key: tuple[str, str, str], cursor: int | None = None) -> int:
+        """The furthest feed cursor any session of this user and role has read to (a new
+        session starts there, not at the feed's beginning); ``cursor`` moves it on."""
+        with self._lock:
+            known = max(self._cursors.get(key, 0), cursor or 0)
+            self._cursors[key] = known
+            return known
+
+    def forget(self, partner_id: str, user_id: str) -> None:
+        """Drop the cached views of one user (on sign-out)."""
+        with self._lock:
+            for key in [k for k in self._views if k[:2] == (partner_id, user_id)]:
+                del self._views[key]
+
+
+def portal_state() -> PortalState:
+    """The current app's ``PortalState``."""
+    state: PortalState = current_app.extensions[EXTENSION]
+    return state
