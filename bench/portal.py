@@ -36,7 +36,8 @@ from typing import Any
 
 import requests
 
-from bench.common import SandboxProcess, print_table, write_results
+from bench.common import print_table, write_results
+from bench.sandbox_process import SandboxProcess
 from mirror import Mirror
 from sandboxes.kit.configs import config_toml
 from sandboxes.salesforce.org import Credentials

@@ -14,8 +14,6 @@ PACKAGES = ("mirror", "adapters", "sandboxes", "prm_demo", "prm_portal", "bench"
 CRM_NAMES = ("salesforce", "hubspot", "dynamics", "dataverse")
 MAX_LINES = 400
 
-pytestmark = pytest.mark.xfail(reason="the layout of issue 23 is landing in parts", strict=False)
-
 # what each top-level package may import from the project's own packages
 ALLOWED = {
     "mirror": {"mirror"},

@@ -25,7 +25,7 @@ SOURCES = (
 def python_packages() -> set[str]:
     """Every directory of the shipped packages holding modules or shipped files, as a package."""
     found = set()
-    for top in ("mirror", "adapters", "sandboxes", "prm_demo", "cli"):
+    for top in ("mirror", "adapters", "sandboxes", "prm_demo", "prm_portal", "cli"):
         for folder in (ROOT / top).rglob("*"):
             if folder.is_dir() and folder.name != "__pycache__" and any(folder.iterdir()):
                 found.add(".".join(folder.relative_to(ROOT).parts))
