@@ -17,6 +17,7 @@ from cli import (
     sync_commands,
 )
 from cli.app import main
+from cli.plugins import plugin_command
 
 __all__ = ["main"]
 # the command modules register themselves on ``main`` when imported
@@ -32,4 +33,4 @@ COMMAND_MODULES = (
 )
 # commands other installed packages add (the portal's, for one)
 for entry in entry_points(group="prm_mirror.commands"):
-    main.add_command(entry.load())
+    main.add_command(plugin_command(entry))

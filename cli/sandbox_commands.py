@@ -14,6 +14,7 @@ import click
 
 from cli import output
 from cli.app import exit_on_errors, main
+from cli.plugins import needs_extra
 
 DEMO_GROUP = "prm_mirror.demos"
 
@@ -94,7 +95,10 @@ def sandbox_serve(
     demo = installed_demos()[crm]
     path = db_path or f"prm-sandbox-{crm}-{size}-{seed}.db"
     output.console.print(f"generating or opening {path} ...")
-    box = demo.serve(path, seed, size_value(size), port)
+    try:
+        box = demo.serve(path, seed, size_value(size), port)
+    except ImportError as exc:
+        raise needs_extra("sandbox", exc) from exc
     text = demo.config_for(box, mirror_db)
     click.echo(f"{crm} sandbox on {box.base_url}; a config that mirrors it:\n")
     click.echo(text)
@@ -112,6 +116,8 @@ def sandbox_serve(
 def demo(db_path: str, size: str, seed: int, crm: str) -> None:
     """Start a seeded sandbox CRM, mirror it into SQLite and show what happened."""
     with exit_on_errors(), tempfile.TemporaryDirectory(prefix="prm-demo-") as workdir:
-        installed_demos()[crm].run(
-            output.console, Path(db_path), Path(workdir), size_value(size), seed
-        )
+        run = installed_demos()[crm].run
+        try:
+            run(output.console, Path(db_path), Path(workdir), size_value(size), seed)
+        except ImportError as exc:
+            raise needs_extra("sandbox", exc) from exc
