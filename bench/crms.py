@@ -45,7 +45,7 @@ def _dynamics(folder: Path, size: int) -> tuple[Any, Any, dict[str, Any], str, s
     adapter = DynamicsAdapter(DynamicsSettings(**dynamics_settings(box)))
     source = {
         "crm": "dynamics",
-        "org_url": "http://x",
+        "org_url": "https://x",
         "tenant_id": "t",
         "client_id": "c",
         "client_secret": "s",

@@ -104,7 +104,7 @@ DYNAMICS = Crm(
     values=lambda name: {"name": name, "estimatedvalue": 1000.0},
     edit="stepname",
     drop="$batch",
-    source={"org_url": "http://x", "tenant_id": "t", "client_id": "c", "client_secret": "s"},
+    source={"org_url": "https://x", "tenant_id": "t", "client_id": "c", "client_secret": "s"},
 )
 
 
