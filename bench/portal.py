@@ -226,14 +226,17 @@ def crm_to_page(
     stop = threading.Event()
 
     def listen() -> None:
-        with http.get(
-            f"{url}/events", params={"since": cursor.group(1)}, stream=True, timeout=120
-        ) as stream:
-            for line in stream.iter_lines(decode_unicode=True):
-                for marker in re.findall(r"crm-(\d+)", str(line or "")):
-                    arrived.setdefault(marker, time.monotonic())
-                if stop.is_set():
-                    return
+        try:
+            with http.get(
+                f"{url}/events", params={"since": cursor.group(1)}, stream=True, timeout=120
+            ) as stream:
+                for line in stream.iter_lines(decode_unicode=True):
+                    for marker in re.findall(r"crm-(\d+)", str(line or "")):
+                        arrived.setdefault(marker, time.monotonic())
+                    if stop.is_set():
+                        return
+        except requests.RequestException:
+            return  # the portal stopped, or the stream ended: the rounds time out on their own
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()

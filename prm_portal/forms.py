@@ -15,6 +15,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     DataRequired,
     Length,
@@ -50,7 +51,7 @@ class LoginForm(FlaskForm):
 class DealEditForm(FlaskForm):
     """The deal fields a partner may change from the deal page."""
 
-    StageName = SelectField("Stage", choices=[(s, s) for s in STAGES])
+    StageName = SelectField("Stage", choices=[SelectChoice(s) for s in STAGES])
     Amount = DecimalField("Amount", places=2, validators=[Optional(), NumberRange(min=0)])
     CloseDate = DateField("Close date", validators=[DataRequired()])
     NextStep = StringField("Next step", validators=[Optional(), Length(max=255)])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from wtforms.fields.choices import SelectChoice
 
 from mirror import MirrorError
 from prm_portal import listing
@@ -71,7 +72,7 @@ def deal(deal_id: str) -> Any:
     record = view.get("Opportunity", deal_id)
     form = DealEditForm(data={f: record.get(f) for f in DEAL_FIELDS})
     if form.StageName.data not in STAGES and form.StageName.data:
-        form.StageName.choices = [*form.StageName.choices, (record["StageName"],) * 2]
+        form.StageName.choices = [*form.StageName.choices, SelectChoice(record["StageName"])]
     if request.method == "POST" and form.validate_on_submit():
         changes = {
             "StageName": form.StageName.data,
@@ -111,7 +112,7 @@ def new_contact() -> Any:
     view = current_view()
     accounts = view.select("Account", fields=["Id", "Name"], order_by="Name", limit=1000)
     form = ContactForm(AccountId=request.args.get("account", ""))
-    form.AccountId.choices = [(a["Id"], a["Name"] or a["Id"]) for a in accounts]
+    form.AccountId.choices = [SelectChoice(a["Id"], a["Name"] or a["Id"]) for a in accounts]
     if form.validate_on_submit():
         values = {
             name: getattr(form, name).data or None
