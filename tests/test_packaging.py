@@ -15,7 +15,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = (
-    "pyproject.toml", "README.md", "cli", "mirror", "adapters", "sandboxes", "prm_demo",
+    "pyproject.toml",
+    "README.md",
+    "cli",
+    "mirror",
+    "adapters",
+    "sandboxes",
+    "prm_demo",
     "prm_portal",
     "schemas",
     "config",
