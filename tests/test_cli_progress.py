@@ -121,3 +121,17 @@ def test_without_verbose_a_good_run_logs_nothing(config: Path) -> None:
     result = CliRunner().invoke(main, ["-c", str(config), "sync", "--object", "Account"])
     assert result.exit_code == 0, result.output
     assert "prm_mirror.sync" not in result.stderr
+
+
+def test_the_daemons_run_lines_name_their_job_and_worker(config: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["-c", str(config), "-v", "--log-format", "json", "daemon", "--once", "--worker-id", "w1"],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    runs = [
+        line for line in lines if line["logger"] == "prm_mirror.sync" and " ok in " in line["msg"]
+    ]
+    assert runs and all(line["worker"] == "w1" for line in runs)
+    assert all(line["job"] == f"sync:{line['source']}:{line['object']}" for line in runs)
