@@ -3,17 +3,13 @@ back; progress while they run and a table of what each run did."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import click
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli import output
 from cli.app import main, open_mirror
-from mirror import Page, PageOutcome, RunResult
+from cli.progress import sync_progress
+from mirror import RunResult
 
 
 @main.command()
@@ -30,7 +26,7 @@ def backfill(ctx: click.Context, objects: tuple[str, ...], restart: bool) -> Non
                         f"{s.source}.{s.object}: backfilled already, so this reads only what "
                         "changed since; --restart reads everything anew"
                     )
-        with _progress() as progress:
+        with sync_progress(output.console) as progress:
             results = mirror.backfill(objects or None, restart=restart, progress=progress)
     _print_results(results)
 
@@ -40,7 +36,7 @@ def backfill(ctx: click.Context, objects: tuple[str, ...], restart: bool) -> Non
 @click.pass_context
 def sync(ctx: click.Context, objects: tuple[str, ...]) -> None:
     """Bring the mirror up to date (backfilling objects never synced)."""
-    with open_mirror(ctx) as mirror, _progress() as progress:
+    with open_mirror(ctx) as mirror, sync_progress(output.console) as progress:
         results = mirror.sync(objects or None, progress=progress)
     _print_results(results)
 
@@ -69,31 +65,6 @@ def push(ctx: click.Context) -> None:
             for error in r.errors[:20]:
                 output.console.print(f"[red]failed[/red] {error}")
         output.console.print(table)
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[str, PageOutcome, Page], None]]:
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=None),
-        TextColumn("{task.fields[records]} records, {task.fields[pages]} pages"),
-        TimeElapsedColumn(),
-    )
-    tasks: dict[str, Any] = {}
-    with Progress(*columns, console=output.console, transient=False) as bar:
-
-        def advance(name: str, outcome: PageOutcome, page: Page) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=None, records=0, pages=0)
-            task = bar.tasks[tasks[name]]
-            bar.update(
-                tasks[name],
-                records=task.fields["records"] + len(page.records) + len(page.tombstones),
-                pages=task.fields["pages"] + 1,
-            )
-
-        yield advance
 
 
 def _print_results(results: list[RunResult]) -> None:

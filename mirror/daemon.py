@@ -37,6 +37,7 @@ from sqlalchemy import text
 from mirror.api import Mirror
 from mirror.errors import MirrorError, QuotaExceeded
 from mirror.leases import Leases
+from mirror.logs import log_context
 from mirror.observability import Health, Metrics, ObservabilityServer
 from mirror.pull.audit import audit_object
 from mirror.pull.sync import Puller, RunResult
@@ -264,7 +265,8 @@ class Daemon:
     def _guard(self, job: str, work: Callable[[], Any]) -> None:
         started = time.monotonic()
         try:
-            work()
+            with log_context(job=job, worker=self.worker_id):
+                work()
         except QuotaExceeded as exc:
             self.health.record(job, False, f"API quota used up: {exc}")
             log.warning("%s: API quota used up; waiting for it to reset", job)

@@ -148,6 +148,9 @@ class Page:
     tombstones: list[Tombstone] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     needs_sweep: bool = False
+    # how many records the whole read holds, when the CRM says so with its answer (a query's
+    # totalSize); progress shows done/total and an ETA from it, never the engine's logic
+    total: int | None = None
 
 
 class ChangeOrigin(enum.StrEnum):

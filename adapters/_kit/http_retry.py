@@ -10,6 +10,7 @@ exponential backoff with full jitter and honours a server's ``Retry-After``.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Callable
@@ -30,6 +31,9 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 """Exceptions meaning the request or its answer was lost on the way (worth a retry)."""
 
 
+retry_log = logging.getLogger("prm_mirror.retry")
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long to wait before retrying a failed request."""
@@ -47,6 +51,26 @@ class RetryPolicy:
         wait = random.uniform(0.0, ceiling)
         if retry_after is not None:
             wait = max(wait, retry_after)
+        return wait
+
+    def pause(
+        self,
+        sleep: Callable[[float], None],
+        attempt: int,
+        retry_after: float | None = None,
+        *,
+        what: str,
+        cause: str,
+    ) -> float:
+        """Wait before retry number ``attempt``, saying first what failed and what the wait is
+        for (a WARNING on ``prm_mirror.retry``: an operator watching a sync sees why it is
+        quiet); returns the seconds waited."""
+        wait = self.delay(attempt, retry_after)
+        retry_log.warning(
+            "%s (%s); retry %d of %d in %.1f s",
+            what, cause, attempt + 1, self.max_retries, wait,
+        )  # fmt: skip
+        sleep(wait)
         return wait
 
     def gives_up(self, attempt: int, retry_after: float | None = None) -> bool:

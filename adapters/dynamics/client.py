@@ -178,7 +178,9 @@ class DataverseConnection:
                     f"Entra ID kept failing while {action} ({cause}); try again later",
                     retry_after=retry_after,
                 ) from None
-            self.sleep(self.policy.delay(tries, retry_after))
+            self.policy.pause(
+                self.sleep, tries, retry_after, what=f"Entra ID failed while {action}", cause=cause
+            )
             # msal replays a throttled answer until its Retry-After (5 s without one) is
             # over; the wait above honoured it, so the retry goes to Entra ID again
             self._http_cache.clear()
@@ -233,7 +235,12 @@ class DataverseConnection:
                         f"the connection to Dataverse failed while {action} "
                         f"({type(error).__name__}); try again later"
                     ) from None
-                self.sleep(self.policy.delay(attempt))
+                self.policy.pause(
+                    self.sleep,
+                    attempt,
+                    what=f"the connection to Dataverse failed while {action}",
+                    cause=type(error).__name__,
+                )
                 attempt += 1
                 continue
             self._observe(response)
@@ -247,7 +254,13 @@ class DataverseConnection:
                 continue
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if kind is Outcome.RETRY and not self.policy.gives_up(attempt, retry_after):
-                self.sleep(self.policy.delay(attempt, retry_after))
+                self.policy.pause(
+                    self.sleep,
+                    attempt,
+                    retry_after,
+                    what=f"Dataverse failed while {action}",
+                    cause=f"HTTP {response.status_code}",
+                )
                 attempt += 1
                 continue
             raise mirror_error(answer, action, retry_after)
@@ -302,7 +315,13 @@ class DataverseConnection:
                 renewed = True
                 continue
             if kind is Outcome.RETRY and not self.policy.gives_up(attempt, retry_after):
-                self.sleep(self.policy.delay(attempt, retry_after))
+                self.policy.pause(
+                    self.sleep,
+                    attempt,
+                    retry_after,
+                    what=f"Dataverse failed while {action}",
+                    cause=f"HTTP {answer.status}",
+                )
                 attempt += 1
                 continue
             raise mirror_error(error, action, retry_after)

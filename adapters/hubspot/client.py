@@ -124,6 +124,7 @@ class HubSpotConnection:
                     raise TransientError(
                         f"HubSpot could not be reached while {action} ({type(error).__name__})"
                     ) from None
+                cause = type(error).__name__
             except Exception as error:
                 if not hasattr(error, "status"):
                     raise
@@ -131,9 +132,10 @@ class HubSpotConnection:
                 kind = outcome(answer)
                 if kind is not Outcome.RETRY or policy.gives_up(attempt):
                     raise mirror_error(answer, action) from None
+                cause = f"HTTP {answer.status}"
             else:
                 return _reply(raw, timedelta(seconds=time.monotonic() - sent))
-            self.sleep(policy.delay(attempt))
+            policy.pause(self.sleep, attempt, what=f"HubSpot failed while {action}", cause=cause)
             attempt += 1
 
     # -- the calls the adapter makes ---------------------------------------------------------

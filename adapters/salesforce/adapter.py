@@ -145,8 +145,9 @@ class SalesforceAdapter:
         if since is None:
             # the query's own totalSize picks the API: no separate COUNT() call per object
             first = first_query(self.connection, spec, cursor, include_deleted=True)
-            if int(first.get("totalSize", 0)) > self.settings.bulk_threshold:
-                return bulk_backfill(self.connection, spec, None)
+            total = int(first.get("totalSize", 0))
+            if total > self.settings.bulk_threshold:
+                return bulk_backfill(self.connection, spec, None, total)
         return rest_pages(
             self.connection,
             spec,

@@ -108,7 +108,10 @@ def results_page(
 
 
 def bulk_backfill(
-    conn: SalesforceConnection, spec: ObjectSpec, since: Checkpoint | None
+    conn: SalesforceConnection,
+    spec: ObjectSpec,
+    since: Checkpoint | None,
+    total: int | None = None,
 ) -> Iterator[Page]:
     """Backfill pages of ``spec`` through Bulk API 2.0, resuming at ``since``'s locator."""
     converter = RecordConverter(spec)
@@ -138,6 +141,7 @@ def bulk_backfill(
             tombstones=tombstones,
             rejects=rejects,
             checkpoint=_checkpoint(job_id, locator, str(started), str(first_started)),
+            total=total,
         )
         if locator is None:
             return

@@ -226,12 +226,9 @@ class SalesforceConnection:
                 attempt += 1
 
     def _pause(self, attempt: int, retry_after: float | None, action: str, cause: str) -> None:
-        delay = self.policy.delay(attempt, retry_after)
-        log.warning(
-            "Salesforce failed while %s (%s); retry %d of %d in %.1f s",
-            action, cause, attempt + 1, self.policy.max_retries, delay,
-        )  # fmt: skip
-        self.sleep(delay)
+        self.policy.pause(
+            self.sleep, attempt, retry_after, what=f"Salesforce failed while {action}", cause=cause
+        )
 
     def query(
         self, soql: str, *, include_deleted: bool = False, action: str = "querying"

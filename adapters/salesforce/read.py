@@ -84,6 +84,7 @@ class PageBuilder:
         checkpoint: Checkpoint,
         extra_tombstones: list[Tombstone] | None = None,
         needs_sweep: bool = False,
+        total: int | None = None,
     ) -> Page:
         """The page of the rows added so far, then start a new one."""
         seen = {tombstone.id for tombstone in self.tombstones}
@@ -95,6 +96,7 @@ class PageBuilder:
             tombstones=extra + self.tombstones,
             rejects=self.rejects,
             needs_sweep=needs_sweep,
+            total=total,
         )
         self.records, self.tombstones, self.rejects = [], [], []
         return page
@@ -162,8 +164,14 @@ def rest_pages(
             if deleted.checked_until:
                 state = {**state, "deleted_checked": deleted.checked_until}
         checkpoint = cursor.checkpoint("incremental" if is_last(result) else phase, state)
-        yield builder.page(checkpoint, extra, sweep)
+        yield builder.page(checkpoint, extra, sweep, total_of(result))
         extra, sweep = [], False
+
+
+def total_of(answer: Mapping[str, Any]) -> int | None:
+    """How many records the whole query holds (every page of its answer repeats it)."""
+    total = answer.get("totalSize")
+    return int(total) if total is not None else None
 
 
 def is_last(answer: Mapping[str, Any]) -> bool:

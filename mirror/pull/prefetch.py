@@ -4,6 +4,7 @@ of the CRM and the store instead of both added up."""
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Iterator
@@ -41,7 +42,11 @@ def prefetched(pages: Iterator[Page], depth: int) -> Iterator[Page]:
             if close is not None:
                 close()
 
-    worker = threading.Thread(target=produce, name="prm-mirror-prefetch", daemon=True)
+    # the reader thread logs with the run's context (source, object, run id)
+    context = contextvars.copy_context()
+    worker = threading.Thread(
+        target=context.run, args=(produce,), name="prm-mirror-prefetch", daemon=True
+    )
     worker.start()
     try:
         while True:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from sqlalchemy import Connection, select, update
 
 from mirror.adapter import CrmAdapter, KeyedIds, RangePlan, RangeReader
 from mirror.leases import Leases
+from mirror.logs import log_context
 from mirror.pull.pages import PageContext, PageHook, PageOutcome, apply_page
 from mirror.pull.prefetch import prefetched
 from mirror.pull.ranges import RangeBook, RangeRow, RangeTaken, plan_of, range_lease
@@ -286,14 +288,19 @@ class Puller:
         and outcome go to ``mirror_runs``."""
         if calls_before is None:
             calls_before = self.adapter.api_calls()
-        try:
-            work()
-        except BaseException as exc:
+        started = time.monotonic()
+        with log_context(source=result.source, object=result.object, run_id=result.run_id):
+            try:
+                work()
+            except BaseException as exc:
+                result.api_calls = self.adapter.api_calls() - calls_before
+                self._finish_run(result, _status_of(exc), repr(exc)[:2000])
+                log_run(result, _status_of(exc), time.monotonic() - started, exc)
+                raise
             result.api_calls = self.adapter.api_calls() - calls_before
-            self._finish_run(result, _status_of(exc), repr(exc)[:2000])
-            raise
-        result.api_calls = self.adapter.api_calls() - calls_before
-        self._finish_run(result, "stopped" if result.stopped else "ok", None)
+            status = "stopped" if result.stopped else "ok"
+            self._finish_run(result, status, None)
+            log_run(result, status, time.monotonic() - started)
         return result
 
     def _apply_pages(
@@ -348,6 +355,26 @@ class Puller:
                     error=error,
                 )
             )
+
+
+def log_run(
+    result: RunResult, status: str, seconds: float, error: BaseException | None = None
+) -> None:
+    """One line per run: what it did, how long it took, and why it failed if it did (INFO when
+    it ended well, WARNING when not)."""
+    t = result.totals
+    done = (
+        f"{result.pages} pages, {t.inserted} new, {t.updated} changed, {t.unchanged} same, "
+        f"{t.deleted + result.swept} deleted, {t.rejected} rejected, {result.api_calls} API calls"
+    )
+    name = f"{result.kind} of {result.source}.{result.object}"
+    if error is None:
+        log.log(
+            logging.INFO if status == "ok" else logging.WARNING,
+            "%s %s in %.1f s: %s", name, status, seconds, done,
+        )  # fmt: skip
+    else:
+        log.warning("%s %s after %.1f s (%s): %s", name, status, seconds, error, done)
 
 
 def _holds_live_rows(store: Store, mirrored: MirrorTable) -> bool:
