@@ -4,14 +4,17 @@ most 1.1x the minimum (one ``$batch`` of up to 1,000 requests per 1,000 rows).""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
+from adapters.dynamics.batch import parse
 from adapters.dynamics.settings import MAX_BATCH_REQUESTS
+from adapters.dynamics.write import BatchWriter
 from mirror.types import Write, WriteOp
 from sandboxes.dynamics.sandbox import DynamicsSandbox
 from tests.adapters.contract import read_all
-from tests.adapters.dynamics.fixtures import dynamics_sandbox, sandbox_adapter
+from tests.adapters.dynamics.fixtures import WebApi, dynamics_sandbox, sandbox_adapter
 
 __all__ = ["dynamics_sandbox"]
 
@@ -49,3 +52,65 @@ def test_versioned_updates_spend_at_most_a_tenth_over_the_minimum(dynamics_sandb
     assert all(r.ok for r in results), [r for r in results if not r.ok][:3]
     minimum = math.ceil(COUNT / MAX_BATCH_REQUESTS)
     assert calls <= math.ceil(1.1 * minimum), f"{calls} calls for {COUNT} updates"
+
+
+def test_stale_rows_among_many_fail_and_a_change_after_the_check_is_a_412(
+    dynamics_sandbox, rows, monkeypatch
+):
+    box = dynamics_sandbox
+    adapter = sandbox_adapter(box, batch_size=MAX_BATCH_REQUESTS)
+    spec = adapter.describe("opportunity")
+    targets = rows[:120]
+    versions = {r: box.get("opportunity", r)["modifiedon"].isoformat() for r in targets}
+    box.advance_clock(1)
+    stale, raced = targets[7], targets[99]
+    box.update("opportunity", stale, {"stepname": "changed before the check"})
+    checked = BatchWriter._current
+
+    def edited_meanwhile(self: BatchWriter, writes: Any) -> Any:
+        found = checked(self, writes)
+        box.update("opportunity", raced, {"stepname": "changed after the check"})
+        return found
+
+    monkeypatch.setattr(BatchWriter, "_current", edited_meanwhile)
+    calls = adapter.api_calls()
+    results = adapter.write(spec, [
+        Write(WriteOp.UPDATE, "opportunity", {"stepname": "ours"}, record_id=r,
+              expected_version=versions[r])
+        for r in targets
+    ])  # fmt: skip
+    # one $batch of queries, one of updates, and the 412's read-back (did an earlier try land?)
+    assert adapter.api_calls() - calls == 3
+    failed = {r.record_id for r in results if not r.ok}
+    assert failed == {stale, raced}
+    assert all(r.precondition_failed for r in results if not r.ok)
+    assert box.get("opportunity", stale)["stepname"] == "changed before the check"
+    assert box.get("opportunity", raced)["stepname"] == "changed after the check"
+
+
+def test_if_match_inside_a_change_set_is_a_412_per_request(dynamics_sandbox, rows):
+    api = WebApi(dynamics_sandbox)
+    target = rows[-1]
+    body = api.get(f"opportunities({target})?$select=name").json()
+    fresh, stale = body["@odata.etag"], 'W/"1"'
+    dynamics_sandbox.update("opportunity", target, {"stepname": "moved on"})
+    now = api.get(f"opportunities({target})?$select=name").json()["@odata.etag"]
+    assert now != fresh
+
+    def change_set(etag: str) -> bytes:
+        lines = ["--cs", "Content-Type: application/http", "Content-Transfer-Encoding: binary",
+                 "Content-ID: 1", "", f"PATCH {api.url(f'opportunities({target})')} HTTP/1.1",
+                 "Content-Type: application/json", f"If-Match: {etag}", "",
+                 '{"stepname": "ours"}', "--cs--"]  # fmt: skip
+        return "\r\n".join(lines).encode()
+
+    parts = [(b"--batch\r\nContent-Type: multipart/mixed; boundary=cs\r\n\r\n"
+              + change_set(etag) + b"\r\n") for etag in (stale, fresh, now)]  # fmt: skip
+    answer = api.request(
+        "POST", "$batch", prefer="odata.continue-on-error",
+        headers={"Content-Type": "multipart/mixed; boundary=batch"},
+        data=b"".join(parts) + b"--batch--\r\n",
+    )  # fmt: skip
+    statuses = [a.status for a in parse(answer.headers["Content-Type"], answer.content)]
+    assert statuses == [412, 412, 204]
+    assert dynamics_sandbox.get("opportunity", target)["stepname"] == "ours"
