@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from adapters.dynamics.batch import parse
+from adapters.dynamics import write_versions
+from adapters.dynamics.batch import BatchAnswer, parse
 from adapters.dynamics.settings import MAX_BATCH_REQUESTS
 from adapters.dynamics.write import BatchWriter
 from mirror.types import Write, WriteOp
@@ -114,3 +115,35 @@ def test_if_match_inside_a_change_set_is_a_412_per_request(dynamics_sandbox, row
     statuses = [a.status for a in parse(answer.headers["Content-Type"], answer.content)]
     assert statuses == [412, 412, 204]
     assert dynamics_sandbox.get("opportunity", target)["stepname"] == "ours"
+
+
+def test_a_version_query_refused_inside_the_batch_is_read_again(
+    dynamics_sandbox, rows, monkeypatch
+):
+    box = dynamics_sandbox
+    adapter = sandbox_adapter(box, batch_size=MAX_BATCH_REQUESTS)
+    adapter.connection.sleep = lambda _seconds: None
+    spec = adapter.describe("opportunity")
+    targets = rows[200:300]
+    versions = {r: box.get("opportunity", r)["modifiedon"].isoformat() for r in targets}
+    answers, refused = write_versions.batch.parse, []
+
+    def first_refused(content_type: str, body: bytes) -> list[BatchAnswer]:
+        parsed = answers(content_type, body)
+        if refused:
+            return parsed
+        refused.append(parsed[0])
+        busy = b'{"error": {"code": "0x80072321", "message": "Busy"}}'
+        return [BatchAnswer(503, {}, busy), *parsed[1:]]
+
+    monkeypatch.setattr(write_versions.batch, "parse", first_refused)
+    calls = adapter.api_calls()
+    results = adapter.write(spec, [
+        Write(WriteOp.UPDATE, "opportunity", {"stepname": "after a refusal"}, record_id=r,
+              expected_version=versions[r])
+        for r in targets
+    ])  # fmt: skip
+    assert all(r.ok for r in results), [r for r in results if not r.ok][:2]
+    # the $batch of two queries, the refused one again, the updates
+    assert adapter.api_calls() - calls == 3
+    assert all(box.get("opportunity", r)["stepname"] == "after a refusal" for r in targets)
