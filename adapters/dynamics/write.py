@@ -5,10 +5,11 @@
   retried after a lost answer then gets 412 "already exists", which is the success it was:
   the row is there, once.
 - Updates and deletes with an ``expected_version`` (the ``modifiedon`` the portal edited) are
-  checked against a fresh read of ``modifiedon`` and ``@odata.etag`` (one query per 50 rows);
-  a record changed since is ``precondition_failed`` without sending anything, and the write
-  itself carries ``If-Match: <etag>`` so a change landing between the check and the write is a
-  412 too. That etag is the one the check read, not the one the portal edited (the mirror
+  checked against a fresh read of ``modifiedon`` and ``@odata.etag`` (one query per 50 rows,
+  all the queries of a call sent as the parts of one ``$batch``: ``write_versions``); a record
+  changed since is ``precondition_failed`` without sending anything, and the write itself
+  carries ``If-Match: <etag>`` so a change landing between the check and the write is a 412
+  too. That etag is the one the check read, not the one the portal edited (the mirror
   keeps ``modifiedon``, whole seconds): a change made in the second of the edited version
   leaves ``modifiedon`` as it was, so the same read takes the fields an update sets, and one
   whose fields no longer hold the values the portal edited (``Write.expected_values``) is
@@ -46,6 +47,7 @@ from adapters.dynamics.types import (
     parse_datetime,
     to_wire,
 )
+from adapters.dynamics.write_versions import read_versions
 from mirror.adapter import changed_fields
 from mirror.errors import CrmError, MirrorError
 from mirror.types import FieldSpec, FieldType, ObjectSpec, Record, Write, WriteOp, WriteResult
@@ -134,8 +136,8 @@ class BatchWriter:
         names = sorted({n for w in checked for n in w.expected_values or ()
                         if n not in skip and self.spec.has_field(n)})  # fmt: skip
         ids = [str(w.record_id).lower() for w in checked]
-        rows = fetch_rows(self.conn, self.spec, self.table, ids,
-                          select=",".join([self.spec.key, CURSOR_FIELD, *names]))  # fmt: skip
+        rows = read_versions(self.conn, self.spec, self.table, ids,
+                             [self.spec.key, CURSOR_FIELD, *names])  # fmt: skip
         return {
             str(row[self.spec.key]).lower(): Current(
                 parse_datetime(row[CURSOR_FIELD]),
