@@ -1,4 +1,4 @@
-"""Live changes: the partner's change feed (``PartnerSlice.changes``) and its writes' status,
+"""Live changes: the partner's change feed (``PartnerView.changes``) and its writes' status,
 pushed to open pages as server-sent events.
 
 A page is rendered with the feed's cursor at that moment (``page_cursor``), and its
@@ -13,24 +13,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Blueprint, Response, request, session
 
-from mirror import Mirror, MirrorError
+from mirror import Mirror, MirrorError, PartnerView
 from prm_portal.auth import current_view, partner_required
 from prm_portal.state import portal_state
 from prm_portal.write_status import partner_writes
-
-if TYPE_CHECKING:
-    from prm_portal.partner_view import PartnerSlice
 
 blueprint = Blueprint("events", __name__)
 FEED_PAGE = 500
 HEARTBEAT_SECONDS = 15.0
 
 
-def page_cursor(view: PartnerSlice) -> int:
+def page_cursor(view: PartnerView) -> int:
     """The feed's cursor now, for a page being rendered: read on from the furthest cursor this
     user's sessions reached (so each page reads only the changes since the previous one)."""
     key = (session["partner_id"], session["user_id"], session["role"])
@@ -71,7 +68,7 @@ def _since(raw: str | None) -> int:
 
 
 def _stream(
-    mirror: Mirror, view: PartnerSlice, since: int, poll: float, duration: float
+    mirror: Mirror, view: PartnerView, since: int, poll: float, duration: float
 ) -> Iterator[str]:
     """The events of one connection, until ``duration`` is up (the browser reconnects)."""
     cursor = since

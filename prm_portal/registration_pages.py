@@ -4,16 +4,13 @@ and from the engine's), the verdict the partner may see, and its registrations' 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Blueprint, render_template
 
-from mirror import AccessDenied, MirrorError
+from mirror import AccessDenied, MirrorError, PartnerView
 from prm_portal.auth import current_view, partner_required
 from prm_portal.forms import RegistrationForm
-
-if TYPE_CHECKING:
-    from prm_portal.partner_view import PartnerSlice
 
 REGISTRATION = "Deal_Registration__c"
 REJECTION_REASON = "Rejection_Reason__c"
@@ -51,7 +48,7 @@ def registrations() -> Any:
     )
 
 
-def _rejection_reasons(view: PartnerSlice) -> dict[str, str]:
+def _rejection_reasons(view: PartnerView) -> dict[str, str]:
     """The reasons the channel manager gave for the partner's rejected registrations."""
     try:
         rows = view.select(

@@ -1,5 +1,5 @@
 """What the partner is told about each of its writes: queued, in the CRM, refused (with the
-CRM's message) or in conflict, from the outbox entries ``PartnerSlice.writes`` returns.
+CRM's message) or in conflict, from the outbox entries ``PartnerView.writes`` returns.
 
 A write parked in a conflict is known to the engine's conflict list, not to the partner's
 outbox rows; the open conflicts are read from the ``Mirror`` and matched ONLY against the
@@ -8,12 +8,9 @@ sequence numbers of the partner's own writes, so nothing of another partner's is
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mirror import Mirror
-
-if TYPE_CHECKING:
-    from prm_portal.partner_view import PartnerSlice
+from mirror import Mirror, PartnerView
 
 LABELS = {
     "queued": "queued",
@@ -39,7 +36,7 @@ def state_of(entry: dict[str, Any], in_conflict: bool) -> str:
 
 
 def partner_writes(
-    mirror: Mirror, view: PartnerSlice, record_id: str | None = None, limit: int = 50
+    mirror: Mirror, view: PartnerView, record_id: str | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:
     """The partner's latest writes (of one record, when given), each with ``state``,
     ``label`` and ``message`` (the CRM's message when it refused)."""
