@@ -28,6 +28,7 @@ PUBLIC = [
     "ObjectStatus",
     "Page",
     "PageOutcome",
+    "PartnerUser",
     "PartnerView",
     "PushResult",
     "QueryError",
