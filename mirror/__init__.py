@@ -36,6 +36,7 @@ from mirror.errors import (
     QuotaExceeded,
     RecordError,
     TransientError,
+    ValidationError,
 )
 from mirror.logs import configure_logging
 from mirror.portal.users import PartnerUser
@@ -86,6 +87,7 @@ __all__ = [
     "RecordError",
     "RunResult",
     "TransientError",
+    "ValidationError",
     "build_adapter",
     "check_config",
     "configure_logging",

@@ -25,7 +25,6 @@ class PortalState:
     settings: PortalSettings
     identity: IdentityProvider
     _views: dict[tuple[str, str, str], tuple[float, PartnerView]] = field(default_factory=dict)
-    _cursors: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def view(self, partner_id: str, user_id: str, role: str) -> PartnerView:
@@ -41,14 +40,6 @@ class PortalState:
         with self._lock:
             self._views[key] = (now, view)
         return view
-
-    def feed_cursor(self, key: tuple[str, str, str], cursor: int | None = None) -> int:
-        """The furthest feed cursor any session of this user and role has read to (a new
-        session starts there, not at the feed's beginning); ``cursor`` moves it on."""
-        with self._lock:
-            known = max(self._cursors.get(key, 0), cursor or 0)
-            self._cursors[key] = known
-            return known
 
     def forget(self, partner_id: str, user_id: str) -> None:
         """Drop the cached views of one user (on sign-out)."""

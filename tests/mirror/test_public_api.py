@@ -36,6 +36,7 @@ PUBLIC = [
     "RecordError",
     "RunResult",
     "TransientError",
+    "ValidationError",
     "build_adapter",
     "check_config",
     "configure_logging",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror import Mirror, PartnerUser
+from mirror import Mirror, PartnerUser, ValidationError
 from mirror.config import parse_config
 from sandboxes.salesforce.sandbox import SalesforceSandbox
 from tests.adapters.conftest import sandbox_adapter
@@ -110,3 +110,48 @@ def test_writes_of_one_record_say_which_open_conflict_holds_them(
     assert {w["record_id"] for w in view.writes()} == {first, second}
     mirror.resolve_conflict(conflict["id"], "crm")
     assert view.writes(record_id=first)[0]["conflict_id"] is None
+
+
+def test_a_refused_write_lists_its_problem_per_field(mirror: Mirror) -> None:
+    partner = busiest_partner(mirror)
+    view = mirror.as_partner(partner)
+    (deal,) = open_deals(mirror, partner, 1)
+    with pytest.raises(ValidationError) as refused:
+        view.update("Opportunity", deal, {"NextStep": "x" * 300})
+    assert str(refused.value) == "Opportunity.NextStep is longer than 255 characters"
+    assert refused.value.problems == [("NextStep", "is longer than 255 characters")]
+    assert refused.value.field == "NextStep"
+
+
+def registration(**extra: object) -> dict[str, object]:
+    return {"company": "Wombat Freight", "domain": "wombatfreight.com",
+            "country": "United States", "contact_name": "Jane Buyer",
+            "contact_email": "jane@example.org", "amount": 50_000, "currency": "USD",
+            "close_date": CLOSE, **extra}  # fmt: skip
+
+
+def test_a_refused_registration_lists_every_problem_per_field(mirror: Mirror) -> None:
+    view = mirror.as_partner(busiest_partner(mirror))
+    with pytest.raises(ValidationError) as refused:
+        view.register_deal(registration(domain="not a domain", amount=-5))
+    problems = refused.value.problems
+    assert [field for field, _ in problems] == ["domain", "amount"]
+    message = "; ".join(f"{field}: {problem}" for field, problem in problems)
+    assert str(refused.value) == f"deal registration: {message}"
+
+
+def test_my_registrations_carry_the_reason_of_a_rejection(
+    mirror: Mirror, box: SalesforceSandbox
+) -> None:
+    view = mirror.as_partner(busiest_partner(mirror))
+    view.register_deal(registration())
+    view.register_deal(registration(company="Echidna Labs", domain="echidnalabs.com"))
+    mirror.push()
+    ids = {box.get("Deal_Registration__c", i)["Company_Name__c"]: i
+           for i in box.ids("Deal_Registration__c")}  # fmt: skip
+    registrations = mirror.registrations()
+    assert registrations is not None
+    registrations.reject(ids["Wombat Freight"], "customer is a direct account", by="cm")
+    reasons = {r["Id"]: r["rejection_reason"] for r in view.my_registrations()}
+    assert reasons[ids["Wombat Freight"]] == "customer is a direct account"
+    assert reasons[ids["Echidna Labs"]] is None
