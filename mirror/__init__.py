@@ -8,13 +8,14 @@ Embedded use::
 
 Everything an application, the CLI or a demo needs is importable from here: ``Mirror`` and
 what its operations return (``RunResult``, ``PageOutcome``, ``PushResult``, ``ObjectStatus``,
-``PartnerView`` and the change feed's ``Change`` with its ``ChangeOrigin``), the config
-(``MirrorConfig``, ``load_config``, ``parse_config``, ``secret_values``), the value types
-adapters share (``ObjectSpec``, ``FieldType``, ``Page``), the errors (all ``MirrorError``),
-the daemon and its checks (``Daemon``, ``check_config``, ``cron_problems``,
-``configure_logging``), secret redaction (``redacted``, ``register_secrets``), the packaged
-data (``data_dir``), ``build_adapter`` and ``MAX_PAGE``, the most rows one partner query
-returns. The modules below this package are the engine's own and may change.
+``PartnerView``, the ``PartnerUser`` a sign-in name belongs to, and the change feed's
+``Change`` with its ``ChangeOrigin``), the config (``MirrorConfig``, ``load_config``,
+``parse_config``, ``secret_values``), the value types adapters share (``ObjectSpec``,
+``FieldType``, ``Page``), the errors (all ``MirrorError``), the daemon and its checks
+(``Daemon``, ``check_config``, ``cron_problems``, ``configure_logging``), secret redaction
+(``redacted``, ``register_secrets``), the packaged data (``data_dir``), ``build_adapter`` and
+``MAX_PAGE``, the most rows one partner query returns. The modules below this package are the
+engine's own and may change.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from mirror.errors import (
     QuotaExceeded,
     RecordError,
     TransientError,
+    ValidationError,
 )
 from mirror.logs import configure_logging
+from mirror.portal.users import PartnerUser
 from mirror.portal.view import MAX_PAGE, PartnerView
 from mirror.pull.pages import PageOutcome
 from mirror.pull.sync import RunResult
@@ -76,6 +79,7 @@ __all__ = [
     "ObjectStatus",
     "Page",
     "PageOutcome",
+    "PartnerUser",
     "PartnerView",
     "PushResult",
     "QueryError",
@@ -83,6 +87,7 @@ __all__ = [
     "RecordError",
     "RunResult",
     "TransientError",
+    "ValidationError",
     "build_adapter",
     "check_config",
     "configure_logging",

@@ -17,6 +17,7 @@ from mirror.configured import Configured, build_adapter, process_holder
 from mirror.errors import AccessDenied
 from mirror.leases import Leases
 from mirror.portal.registrations import Registrations, RegistrationSettings
+from mirror.portal.users import PartnerUser, find_partner_user
 from mirror.portal.view import Explanation, PartnerView, vendor_explanation
 from mirror.pull.ranges import plan_of
 from mirror.pull.runs import ClosedRun, close_orphaned_runs
@@ -244,6 +245,12 @@ class Mirror(Configured):
             upkeep=access,
             registrations=registrations,
         )
+
+    def partner_user(self, login: str, *, source: str | None = None) -> PartnerUser | None:
+        """The mirrored partner user whose user id or e-mail (the ``login_fields`` of
+        ``[partner_users]``) is ``login``: its partner, user id and CRM role; ``None`` when no
+        single live partner user answers to it. One query, whatever the number of partners."""
+        return find_partner_user(self.store, self.visibility(source), login)
 
     def explain(
         self,

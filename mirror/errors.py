@@ -55,11 +55,20 @@ class RecordError(MirrorError):
 
 
 class ValidationError(MirrorError):
-    """A portal write with a value that does not fit its field; nothing was changed."""
+    """A portal write with a value that does not fit its field; nothing was changed.
+    ``problems`` lists each ``(field, problem)`` found; ``field`` is the first one's field."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        field: str | None = None,
+        problems: Sequence[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.field = field
+        self.problems = list(problems) if problems is not None else []
+        if not self.problems and field is not None:
+            self.problems = [(field, message)]
 
 
 class ConflictError(MirrorError):

@@ -1,24 +1,21 @@
 """Sign-in and sign-out, and what guards every page: a partner session or a manager session.
 
 The session cookie (signed by Flask) holds only who signed in; every partner request opens
-its data through that session's ``PartnerSlice``, and a manager request through the ``Mirror``.
+its data through that session's ``PartnerView``, and a manager request through the ``Mirror``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 
-from mirror import AccessDenied
+from mirror import AccessDenied, PartnerView
 from prm_portal.forms import LoginForm
 from prm_portal.identity import manager_password_ok
 from prm_portal.state import portal_state
-
-if TYPE_CHECKING:
-    from prm_portal.partner_view import PartnerSlice
 
 blueprint = Blueprint("auth", __name__)
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -108,7 +105,7 @@ def manager_required(handler: Handler) -> Handler:
     return cast(Handler, guarded)
 
 
-def current_view() -> PartnerSlice:
+def current_view() -> PartnerView:
     """The signed-in partner's view (inside a ``partner_required`` handler)."""
-    view: PartnerSlice = g.view
+    view: PartnerView = g.view
     return view

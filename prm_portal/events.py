@@ -1,4 +1,4 @@
-"""Live changes: the partner's change feed (``PartnerSlice.changes``) and its writes' status,
+"""Live changes: the partner's change feed (``PartnerView.changes``) and its writes' status,
 pushed to open pages as server-sent events.
 
 A page is rendered with the feed's cursor at that moment (``page_cursor``), and its
@@ -13,36 +13,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Blueprint, Response, request, session
+from flask import Blueprint, Response, request
 
-from mirror import Mirror, MirrorError
+from mirror import MirrorError, PartnerView
 from prm_portal.auth import current_view, partner_required
 from prm_portal.state import portal_state
 from prm_portal.write_status import partner_writes
-
-if TYPE_CHECKING:
-    from prm_portal.partner_view import PartnerSlice
 
 blueprint = Blueprint("events", __name__)
 FEED_PAGE = 500
 HEARTBEAT_SECONDS = 15.0
 
 
-def page_cursor(view: PartnerSlice) -> int:
-    """The feed's cursor now, for a page being rendered: read on from the furthest cursor this
-    user's sessions reached (so each page reads only the changes since the previous one)."""
-    key = (session["partner_id"], session["user_id"], session["role"])
-    state = portal_state()
-    cursor = state.feed_cursor(key, int(session.get("feed_cursor", 0)))
-    while True:
-        batch = view.changes(cursor, limit=FEED_PAGE)
-        cursor = batch.cursor
-        if len(batch.changes) < FEED_PAGE:
-            break
-    session["feed_cursor"] = state.feed_cursor(key, cursor)
-    return cursor
+def page_cursor(view: PartnerView) -> int:
+    """The feed's cursor now, for a page being rendered (its stream starts there)."""
+    return view.feed_cursor()
 
 
 @blueprint.route("/events")
@@ -52,7 +39,6 @@ def events() -> Response:
     state = portal_state()
     since = _since(request.headers.get("Last-Event-ID") or request.args.get("since"))
     stream = _stream(
-        state.mirror,
         current_view(),
         since,
         state.settings.feed_poll_seconds,
@@ -70,9 +56,7 @@ def _since(raw: str | None) -> int:
     return value if 0 <= value < 2**62 else 0
 
 
-def _stream(
-    mirror: Mirror, view: PartnerSlice, since: int, poll: float, duration: float
-) -> Iterator[str]:
+def _stream(view: PartnerView, since: int, poll: float, duration: float) -> Iterator[str]:
     """The events of one connection, until ``duration`` is up (the browser reconnects)."""
     cursor = since
     told: dict[int, str] = {}
@@ -82,7 +66,7 @@ def _stream(
     while time.monotonic() < deadline:
         try:
             batch = view.changes(cursor, limit=FEED_PAGE)
-            writes = partner_writes(mirror, view, limit=20)
+            writes = partner_writes(view, limit=20)
         except MirrorError:
             return
         sent = False

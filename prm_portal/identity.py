@@ -15,7 +15,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Protocol
 
-from mirror import AccessDenied, Mirror, MirrorError
+from mirror import Mirror, MirrorError
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,13 @@ class IdentityProvider(Protocol):
         """The identity ``login`` proves with ``password``, or ``None``."""
 
 
+# the user object as the portal's pages name it (Salesforce's, like ``listing``)
+USER_OBJECT = "User"
+
+
 class MirroredUsers:
-    """Partner users as the CRM has them, found in the mirror by e-mail; one shared password.
+    """Partner users as the CRM has them, found in the mirror by e-mail
+    (``Mirror.partner_user``); one shared password.
 
     The role is the CRM's (``[visibility.partner_users] role_field``), as ``as_partner``
     reads it; the password is the portal's ``partner_password`` setting.
@@ -53,34 +58,19 @@ class MirroredUsers:
             password.encode("utf-8"), self.password.encode("utf-8")
         ):
             return None
-        found = self._find(login.strip())
-        if found is None:
-            return None
-        partner_id, user = found
         try:
-            view = self.mirror.as_partner(partner_id, user["Id"], source=self.source)
-        except AccessDenied:
+            found = self.mirror.partner_user(login.strip(), source=self.source)
+            if found is None:
+                return None
+            # read as the partner: a rep's own slice need not hold its user record
+            partner = self.mirror.as_partner(found.partner_id, source=self.source)
+            user = partner.get(USER_OBJECT, found.user_id)
+        except MirrorError:
+            return None
+        if not user.get("IsActive", True):
             return None
         name = user.get("Name") or login
-        return PartnerIdentity(user["Id"], partner_id, view.role, str(name))
-
-    def _find(self, email: str) -> tuple[str, dict] | None:
-        """(partner id, user row) of the partner user with this e-mail, if any.
-
-        The engine has no lookup of a user across partners, so each partner's own user
-        list is asked in turn, as that partner."""
-        if not email or len(email) > 255:
-            return None
-        for partner in self.mirror.partners(self.source):
-            try:
-                view = self.mirror.as_partner(partner["id"], source=self.source)
-                rows = view.select("User", where={"Email": email}, limit=2)
-            except MirrorError:
-                continue
-            active = [r for r in rows if r.get("IsActive", True)]
-            if len(active) == 1:
-                return partner["id"], active[0]
-        return None
+        return PartnerIdentity(found.user_id, found.partner_id, found.role, str(name))
 
 
 def manager_password_ok(expected: str | None, given: str) -> bool:

@@ -1,5 +1,5 @@
 """The partner's lists (deals, accounts, contacts): which columns each shows, and how a
-list's query string (search, filters, sort, page) becomes a ``PartnerSlice.select``.
+list's query string (search, filters, sort, page) becomes a ``PartnerView.select``.
 
 Only the names below ever reach the view: an unknown sort or filter in the query string is
 ignored, and every value goes to the view, which keeps the query inside the slice and refuses
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from prm_portal.partner_view import PartnerSlice
+from mirror import PartnerView
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class ListQuery:
     page: int
 
     def where(self, spec: ListSpec) -> dict[str, Any]:
-        """The ``where`` of ``PartnerSlice.select`` for this query."""
+        """The ``where`` of ``PartnerView.select`` for this query."""
         where: dict[str, list[tuple[str, Any]]] = {}
         if self.search:
             pattern = f"%{self.search}%"
@@ -123,7 +122,7 @@ def parse(spec: ListSpec, query: Mapping[str, str]) -> ListQuery:
 
 
 def fetch(
-    view: PartnerSlice, spec: ListSpec, query: ListQuery, page_size: int
+    view: PartnerView, spec: ListSpec, query: ListQuery, page_size: int
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of the list and how many records match in all."""
     where = query.where(spec)

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from wtforms.fields.choices import SelectChoice
 
-from mirror import MirrorError
+from mirror import MirrorError, ValidationError
 from prm_portal import listing
 from prm_portal.auth import current_view, partner_required
 from prm_portal.forms import STAGES, ContactForm, DealEditForm
@@ -101,7 +101,7 @@ def deal(deal_id: str) -> Any:
         contacts=view.select("Contact", where={"AccountId": record.get("AccountId")}, limit=200)
         if record.get("AccountId")
         else [],
-        writes=partner_writes(portal_state().mirror, view, record_id=record["Id"], limit=10),
+        writes=partner_writes(view, record_id=record["Id"], limit=10),
     )
 
 
@@ -131,9 +131,7 @@ def new_contact() -> Any:
 @partner_required
 def writes() -> Any:
     """The partner's writes and where each stands."""
-    return render_template(
-        "writes.html", writes=partner_writes(portal_state().mirror, current_view(), limit=100)
-    )
+    return render_template("writes.html", writes=partner_writes(current_view(), limit=100))
 
 
 def _account_names(rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -163,10 +161,10 @@ def _differs(before: Any, after: Any) -> bool:
 
 
 def _attach(form: Any, error: MirrorError) -> None:
-    """Show an engine error on its field when it names one, else above the form."""
-    name = getattr(error, "field", None)
-    field = getattr(form, name, None) if name else None
-    if field is not None:
-        field.errors = [*field.errors, str(error)]
-    else:
+    """Each of the engine's problems on its field, else the message above the form."""
+    problems = error.problems if isinstance(error, ValidationError) else []
+    fields = [(form[name], problem) for name, problem in problems if name in form]
+    for field, problem in fields:
+        field.errors = [*field.errors, problem]
+    if not fields:
         flash(str(error), "error")

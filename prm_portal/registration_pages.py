@@ -3,20 +3,14 @@ and from the engine's), the verdict the partner may see, and its registrations' 
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Blueprint, render_template
 
-from mirror import AccessDenied, MirrorError
+from mirror import AccessDenied, MirrorError, ValidationError
 from prm_portal.auth import current_view, partner_required
 from prm_portal.forms import RegistrationForm
 
-if TYPE_CHECKING:
-    from prm_portal.partner_view import PartnerSlice
-
-REGISTRATION = "Deal_Registration__c"
-REJECTION_REASON = "Rejection_Reason__c"
 blueprint = Blueprint("registrations", __name__)
 VERDICTS = {
     "clear": "Clear: no other deal names this customer.",
@@ -46,34 +40,18 @@ def registrations() -> Any:
         verdict_text=VERDICTS.get(str(receipt.verdict)) if receipt else None,
         refusal=refusal,
         registrations=view.my_registrations(),
-        reasons=_rejection_reasons(view),
         verdicts=VERDICTS,
     )
 
 
-def _rejection_reasons(view: PartnerSlice) -> dict[str, str]:
-    """The reasons the channel manager gave for the partner's rejected registrations."""
-    try:
-        rows = view.select(
-            REGISTRATION,
-            where={REJECTION_REASON: ("is_null", False)},
-            fields=["Id", REJECTION_REASON],
-            limit=1000,
-        )
-    except MirrorError:
-        return {}
-    return {row["Id"]: row[REJECTION_REASON] for row in rows}
-
-
 def _attach(form: RegistrationForm, error: MirrorError) -> None:
-    """Each ``field: problem`` of the engine's message on its field (else on the form)."""
-    text = str(error).removeprefix("deal registration: ")
+    """Each of the engine's problems on its field (else the message above the form)."""
+    problems = error.problems if isinstance(error, ValidationError) else []
     attached = False
-    for part in text.split("; "):
-        name, _, problem = part.partition(": ")
-        field = getattr(form, name.split(".")[0], None) if re.fullmatch(r"[\w.]+", name) else None
-        if field is not None and problem and hasattr(field, "errors"):
-            field.errors = [*field.errors, problem]
+    for name, problem in problems:
+        field = name.split(".")[0]
+        if field in form:
+            form[field].errors = [*form[field].errors, problem]
             attached = True
     if not attached:
         form.form_errors.append(str(error))

@@ -7,16 +7,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from flask import current_app
 
-from mirror import Mirror
+from mirror import Mirror, PartnerView
 from prm_portal.identity import IdentityProvider
 from prm_portal.settings import PortalSettings
-
-if TYPE_CHECKING:
-    from prm_portal.partner_view import PartnerSlice
 
 EXTENSION = "prm_portal"
 
@@ -28,11 +24,10 @@ class PortalState:
     mirror: Mirror
     settings: PortalSettings
     identity: IdentityProvider
-    _views: dict[tuple[str, str, str], tuple[float, PartnerSlice]] = field(default_factory=dict)
-    _cursors: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    _views: dict[tuple[str, str, str], tuple[float, PartnerView]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def view(self, partner_id: str, user_id: str, role: str) -> PartnerSlice:
+    def view(self, partner_id: str, user_id: str, role: str) -> PartnerView:
         """The partner view of a session: ``Mirror.as_partner``, which checks that the user
         is still the partner's, at most ``view_cache_seconds`` old."""
         key = (partner_id, user_id, role)
@@ -45,14 +40,6 @@ class PortalState:
         with self._lock:
             self._views[key] = (now, view)
         return view
-
-    def feed_cursor(self, key: tuple[str, str, str], cursor: int | None = None) -> int:
-        """The furthest feed cursor any session of this user and role has read to (a new
-        session starts there, not at the feed's beginning); ``cursor`` moves it on."""
-        with self._lock:
-            known = max(self._cursors.get(key, 0), cursor or 0)
-            self._cursors[key] = known
-            return known
 
     def forget(self, partner_id: str, user_id: str) -> None:
         """Drop the cached views of one user (on sign-out)."""

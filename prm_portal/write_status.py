@@ -1,19 +1,13 @@
 """What the partner is told about each of its writes: queued, in the CRM, refused (with the
-CRM's message) or in conflict, from the outbox entries ``PartnerSlice.writes`` returns.
-
-A write parked in a conflict is known to the engine's conflict list, not to the partner's
-outbox rows; the open conflicts are read from the ``Mirror`` and matched ONLY against the
-sequence numbers of the partner's own writes, so nothing of another partner's is read out.
+CRM's message) or in conflict, from the outbox entries ``PartnerView.writes`` returns (each
+with the open conflict it is parked in, if any: the partner's own writes only).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mirror import Mirror
-
-if TYPE_CHECKING:
-    from prm_portal.partner_view import PartnerSlice
+from mirror import PartnerView
 
 LABELS = {
     "queued": "queued",
@@ -39,17 +33,13 @@ def state_of(entry: dict[str, Any], in_conflict: bool) -> str:
 
 
 def partner_writes(
-    mirror: Mirror, view: PartnerSlice, record_id: str | None = None, limit: int = 50
+    view: PartnerView, record_id: str | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:
     """The partner's latest writes (of one record, when given), each with ``state``,
     ``label`` and ``message`` (the CRM's message when it refused)."""
-    entries = view.writes(limit=limit if record_id is None else 500)
-    if record_id is not None:
-        entries = [e for e in entries if record_id in (e["record_id"], e.get("crm_id"))][:limit]
-    conflicted = _conflicted(mirror, {e["seq"] for e in entries})
     shown = []
-    for entry in entries:
-        state = state_of(entry, entry["seq"] in conflicted)
+    for entry in view.writes(limit=limit, record_id=record_id):
+        state = state_of(entry, entry["conflict_id"] is not None)
         message = entry.get("error_message") if state in ("refused", "superseded") else None
         if state == "conflict":
             message = "changed in the CRM too; your channel manager decides which value stays"
@@ -66,10 +56,3 @@ def partner_writes(
             }
         )
     return shown
-
-
-def _conflicted(mirror: Mirror, seqs: set[int]) -> set[int]:
-    """Which of ``seqs`` (the partner's own outbox entries) are parked in an open conflict."""
-    if not seqs:
-        return set()
-    return {c["outbox_seq"] for c in mirror.conflicts("open") if c["outbox_seq"] in seqs}

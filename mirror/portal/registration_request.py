@@ -87,10 +87,12 @@ def parse_request(request: Mapping[str, Any]) -> DealRequest:
     try:
         return DealRequest.model_validate(dict(request))
     except PydanticError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "request"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+        found = [
+            (".".join(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, "))
             for e in exc.errors()
-        )
-        raise ValidationError(f"deal registration: {problems}", field=field) from None
+        ]
+        text = "; ".join(f"{field}: {problem}" for field, problem in found)
+        problems = [(field or "request", problem) for field, problem in found]
+        raise ValidationError(
+            f"deal registration: {text}", field=problems[0][0], problems=problems
+        ) from None

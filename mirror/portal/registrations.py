@@ -99,22 +99,32 @@ class Registrations:
         return Receipt(local_id, self.settings.statuses["submitted"], PartnerVerdict.of(verdict))
 
     def of_partner(self, view: Registrant) -> list[dict[str, Any]]:
-        """The partner's registrations: the fields it sees of each, and ``verdict``: whether
-        it went to review (never the vendor's verdict or score)."""
+        """The partner's registrations: the fields it sees of each, ``verdict``: whether it
+        went to review (never the vendor's verdict or score), and ``rejection_reason``: the
+        reason the vendor gave for a rejection (``None`` when there is none to see)."""
         regs = self.matcher.table(self.settings.object)
         key, f = regs.spec.key, self.settings.fields
+        reason = f.get("rejection_reason")
         wanted = (
             key,
             self.settings.name_field,
             f.get("company"),
             self.settings.status_field,
             self.settings.opportunity_field,
+            reason,
         )
         rule = view.rules.rule(self.settings.object)
         present = [n for n in wanted if n and regs.spec.has_field(n) and rule and rule.shows(n)]
         rows = view.select(self.settings.object, fields=present, limit=1000)
         labels = self._verdict_labels(regs, [r[key] for r in rows])
-        return [{**row, "verdict": partner_verdict(labels.get(row[key]))} for row in rows]
+        return [
+            {
+                **row,
+                "verdict": partner_verdict(labels.get(row[key])),
+                "rejection_reason": row.get(reason) if reason else None,
+            }
+            for row in rows
+        ]
 
     def _verdict_labels(self, regs: MirrorTable, ids: list[str]) -> dict[str, Any]:
         field = self.settings.fields.get("verdict")

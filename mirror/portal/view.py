@@ -18,14 +18,14 @@ from sqlalchemy import func, select
 
 from mirror.errors import AccessDenied
 from mirror.portal import feed as partner_feed
-from mirror.portal import query_args
+from mirror.portal import query_args, write_log
 from mirror.portal.explain import Explanation, explain
 from mirror.portal.registration_request import Receipt
 from mirror.portal.registrations import Registrations
 from mirror.portal.slice import PartnerSlice
 from mirror.portal.writes import PortalWrites, current_conditions, current_id
 from mirror.store.database import Store
-from mirror.store.tables import mirror_outbox
+from mirror.store.tables import mirror_changes
 from mirror.visibility import sizes as slice_sizes
 from mirror.visibility.rule_check import served_rules
 from mirror.visibility.rules import VisibilityRules, visible_values
@@ -110,29 +110,26 @@ class PartnerView:
         query_args.text("record_id", record_id)
         self._writes.delete(object_name, record_id)
 
-    def writes(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """This partner's writes on their way to the CRM (or failed, with the CRM's message)."""
+    def writes(
+        self, status: str | None = None, limit: int = 100, *, record_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """This partner's writes on their way to the CRM (or failed, with the CRM's message),
+        newest first; of one record when ``record_id`` is given (its local or its CRM id).
+        Each carries ``conflict_id``: the open conflict it is parked in, or ``None``."""
         query_args.bounded("limit", limit, 1, MAX_PAGE)
-        o = mirror_outbox.c
-        query = select(
-            o.seq,
-            o.object,
-            o.record_id,
-            o.crm_id,
-            o.op,
-            o.status,
-            o.error_code,
-            o.error_message,
-            o.created_at,
-            o.author,
-        ).where(o.source == self.source, o.partner_id == self.partner_id)
-        if self.role == "rep":
-            query = query.where(o.author == self.user_id)
-        if status:
-            query = query.where(o.status == status)
+        if record_id is not None:
+            query_args.text("record_id", record_id)
+        query = write_log.writes_query(self.slice, status, record_id, limit)
         with self.store.engine.connect() as conn:
-            rows = conn.execute(query.order_by(o.seq.desc()).limit(limit)).all()
+            rows = conn.execute(query).all()
         return [dict(r._mapping) for r in rows]
+
+    def feed_cursor(self) -> int:
+        """The feed's position now: ``changes(since=view.feed_cursor())`` serves only what
+        changes after this call, without reading the feed's history. The position is the
+        engine's change sequence, shared by every partner (it tells nothing of what changed)."""
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(select(func.max(mirror_changes.c.seq))).scalar() or 0)
 
     def get(self, object_name: str, record_id: str, fields: Sequence[str] | None = None) -> dict:
         """One record of the slice (also by the local id ``create`` returned, once the CRM

@@ -223,19 +223,24 @@ def typed_values(spec: ObjectSpec, values: Mapping[str, Any]) -> dict[str, Any]:
         field = spec.field(name)
         if value is None:
             if not field.nullable:
-                raise ValidationError(f"{spec.name}.{name} is required", field=name)
+                raise _invalid(spec, name, "is required")
             typed[name] = None
             continue
         try:
             typed[name] = CONVERTERS[field.type](value)
         except BadValue as exc:
-            raise ValidationError(f"{spec.name}.{name}: {exc}", field=name) from None
+            raise _invalid(spec, name, str(exc), ": ") from None
         text = field.type in (FieldType.STRING, FieldType.TEXT)
         if text and field.length and len(typed[name]) > field.length:
-            raise ValidationError(
-                f"{spec.name}.{name} is longer than {field.length} characters", field=name
-            )
+            raise _invalid(spec, name, f"is longer than {field.length} characters")
     return typed
+
+
+def _invalid(spec: ObjectSpec, name: str, problem: str, joint: str = " ") -> ValidationError:
+    """The error of one field's value: ``Object.Field<joint>problem``, and the problem."""
+    return ValidationError(
+        f"{spec.name}.{name}{joint}{problem}", field=name, problems=[(name, problem)]
+    )
 
 
 def _attribution(slice_: PartnerSlice, rule: SliceRule, values: dict[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,7 @@ _KEYS: dict[str, dict[str, str]] = {
         "partner_field": _TEXT,
         "role_field": _TEXT,
         "admin_roles": "a list of role values",
+        "login_fields": _NAMES,
     },
     "slices": {
         "paths": _NAMES,
@@ -141,6 +142,7 @@ class VisibilityRules:
     user_partner_field: str | None = None
     user_role_field: str | None = None
     admin_roles: frozenset[str] = frozenset({"admin"})
+    user_login_fields: tuple[str, ...] = ()
     slices: Mapping[str, SliceRule] = field(default_factory=dict)
     order: tuple[str, ...] = ()
     field_rules: FieldMode = "deny"
@@ -273,6 +275,7 @@ def parse_rules(source: str, raw: Mapping[str, Any]) -> VisibilityRules:
         user_partner_field=_text(users.get("partner_field")),
         user_role_field=_text(users.get("role_field")),
         admin_roles=frozenset(users.get("admin_roles", ["admin"])),
+        user_login_fields=tuple(_names(users.get("login_fields"))),
         slices=slices,
         order=order,
         field_rules=mode,
