@@ -10,6 +10,14 @@ from sandboxes.dynamics.sandbox import DynamicsSandbox
 from sandboxes.hubspot.sandbox import HubSpotSandbox
 from sandboxes.salesforce.sandbox import SalesforceSandbox
 
+# retries quick enough for tests: a fault costs milliseconds, a hung request 30 s at most
+FAST_RETRIES: dict[str, Any] = {
+    "max_retries": 4,
+    "backoff_base": 0.01,
+    "backoff_max": 0.5,
+    "timeout": 30.0,
+}
+
 
 def salesforce_settings(sandbox: SalesforceSandbox, **overrides: Any) -> dict[str, Any]:
     """Password-login settings for ``sandbox`` with fast retries and 200-record pages."""
@@ -22,10 +30,7 @@ def salesforce_settings(sandbox: SalesforceSandbox, **overrides: Any) -> dict[st
         "security_token": sandbox.security_token,
         "page_size": 200,
         "bulk_page_size": 200,
-        "max_retries": 4,
-        "backoff_base": 0.01,
-        "backoff_max": 0.5,
-        "timeout": 30.0,
+        **FAST_RETRIES,
     }
     return values | overrides
 
@@ -36,10 +41,7 @@ def hubspot_settings(sandbox: HubSpotSandbox, **overrides: Any) -> dict[str, Any
         "access_token": sandbox.access_token,
         "host": sandbox.base_url,
         "page_size": 100,
-        "max_retries": 4,
-        "backoff_base": 0.01,
-        "backoff_max": 0.5,
-        "timeout": 30.0,
+        **FAST_RETRIES,
         "search_per_second": 10_000.0,
     }
     return values | overrides

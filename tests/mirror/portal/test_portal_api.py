@@ -4,45 +4,23 @@ conflict state, field-level validation problems and the rejection reason of a re
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from mirror import Mirror, PartnerUser, ValidationError
-from mirror.config import parse_config
 from sandboxes.salesforce.sandbox import SalesforceSandbox
-from tests.adapters.conftest import sandbox_adapter
-
-OBJECTS = ["User", "Account", "Contact", "Product2", "Opportunity", "OpportunityLineItem",
-           "Deal_Registration__c"]  # fmt: skip
-CLOSE = (dt.date.today() + dt.timedelta(days=60)).isoformat()
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[SalesforceSandbox]:
-    with SalesforceSandbox(tmp_path / "sf.db", size="small") as sandbox:
-        yield sandbox
+from tests.mirror.portal.registration_world import CLOSE, ranked_partners, synced_mirror
 
 
 @pytest.fixture
 def mirror(db_url: str, box: SalesforceSandbox) -> Iterator[Mirror]:
-    config = parse_config({
-        "store": {"database": db_url},
-        "sync": {"push_retry_delay": 0},
-        "sources": {"salesforce": {"crm": "salesforce", "username": "u", "password": "p",
-                                   "objects": OBJECTS, "conflicts": {"default": "manual"}}},
-    })  # fmt: skip
-    mirror = Mirror(config, adapters={"salesforce": sandbox_adapter(box)})
-    mirror.sync()
-    yield mirror
-    mirror.close()
+    with synced_mirror(db_url, box, conflicts={"default": "manual"}) as mirror:
+        yield mirror
 
 
 def busiest_partner(mirror: Mirror) -> str:
-    ranked = sorted(mirror.partners(), key=lambda p: -p["slice"].get("Opportunity", 0))
-    return str(ranked[0]["id"])
+    return ranked_partners(mirror)[0]
 
 
 def test_a_partner_user_is_found_by_e_mail_or_user_id(mirror: Mirror) -> None:

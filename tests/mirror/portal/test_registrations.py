@@ -8,48 +8,27 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from mirror import Mirror
-from mirror.config import parse_config
 from mirror.errors import AccessDenied, ValidationError
 from mirror.store.tables import mirror_idmap
 from sandboxes.salesforce.sandbox import SalesforceSandbox
-from tests.adapters.conftest import sandbox_adapter
-
-OBJECTS = ["User", "Account", "Contact", "Product2", "Opportunity", "OpportunityLineItem",
-           "Deal_Registration__c"]  # fmt: skip
-CLOSE = (dt.date.today() + dt.timedelta(days=60)).isoformat()
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[SalesforceSandbox]:
-    with SalesforceSandbox(tmp_path / "sf.db", size="small") as sandbox:
-        yield sandbox
+from tests.mirror.portal.registration_world import CLOSE, ranked_partners, synced_mirror
 
 
 @pytest.fixture
 def mirror(db_url: str, box: SalesforceSandbox) -> Iterator[Mirror]:
-    config = parse_config({
-        "store": {"database": db_url},
-        # a write whose answer was lost is retried by the next push, not after a backoff
-        "sync": {"push_retry_delay": 0},
-        "sources": {"salesforce": {"crm": "salesforce", "username": "u", "password": "p",
-                                   "objects": OBJECTS}},
-    })  # fmt: skip
-    mirror = Mirror(config, adapters={"salesforce": sandbox_adapter(box)})
-    mirror.sync()
-    yield mirror
-    mirror.close()
+    with synced_mirror(db_url, box) as mirror:
+        yield mirror
 
 
 def two_partners(mirror: Mirror) -> tuple[str, str]:
-    ranked = sorted(mirror.partners(), key=lambda p: -p["slice"].get("Opportunity", 0))
-    return ranked[0]["id"], ranked[1]["id"]
+    first, second, *_ = ranked_partners(mirror)
+    return first, second
 
 
 def request(company: str, domain: str | None, **extra: Any) -> dict[str, Any]:
