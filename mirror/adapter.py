@@ -4,13 +4,23 @@ the portal edited (``changed_fields``, see ``mirror.push.preconditions``)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from mirror.push.diff import field_changes
 from mirror.store.records import field_value
-from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResult
+from mirror.types import (
+    Checkpoint,
+    ObjectSpec,
+    Page,
+    Record,
+    StreamEvent,
+    StreamGap,
+    Write,
+    WriteResult,
+)
 
 
 @runtime_checkable
@@ -114,6 +124,44 @@ class KeyedIds(Protocol):
     def created_id(self, spec: ObjectSpec, idempotency_key: str) -> str | None:
         """The id a create of ``spec`` with ``idempotency_key`` gives its record, or
         ``None`` when the CRM assigns it."""
+        ...
+
+
+StreamItem = StreamEvent | StreamGap
+
+
+@runtime_checkable
+class StreamListener(Protocol):
+    """Optional: an adapter that subscribes to its CRM's change stream over a connection it
+    opens itself (Salesforce Change Data Capture). The engine checks for it with
+    ``isinstance``; polling stays the backstop either way.
+    """
+
+    def listen(
+        self, specs: Sequence[ObjectSpec], position: str | None, stop: threading.Event
+    ) -> Iterator[StreamItem]:
+        """The changes of ``specs``' objects after ``position`` (``None``: from now), as they
+        come, until ``stop`` is set (checked at least every few seconds; the iterator then
+        ends). Yields a ``StreamGap`` where it cannot vouch for completeness; a position the
+        CRM no longer retains is such a gap, after which the stream resumes from now. Raises
+        ``TransientError`` when the connection fails and reconnecting no longer helps.
+        """
+        ...
+
+
+@runtime_checkable
+class WebhookReceiver(Protocol):
+    """Optional: an adapter whose CRM posts its changes to a URL of ours (HubSpot webhook
+    subscriptions, Dataverse service endpoints). The engine serves that URL, hands each
+    delivery to ``receive`` and answers the CRM once the changes are stored, so a delivery
+    the engine could not keep is retried by the CRM.
+    """
+
+    def receive(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> list[StreamItem]:
+        """The changes one delivery tells of. Raises ``StreamSignatureError`` when the
+        delivery's signature or key cannot be verified (the engine refuses it and polls)."""
         ...
 
 

@@ -95,3 +95,8 @@ class CrmError(MirrorError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class StreamSignatureError(MirrorError):
+    """A change-stream delivery whose signature or key cannot be verified: refused, and the
+    objects it would have told of are polled instead."""

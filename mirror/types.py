@@ -153,6 +153,42 @@ class Page:
     total: int | None = None
 
 
+@dataclass(frozen=True)
+class StreamEvent:
+    """Records of one object that the CRM's change stream says changed.
+
+    The engine never applies an event's payload as it is: it reads the current version of
+    ``changed`` with ``CrmAdapter.fetch`` and applies that through the page path, so an event
+    repeated, reordered or late cannot put an older version in the mirror. ``deleted`` ids
+    were deleted (``merged_into`` names the survivor of a merge, by deleted id).
+    ``committed_at`` is when the CRM committed the change (the stream's lag is measured from
+    it); ``position`` is the replay position to resume after this event (``None`` for streams
+    without replay, such as webhooks); ``changed_fields`` are the fields the CRM says changed,
+    when it says.
+    """
+
+    object: str
+    changed: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    merged_into: Mapping[str, str] = field(default_factory=dict)
+    committed_at: datetime | None = None
+    position: str | None = None
+    changed_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StreamGap:
+    """The stream can no longer vouch that it told of every change of ``object`` (``None``:
+    of every object it serves): a gap or overflow event, a replay position past the CRM's
+    retention, a delivery whose signature cannot be verified, a broken connection. The engine
+    answers with an incremental poll of the object; ``position`` is where the stream resumes.
+    """
+
+    object: str | None
+    reason: str
+    position: str | None = None
+
+
 class ChangeOrigin(enum.StrEnum):
     """Who made a change of the change feed (the value stored in ``mirror_changes.origin``)."""
 
