@@ -1,8 +1,9 @@
 """The HubSpot sandbox's WSGI app: routing, token auth, rate limits, faults, error bodies.
 
 Every CRM-facing request is logged, may be slowed or failed by an injected fault, must carry the
-portal's private-app token as a Bearer token (401 ``INVALID_AUTHENTICATION`` otherwise) and is
-counted against the rate limits (429 once over one). Errors are HubSpot's JSON bodies.
+portal's private-app token as a Bearer token (401 ``INVALID_AUTHENTICATION`` otherwise; the
+developer endpoints under ``/webhooks/`` take the developer API key as ``hapikey`` instead) and
+is counted against the rate limits (429 once over one). Errors are HubSpot's JSON bodies.
 The admin path (``kit.admin``) reaches the test controls from another process; nothing else
 exposes them.
 """
@@ -19,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 from sandboxes.hubspot import api_associations as assoc
 from sandboxes.hubspot import api_meta as meta
 from sandboxes.hubspot import api_objects as objects
+from sandboxes.hubspot import api_webhooks as hooks
 from sandboxes.hubspot.api_search import search
 from sandboxes.hubspot.errors import HsError, unauthorized
 from sandboxes.hubspot.portal import Portal
@@ -43,6 +45,7 @@ TOO_LONG_PAGE = (
 def _rules() -> Iterable[Rule]:
     o3, a4 = "/crm/v3/objects/<object_type>", "/crm/v4/associations/<from_object_type>"
     r4 = "/crm/v4/objects/<object_type>/<object_id>/associations/<to_object_type>"
+    w3 = "/webhooks/v3/<app_id>"
     table: list[tuple[str, Callable[..., Response], tuple[str, ...]]] = [
         (o3, objects.list_objects, ("GET",)),
         (o3, objects.create_object, ("POST",)),
@@ -73,6 +76,15 @@ def _rules() -> Iterable[Rule]:
         ("/crm/v3/schemas/<object_type>", meta.get_schema, ("GET",)),
         ("/crm-object-schemas/v3/schemas", meta.list_schemas, ("GET",)),
         ("/crm-object-schemas/v3/schemas/<object_type>", meta.get_schema, ("GET",)),
+        (f"{w3}/settings", hooks.get_settings, ("GET",)),
+        (f"{w3}/settings", hooks.put_settings, ("PUT",)),
+        (f"{w3}/settings", hooks.delete_settings, ("DELETE",)),
+        (f"{w3}/subscriptions", hooks.list_subscriptions, ("GET",)),
+        (f"{w3}/subscriptions", hooks.create_subscription, ("POST",)),
+        (f"{w3}/subscriptions/batch/update", hooks.batch_update, ("POST",)),
+        (f"{w3}/subscriptions/<subscription_id>", hooks.get_subscription, ("GET",)),
+        (f"{w3}/subscriptions/<subscription_id>", hooks.update_subscription, ("PATCH",)),
+        (f"{w3}/subscriptions/<subscription_id>", hooks.delete_subscription, ("DELETE",)),
     ]  # fmt: skip
     for path, endpoint, methods in table:
         yield Rule(path, endpoint=endpoint, methods=methods)
@@ -123,6 +135,15 @@ class HubSpotApp(SandboxApp):
             return json_response(HsError(400, "VALIDATION_ERROR", str(error)).body(), 400)
 
     def _authorize(self, request: Request) -> None:
+        if request.path.startswith("/webhooks/"):
+            key = request.args.get("hapikey", "")
+            expected = self.portal.webhooks.developer_api_key
+            if not hmac.compare_digest(key.encode(), expected.encode()):
+                raise HsError(
+                    401, "INVALID_AUTHENTICATION", "The API key provided is invalid. "
+                    "Developer endpoints take the developer account's API key as hapikey.",
+                )  # fmt: skip
+            return
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         valid = scheme.lower() == "bearer" and hmac.compare_digest(
             token.strip().encode(), self.portal.token.encode()

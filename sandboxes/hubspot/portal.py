@@ -1,18 +1,22 @@
 """The live state of a sandbox portal shared by the HTTP layer and the test controls.
 
 ``Portal`` bundles the schema, storage, clock and record operations with the in-memory parts:
-the private-app token, the rate limiter, injected faults, the search cap and the call log.
+the private-app token, the rate limiter, injected faults, the search cap and the call log. Its
+app's webhook subscriptions see every committed record change and deliver the events they make.
 """
 
 from __future__ import annotations
 
 import secrets
 
+from sandboxes.hubspot.changes import Change
+from sandboxes.hubspot.delivery import Delivery
 from sandboxes.hubspot.limits import RateLimiter
 from sandboxes.hubspot.records import Records
 from sandboxes.hubspot.schema import PortalSchema
 from sandboxes.hubspot.search import DEFAULT_CAP
 from sandboxes.hubspot.store import Store
+from sandboxes.hubspot.webhooks import WebhookConfig
 from sandboxes.kit.calllog import CallLog
 from sandboxes.kit.clock import MillisecondClock
 from sandboxes.kit.faults import Faults
@@ -39,3 +43,10 @@ class Portal:
         self.search_cap = DEFAULT_CAP
         self.calls = CallLog()
         self.base_url = ""
+        self.webhooks = WebhookConfig(store, schema)
+        self.delivery = Delivery(self.webhooks)
+        self.records.events = self._changed
+
+    def _changed(self, change: Change) -> None:
+        """Queue the events of ``change`` once its transaction commits."""
+        self.store.after_commit(lambda: self.delivery.enqueue(self.webhooks.events(change)))

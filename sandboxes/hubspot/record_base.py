@@ -1,6 +1,7 @@
 """What every record write of the HubSpot portal builds on: finding live records, checking
 property values (every problem at once, unique values kept unique), applying one change with
-its calculated properties and history, and the write log.
+its calculated properties and history, the write log, and the changes handed to the webhook
+subscriptions (``events``, a ``changes.ChangeSink``).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sandboxes.hubspot.changes import Change, ChangeSink
 from sandboxes.hubspot.derived import derive, record_json
 from sandboxes.hubspot.errors import HsError, invalid_values, not_found, validation
 from sandboxes.hubspot.history import CALCULATED, History, Source
@@ -27,6 +29,7 @@ class RecordBase:
         self.schema = schema
         self.clock = clock
         self.history = History(store)
+        self.events: ChangeSink | None = None
         with store.lock:
             create_table(store.conn)
 
@@ -149,6 +152,19 @@ class RecordBase:
         self, op: str, object_type: ObjectType, record_id: Any, fields: Mapping[str, Any], ms: int
     ) -> None:
         log_write(self.store.conn, op, object_type.name, record_id, fields, ms_to_iso(ms))
+
+    def _emit(
+        self,
+        kind: str,
+        object_type: ObjectType,
+        record_id: Any,
+        ms: int,
+        property_name: str | None = None,
+        **details: Any,
+    ) -> None:
+        if self.events is not None:
+            change = Change(kind, object_type, as_id(record_id), ms, details, property_name)
+            self.events(change)
 
     def to_json(
         self,

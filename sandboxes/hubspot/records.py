@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sandboxes.hubspot.changes import association_name
 from sandboxes.hubspot.derived import derive
 from sandboxes.hubspot.errors import HsError, not_found, validation
 from sandboxes.hubspot.history import CRM_USER, INTEGRATION, Source
@@ -67,6 +68,7 @@ class Records(RecordBase):
                 self._store_unique(object_type, row)
                 self.history.record(object_type.name, record_id, props, moment, _source(system))
                 self._log("create", object_type, row["id"], values, moment)
+                self._emit("creation", object_type, row["id"], moment, changeFlag="CREATED")
                 rows.append(row)
         return rows
 
@@ -86,6 +88,11 @@ class Records(RecordBase):
         with self.store.transaction():
             row = self._apply(object_type, row, checked, stamp, _source(system))
             self._log("update", object_type, row["id"], checked, row["modified_ms"])
+            for name, value in checked.items():
+                self._emit(
+                    "propertyChange", object_type, row["id"], row["modified_ms"], name,
+                    propertyName=name, propertyValue=value or "",
+                )  # fmt: skip
         return row
 
     def touch(self, object_type: ObjectType, ids: Iterable[Any], stamp: int) -> None:
@@ -109,6 +116,7 @@ class Records(RecordBase):
             self.store.write(object_type.name, row)
             self.store.release_unique(object_type.name, row["id"])
             self._log("delete", object_type, row["id"], {}, row["archived_ms"])
+            self._emit("deletion", object_type, row["id"], row["archived_ms"], changeFlag="DELETED")
         return True
 
     def restore(self, object_type: ObjectType, record_id: Any) -> dict[str, Any]:
@@ -121,6 +129,7 @@ class Records(RecordBase):
         with self.store.transaction():
             row = self._apply(object_type, row, {})
             self._log("undelete", object_type, row["id"], {}, row["modified_ms"])
+            self._emit("restore", object_type, row["id"], row["modified_ms"], changeFlag="RESTORED")
         return row
 
     def purge(self, object_type: ObjectType, record_id: Any) -> None:
@@ -128,7 +137,9 @@ class Records(RecordBase):
         with self.store.transaction():
             self.store.purge(object_type.name, as_id(record_id))
             self.history.forget(object_type.name, as_id(record_id))
-            self._log("hard_delete", object_type, record_id, {}, self.clock.now_ms())
+            moment = self.clock.now_ms()
+            self._log("hard_delete", object_type, record_id, {}, moment)
+            self._emit("deletion", object_type, record_id, moment, changeFlag="DELETED")
 
     def merge(
         self, object_type: ObjectType, primary_id: Any, loser_ids: Iterable[Any]
@@ -137,12 +148,14 @@ class Records(RecordBase):
         associations move to it and its ``hs_merged_object_ids`` lists them."""
         primary = self.require(object_type, primary_id)
         merged = [m for m in (primary["props"].get("hs_merged_object_ids") or "").split(";") if m]
+        losers: list[int] = []
         with self.store.transaction():
             for loser_id in loser_ids:
                 loser = self.require(object_type, loser_id)
                 if loser["id"] == primary["id"]:
                     raise validation("A record cannot be merged into itself")
                 loser["merged_into"] = primary["id"]
+                losers.append(loser["id"])
                 self.store.write(object_type.name, loser)
                 merged_into = {"merged_into": primary["id"]}
                 self._log("merge", object_type, loser["id"], merged_into, self.clock.now_ms())
@@ -151,7 +164,12 @@ class Records(RecordBase):
                 merged += [str(loser["id"])] + [
                     m for m in (loser["props"].get("hs_merged_object_ids") or "").split(";") if m
                 ]
-            return self._apply(object_type, primary, {"hs_merged_object_ids": ";".join(merged)})
+            row = self._apply(object_type, primary, {"hs_merged_object_ids": ";".join(merged)})
+            self._emit(
+                "merge", object_type, row["id"], row["modified_ms"], primaryObjectId=row["id"],
+                mergedObjectIds=losers, newObjectId=row["id"], numberOfPropertiesMoved=0,
+            )  # fmt: skip
+            return row
 
     def _move_associations(self, type_name: str, old: int, new: int) -> None:
         rows = self.store.associations_touching(type_name, old)
@@ -196,6 +214,7 @@ class Records(RecordBase):
                 (to_type.name, target["id"], from_type.name, source["id"], assoc.inverse_id)
             )
         self.store.add_associations(rows)
+        self._associations_changed(from_type, source["id"], to_type, target["id"], wanted, False)
         if any(a.primary for a in wanted) and from_type.name == "contacts":
             self._apply(from_type, source, {"associatedcompanyid": str(target["id"])})
         return wanted
@@ -245,10 +264,36 @@ class Records(RecordBase):
                 (to_type.name, target, from_type.name, source, assoc.inverse_id),
             )
         )
+        self._associations_changed(from_type, source, to_type, target, chosen, True)
         if from_type.name == "contacts" and any(a.primary for a in chosen):
             contact = self.live(from_type, source)
             if contact is not None:
                 self._apply(from_type, contact, {"associatedcompanyid": None})
+
+    def _associations_changed(
+        self,
+        from_type: ObjectType,
+        from_id: int,
+        to_type: ObjectType,
+        to_id: int,
+        types: Sequence[AssociationType],
+        removed: bool,
+    ) -> None:
+        """One ``associationChange`` per association type and direction."""
+        moment = self.clock.now_ms()
+        for assoc in types:
+            for (one, one_id), (other, other_id), type_id in (
+                ((from_type, from_id), (to_type, to_id), assoc.type_id),
+                ((to_type, to_id), (from_type, from_id), assoc.inverse_id),
+            ):
+                self._emit(
+                    "associationChange", one, one_id, moment,
+                    associationType=association_name(one, other), fromObjectId=one_id,
+                    toObjectId=other_id, associationRemoved=removed,
+                    isPrimaryAssociation=assoc.primary, associationTypeId=type_id,
+                    associationCategory=assoc.category,
+                    fromObjectTypeId=one.object_type_id, toObjectTypeId=other.object_type_id,
+                )  # fmt: skip
 
 
 def _new_row(record_id: int, props: dict[str, str], moment: int) -> dict[str, Any]:

@@ -9,7 +9,9 @@ property values as strings, HubSpot's error bodies and rate limits (burst, daily
 answered with 429 and ``X-HubSpot-RateLimit-*`` headers.
 
 Its public methods are the test controls: record changes made "inside the CRM", associations,
-merges, the recycle bin, faults, rate limits, the search cap, the clock and the call log. Each
+merges, the recycle bin, faults, rate limits, the search cap, the clock, the call log and the
+webhooks (``webhook_controls``: every committed change is delivered to the app's subscriptions
+as HubSpot's Webhooks API v3 does, ``delivery``). Each
 is also reachable from another process as ``POST /__sandbox/<name>`` with the
 ``X-Sandbox-Admin: <admin_token>`` header.
 
@@ -38,6 +40,11 @@ from sandboxes.hubspot.schema import PARTNER_LABEL, PortalSchema
 from sandboxes.hubspot.search import contains_token
 from sandboxes.hubspot.store import LIVE, Store
 from sandboxes.hubspot.values import ms_to_iso, to_ms, to_python
+from sandboxes.hubspot.webhook_controls import (
+    WEBHOOK_CONTROLS,
+    WEBHOOK_PROPERTIES,
+    WebhookControls,
+)
 from sandboxes.kit.clock import MillisecondClock
 from sandboxes.kit.controls import CommonControls
 from sandboxes.kit.faults import Fault
@@ -48,16 +55,16 @@ _CONTROLS = (
     "hard_delete", "merge", "set_modstamp", "get", "count", "ids", "associate", "dissociate",
     "associations", "fail_next", "drop_next_response", "throttle", "set_rate_limits",
     "set_search_cap", "add_property", "corrupt", "rotate_token", "reset_calls", "call_count",
-    "write_log", "dump", "clear_faults",
+    "write_log", "dump", "clear_faults", *WEBHOOK_CONTROLS,
 )  # fmt: skip
 
 
-class HubSpotSandbox(CommonControls):
+class HubSpotSandbox(WebhookControls, CommonControls):
     """A HubSpot portal on 127.0.0.1, backed by one SQLite file; see the module docstring."""
 
     portal_id = 48151623
     controls = _CONTROLS
-    properties = ("calls", "access_token", "rate_limited")
+    properties = ("calls", "access_token", "rate_limited", *WEBHOOK_PROPERTIES)
     datetime_arguments = {"set_modstamp": "when"}
 
     def __init__(
@@ -104,6 +111,12 @@ class HubSpotSandbox(CommonControls):
         anchor = self._stored_anchor(store)
         clock = MillisecondClock.from_state(store.get_meta("clock"), to_ms(anchor))
         return Portal(store, schema, clock, token)
+
+    def stop(self) -> None:
+        """Stop delivering webhooks, then serving; save the clock and close the database."""
+        if self._state is not None:
+            self._state.delivery.close()
+        super().stop()
 
     def _app(self) -> HubSpotApp:
         return HubSpotApp(self.portal, self.admin_token, self._control)

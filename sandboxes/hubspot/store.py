@@ -9,7 +9,9 @@ connection (``kit.store.SqliteStore``): exactness over concurrency.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,33 @@ class Store(SqliteStore):
     def __init__(self, path: str | Path) -> None:
         """Open (or create) the database at ``path``."""
         super().__init__(path, _TABLES)
+        self._committed: list[Callable[[], None]] = []
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The kit's nested write transaction; the outermost one runs the ``after_commit``
+        work queued inside it once it has committed (and drops it on a rollback)."""
+        with self.lock:
+            outermost = self._depth == 0
+            try:
+                with super().transaction() as conn:
+                    yield conn
+            except BaseException:
+                if outermost:
+                    self._committed.clear()
+                raise
+            if outermost:
+                work, self._committed = self._committed, []
+                for job in work:
+                    job()
+
+    def after_commit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` once the current transaction commits (at once outside of one)."""
+        with self.lock:
+            if self._depth:
+                self._committed.append(job)
+                return
+        job()
 
     def build_indexes(self) -> None:
         """Create the indexes (after a bulk load)."""

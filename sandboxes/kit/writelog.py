@@ -37,6 +37,12 @@ def api_request() -> Iterator[None]:
         _IN_API_REQUEST.reset(token)
 
 
+def in_api_request() -> bool:
+    """Whether the current write comes from a CRM-facing request (``api``) rather than a test
+    control (``crm``)."""
+    return _IN_API_REQUEST.get()
+
+
 def create_table(conn: sqlite3.Connection) -> None:
     """Create the log table if the file has none yet."""
     conn.execute(SCHEMA)
@@ -51,7 +57,7 @@ def log_write(
     at: str,
 ) -> None:
     """Append one write (call inside the write's transaction)."""
-    origin = "api" if _IN_API_REQUEST.get() else "crm"
+    origin = "api" if in_api_request() else "crm"
     body = orjson.dumps(dict(fields), default=str).decode()
     conn.execute(
         "INSERT INTO sandbox_writes (at, origin, op, object, record_id, fields)"
