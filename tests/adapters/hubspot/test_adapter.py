@@ -18,6 +18,7 @@ from tests.adapters.hubspot.fixtures import HubSpotControls, hubspot_adapter, hu
 __all__ = ["hubspot_sandbox"]
 
 PAGE = 50
+BURST_PAGE = 10
 SUBJECT = "companies"
 
 
@@ -253,8 +254,11 @@ def test_a_wrong_token_is_an_auth_error_without_the_token(sandbox):
 
 
 def test_bursts_of_429_are_waited_out_without_hammering(sandbox):
+    # Pages of 10 make this read alone need more requests than one burst allows (15 pages of
+    # companies against 8 a window), so the governor must wait whatever ran before it.
+    assert sandbox.count(SUBJECT) >= 15 * BURST_PAGE
     sandbox.set_rate_limits(burst=8, interval_ms=400, search_per_second=3)
-    adapter = hubspot_adapter(sandbox, page_size=PAGE, burst_reserve=0, search_per_second=50)
+    adapter = hubspot_adapter(sandbox, page_size=BURST_PAGE, burst_reserve=0, search_per_second=50)
     try:
         spec = adapter.describe(SUBJECT)
         replica, _ = read_all(adapter, spec, None)
