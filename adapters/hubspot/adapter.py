@@ -10,6 +10,8 @@
   objects such as ``deal_company_associations`` (``hubspot_edges``).
 - Writes: the batch APIs, 100 a call, 207s per record, idempotent creates by upsert on a unique
   property (``hubspot_write``).
+- Change stream: HubSpot webhook deliveries, verified with the app's client secret and turned
+  into ``StreamEvent``/``StreamGap`` (``hubspot_webhooks``); polling stays the backstop.
 - One rate governor per adapter for the burst and search budgets, honouring 429s and the
   ``X-HubSpot-RateLimit-*`` headers; every request counted (``hubspot_http``,
   ``hubspot_client``); errors mapped in one table (``hubspot_errors``).
@@ -17,15 +19,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from adapters.hubspot.catalog import EDGE_OBJECTS, Catalog
 from adapters.hubspot.client import HubSpotConnection
 from adapters.hubspot.edges import EdgeReader, read_only
 from adapters.hubspot.read import Reader
 from adapters.hubspot.settings import HubSpotSettings
+from adapters.hubspot.webhooks import WebhookDecoder
 from adapters.hubspot.write import BatchWriter
-from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResult
+from mirror.types import (
+    Checkpoint,
+    ObjectSpec,
+    Page,
+    Record,
+    StreamEvent,
+    StreamGap,
+    Write,
+    WriteResult,
+)
 
 __all__ = ["HubSpotAdapter", "HubSpotSettings"]
 
@@ -45,6 +57,7 @@ class HubSpotAdapter:
         self.source = source
         self.connection = HubSpotConnection(settings)
         self.catalog = Catalog(self.connection, settings, source)
+        self.webhooks = WebhookDecoder(settings, self.catalog)
 
     def check(self) -> None:
         """Reach the portal with the token: ``AuthError`` or ``TransientError`` if not."""
@@ -80,6 +93,13 @@ class HubSpotAdapter:
         if spec.name in EDGE_OBJECTS:
             return read_only(writes)
         return BatchWriter(self.connection, self.catalog, spec).write(writes)
+
+    def receive(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> list[StreamEvent | StreamGap]:
+        """The changes one HubSpot webhook delivery tells of; ``StreamSignatureError`` when
+        its v3 signature is not the app's or is five minutes old."""
+        return self.webhooks.receive(method, url, headers, body)
 
     def _reader(self, spec: ObjectSpec) -> Reader:
         kind = EdgeReader if spec.name in EDGE_OBJECTS else Reader

@@ -35,6 +35,13 @@ class HubSpotSettings(AdapterSettings):
     (0: on every incremental read). ``search_per_second`` paces searches below HubSpot's
     separate search limit; ``burst_reserve`` requests of each ten-second window are left free
     for other integrations of the portal.
+
+    Webhooks (``hubspot_webhooks``): ``client_secret`` is the HubSpot app's client secret, which
+    signs every delivery (``X-HubSpot-Signature-v3``); keep it in the environment
+    (``client_secret = "${HUBSPOT_CLIENT_SECRET}"``). ``webhook_url`` is the target URL as
+    registered in the app, when the daemon is reached through a proxy that changes it (the
+    signature covers the URL HubSpot called). ``app_id`` and ``developer_api_key`` (the
+    developer account's key) let ``register_webhooks`` set the app's target and subscriptions.
     """
 
     label: ClassVar[str] = "hubspot"
@@ -53,6 +60,10 @@ class HubSpotSettings(AdapterSettings):
     search_per_second: float = 4.0
     burst_reserve: int = 5
     max_rate_limit_waits: int = 20
+    client_secret: SecretStr | None = None
+    webhook_url: str | None = None
+    app_id: int | None = None
+    developer_api_key: SecretStr | None = None
 
     @property
     def base_url(self) -> str:
@@ -83,6 +94,11 @@ class HubSpotSettings(AdapterSettings):
             found.append(
                 "hubspot.host must be https:// (plain http is accepted only for a sandbox on "
                 f"127.0.0.1, localhost or ::1): got {self.host!r}"
+            )
+        if self.webhook_url and url_kind(self.webhook_url) == "refused":
+            found.append(
+                "hubspot.webhook_url must be https:// (plain http only on 127.0.0.1, localhost "
+                f"or ::1): got {self.webhook_url!r}"
             )
         if self.page_size < 1:
             found.append("hubspot.page_size must be at least 1")

@@ -271,6 +271,8 @@ class Delivery:
                 "POST", target.url, body=body, headers=headers,
                 timeout=urllib3.Timeout(total=self.timing.timeout), redirect=False,
             )  # fmt: skip
+        except urllib3.exceptions.NewConnectionError:
+            return "connection_error", None
         except urllib3.exceptions.TimeoutError:
             return "timeout", None
         except (urllib3.exceptions.HTTPError, OSError):

@@ -58,7 +58,8 @@ class WebhookControls:
         """Point the app's deliveries at ``target_url`` and replace its subscriptions with
         active ones: each of ``kinds`` for each of ``objects`` (the legacy ``deal.creation``
         form, ``object.*`` for custom objects), ``propertyChange`` once per property
-        (those of ``properties`` the object has; default: every property of the object). Returns the subscriptions."""
+        (those of ``properties`` the object has; default: every property of the object).
+        Returns the subscriptions."""
         config = self.portal.webhooks
         now = self.portal.clock.now_ms()
         config.configure(target_url, max_concurrent_requests, now)
@@ -132,8 +133,8 @@ class WebhookControls:
         return self.portal.delivery.wait_idle(timeout)
 
     def clear_webhooks(self) -> int:
-        """Remove the target and every subscription, forget queued events and delivery
-        faults; returns how many events were forgotten."""
+        """Remove the target and every subscription, forget queued events, delivery faults
+        and the delivery log; returns how many events were forgotten."""
         config = self.portal.webhooks
         for sub_id in list(config.subscriptions):
             config.unsubscribe(sub_id)
@@ -141,4 +142,5 @@ class WebhookControls:
         delivery = self.portal.delivery
         with delivery._cond:
             delivery.faults.queue.clear()
+            delivery.log.clear()
         return delivery.discard()

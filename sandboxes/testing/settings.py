@@ -36,10 +36,14 @@ def salesforce_settings(sandbox: SalesforceSandbox, **overrides: Any) -> dict[st
 
 
 def hubspot_settings(sandbox: HubSpotSandbox, **overrides: Any) -> dict[str, Any]:
-    """Settings for ``sandbox`` with fast retries and no search pacing to speak of."""
+    """Settings for ``sandbox`` with fast retries and no search pacing to speak of, and its
+    app's client secret, id and developer key (webhook deliveries and their registration)."""
     values: dict[str, Any] = {
         "access_token": sandbox.access_token,
         "host": sandbox.base_url,
+        "client_secret": sandbox.client_secret,
+        "app_id": sandbox.app_id,
+        "developer_api_key": sandbox.developer_api_key,
         "page_size": 100,
         **FAST_RETRIES,
         "search_per_second": 10_000.0,
