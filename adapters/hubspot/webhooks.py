@@ -152,7 +152,9 @@ class WebhookDecoder:
             except (Malformed, KeyError, TypeError, ValueError) as error:
                 where = getattr(error, "object", None)
                 gaps.setdefault(where, f"unreadable HubSpot webhook event: {error}")
-        items: list[StreamItem] = [groups[name].event(name) for name in sorted(groups)]
+        items: list[StreamItem] = [
+            groups[name].event(name) for name in sorted(groups) if groups[name].ids
+        ]
         if None in gaps:
             return [*items, StreamGap(None, gaps[None])]
         return [*items, *(StreamGap(name, gaps[name]) for name in sorted(n for n in gaps if n))]

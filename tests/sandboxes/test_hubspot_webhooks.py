@@ -253,7 +253,7 @@ def test_at_most_max_concurrent_requests_are_under_way(box, tmp_path):
         )
         box.create_many("companies", [{"name": f"Busy {n}"} for n in range(800)])
         assert box.webhook_wait(30)
-        assert len(slow.received) == 8
+        assert len(slow.received) >= 8 and len(slow.events()) == 800
         assert 2 <= slow.most_active <= 5
     finally:
         box.clear_webhooks()
