@@ -215,6 +215,9 @@ class Delivery:
         return due[: max(room, 0)]
 
     def _sleep(self, now: float) -> float:
+        target = self.config.target
+        if target is not None and self._requests >= target.max_concurrent_requests:
+            return 0.5  # a request settling wakes the worker
         moments = [b.due for b in self._waiting]
         if self._fresh:
             moments.append(self._fresh[0][0] + self.timing.batch_window)

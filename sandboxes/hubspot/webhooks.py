@@ -255,7 +255,9 @@ class WebhookConfig:
         """The events ``change`` makes: one per active subscription it matches."""
         if self.target is None:
             return []
-        matching = [s for s in self.subscriptions.values() if s.matches(change, self.schema)]
+        with self.lock:
+            subs = list(self.subscriptions.values())
+        matching = [s for s in subs if s.matches(change, self.schema)]
         api = in_api_request()
         events = []
         for sub in matching:

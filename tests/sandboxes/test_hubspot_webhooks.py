@@ -21,6 +21,7 @@ from hubspot.webhooks import (
 from hubspot.webhooks.exceptions import ApiException as WebhooksApiException
 
 from sandboxes.hubspot.sandbox import HubSpotSandbox
+from sandboxes.testing.hubspot_webhooks import HubSpotWebhooks
 from tests.adapters.hubspot.fixtures import unthrottled
 from tests.sandboxes.webhook_receiver import Receiver
 
@@ -333,3 +334,26 @@ def test_an_answer_slower_than_the_timeout_is_retried(box):
         box.clear_webhooks()
         box.set_webhook_timing(timeout=5.0)
         slow.close()
+
+
+def test_the_controls_work_through_the_admin_path_and_the_app_survives_a_restart(tmp_path):
+    path = tmp_path / "hs.db"
+    receiver = Receiver()
+    try:
+        with HubSpotSandbox(path, size="tiny") as box:
+            hooks = HubSpotWebhooks.remote(box.base_url, box.admin_token)
+            subs = hooks.register(receiver.url, properties=["name"], objects=["companies"])
+            hooks.timing(time_scale=QUICK)
+            settings = hooks.adapter_settings()
+            assert settings["client_secret"] == box.client_secret
+            company = box.create("companies", {"name": "Remote"})
+            assert hooks.wait(10) and hooks.pending() == 0
+            assert [d["outcome"] for d in hooks.deliveries()] == ["delivered"]
+            assert [e["objectId"] for e in receiver.events()] == [int(company)]
+        with HubSpotSandbox(path) as again:
+            assert HubSpotWebhooks.of(again).adapter_settings() == settings
+            kept = developer(again).webhooks.subscriptions_api.get_all(again.app_id).results
+            assert sorted(s.id for s in kept) == sorted(s["id"] for s in subs)
+            assert again.portal.webhooks.target.url == receiver.url
+    finally:
+        receiver.close()
