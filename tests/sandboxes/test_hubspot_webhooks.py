@@ -9,6 +9,10 @@ from collections.abc import Iterator
 import pytest
 from hubspot import HubSpot
 from hubspot.crm.contacts.exceptions import ApiException as ObjectsApiException
+from hubspot.crm.deals import (
+    BatchInputSimplePublicObjectBatchInput,
+    BatchInputSimplePublicObjectId,
+)
 from hubspot.crm.objects import SimplePublicObjectInput
 from hubspot.exceptions import InvalidSignatureTimestampError
 from hubspot.utils.signature import Signature
@@ -141,6 +145,24 @@ def test_an_api_write_is_delivered_signed_from_the_integration(box, receiver):
     assert event["occurredAt"] == int(modified.timestamp() * 1000)
     assert valid(box, delivery)
     assert not valid(box, delivery, secret="another-secret")
+
+
+def test_batch_writes_make_one_event_per_record(box, receiver):
+    box.subscribe_webhooks(receiver.url, objects=["deals"], properties=["dealname"])
+    deals = box.ids("deals")[10:13]
+    api = crm(box).crm.deals.batch_api
+    api.update(
+        BatchInputSimplePublicObjectBatchInput(
+            inputs=[{"id": d, "properties": {"dealname": f"Batch {d}"}} for d in deals]
+        )
+    )
+    api.archive(BatchInputSimplePublicObjectId(inputs=[{"id": deals[0]}]))
+    assert box.webhook_wait(10)
+    got = sorted((e["subscriptionType"], str(e["objectId"])) for e in receiver.events())
+    assert got == sorted(
+        [("deal.propertyChange", d) for d in deals] + [("deal.deletion", deals[0])]
+    )
+    assert {e["changeSource"] for e in receiver.events()} == {"INTEGRATION"}
 
 
 def test_only_the_subscribed_property_makes_an_event(box, receiver):
