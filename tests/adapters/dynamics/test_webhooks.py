@@ -244,6 +244,7 @@ def test_injected_faults(
     dynamics_sandbox.duplicate_webhooks(1)
     first = dynamics_sandbox.create("account", {"name": "Twice"})
     assert [d.items[0].changed for d in receiver.wait_for(2) if d.items] == [(first,), (first,)]
+    assert dynamics_sandbox.wait_for_webhooks(10)
     receiver.clear()
     dynamics_sandbox.lose_webhooks(1)
     dynamics_sandbox.create("account", {"name": "Lost"})
