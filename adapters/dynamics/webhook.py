@@ -191,7 +191,8 @@ def register_webhook(
     )
     if found.get("value"):
         endpoint_id = str(found["value"][0]["serviceendpointid"])
-        conn.request("PATCH", f"serviceendpoints({endpoint_id})", json=endpoint,
+        changes = {k: endpoint[k] for k in ("url", "authtype", "authvalue")}
+        conn.request("PATCH", f"serviceendpoints({endpoint_id})", json=changes,
                      action="updating the webhook")  # fmt: skip
     else:
         response = conn.request("POST", "serviceendpoints", json=endpoint,

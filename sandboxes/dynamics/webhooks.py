@@ -50,6 +50,8 @@ from sandboxes.dynamics.webhook_registry import (
 
 GATEWAY_STATUSES = (502, 503, 504)
 DEFAULT_RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0)
+LOG_LIMIT = 100_000
+"""Entries the delivery log keeps (the oldest are dropped first)."""
 SYNC_FAILURE = "0x80040266"
 
 
@@ -113,7 +115,9 @@ class WebhookService:
     # --- the pipeline ---------------------------------------------------------------------
 
     def _deliveries(self, changes: list[RowChange], mode: int) -> list[Delivery]:
-        found = []
+        found: list[Delivery] = []
+        if not self.registry.steps:
+            return found
         for change in changes:
             message = MESSAGE_OF_OP.get(change.op)
             if message is None:
@@ -264,6 +268,8 @@ class WebhookService:
                 "attempt": delivery.attempt, "status": status, "outcome": outcome,
                 "wrong_key": delivery.wrong_key, "at": time.time(),
             })  # fmt: skip
+            if len(self.log) > LOG_LIMIT:
+                del self.log[: len(self.log) - LOG_LIMIT]
 
     # --- controls -------------------------------------------------------------------------
 

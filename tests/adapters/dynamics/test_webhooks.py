@@ -18,6 +18,7 @@ from tests.adapters.dynamics.fixtures import (  # noqa: F401
     WebApi,
     dynamics_sandbox,
     sandbox_adapter,
+    sandbox_settings,
 )
 from tests.adapters.dynamics.receiver import Receiver
 
@@ -290,3 +291,34 @@ def test_unreadable_bodies_are_gaps(
         "6d81597f-0f9f-e711-8122-000d3aa2331c",
     )
     assert isinstance(gap, StreamGap) and "256 KB" in gap.reason
+
+
+def test_a_lost_delivery_is_covered_by_the_poll_backstop(
+    dynamics_sandbox: DynamicsSandbox,  # noqa: F811
+    adapter: DynamicsAdapter,
+    receiver: Receiver,
+) -> None:
+    spec = adapter.describe("account")
+    checkpoint = None
+    for page in adapter.read(spec, None):
+        checkpoint = page.checkpoint
+    dynamics_sandbox.register_webhook(receiver.url, ["account"], KEY)
+    dynamics_sandbox.lose_webhooks(1)
+    dynamics_sandbox.advance_clock(1)
+    lost = dynamics_sandbox.create("account", {"name": "Only the poll sees me"})
+    assert dynamics_sandbox.wait_for_webhooks(10)
+    assert receiver.wait_for(1, timeout=0.3) == []
+    polled = [r[spec.key] for page in adapter.read(spec, checkpoint) for r in page.records]
+    assert lost in polled
+
+
+def test_webhook_settings_are_checked_and_the_key_stays_hidden(
+    dynamics_sandbox: DynamicsSandbox,  # noqa: F811
+) -> None:
+    settings = sandbox_adapter(dynamics_sandbox, webhook_key=KEY).settings
+    assert KEY not in repr(settings) and settings.problems() == []
+    bad = sandbox_settings(dynamics_sandbox, webhook_key="short", webhook_auth="Basic")
+    assert bad.problems() == [
+        "dynamics.webhook_auth must be one of WebhookKey, HttpHeader, HttpQueryString: got 'Basic'",
+        "dynamics.webhook_key must be at least 16 characters (a random key)",
+    ]
