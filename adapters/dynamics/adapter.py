@@ -13,6 +13,9 @@
   ``@odata.bind`` lookups (``dynamics_write``).
 - Throttling (429 + ``Retry-After``), server errors and lost connections: retried with backoff;
   errors mapped in one table (``dynamics_errors``).
+- Change stream: Dataverse webhooks (a ``serviceendpoint`` and its steps posting the
+  ``RemoteExecutionContext``); ``receive`` checks the key and names the rows changed
+  (``dynamics_webhook``, ``docs/streams-dynamics.md``).
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from adapters.dynamics.fetch import fetch_rows
 from adapters.dynamics.read import cursor_pages, read_ids, tracked_pages
 from adapters.dynamics.settings import DynamicsSettings
 from adapters.dynamics.types import RecordConverter, TableInfo, navigation_of, object_spec
+from adapters.dynamics.webhook import StreamItem, parse_delivery, register_webhook, verify
 from adapters.dynamics.write import BatchWriter, create_id
 from mirror.errors import ConfigError
-from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResult
+from mirror.types import Checkpoint, ObjectSpec, Page, Record, StreamGap, Write, WriteResult
 
 __all__ = ["DynamicsAdapter", "DynamicsSettings"]
 
@@ -67,6 +71,7 @@ class DynamicsAdapter:
         self._tables: dict[str, TableInfo] = {}
         self._navigation: dict[str, dict[str, dict[str, str]]] = {}
         self.lookup_targets: dict[str, str] = {}
+        self.stream_objects: set[str] = set()
 
     def check(self) -> None:
         """Get a token and ask the organisation who we are; ``AuthError``/``TransientError``."""
@@ -91,11 +96,13 @@ class DynamicsAdapter:
         definition = self._definition(object_name, expand=True)
         self._tables[object_name] = TableInfo.from_definition(definition)
         try:
-            return object_spec(definition, self._relationships(object_name), self.source)
+            spec = object_spec(definition, self._relationships(object_name), self.source)
         except ValueError as error:
             raise ConfigError(
                 f"Dataverse table {object_name} cannot be mirrored: {error}"
             ) from None
+        self.stream_objects.add(spec.name)
+        return spec
 
     def read(self, spec: ObjectSpec, since: Checkpoint | None) -> Iterator[Page]:
         """Pages after ``since``: change tracking where the table has it, else the cursor."""
@@ -133,6 +140,27 @@ class DynamicsAdapter:
         """The guid a create of ``spec`` with ``idempotency_key`` is sent with (the engine's
         ``KeyedIds``): a pulled row with it is that create, even when its answer was lost."""
         return create_id(spec.name, idempotency_key)
+
+    def receive(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> list[StreamItem]:
+        """The changes one Dataverse webhook delivery tells of (the engine's
+        ``WebhookReceiver``): the key is checked first (``StreamSignatureError`` when it is
+        missing or wrong); rows of tables not in ``stream_objects`` (the tables described so
+        far) are left out; an unreadable body is a ``StreamGap``."""
+        verify(self.settings, url, headers)
+        if method.upper() != "POST":
+            return [StreamGap(None, f"a Dataverse webhook delivery by {method}, not POST")]
+        return parse_delivery(body, headers, self.stream_objects.__contains__)
+
+    def register_webhook(
+        self, url: str, objects: Sequence[str], *, name: str = "prm-mirror"
+    ) -> dict[str, Any]:
+        """Register (or update) the webhook endpoint ``name`` posting to ``url`` with
+        ``webhook_key``, and asynchronous Create/Update/Delete/Merge steps on ``objects``
+        (``dynamics_webhook.register_webhook``). The application user needs the privileges
+        to create ``serviceendpoint`` and ``sdkmessageprocessingstep`` rows."""
+        return register_webhook(self.connection, url, objects, name=name)
 
     def api_calls(self) -> int:
         """HTTP requests made so far, token requests and retries included."""

@@ -24,6 +24,7 @@ MAX_PAGE_SIZE = 5000
 MAX_CONFIG_PAGE_SIZE = 10_000
 MAX_BATCH_REQUESTS = 1000
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+WEBHOOK_AUTH_TYPES = ("WebhookKey", "HttpHeader", "HttpQueryString")
 MICROSOFT_AUTHORITY_HOSTS = (
     "login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn",
     "login.partner.microsoftonline.cn",
@@ -38,6 +39,11 @@ class DynamicsSettings(AdapterSettings):
     (``certificate_thumbprint``, the SHA-1 thumbprint Entra ID shows, is then optional: without
     it the certificate's SHA-256 thumbprint is used). ``page_size`` is clamped to 1..5,000 (the
     Web API's maximum); ``batch_size`` to 1..1,000 requests per ``$batch``.
+
+    Webhooks (``docs/streams-dynamics.md``): ``webhook_key`` is the key the service endpoint
+    sends, as ``webhook_auth`` says: ``WebhookKey`` (query string ``?code=<key>``),
+    ``HttpHeader`` (header ``<webhook_key_name>: <key>``) or ``HttpQueryString``
+    (``?<webhook_key_name>=<key>``). Without it, every delivery is refused.
     """
 
     label: ClassVar[str] = "dynamics"
@@ -56,6 +62,9 @@ class DynamicsSettings(AdapterSettings):
     timeout: float = 120.0
     batch_size: int = 100
     web_api_version: str = "9.2"
+    webhook_key: SecretStr | None = None
+    webhook_auth: str = "WebhookKey"
+    webhook_key_name: str = "x-prm-mirror-key"
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -129,6 +138,13 @@ class DynamicsSettings(AdapterSettings):
                 )
         if not 1 <= self.page_size <= MAX_CONFIG_PAGE_SIZE:
             found.append(f"dynamics.page_size must be between 1 and {MAX_CONFIG_PAGE_SIZE:,}")
+        if self.webhook_auth not in WEBHOOK_AUTH_TYPES:
+            found.append(
+                f"dynamics.webhook_auth must be one of {', '.join(WEBHOOK_AUTH_TYPES)}: got "
+                f"{self.webhook_auth!r}"
+            )
+        if self.webhook_key is not None and len(self.webhook_key.get_secret_value()) < 16:
+            found.append("dynamics.webhook_key must be at least 16 characters (a random key)")
         if self.max_retries < 0 or self.backoff_base < 0 or self.backoff_max < 0:
             found.append("dynamics.max_retries and the backoff settings must not be negative")
         return found

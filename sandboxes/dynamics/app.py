@@ -19,6 +19,7 @@ from werkzeug.wrappers import Request, Response
 
 from sandboxes.dynamics import api_meta as meta
 from sandboxes.dynamics import api_rows as rows
+from sandboxes.dynamics import api_webhooks
 from sandboxes.dynamics.batch import Operation, run_batch
 from sandboxes.dynamics.errors import AadError, DataverseError
 from sandboxes.dynamics.org import (
@@ -135,6 +136,8 @@ class DataverseApp(SandboxApp):
             return meta.who_am_i(self.org, request)
         if head == "EntityDefinitions" and method == "GET":
             return meta.entity_definitions(self.org, request, key, rest)
+        if head in api_webhooks.SETS:
+            return api_webhooks.handle(self.org, request, head, key, rest)
         entity = self.org.records.entity(head)
         return self._data(request, entity, key, rest)
 

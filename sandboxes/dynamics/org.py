@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from sandboxes.dynamics.errors import REQUESTS_LIMIT, AadError, DataverseError, 
 from sandboxes.dynamics.records import Records
 from sandboxes.dynamics.schema import DataverseSchema
 from sandboxes.dynamics.store import DataverseStore
+from sandboxes.dynamics.webhooks import WebhookService
 from sandboxes.kit.calllog import CallLog
 from sandboxes.kit.clock import SandboxClock
 from sandboxes.kit.faults import Fault, Faults
@@ -98,6 +100,17 @@ class DataverseOrg:
     delta_floor: int = 0
     base_url: str = ""
     calls: CallLog = field(default_factory=CallLog)
+    webhooks: WebhookService = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Start the event pipeline of the webhook registrations (``webhooks``)."""
+        self.webhooks = WebhookService(self.store, self.identity)
+
+    def identity(self) -> tuple[str, str]:
+        """``(OrganizationId, organization name)`` as webhook posts carry them (the name is
+        the organisation's host, as ``x-ms-dynamics-organization`` sends it)."""
+        name = self.base_url.split("://", 1)[-1] or "sandbox"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"dataverse-org:{self.tenant.tenant_id}")), name
 
     @property
     def schema(self) -> DataverseSchema:

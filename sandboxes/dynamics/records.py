@@ -20,7 +20,7 @@ from typing import Any
 from sandboxes.dynamics.errors import REFERENCE_WRITE, DataverseError, not_found
 from sandboxes.dynamics.odata import query_error
 from sandboxes.dynamics.schema import INTEGRATION_USER_ID, Attribute, Entity
-from sandboxes.dynamics.store import DataverseStore
+from sandboxes.dynamics.store import DataverseStore, RowChange
 from sandboxes.dynamics.values import format_datetime, normalize_guid, python_value, stored_value
 from sandboxes.kit.clock import SandboxClock
 from sandboxes.kit.writelog import log_write
@@ -169,7 +169,7 @@ class Records:
                 row[column] = default
         self._full_name(entity, row, {})
         self.store.insert(entity, row)
-        self.log("create", entity, row[entity.primary_id], values, now)
+        self.log("create", entity, row[entity.primary_id], values, now, row)
         return row
 
     def update(self, entity: Entity, record_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -182,7 +182,7 @@ class Records:
             self._full_name(entity, changes, current)
             changes.update(modifiedon=self.now(), versionnumber=self.store.next_version())
             self.store.update(entity, record_id, changes)
-            self.log("update", entity, record_id, values, changes["modifiedon"])
+            self.log("update", entity, record_id, values, changes["modifiedon"], changes)
             return {**current, **changes}
 
     def delete(self, entity: Entity, record_id: str, *, tombstone: bool = True) -> None:
@@ -195,11 +195,21 @@ class Records:
             self.log("delete" if tombstone else "hard_delete", entity, record_id, {}, self.now())
 
     def log(
-        self, op: str, entity: Entity, record_id: str, fields: Mapping[str, Any], at: int
+        self,
+        op: str,
+        entity: Entity,
+        record_id: str,
+        fields: Mapping[str, Any],
+        at: int,
+        written: Mapping[str, Any] | None = None,
     ) -> None:
-        """Append a committed write to the write log (``sandboxes.kit.writelog``)."""
+        """Append a committed write to the write log (``sandboxes.kit.writelog``) and note it
+        for the event pipeline (``written``: every stored value the write set, stamps
+        included; default ``fields``)."""
         moment = datetime.fromtimestamp(at, UTC).isoformat()
         log_write(self.store.conn, op, entity.name, record_id, fields, moment)
+        values = dict(fields if written is None else written)
+        self.store.note_change(RowChange(op, entity, str(record_id), values, at))
 
     def _full_name(
         self, entity: Entity, changes: dict[str, Any], current: Mapping[str, Any]

@@ -6,7 +6,9 @@ secret or a certificate) and the Dataverse Web API v9.x (``EntityDefinitions`` m
 queries with ``$select``/``$filter``/``$orderby``/``$top``/``$count`` and paging, change
 tracking with delta links and tombstones, row create/retrieve/upsert/delete with etags,
 ``$batch`` and service protection), from its own SQLite file generated from a seed on first
-start. Its public methods are the test controls; each is also reachable from another process as
+start. Registered webhooks (``serviceendpoints`` and ``sdkmessageprocessingsteps``) receive
+every committed change as Dataverse posts it (``webhooks``). Its public methods are the test
+controls; each is also reachable from another process as
 ``POST /__sandbox/<name>`` with the ``X-Sandbox-Admin: <admin_token>`` header.
 
 Example::
@@ -36,6 +38,7 @@ from sandboxes.dynamics.org import DataverseOrg, ServiceProtection
 from sandboxes.dynamics.schema import Attribute, DataverseSchema, Entity
 from sandboxes.dynamics.store import DataverseStore, quote
 from sandboxes.dynamics.values import epoch, normalize_guid
+from sandboxes.dynamics.webhook_controls import WEBHOOK_CONTROLS, WebhookControls
 from sandboxes.kit.controls import ClockControls, CommonControls
 from sandboxes.kit.faults import Fault
 
@@ -46,12 +49,12 @@ _CONTROLS = (
     "set_delta_token_expiry_days", "set_change_tracking", "fail_next", "fail_identity_next",
     "throttle", "set_rate_limit", "drop_next_response", "slow_down", "corrupt", "reset_calls",
     "call_count", "issue_token", "add_column", "add_columns", "write_log", "dump",
-    "clear_faults",
+    "clear_faults", *WEBHOOK_CONTROLS,
 )  # fmt: skip
 UNTRACKED_BY_DEFAULT = ("systemuser",)
 
 
-class DynamicsSandbox(ClockControls, CommonControls):
+class DynamicsSandbox(WebhookControls, ClockControls, CommonControls):
     """A Dynamics 365 organisation on 127.0.0.1, backed by one SQLite file (module docstring)."""
 
     tenant_id = "3f1c6a52-8c1d-4b9e-9a0f-5d2e7b4c1a90"
@@ -105,6 +108,17 @@ class DynamicsSandbox(ClockControls, CommonControls):
         org = DataverseOrg(store, clock, tenant)
         org.delta_floor = int(store.get_meta("delta_floor") or 0)
         return org
+
+    def stop(self) -> None:
+        """Stop the webhook pipeline, then serving (``SandboxLifecycle.stop``)."""
+        if self._state is not None:
+            self._state.webhooks.stop()
+        super().stop()
+
+    def clear_faults(self) -> None:
+        """Forget every injected failure, dropped response, added latency and delivery fault."""
+        super().clear_faults()
+        self.clear_webhook_faults()
 
     def _hosts(self) -> set[str]:
         port = self._server.port if self._server is not None else self._requested_port

@@ -7,7 +7,10 @@ does; change tracking reads rows and the ``sandbox_deleted`` tombstones by that 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +51,67 @@ def sql_type(attribute: Attribute) -> str:
     return "TEXT"
 
 
+@dataclass(frozen=True)
+class RowChange:
+    """One committed row write, as the event pipeline sees it: ``op`` is the write log's
+    (``create``, ``update``, ``touch``, ``delete``, ``hard_delete``, ``merge``); ``values``
+    are the stored values written; ``at`` is the epoch second of the write."""
+
+    op: str
+    entity: Entity
+    record_id: str
+    values: Mapping[str, Any]
+    at: int
+    extra: Mapping[str, Any] | None = None
+
+
+ChangeHook = Callable[[list[RowChange]], None]
+
+
 class DataverseStore(SqliteStore):
-    """SQLite storage of every table and of the sandbox's own state."""
+    """SQLite storage of every table and of the sandbox's own state.
+
+    Row writes noted with ``note_change`` inside a transaction are handed, when the outermost
+    transaction ends well, first to ``before_commit`` (still inside it: a synchronous event
+    handler that raises rolls the whole transaction back) and then, once committed, to
+    ``after_commit``. A transaction that fails hands them to neither.
+    """
 
     pragmas = ("journal_mode=WAL", "synchronous=NORMAL")
 
     def __init__(self, path: str | Path, schema: DataverseSchema) -> None:
         """Open (or create) the database at ``path`` for ``schema``."""
         self.schema = schema
+        self.before_commit: ChangeHook | None = None
+        self.after_commit: ChangeHook | None = None
+        self._changes: list[RowChange] = []
         super().__init__(path, _SIDE_TABLES)
         create_table(self.conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``SqliteStore.transaction`` with the commit hooks (class docstring)."""
+        with self.lock:
+            outer = self._depth == 0
+            if outer:
+                self._changes = []
+            try:
+                with super().transaction() as conn:
+                    yield conn
+                    if outer and self._changes and self.before_commit is not None:
+                        self.before_commit(list(self._changes))
+            except BaseException:
+                if outer:
+                    self._changes = []
+                raise
+            changes, self._changes = (self._changes, []) if outer else ([], self._changes)
+        if changes and self.after_commit is not None:
+            self.after_commit(changes)
+
+    def note_change(self, change: RowChange) -> None:
+        """Remember a row write of the current transaction for the commit hooks."""
+        if self.before_commit is not None or self.after_commit is not None:
+            self._changes.append(change)
 
     def create_tables(self) -> None:
         """Create every table (without indexes: see ``create_indexes``)."""
