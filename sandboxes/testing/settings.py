@@ -20,7 +20,8 @@ FAST_RETRIES: dict[str, Any] = {
 
 
 def salesforce_settings(sandbox: SalesforceSandbox, **overrides: Any) -> dict[str, Any]:
-    """Password-login settings for ``sandbox`` with fast retries and 200-record pages."""
+    """Password-login settings for ``sandbox`` with fast retries and 200-record pages (and
+    its Pub/Sub API endpoint for the change stream, once it serves)."""
     values: dict[str, Any] = {
         "instance_url": sandbox.base_url,
         "login_url": sandbox.base_url,
@@ -32,6 +33,10 @@ def salesforce_settings(sandbox: SalesforceSandbox, **overrides: Any) -> dict[st
         "bulk_page_size": 200,
         **FAST_RETRIES,
     }
+    try:
+        values["pubsub_endpoint"] = sandbox.pubsub_endpoint()
+    except RuntimeError:
+        pass  # not started: no stream to point at
     return values | overrides
 
 
