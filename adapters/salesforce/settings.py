@@ -32,7 +32,9 @@ class SalesforceSettings(AdapterSettings):
 
     Change Data Capture is read through the Pub/Sub API at ``pubsub_endpoint`` (Salesforce's
     global ``api.pubsub.salesforce.com:7443``; a loopback ``127.0.0.1:PORT`` for a sandbox)
-    with the session the adapter already has; ``stream_batch`` is how many events each
+    with the session the adapter already has, on ``cdc_channel`` (the standard
+    ``/data/ChangeEvents`` or a custom channel of the mirrored objects); ``stream_batch`` is
+    how many events each
     ``FetchRequest`` asks for (at most 100) and ``org_id`` the tenant id, read from the session
     id when not set.
     """
@@ -58,6 +60,7 @@ class SalesforceSettings(AdapterSettings):
     backoff_max: float = 60.0
     timeout: float = 120.0
     pubsub_endpoint: str = "api.pubsub.salesforce.com:7443"
+    cdc_channel: str = "/data/ChangeEvents"
     stream_batch: int = Field(default=100, ge=1, le=100)
     org_id: str | None = None
 
@@ -107,6 +110,11 @@ class SalesforceSettings(AdapterSettings):
             found.append(
                 "salesforce.pubsub_endpoint must be host:port (Salesforce's is "
                 f"api.pubsub.salesforce.com:7443): got {self.pubsub_endpoint!r}"
+            )
+        if not self.cdc_channel.startswith("/data/"):
+            found.append(
+                "salesforce.cdc_channel must be a change event channel (/data/ChangeEvents "
+                f"or a custom /data/<Name>__chn): got {self.cdc_channel!r}"
             )
         if not 200 <= self.page_size <= 2000:
             found.append("salesforce.page_size must be between 200 and 2000")

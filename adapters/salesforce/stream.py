@@ -1,12 +1,17 @@
-"""Change Data Capture for the engine's ``StreamListener``: one Pub/Sub API subscription per
-object, resumed from the replay ids of the stream position.
+"""Change Data Capture for the engine's ``StreamListener``: one Pub/Sub API subscription to a
+channel carrying every mirrored object, resumed from the replay id of the stream position.
 
-Each object's channel (``/data/<Object>ChangeEvent``) is one ``Subscribe`` stream on one gRPC
-channel, read by its own thread; the events of all of them come out of ``listen`` in the order
-they arrive, each with the position after it. The pull model is kept: each ``FetchRequest``
-asks for ``stream_batch`` events and the next one goes out when the server says none are
-pending. A replay id Salesforce refuses (invalid, or past the 72-hour retention) becomes a
-``StreamGap(None)`` and that channel resumes from the tip. A dropped stream is opened again
+The channel is ``cdc_channel``: the standard ``/data/ChangeEvents`` (every entity selected for
+Change Data Capture) or a custom channel holding just the mirrored ones. One channel means one
+replay id vouches for every object, so a position is complete after any event; separate
+per-object channels would each need a replay id of their own, and an object quiet since the
+stream started would have none to resume from. Before subscribing, each object's own channel
+(``/data/<Object>ChangeEvent``) is looked up with GetTopic, so an object not selected for
+Change Data Capture is a ``ConfigError`` instead of a silent absence. Events of other objects
+on the channel are skipped. The pull model is kept: each ``FetchRequest`` asks for
+``stream_batch`` events and the next one goes out when the server says none are pending. A
+replay id Salesforce refuses (invalid, or past the 72-hour retention) becomes a
+``StreamGap(None)`` and the channel resumes from the tip. A dropped stream is opened again
 from the last replay id delivered, with the adapter's backoff; when retries are used up without
 a single answer in between, ``TransientError``. An expired session is renewed the way REST
 calls renew it. The session token is sent only as call metadata, never logged.
@@ -51,11 +56,10 @@ _REFUSED_TOPIC = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
 
 
 class _Subscription:
-    """One object's channel: its last replay id and the stream currently open on it."""
+    """The channel: its last replay id and the stream currently open on it."""
 
-    def __init__(self, object_name: str, replay: bytes | None) -> None:
-        self.object_name = object_name
-        self.topic = topic_of(object_name)
+    def __init__(self, topic: str, replay: bytes | None) -> None:
+        self.topic = topic
         self.replay = replay
         self.generation = 0
         self.failures = 0
@@ -91,10 +95,9 @@ class ChangeListener:
         self.client = client
         self.stop = stop
         known = decode_position(position)
-        self.subscriptions = {
-            topic_of(spec.name): _Subscription(spec.name, known.get(topic_of(spec.name)))
-            for spec in specs
-        }
+        self.objects = {spec.name.lower(): spec.name for spec in specs}
+        channel = self.settings.cdc_channel
+        self.subscriptions = {channel: _Subscription(channel, known.get(channel))}
         self.replays = {t: s.replay for t, s in self.subscriptions.items() if s.replay}
         self.inbox: queue.Queue[tuple[str, _Subscription, int, Any]] = queue.Queue()
         self.schemas = Schemas(lambda schema_id: self.client.schema(schema_id, self._session))
@@ -110,6 +113,8 @@ class ChangeListener:
     def items(self) -> Iterator[StreamItem]:
         """The events and gaps as they come, until ``stop`` is set."""
         try:
+            for name in self.objects.values():
+                self._check_selected(name)
             for subscription in self.subscriptions.values():
                 self._open(subscription)
             while not self.stop.is_set():
@@ -130,6 +135,23 @@ class ChangeListener:
 
     # --- streams -----------------------------------------------------------------------------
 
+    def _check_selected(self, object_name: str) -> None:
+        topic = topic_of(object_name)
+        try:
+            info = self.client.topic(topic, self._session)
+        except grpc.RpcError as error:
+            if status_of(error) in _REFUSED_TOPIC:
+                info = None
+            else:
+                raise TransientError(
+                    f"Salesforce's Pub/Sub API did not answer for {topic} ({_describe(error)})"
+                ) from None
+        if info is None or not info.can_subscribe:
+            raise ConfigError(
+                f"Salesforce refuses the change event channel {topic}: select {object_name} "
+                "for Change Data Capture in Setup"
+            )
+
     def _open(self, subscription: _Subscription) -> None:
         subscription.close()
         subscription.generation += 1
@@ -148,7 +170,7 @@ class ChangeListener:
         threading.Thread(
             target=self._pump,
             args=(subscription, call, subscription.requests, subscription.generation),
-            name=f"cdc-{subscription.object_name}",
+            name="cdc-stream",
             daemon=True,
         ).start()
 
@@ -190,14 +212,17 @@ class ChangeListener:
                 )
             except grpc.RpcError as error:
                 raise TransientError(
-                    f"Salesforce did not give the schema of a change event of "
-                    f"{subscription.object_name} ({_describe(error)})"
+                    f"Salesforce did not give the schema of a change event on "
+                    f"{subscription.topic} ({_describe(error)})"
                 ) from None
             except (CrmError, ValueError, EOFError) as error:
                 reason = f"undecodable change event ({type(error).__name__})"
-                yield StreamGap(subscription.object_name, reason, position)
+                yield StreamGap(None, reason, position)
                 continue
-            yield stream_item(subscription.object_name, record, fields, position)
+            header = record.get("ChangeEventHeader") or {}
+            name = self.objects.get(str(header.get("entityName", "")).lower())
+            if name is not None:
+                yield stream_item(name, record, fields, position)
         if not response.events and response.latest_replay_id:
             # a keepalive: nothing for this channel up to there, so resuming after it is safe
             subscription.replay = bytes(response.latest_replay_id)
@@ -222,12 +247,12 @@ class ChangeListener:
         if status in _REFUSED_TOPIC:
             raise ConfigError(
                 f"Salesforce refuses the change event channel {topic} ({_describe(error)}): "
-                f"select {subscription.object_name} for Change Data Capture in Setup"
+                "set salesforce.cdc_channel to a channel holding the mirrored objects"
             )
         policy = self.settings.retry_policy
         if policy.gives_up(subscription.failures):
             raise TransientError(
-                f"the Salesforce change stream of {subscription.object_name} keeps failing "
+                f"the Salesforce change stream on {topic} keeps failing "
                 f"({_describe(error)}); try again later"
             )
         if status is grpc.StatusCode.UNAUTHENTICATED:
@@ -236,10 +261,15 @@ class ChangeListener:
             self._session = self._new_session()
         wait = policy.delay(subscription.failures)
         log.warning(
-            "Salesforce change stream of %s ended (%s); reconnecting in %.1f s",
-            subscription.object_name, _describe(error), wait,
+            "Salesforce change stream on %s ended (%s); reconnecting in %.1f s",
+            topic, _describe(error), wait,
         )  # fmt: skip
         subscription.failures += 1
+        if subscription.replay is None:
+            # no replay id yet (no event since the stream started from now): what was
+            # committed while the stream was down cannot be replayed
+            reason = f"stream on {topic} dropped before its first event; resumed from now"
+            yield StreamGap(None, reason, encode_position(self.replays))
         if not self.stop.wait(wait):
             self._open(subscription)
 

@@ -9,8 +9,8 @@ transaction changing more records than ``overflow_threshold`` (Salesforce: 100,0
 for the first ones and one ``GAP_OVERFLOW`` event per entity for the rest. Events are kept for
 ``retention`` of sandbox clock (Salesforce: 72 hours); a replay id of an event purged since is
 refused (``ReplayRefused``). The injectable faults change what the bus holds: a gap event, the
-next event stored twice, the next two swapped, the next one lost, and every open subscription
-dropped.
+next event stored twice, the next two swapped, the next one lost, every open subscription
+dropped, and the next subscriptions refused as unavailable.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class BusFaults:
     duplicate: int = 0
     reorder: int = 0
     lose: int = 0
+    unavailable: int = 0
 
 
 class ChangeBus:
@@ -271,6 +272,14 @@ class ChangeBus:
                 found.append(event)
             index += 1
         return found, index, last
+
+    def clear_faults(self) -> None:
+        """Forget the injected faults; an event held back for reordering is stored now."""
+        with self.condition:
+            self.faults = BusFaults()
+            self.events.extend(self._held)
+            self._held.clear()
+            self.condition.notify_all()
 
     def drop_subscriptions(self) -> None:
         """Every open subscription ends with UNAVAILABLE (its client must resubscribe)."""

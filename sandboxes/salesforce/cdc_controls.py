@@ -4,9 +4,9 @@ The Pub/Sub API is served on its own port (``pubsub_endpoint``, ``127.0.0.1:PORT
 stopped with the REST server. Which objects emit change events is the org's selection
 (``cdc_select``; none by default, as in a new org). The settings (``cdc_configure``) are the
 retention window, the per-transaction overflow threshold and the keepalive interval; the faults
-are a gap event, duplicated, reordered and lost events, dropped subscriptions and a purge that
-puts every subscriber behind the retention window. Each is also reachable as
-``POST /__sandbox/<name>`` like every other control.
+are a gap event, duplicated, reordered and lost events, dropped subscriptions, refused
+resubscriptions and a purge that puts every subscriber behind the retention window. Each is
+also reachable as ``POST /__sandbox/<name>`` like every other control.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sandboxes.salesforce.pubsub import PubSubServer
 CDC_CONTROLS = (
     "cdc_select", "cdc_deselect", "cdc_selected", "cdc_configure", "cdc_inject_gap",
     "cdc_duplicate_next", "cdc_reorder_next", "cdc_lose_next", "cdc_drop_subscriptions",
-    "cdc_expire_events", "cdc_events", "pubsub_endpoint",
+    "cdc_expire_events", "cdc_fail_subscriptions", "cdc_events", "pubsub_endpoint",
 )  # fmt: skip
 
 
@@ -130,6 +130,11 @@ class CdcControls(SandboxLifecycle):
     def cdc_drop_subscriptions(self) -> None:
         """Every open Subscribe call ends with UNAVAILABLE; clients must resubscribe."""
         self._bus.drop_subscriptions()
+
+    def cdc_fail_subscriptions(self, count: int = 1) -> None:
+        """The next ``count`` Subscribe calls fail at once with UNAVAILABLE (the service is
+        down: a client's reconnects fail)."""
+        self._bus.faults.unavailable += count
 
     def cdc_expire_events(self) -> None:
         """Purge every stored event now: a subscriber resuming from any replay id it holds is

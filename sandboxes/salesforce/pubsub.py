@@ -36,7 +36,7 @@ REPLAY_ERROR = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupte
 TOPIC_ERROR = "sfdc.platform.eventbus.grpc.subscription.topic.not.found"
 SCHEMA_ERROR = "sfdc.platform.eventbus.grpc.schema.not.found"
 PUBLISH_ERROR = "sfdc.platform.eventbus.grpc.publish.topic.not.permitted"
-FETCH_ERROR = "sfdc.platform.eventbus.grpc.subscription.fetch.invalid"
+UNAVAILABLE_ERROR = "sfdc.platform.eventbus.grpc.service.unavailable"
 MAX_REQUESTED = 100
 _TOPIC = re.compile(r"^/data/(\w+?)ChangeEvent$")
 _WAIT = 0.25
@@ -190,6 +190,12 @@ class PubSubService:
     def subscribe(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
         """Deliver the topic's events as the client's FetchRequests allow."""
         self._authorize(context, "Subscribe")
+        with self.bus.condition:
+            unavailable = self.bus.faults.unavailable > 0
+            self.bus.faults.unavailable -= int(unavailable)
+        if unavailable:
+            self._fail(context, grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_ERROR,
+                       "The Pub/Sub API service is unavailable.")  # fmt: skip
         first = next(requests, None)
         if first is None:
             return
@@ -226,8 +232,8 @@ class PubSubService:
                     pending_num_requested=pending,
                 )  # fmt: skip
         if context.is_active():
-            self._fail(context, grpc.StatusCode.UNAVAILABLE, "sfdc.platform.eventbus.grpc."
-                       "service.unavailable", "RST_STREAM closed stream.")  # fmt: skip
+            self._fail(context, grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_ERROR,
+                       "RST_STREAM closed stream.")  # fmt: skip
 
     def _start(self, context: grpc.ServicerContext, first: Any) -> int:
         preset = first.replay_preset

@@ -230,10 +230,11 @@ class SalesforceSandbox(CdcControls, ClockControls, CommonControls):
         self.org.faults.delay_seconds = delay_seconds
 
     def clear_faults(self) -> None:
-        """Forget every injected failure and dropped response, remove the added latency and
-        release every locked record."""
+        """Forget every injected failure and dropped response, remove the added latency,
+        release every locked record and forget the change stream's faults."""
         super().clear_faults()
         self.unlock_rows()
+        self.org.cdc.clear_faults()
 
     def set_daily_limit(self, limit: int) -> None:
         """Set the daily API request allowance."""

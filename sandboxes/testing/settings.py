@@ -4,6 +4,7 @@ own settings models take them), and the state tests and benchmarks put a sandbox
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sandboxes.dynamics.sandbox import DynamicsSandbox
@@ -33,10 +34,8 @@ def salesforce_settings(sandbox: SalesforceSandbox, **overrides: Any) -> dict[st
         "bulk_page_size": 200,
         **FAST_RETRIES,
     }
-    try:
+    with contextlib.suppress(RuntimeError):  # not started: no stream to point at
         values["pubsub_endpoint"] = sandbox.pubsub_endpoint()
-    except RuntimeError:
-        pass  # not started: no stream to point at
     return values | overrides
 
 
