@@ -362,3 +362,44 @@ def test_the_standard_channel_carries_every_selected_entity(
         ("Account", [account]), ("Contact", [contact])
     ]  # fmt: skip
     assert subscriber.quiet()
+
+
+def test_a_partly_failed_collection_publishes_only_what_it_committed(
+    box: SalesforceSandbox, subscriber: Subscriber
+) -> None:
+    subscriber.subscribe("/data/AccountChangeEvent")
+    settle(subscriber)
+    records = [
+        {"attributes": {"type": "Account"}, "Name": "Committed"},
+        {"attributes": {"type": "Account"}, "NoSuchField__c": 1},
+    ]
+    results = client(box).restful("composite/sobjects", method="POST",
+                                  json={"allOrNone": False, "records": records})  # fmt: skip
+    assert [r["success"] for r in results] == [True, False]
+    got = headers(subscriber.events(1))
+    assert [(h["changeType"], h["recordIds"]) for h in got] == [("CREATE", [results[0]["id"]])]
+    assert subscriber.quiet()
+
+
+def test_changes_of_a_rolled_back_savepoint_are_not_published(box: SalesforceSandbox) -> None:
+    store, bus = box.org.store, box.org.cdc
+    with store.transaction():
+        bus.stage("Account", "UPDATE", "001Kept", {"Name": "kept"}, ["Name"])
+        with pytest.raises(RuntimeError), store.savepoint():
+            bus.stage("Account", "UPDATE", "001Undone", {"Name": "undone"}, ["Name"])
+            raise RuntimeError("the subrequest fails")
+    assert [e["header"]["recordIds"] for e in box.cdc_events()] == [["001Kept"]]
+
+
+def test_a_quiet_subscription_gets_keepalives_with_the_latest_replay_id(
+    box: SalesforceSandbox, subscriber: Subscriber
+) -> None:
+    box.cdc_configure(keepalive_seconds=0.5)
+    box.create("Lead", {"LastName": "Unselected", "Company": "Elsewhere"})
+    box.create("Contact", {"LastName": "Other channel"})
+    latest = box.cdc_events()[-1]["replay_id"]
+    subscriber.subscribe("/data/AccountChangeEvent", earliest=True)
+    response = subscriber.responses.get(timeout=WAIT)
+    assert list(response.events) == []
+    assert int.from_bytes(response.latest_replay_id, "big") == latest
+    assert response.pending_num_requested == 100
