@@ -265,9 +265,9 @@ class ChangeListener:
             topic, _describe(error), wait,
         )  # fmt: skip
         subscription.failures += 1
-        if subscription.replay is None:
+        if subscription.replay is None and subscription.failures == 1:
             # no replay id yet (no event since the stream started from now): what was
-            # committed while the stream was down cannot be replayed
+            # committed while the stream was down cannot be replayed (told once per outage)
             reason = f"stream on {topic} dropped before its first event; resumed from now"
             yield StreamGap(None, reason, encode_position(self.replays))
         if not self.stop.wait(wait):
