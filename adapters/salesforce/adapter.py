@@ -14,11 +14,14 @@
   deletes that far back, the first page asks the engine for an id sweep.
 - Writes: sObject Collections with idempotent upserts and version preconditions
   (``salesforce_write``).
+- Change stream (``StreamListener``): Change Data Capture through the Pub/Sub API, one
+  subscription per object resumed from its replay id (``salesforce_stream``).
 - Sessions, retries, quotas and errors: ``salesforce_client`` and ``salesforce_errors``.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,12 +32,14 @@ from adapters.salesforce.bulk import bulk_backfill, bulk_ids
 from adapters.salesforce.client import SalesforceConnection
 from adapters.salesforce.cursor import resume
 from adapters.salesforce.fetch import fetch_rows
+from adapters.salesforce.pubsub import CallCounter, PubSubClient
 from adapters.salesforce.range_read import plan_ranges, range_pages
 from adapters.salesforce.read import DeletedCheck, check_deleted, first_query, rest_ids, rest_pages
 from adapters.salesforce.settings import SalesforceSettings
+from adapters.salesforce.stream import ChangeListener
 from adapters.salesforce.types import RecordConverter, mirrorable_objects, object_spec
 from adapters.salesforce.write import CollectionWriter
-from mirror.adapter import RangePlan
+from mirror.adapter import RangePlan, StreamItem
 from mirror.errors import ConfigError
 from mirror.types import Checkpoint, ObjectSpec, Page, Record, Write, WriteResult
 
@@ -65,6 +70,7 @@ class SalesforceAdapter:
         self.connection = SalesforceConnection(settings, session)
         self._global: dict[str, Any] | None = None
         self._replicateable: dict[str, bool] = {}
+        self._stream_calls = CallCounter()
 
     def check(self) -> None:
         """Log in and list the org's objects; ``AuthError`` or ``TransientError`` if not."""
@@ -124,13 +130,22 @@ class SalesforceAdapter:
         """Apply ``writes`` through sObject Collections; one result per write, in order."""
         return CollectionWriter(self.connection, spec).write(writes)
 
+    def listen(
+        self, specs: Sequence[ObjectSpec], position: str | None, stop: threading.Event
+    ) -> Iterator[StreamItem]:
+        """Change Data Capture events of ``specs``' objects after ``position`` (``None``: from
+        now) through the Pub/Sub API, until ``stop`` is set (``salesforce_stream``)."""
+        client = PubSubClient(self.settings, self._stream_calls)
+        yield from ChangeListener(self.connection, client, specs, position, stop).items()
+
     def api_usage(self) -> tuple[int, int] | None:
         """The org's daily API requests ``(used, limit)`` as its last answer reported."""
         return self.connection.log.last_usage
 
     def api_calls(self) -> int:
-        """HTTP requests made so far, logins and retries included."""
-        return self.connection.log.count
+        """HTTP requests made so far, logins and retries included, plus the change stream's
+        Pub/Sub API requests (each RPC opened and each FetchRequest sent)."""
+        return self.connection.log.count + self._stream_calls.value
 
     # --- internals -----------------------------------------------------------------------
 

@@ -29,6 +29,14 @@ class SalesforceSettings(AdapterSettings):
     (consumer_key/secret of a connected app on a My Domain) or ``"session"`` (an existing
     session_id on instance_url, which cannot be renewed). For a local sandbox, point
     ``instance_url`` or ``login_url`` at ``http://127.0.0.1:PORT``.
+
+    Change Data Capture is read through the Pub/Sub API at ``pubsub_endpoint`` (Salesforce's
+    global ``api.pubsub.salesforce.com:7443``; a loopback ``127.0.0.1:PORT`` for a sandbox)
+    with the session the adapter already has, on ``cdc_channel`` (the standard
+    ``/data/ChangeEvents`` or a custom channel of the mirrored objects); ``stream_batch`` is
+    how many events each
+    ``FetchRequest`` asks for (at most 100) and ``org_id`` the tenant id, read from the session
+    id when not set.
     """
 
     label: ClassVar[str] = "salesforce"
@@ -51,6 +59,10 @@ class SalesforceSettings(AdapterSettings):
     backoff_base: float = 0.5
     backoff_max: float = 60.0
     timeout: float = 120.0
+    pubsub_endpoint: str = "api.pubsub.salesforce.com:7443"
+    cdc_channel: str = "/data/ChangeEvents"
+    stream_batch: int = Field(default=100, ge=1, le=100)
+    org_id: str | None = None
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -93,6 +105,17 @@ class SalesforceSettings(AdapterSettings):
                 "salesforce.domain must be your My Domain (e.g. 'acme.my') for "
                 "client_credentials auth"
             )
+        host, _, port = self.pubsub_endpoint.rpartition(":")
+        if not host or not port.isdigit():
+            found.append(
+                "salesforce.pubsub_endpoint must be host:port (Salesforce's is "
+                f"api.pubsub.salesforce.com:7443): got {self.pubsub_endpoint!r}"
+            )
+        if not self.cdc_channel.startswith("/data/"):
+            found.append(
+                "salesforce.cdc_channel must be a change event channel (/data/ChangeEvents "
+                f"or a custom /data/<Name>__chn): got {self.cdc_channel!r}"
+            )
         if not 200 <= self.page_size <= 2000:
             found.append("salesforce.page_size must be between 200 and 2000")
         if self.bulk_page_size < 1 or self.bulk_threshold < 0:
@@ -108,6 +131,12 @@ class SalesforceSettings(AdapterSettings):
             if url and url_kind(url) == "loopback":
                 return base_of(url)
         return None
+
+    def pubsub_is_loopback(self) -> bool:
+        """Whether the Pub/Sub API endpoint is a sandbox on this machine (plain HTTP/2;
+        anything else is reached over TLS)."""
+        host = self.pubsub_endpoint.rpartition(":")[0].strip("[]")
+        return _is_loopback(host)
 
     def login_domain(self) -> str:
         """The ``X`` of ``https://X.salesforce.com`` that logins go to."""

@@ -23,6 +23,7 @@ def source_settings(crm: str, box: Any) -> dict[str, Any]:
         "username": box.username,
         "password": box.password,
         "security_token": box.security_token,
+        "pubsub_endpoint": box.pubsub_endpoint(),
     }
 
 

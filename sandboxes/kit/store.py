@@ -61,11 +61,21 @@ class SqliteStore:
                 yield self.conn
             except BaseException:
                 self.conn.execute("ROLLBACK")
+                self._depth = 0
+                self.rolled_back()
                 raise
-            else:
+            try:
                 self.conn.execute("COMMIT")
             finally:
                 self._depth = 0
+            self.committed()
+
+    def committed(self) -> None:
+        """Called after each outermost transaction commits, still holding the lock (a
+        subclass publishes what the transaction did)."""
+
+    def rolled_back(self) -> None:
+        """Called after an outermost transaction rolls back, still holding the lock."""
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """All rows of a read."""

@@ -32,6 +32,7 @@ from sandboxes.salesforce import api_composite as composite
 from sandboxes.salesforce import api_composite_request as composite_request
 from sandboxes.salesforce import api_rows as rows
 from sandboxes.salesforce import api_sync as sync
+from sandboxes.salesforce.cdc import change_origin
 from sandboxes.salesforce.errors import SfError, invalid_session
 from sandboxes.salesforce.org import Org
 from sandboxes.salesforce.soql import SoqlError
@@ -174,7 +175,8 @@ class SalesforceApp(SandboxApp):
         if fault is not None:
             return json_response(SfError(fault.status, fault.code, fault.message).body(),
                                  fault.status)  # fmt: skip
-        return self._route(request, authorize=True)
+        with change_origin(api_origin(request)):
+            return self._route(request, authorize=True)
 
     def _route(self, request: Request, *, authorize: bool) -> Response:
         """Answer ``request`` from its route; errors become Salesforce's JSON arrays.
@@ -214,6 +216,23 @@ class SalesforceApp(SandboxApp):
             raise invalid_session()
         if not self.org.budget.spend(self.org.clock.now().date()):
             raise SfError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+
+
+def api_origin(request: Request) -> str:
+    """The ``changeOrigin`` of a change made by an API request:
+    ``com/salesforce/api/<rest|soap>/<version>;client=<client>``, the client being the
+    ``Sforce-Call-Options`` header's ``client=`` (empty without one)."""
+    parts = request.path.strip("/").split("/")
+    kind, version = "rest", "59.0"
+    if len(parts) >= 3 and parts[:2] == ["services", "data"] and parts[2].startswith("v"):
+        version = parts[2][1:]
+    elif len(parts) >= 4 and parts[:2] == ["services", "Soap"]:
+        kind, version = "soap", parts[3]
+    options = request.headers.get("Sforce-Call-Options", "")
+    client = next(
+        (item.split("=", 1)[1].strip() for item in options.split(",") if "client=" in item), ""
+    )
+    return f"com/salesforce/api/{kind}/{version};client={client}"
 
 
 def refuse_oversized(environ: dict[str, Any]) -> Response | None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from sandboxes.salesforce.schema import SObject
+from sandboxes.salesforce.schema import SalesforceSchema, SObject
+from sandboxes.salesforce.store import Store
 
 # StageName -> (default probability, ForecastCategory, ForecastCategoryName)
 STAGES: dict[str, tuple[int, str, str]] = {
@@ -122,3 +123,21 @@ def _line_item(row: dict[str, Any], written: Collection[str]) -> dict[str, Any]:
     if "TotalPrice" in written and isinstance(total, int | float) and quantity:
         return {"UnitPrice": round(total / quantity, 2)}
     return {}
+
+
+def line_item_lookups(
+    store: Store, schema: SalesforceSchema, row: dict[str, Any]
+) -> dict[str, Any]:
+    """Name, ProductCode and ListPrice a new line item takes from its product."""
+    products, opportunities = schema.sobject("Product2"), schema.sobject("Opportunity")
+    if products is None or opportunities is None:
+        return {}
+    product = store.fetch_row(products, row.get("Product2Id") or "")
+    opportunity = store.fetch_row(opportunities, row.get("OpportunityId") or "")
+    if product is None or opportunity is None:
+        return {}
+    return {
+        "Name": f"{opportunity['Name']} {product['Name']}"[:376],
+        "ProductCode": product["ProductCode"],
+        "ListPrice": row.get("UnitPrice"),
+    }

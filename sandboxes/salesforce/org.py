@@ -14,6 +14,7 @@ from datetime import date
 from sandboxes.kit.calllog import CallLog
 from sandboxes.kit.clock import SandboxClock
 from sandboxes.kit.faults import Faults
+from sandboxes.salesforce.cdc import ChangeBus
 from sandboxes.salesforce.query import Snapshots
 from sandboxes.salesforce.records import Records
 from sandboxes.salesforce.schema import SalesforceSchema
@@ -103,6 +104,8 @@ class Org:
         self.records = Records(store, schema, clock)
         self.snapshots = Snapshots(store, schema)
         self.org_id = "00DKj0000000001EAA"
+        self.cdc = ChangeBus(clock.now, self.records.user_id)
+        store.cdc = self.cdc
         self.sessions = Sessions(self.org_id)
         self.budget = ApiBudget()
         self.faults = Faults()

@@ -17,7 +17,7 @@ from typing import Any
 
 from sandboxes.kit.clock import SandboxClock
 from sandboxes.kit.writelog import create_table, log_write
-from sandboxes.salesforce.derive import derive
+from sandboxes.salesforce.derive import derive, line_item_lookups
 from sandboxes.salesforce.errors import SfError, bad_request, entity_deleted, not_found
 from sandboxes.salesforce.ids import make_id, normalize_id
 from sandboxes.salesforce.rules import check_rules
@@ -26,6 +26,8 @@ from sandboxes.salesforce.store import Store, quote
 from sandboxes.salesforce.values import datetime_to_storage, to_storage
 
 MERGEABLE = ("Account", "Contact", "Lead")
+_CHANGE_TYPES = {"create": "CREATE", "update": "UPDATE", "delete": "DELETE", "merge": "DELETE",
+                 "undelete": "UNDELETE", "hard_delete": "DELETE"}  # fmt: skip
 _STAMPS = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
 
 
@@ -124,12 +126,12 @@ class Records:
             if obj.custom and row.get("Name") is None:
                 row["Name"] = record_id
             if obj.name == "OpportunityLineItem":
-                row.update(self._line_item_lookups(row))
+                row.update(line_item_lookups(self.store, self.schema, row))
             row.update(derive(obj, row, list(row)))
             self._check(obj, row, converted, record_id, creating=True, system=system)
             row = {name: row.get(name) for name in (f["name"] for f in obj.stored_fields())}
             self.store.insert_many(obj, list(row), [tuple(row.values())])
-            self._log("create", obj, record_id, converted, now)
+            self._log("create", obj, record_id, converted, now, row)
             self._after_write(obj, row)
             return record_id
 
@@ -161,7 +163,8 @@ class Records:
                 after.update(LastModifiedDate=now, LastModifiedById=self.user_id)
             changes = {k: v for k, v in after.items() if k in _STAMPS or before.get(k) != v}
             self.store.update_row(obj, record_id, changes)
-            self._log("update", obj, record_id, converted, now)
+            changed = {k: v for k, v in changes.items() if before.get(k) != v}
+            self._log("update", obj, record_id, converted, now, changed)
             self._after_write(obj, after)
 
     def upsert(
@@ -257,14 +260,19 @@ class Records:
             for loser_id in loser_ids:
                 loser = self.row(obj, loser_id)["Id"]
                 for child, field in self._children(obj, cascade_only=False):
+                    moved = self.store.referring_ids(child, field, loser)
                     self.store.query(
                         f"UPDATE {quote(child.sql_table)} SET {quote(field)} = ?,"
                         ' "SystemModstamp" = ?, "LastModifiedDate" = ?'
                         f" WHERE {quote(field)} = ?",
                         (master, now, now, loser),
                     )
+                    for child_id in moved:
+                        self._stage("UPDATE", child.name, child_id, {field: master})
                 self._mark_deleted(obj, loser, now, {"MasterRecordId": master})
-            self.store.update_row(obj, master, {"SystemModstamp": now, "LastModifiedDate": now})
+            stamps = {"SystemModstamp": now, "LastModifiedDate": now}
+            self.store.update_row(obj, master, stamps)
+            self._stage("UPDATE", obj.name, master, stamps)
 
     def set_modstamp(self, obj: SObject, record_ids: Iterable[str], when: datetime) -> None:
         """Put records on one SystemModstamp (LastModifiedDate is kept at or below it)."""
@@ -277,10 +285,18 @@ class Records:
                 self.store.update_row(obj, row["Id"], changes)
                 self._log("touch", obj, row["Id"], changes, stored)
 
-    def _log(
-        self, op: str, obj: SObject, record_id: str, fields: Mapping[str, Any], at: str
-    ) -> None:
+    def _log(self, op: str, obj: SObject, record_id: str, fields: Mapping[str, Any], at: str,
+             values: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+        """Log the write and stage its change event (``values``: the event's field values
+        when they are not the ``fields`` written)."""
         log_write(self.store.conn, op, obj.name, record_id, fields, at)
+        if op in _CHANGE_TYPES:
+            event_values = fields if values is None else values
+            self._stage(_CHANGE_TYPES[op], obj.name, record_id, event_values)
+
+    def _stage(self, kind: str, entity: str, record_id: str, values: Mapping[str, Any]) -> None:
+        if self.store.cdc is not None:
+            self.store.cdc.stage(entity, kind, record_id, values, list(values))
 
     def _defaults(self, obj: SObject) -> dict[str, Any]:
         row: dict[str, Any] = {}
@@ -361,20 +377,6 @@ class Records:
                     f" {clashes[0]}",
                     [],
                 )
-
-    def _line_item_lookups(self, row: dict[str, Any]) -> dict[str, Any]:
-        """Name, ProductCode and ListPrice a new line item takes from its product."""
-        product = self.store.fetch_row(self.sobject("Product2"), row.get("Product2Id") or "")
-        opportunity = self.store.fetch_row(
-            self.sobject("Opportunity"), row.get("OpportunityId") or ""
-        )
-        if product is None or opportunity is None:
-            return {}
-        return {
-            "Name": f"{opportunity['Name']} {product['Name']}"[:376],
-            "ProductCode": product["ProductCode"],
-            "ListPrice": row.get("UnitPrice"),
-        }
 
     def _after_write(self, obj: SObject, row: dict[str, Any]) -> None:
         if obj.name == "OpportunityLineItem" and row.get("OpportunityId"):

@@ -4,7 +4,8 @@
 snapshot paging, sObject rows, getUpdated/getDeleted, sObject collections, Bulk API 2.0 query)
 on 127.0.0.1 from its own SQLite file, generated from a seed on first start. Its public methods
 are the test controls: the sandbox clock, record changes made "inside the CRM", injected faults,
-schema drift and call counting. Each control is also reachable from another process as
+schema drift, call counting and Change Data Capture (``cdc_controls``: the Pub/Sub API on its
+own port, ``pubsub_endpoint()``). Each control is also reachable from another process as
 ``POST /__sandbox/<name>`` with the ``X-Sandbox-Admin: <admin_token>`` header.
 
 Example::
@@ -26,6 +27,7 @@ from typing import Any
 from sandboxes.kit.controls import ClockControls, CommonControls
 from sandboxes.kit.faults import Fault
 from sandboxes.salesforce.app import SalesforceApp
+from sandboxes.salesforce.cdc_controls import CDC_CONTROLS, CdcControls
 from sandboxes.salesforce.fields import make_field
 from sandboxes.salesforce.ids import normalize_id
 from sandboxes.salesforce.load import DatasetLoader
@@ -40,11 +42,11 @@ _CONTROLS = (
     "merge", "set_modstamp", "get", "count", "ids", "expire_sessions", "fail_next", "throttle",
     "set_daily_limit", "lock_rows", "unlock_rows", "drop_next_response", "add_field", "corrupt",
     "set_deleted_window", "reset_calls", "call_count", "issue_session", "write_log", "dump",
-    "clear_faults",
+    "clear_faults", *CDC_CONTROLS,
 )  # fmt: skip
 
 
-class SalesforceSandbox(ClockControls, CommonControls):
+class SalesforceSandbox(CdcControls, ClockControls, CommonControls):
     """A Salesforce org on 127.0.0.1, backed by one SQLite file; see the module docstring."""
 
     username = Credentials.username
@@ -66,15 +68,18 @@ class SalesforceSandbox(ClockControls, CommonControls):
         *,
         anchor: datetime | None = None,
         admin_token: str | None = None,
+        pubsub_port: int = 0,
         **credentials: str,
     ) -> None:
         """A sandbox storing its org in ``db_path`` (generated from ``seed``/``size`` if new).
 
         ``anchor`` is the instant the dataset's timestamps lead up to (default: today 00:00
         UTC); ``credentials`` may override ``username``, ``password``, ``security_token``,
-        ``consumer_key`` and ``consumer_secret``.
+        ``consumer_key`` and ``consumer_secret``; ``pubsub_port`` is where the Pub/Sub API is
+        served (0: any free port; ``pubsub_endpoint()`` tells).
         """
         self._configure(db_path, seed, size, port, anchor, admin_token)
+        self._pubsub_port = pubsub_port
         defaults = Credentials()
         self.credentials = Credentials(**{**defaults.__dict__, **credentials})
         for name, value in self.credentials.__dict__.items():
@@ -225,10 +230,11 @@ class SalesforceSandbox(ClockControls, CommonControls):
         self.org.faults.delay_seconds = delay_seconds
 
     def clear_faults(self) -> None:
-        """Forget every injected failure and dropped response, remove the added latency and
-        release every locked record."""
+        """Forget every injected failure and dropped response, remove the added latency,
+        release every locked record and forget the change stream's faults."""
         super().clear_faults()
         self.unlock_rows()
+        self.org.cdc.clear_faults()
 
     def set_daily_limit(self, limit: int) -> None:
         """Set the daily API request allowance."""

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from sandboxes.kit.store import SqliteStore, quote
+from sandboxes.salesforce.cdc import ChangeBus
 from sandboxes.salesforce.schema import SalesforceSchema, SObject, sql_type
 
 _SIDE_TABLES = """
@@ -51,6 +52,7 @@ class Store(SqliteStore):
     def __init__(self, path: str | Path, schema: SalesforceSchema) -> None:
         """Open (or create) the database file at ``path`` for ``schema``."""
         self.schema = schema
+        self.cdc: ChangeBus | None = None
         super().__init__(path, _SIDE_TABLES)
         self._restore_added_fields()
 
@@ -59,13 +61,26 @@ class Store(SqliteStore):
         """Inside a transaction: undo only this block's writes when it raises."""
         with self.transaction() as conn:
             conn.execute("SAVEPOINT record")
+            mark = self.cdc.mark() if self.cdc else 0
             try:
                 yield
             except BaseException:
                 conn.execute("ROLLBACK TO record")
                 conn.execute("RELEASE record")
+                if self.cdc:
+                    self.cdc.rollback_to(mark)
                 raise
             conn.execute("RELEASE record")
+
+    def committed(self) -> None:
+        """Publish the transaction's change events."""
+        if self.cdc:
+            self.cdc.commit()
+
+    def rolled_back(self) -> None:
+        """Forget the transaction's staged change events."""
+        if self.cdc:
+            self.cdc.discard()
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -223,6 +238,11 @@ class Store(SqliteStore):
                 (value,),
             )
         ]
+
+    def referring_ids(self, child: SObject, field_name: str, parent_id: str) -> list[str]:
+        """The ids of ``child`` records whose ``field_name`` points at ``parent_id``."""
+        sql = f'SELECT "Id" FROM {quote(child.sql_table)} WHERE {quote(field_name)} = ?'
+        return [row[0] for row in self.query(sql, (parent_id,))]
 
     def exists(self, obj: SObject, record_id: str, *, include_deleted: bool = False) -> bool:
         """Whether a row with ``record_id`` exists (and is not deleted, unless asked)."""

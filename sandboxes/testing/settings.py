@@ -4,6 +4,7 @@ own settings models take them), and the state tests and benchmarks put a sandbox
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sandboxes.dynamics.sandbox import DynamicsSandbox
@@ -20,7 +21,8 @@ FAST_RETRIES: dict[str, Any] = {
 
 
 def salesforce_settings(sandbox: SalesforceSandbox, **overrides: Any) -> dict[str, Any]:
-    """Password-login settings for ``sandbox`` with fast retries and 200-record pages."""
+    """Password-login settings for ``sandbox`` with fast retries and 200-record pages (and
+    its Pub/Sub API endpoint for the change stream, once it serves)."""
     values: dict[str, Any] = {
         "instance_url": sandbox.base_url,
         "login_url": sandbox.base_url,
@@ -32,6 +34,8 @@ def salesforce_settings(sandbox: SalesforceSandbox, **overrides: Any) -> dict[st
         "bulk_page_size": 200,
         **FAST_RETRIES,
     }
+    with contextlib.suppress(RuntimeError):  # not started: no stream to point at
+        values["pubsub_endpoint"] = sandbox.pubsub_endpoint()
     return values | overrides
 
 
