@@ -37,6 +37,8 @@ from mirror.store.bulk import upsert
 from mirror.store.idsets import batches, id_in
 from mirror.store.records import RecordChecker
 from mirror.store.sqlite_writes import WriterLock, configure_connection, writer_lock
+# the stream's tables join the engine's metadata, so every store is created with them
+from mirror.store import stream_tables  # noqa: F401
 from mirror.store.tables import (
     column_for,
     engine_metadata,
