@@ -102,7 +102,10 @@ class DaemonConfig(_Strict):
         default=0.2, ge=0, le=60, description="seconds a portal write waits for more to push"
     )
     push_wake_poll: float = Field(
-        default=0.25, ge=0, le=60, description="seconds between looks for other processes' "
+        default=0.25,
+        ge=0,
+        le=60,
+        description="seconds between looks for other processes' "
         "portal writes (SQLite; PostgreSQL is told at once); 0: only this process's",
     )
     stream_batch_window: float = Field(

@@ -334,7 +334,9 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _stamp_deletes(conn: Connection, mirrored: MirrorTable, tombstones: Sequence[Tombstone]) -> None:
+def _stamp_deletes(
+    conn: Connection, mirrored: MirrorTable, tombstones: Sequence[Tombstone]
+) -> None:
     """Date each row at its tombstone's ``deleted_at`` (rows are live and not newer: checked)."""
     table, key = mirrored.table, mirrored.table.c[mirrored.spec.key]
     for tombstone in tombstones:
