@@ -41,7 +41,7 @@ from mirror.logs import log_context
 from mirror.observability import Health, Metrics, ObservabilityServer
 from mirror.pull.audit import audit_object
 from mirror.pull.sync import Puller, RunResult
-from mirror.push.wakeup import PushWaker
+from mirror.push.wakeup import PushWaker, has_pending
 from mirror.store.database import utcnow
 from mirror.stream.runtime import StreamRuntime
 
@@ -82,15 +82,12 @@ class Daemon:
             "daemon %s starting (%d objects kept out of garbage collection)", self.worker_id, frozen
         )
         self.health.running = True
-        self._start_streams()
+        self.start_streams()
         try:
             scheduler.start()
         finally:
             self.health.running = False
-            self.stopping.set()
-            for part in (self.streams, self.waker):
-                if part is not None:
-                    part.close()
+            self.close_streams()
             if self.server is not None:
                 self.server.stop()
             log.info("daemon %s stopped", self.worker_id)
@@ -171,12 +168,13 @@ class Daemon:
             **common,
         )
 
-    def _start_streams(self) -> None:
-        """The change streams' threads, and the pusher's wake-up on portal writes."""
+    def start_streams(self) -> None:
+        """Start the change streams' threads and the pusher's wake-up on portal writes (``run``
+        does; they end when the daemon stops)."""
         s, mirror = self.settings, self.mirror
         if mirror.stream_sources():
             self.streams = StreamRuntime(
-                mirror, self.leases, self.metrics, self.stopping, self.sync_job
+                mirror, self.leases, self.metrics, self.stopping, self.sync_job, self._applied
             )
             self.streams.start()
         self.waker = PushWaker(
@@ -187,6 +185,17 @@ class Daemon:
             window=s.push_wake_window,
             poll=s.push_wake_poll,
         ).start()
+
+    def close_streams(self) -> None:
+        """Stop the streams and the wake-up, and wait for their threads."""
+        self.stopping.set()
+        for part in (self.streams, self.waker):
+            if part is not None:
+                part.close()
+
+    def _applied(self, source: str) -> None:
+        if self.waker is not None and has_pending(self.mirror.store, source):
+            self.waker.tell(source)
 
     def _woken_push(self, source: str) -> None:
         self.metrics.push_wakeups.labels(source).inc()

@@ -79,6 +79,15 @@ def _returned(_dbapi_connection: Any, record: Any) -> None:
             callback(source)
 
 
+def has_pending(store: Store, source: str) -> bool:
+    """Whether ``source`` has an outbox entry waiting to be pushed (one an applied change
+    may just have released)."""
+    o = mirror_outbox.c
+    query = select(o.seq).where(o.status == "pending", o.source == source).limit(1)
+    with store.engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
 class PushWaker:
     """Pushes a source soon after a portal write to it (``push(source)``), on its thread."""
 
@@ -148,7 +157,9 @@ class PushWaker:
             if not sources:
                 continue
             self.stop.wait(self.window)
-            for source in sorted((sources | self._take()) & self.sources):
+            # every entry up to the newest now is in the push below: the poll need not see it
+            sources |= self._take() | self._polled()
+            for source in sorted(sources & self.sources):
                 if self.stop.is_set():
                     return
                 try:

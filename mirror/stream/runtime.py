@@ -47,7 +47,11 @@ class StreamRuntime:
         metrics: Metrics,
         stop: threading.Event,
         sync: Callable[[str, str], None],
+        applied: Callable[[str], None] | None = None,
     ) -> None:
+        """``sync(source, object)`` makes a poll a gap asked for; ``applied(source)`` is
+        called after stream records of ``source`` were written (a held-back portal edit may
+        be ready to push)."""
         self.mirror = mirror
         self.store = mirror.store
         self.settings: DaemonConfig = mirror.config.daemon
@@ -55,6 +59,7 @@ class StreamRuntime:
         self.metrics = metrics
         self.stop = stop
         self.sync = sync
+        self.applied = applied
         self.sources = mirror.stream_sources()
         self.wakes = {source: threading.Event() for source in self.sources}
         self.server: WebhookServer | None = None
@@ -173,6 +178,8 @@ class StreamRuntime:
                 self.metrics.stream_applied.labels(source, done.object).inc(done.taken)
                 if done.lag is not None:
                     self.metrics.stream_lag.labels(source).set(done.lag)
+            if self.applied is not None and any(done.written for done in applied):
+                self.applied(source)
             if len(applied) < len(waiting):
                 # an object's sync holds it: look again soon rather than in a second
                 self.stop.wait(0.1)
