@@ -163,7 +163,9 @@ class PushWaker:
                 if self.stop.is_set():
                     return
                 try:
-                    self.push(source)
+                    # a write told twice (by this process and by NOTIFY) is pushed once
+                    if has_pending(self.store, source):
+                        self.push(source)
                 except Exception:
                     log.exception("push of %s after a portal write failed", source)
 
