@@ -18,7 +18,6 @@ from mirror.stream import inbox
 from mirror.stream.inbox import requested_polls
 from tests.mirror.stream.world import World, world
 
-
 LABELS = {"source": "tiny", "object": "deals"}
 
 
