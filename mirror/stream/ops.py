@@ -12,7 +12,8 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 
-from mirror.adapter import StreamItem, StreamListener, WebhookReceiver
+from mirror.adapter import StreamItem, WebhookReceiver
+from mirror.config_check import stream_problems
 from mirror.configured import Configured
 from mirror.errors import MirrorError, StreamSignatureError
 from mirror.leases import Leases
@@ -52,21 +53,13 @@ class Streams(Configured):
     def stream_problems(self) -> list[str]:
         """What keeps the configured streams from running: an adapter without a stream, a
         webhook stream with no endpoint to post to."""
-        problems = []
-        for source in self.stream_sources():
-            adapter = self.adapter(source)
-            if isinstance(adapter, WebhookReceiver):
-                if not self.config.daemon.webhook_port:
-                    problems.append(
-                        f"daemon.webhook_port: 0, but sources.{source} receives its stream "
-                        "by webhook (set a port, or stream = false)"
-                    )
-            elif not isinstance(adapter, StreamListener):
-                problems.append(
-                    f"sources.{source}.stream: the {self._source(source).crm} adapter has no "
-                    "change stream (set stream = false)"
-                )
-        return problems
+        return [
+            problem
+            for source in self.stream_sources()
+            for problem in stream_problems(
+                self.config, source, self._source(source), self.adapter(source)
+            )
+        ]
 
     def record_stream(
         self, source: str, items: Sequence[StreamItem], *, state: str = "live"
