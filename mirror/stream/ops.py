@@ -17,6 +17,7 @@ from mirror.config_check import stream_problems
 from mirror.configured import Configured
 from mirror.errors import MirrorError, StreamSignatureError
 from mirror.leases import Leases
+from mirror.logs import log_context
 from mirror.status import StreamStatus, stream_statuses
 from mirror.stream import inbox
 from mirror.stream.applier import BATCH, Applied, apply_waiting
@@ -68,13 +69,8 @@ class Streams(Configured):
         transaction; acknowledge the delivery only after this returns."""
         recorded = inbox.record(self.store, source, items, self.object_names(source), state=state)
         for name, reason in recorded.gaps:
-            log.warning(
-                "stream gap on %s.%s: %s; an incremental poll follows",
-                source,
-                name or "*",
-                reason,
-                extra={"event": "stream_gap", "source": source, "reason": reason},
-            )
+            with log_context(source=source, object=name):
+                log.warning("stream gap: %s; an incremental poll follows", reason)
         return recorded
 
     def stream_gap(self, source: str, reason: str, name: str | None = None) -> None:
@@ -89,10 +85,9 @@ class Streams(Configured):
         only once its changes are committed to the inbox (500 if they could not be: the CRM
         delivers again); 401 for a signature the adapter cannot verify (and the source is
         polled, since the delivery may have been a real one)."""
-        adapter = self._adapters.get(source) if source in self.config.sources else None
         if source not in self.stream_sources():
             return 404, "no stream for this source"
-        adapter = adapter or self.adapter(source)
+        adapter = self.adapter(source)
         if not isinstance(adapter, WebhookReceiver):
             return 404, "this source's stream is not a webhook"
         try:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from mirror.adapter import StreamListener, WebhookReceiver
 from mirror.config import DaemonConfig
 from mirror.leases import Leases
+from mirror.logs import log_context
 from mirror.observability import Metrics
 from mirror.stream import inbox
 from mirror.stream.webhooks import WebhookServer
@@ -73,11 +74,11 @@ class StreamRuntime:
         for source in self.sources:
             adapter = self.mirror.adapter(source)
             if isinstance(adapter, StreamListener):
-                self._spawn(functools.partial(self._listen, source), f"stream-{source}")
+                self._spawn(functools.partial(self._listen, source), f"stream:{source}", source)
             elif isinstance(adapter, WebhookReceiver):
                 hooks = True
                 inbox.set_state(self.store, source, "listening", "waiting for deliveries")
-            self._spawn(functools.partial(self._apply, source), f"stream-apply-{source}")
+            self._spawn(functools.partial(self._apply, source), f"stream-apply:{source}", source)
         if self.sources:
             self._spawn(self._poll_gaps, "stream-gaps")
         if hooks and self.settings.webhook_port:
@@ -101,8 +102,12 @@ class StreamRuntime:
         if source in self.wakes:
             self.wakes[source].set()
 
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def _spawn(self, target: Callable[[], None], name: str, source: str | None = None) -> None:
+        def run() -> None:
+            with log_context(source=source, job=name):
+                target()
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
         self._threads.append(thread)
         thread.start()
 
@@ -175,6 +180,14 @@ class StreamRuntime:
                 self.stop.wait(1.0)
                 continue
             for done in applied:
+                log.debug(
+                    "stream: %d records of %s applied (%d written, %d deleted), lag %s s",
+                    done.taken,
+                    done.object,
+                    done.written,
+                    done.deleted,
+                    "?" if done.lag is None else f"{done.lag:.2f}",
+                )
                 self.metrics.stream_applied.labels(source, done.object).inc(done.taken)
                 if done.lag is not None:
                     self.metrics.stream_lag.labels(source).set(done.lag)
