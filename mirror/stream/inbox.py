@@ -16,15 +16,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, and_, case, delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mirror.adapter import StreamItem
+from mirror.store.bulk import upsert
 from mirror.store.database import Store, utcnow
 from mirror.store.stream_tables import (
     mirror_stream_inbox,
     mirror_stream_polls,
     mirror_stream_positions,
 )
+from mirror.store.tables import UtcDateTime
 from mirror.types import StreamEvent, StreamGap
 
 LISTENER = ""  # the channel of a listener's position; webhooks keep none
@@ -100,7 +104,8 @@ def record(
     for name, _record_id in rows:
         done.records[name] = done.records.get(name, 0) + 1
     with store.transaction() as conn:
-        store.upsert(conn, mirror_stream_inbox, list(rows.values()))
+        # in key order, so deliveries stored at once lock their rows in one order (no deadlock)
+        store.upsert(conn, mirror_stream_inbox, [rows[key] for key in sorted(rows)])
         request_polls(conn, source, polls, now)
         _note_received(conn, source, channel, done, position, state, now)
     return done
@@ -122,31 +127,50 @@ def _note_received(
     state: str,
     now: datetime,
 ) -> None:
+    # counters move by expressions, not by values read before: two deliveries stored at once
+    # (a webhook endpoint serves several) both count
     p = mirror_stream_positions.c
-    current = _position_row(conn, source, channel)
+    _ensure_position(conn, source, channel, now)
     values: dict[str, Any] = {
-        "source": source,
-        "channel": channel,
         "state": "gap" if done.gaps else state,
         "detail": done.gaps[-1][1] if done.gaps else None,
-        "position": position if position is not None else (current or {}).get("position"),
-        "received": (current or {}).get("received", 0) + done.events,
-        "applied": (current or {}).get("applied", 0),
-        "gaps": (current or {}).get("gaps", 0) + len(done.gaps),
+        "received": p.received + done.events,
+        "gaps": p.gaps + len(done.gaps),
         "updated_at": now,
     }
+    if position is not None:
+        values["position"] = position
     if done.events:
         values["last_received_at"] = now
     if done.newest is not None:
-        values["last_event_at"] = done.newest
+        newest = literal(done.newest, UtcDateTime())
+        values["last_event_at"] = case(
+            (p.last_event_at.is_(None), newest),
+            (p.last_event_at < newest, newest),
+            else_=p.last_event_at,
+        )
     if done.gaps:
         values["last_gap_reason"] = done.gaps[-1][1]
         values["last_gap_at"] = now
-    if current is None:
-        conn.execute(mirror_stream_positions.insert().values(**values))
-    else:
-        where = and_(p.source == source, p.channel == channel)
-        conn.execute(update(mirror_stream_positions).where(where).values(**values))
+    where = and_(p.source == source, p.channel == channel)
+    conn.execute(update(mirror_stream_positions).where(where).values(**values))
+
+
+def _ensure_position(conn: Connection, source: str, channel: str, now: datetime) -> None:
+    """The position row of ``source``'s ``channel``, inserted if missing (never replaced)."""
+    table = mirror_stream_positions
+    insert = pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
+    conn.execute(
+        insert.values(
+            source=source,
+            channel=channel,
+            state="not started",
+            received=0,
+            applied=0,
+            gaps=0,
+            updated_at=now,
+        ).on_conflict_do_nothing(index_elements=["source", "channel"])
+    )
 
 
 def _position_row(conn: Connection, source: str, channel: str) -> dict[str, Any] | None:
@@ -169,15 +193,9 @@ def set_state(
 ) -> None:
     """Say how ``source``'s stream stands (``live``, ``connecting``, ``down``, ``stopped``)."""
     now = utcnow()
+    p = mirror_stream_positions.c
     with store.transaction() as conn:
-        if _position_row(conn, source, channel) is None:
-            conn.execute(
-                mirror_stream_positions.insert().values(
-                    source=source, channel=channel, state=state, detail=detail, updated_at=now
-                )
-            )
-            return
-        p = mirror_stream_positions.c
+        _ensure_position(conn, source, channel, now)
         conn.execute(
             update(mirror_stream_positions)
             .where(p.source == source, p.channel == channel)
@@ -245,25 +263,14 @@ def discard(store: Store, source: str, name: str) -> int:
 def request_polls(
     conn: Connection, source: str, reasons: dict[str, str], now: datetime | None = None
 ) -> None:
-    """Ask for an incremental poll of each object of ``reasons`` (object -> why)."""
+    """Ask for an incremental poll of each object of ``reasons`` (object -> why). A request
+    already waiting takes the new time: only a poll begun after the latest gap answers it."""
     when = now or utcnow()
     rows = [
         {"source": source, "object": name, "reason": reason[:500], "requested_at": when}
         for name, reason in reasons.items()
     ]
-    if rows:
-        upsert_polls(conn, rows)
-
-
-def upsert_polls(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert poll requests; a request already waiting keeps its first time."""
-    q = mirror_stream_polls.c
-    for row in rows:
-        found = conn.execute(
-            select(q.object).where(q.source == row["source"], q.object == row["object"])
-        ).first()
-        if found is None:
-            conn.execute(mirror_stream_polls.insert().values(**row))
+    upsert(conn, mirror_stream_polls, rows)
 
 
 def requested_polls(store: Store, source: str | None = None) -> list[tuple[str, str, str]]:

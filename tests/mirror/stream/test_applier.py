@@ -5,6 +5,7 @@ echoed writes are handled as the design says (docs/streams.md)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -281,3 +282,32 @@ def test_the_stream_config_keys_are_checked() -> None:
     problems = "\n".join(caught.value.problems)
     for key in ("daemon.webhook_port", "daemon.push_wake_window", "sources.tiny.stream"):
         assert key in problems
+
+
+def test_deliveries_stored_at_once_are_all_counted(db_url: str) -> None:
+    """A webhook endpoint stores several deliveries at once: none is lost, and the counters
+    and the requested polls take every one (no counter is written from a stale read)."""
+    with world(db_url) as w:
+        deals = sorted(w.crm.records["deals"])
+        start = threading.Barrier(6)
+        failures: list[BaseException] = []
+
+        def deliveries(number: int) -> None:
+            try:
+                start.wait()
+                for deal in deals:
+                    event = StreamEvent("deals", changed=(deal,))
+                    w.mirror.record_stream("tiny", [event, StreamGap("deals", f"g{number}")])
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=deliveries, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        [status] = w.mirror.stream_status()
+        assert (status.received, status.gaps) == (6 * len(deals), 6 * len(deals))
+        assert w.mirror.stream_waiting() == {("tiny", "deals"): len(deals)}
+        assert [o for _s, o, _r in requested_polls(w.mirror.store)] == ["deals"]
