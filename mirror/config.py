@@ -98,6 +98,11 @@ class DaemonConfig(_Strict):
     webhook_port: int = Field(
         default=9465, ge=0, le=65535, description="POST /hooks/<source>; 0: no endpoint"
     )
+    webhook_public_url: str | None = Field(
+        default=None,
+        description="the address the CRM posts to, when a proxy stands in front (the "
+        "delivery's URL is rebuilt on it, as signatures cover it)",
+    )
     push_wake_window: float = Field(
         default=0.2, ge=0, le=60, description="seconds a portal write waits for more to push"
     )

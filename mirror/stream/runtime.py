@@ -82,8 +82,9 @@ class StreamRuntime:
         if self.sources:
             self._spawn(self._poll_gaps, "stream-gaps")
         if hooks and self.settings.webhook_port:
+            s = self.settings
             self.server = WebhookServer(
-                self._receive, self.settings.webhook_host, self.settings.webhook_port, self.wake
+                self._receive, s.webhook_host, s.webhook_port, self.wake, s.webhook_public_url
             ).start()
         return self
 

@@ -26,8 +26,12 @@ MAX_BODY = 16 * 1024 * 1024
 log = logging.getLogger("prm_mirror.stream")
 
 
-def hook_app(receive: Receive, stored: Callable[[str], None] | None = None) -> Any:
-    """The WSGI application: ``stored(source)`` is called after each delivery answered 200."""
+def hook_app(
+    receive: Receive, stored: Callable[[str], None] | None = None, public_url: str | None = None
+) -> Any:
+    """The WSGI application: ``stored(source)`` is called after each delivery answered 200;
+    with ``public_url`` (what the CRM posts to, through a proxy), each delivery's URL is that
+    address with the request's path and query."""
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -39,7 +43,11 @@ def hook_app(receive: Receive, stored: Callable[[str], None] | None = None) -> A
             return Response("too large", status=413)(environ, start_response)
         body = request.get_data(cache=False)
         headers = {key: value for key, value in request.headers.items()}
-        status, text = receive(source, request.method, request.url, headers, body)
+        url = request.url
+        if public_url:
+            query = request.query_string.decode("latin-1")
+            url = public_url.rstrip("/") + request.path + (f"?{query}" if query else "")
+        status, text = receive(source, request.method, url, headers, body)
         if status == 200 and stored is not None:
             stored(source)
         return Response(text, status=status, content_type="text/plain")(environ, start_response)
@@ -56,9 +64,11 @@ class WebhookServer:
         host: str,
         port: int,
         stored: Callable[[str], None] | None = None,
+        public_url: str | None = None,
     ) -> None:
+        app = hook_app(receive, stored, public_url)
         self._server: BaseWSGIServer = make_server(
-            host, port, hook_app(receive, stored), threaded=True, request_handler=PlainRequestLog
+            host, port, app, threaded=True, request_handler=PlainRequestLog
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="webhooks", daemon=True
