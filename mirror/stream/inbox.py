@@ -260,6 +260,24 @@ def discard(store: Store, source: str, name: str) -> int:
     return int(result.rowcount or 0)
 
 
+def hand_to_poll(store: Store, source: str, name: str, reason: str) -> int:
+    """Delete every waiting record of the object and request a poll of it, in one transaction;
+    returns how many records."""
+    i = mirror_stream_inbox.c
+    with store.transaction() as conn:
+        result = conn.execute(
+            delete(mirror_stream_inbox).where(i.source == source, i.object == name)
+        )
+        request_polls(conn, source, {name: reason})
+        p = mirror_stream_positions.c
+        conn.execute(
+            update(mirror_stream_positions)
+            .where(p.source == source)
+            .values(gaps=p.gaps + 1, last_gap_reason=reason, last_gap_at=utcnow())
+        )
+    return int(result.rowcount or 0)
+
+
 def request_polls(
     conn: Connection, source: str, reasons: dict[str, str], now: datetime | None = None
 ) -> None:

@@ -111,6 +111,14 @@ class Streams(Configured):
         except Exception:
             log.exception("the gap of %s could not be recorded", source)
 
+    def hand_to_poll(self, source: str, name: str, reason: str) -> int:
+        """Drop the waiting records of ``name`` and ask for an incremental poll of it instead
+        (they changed after its checkpoint, so the poll reads them); returns how many."""
+        dropped = inbox.hand_to_poll(self.store, source, name, reason)
+        with log_context(source=source, object=name):
+            log.warning("%d stream records handed to a poll: %s", dropped, reason)
+        return dropped
+
     def stream_waiting(self, source: str | None = None) -> dict[tuple[str, str], int]:
         """Records waiting in the inbox per (source, object)."""
         return inbox.waiting(self.store, source)

@@ -29,6 +29,7 @@ from mirror.leases import Leases
 from mirror.logs import log_context
 from mirror.observability import Metrics
 from mirror.stream import inbox
+from mirror.stream.applier import Applied
 from mirror.stream.webhooks import WebhookServer
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("prm_mirror.stream")
 REPOLL_SECONDS = 5.0  # a requested poll not answered yet is asked for again after this
+FAILURES_BEFORE_POLL = 3
 
 
 class StreamRuntime:
@@ -164,6 +166,7 @@ class StreamRuntime:
 
     def _apply(self, source: str) -> None:
         wake = self.wakes[source]
+        failures: dict[str, int] = {}
         while not self.stop.is_set():
             woke = wake.wait(timeout=1.0)
             wake.clear()
@@ -173,31 +176,55 @@ class StreamRuntime:
                 self.stop.wait(self.settings.stream_batch_window)
             try:
                 waiting = [o for s, o in self.mirror.stream_waiting(source) if s == source]
-                if not waiting:
-                    continue
-                applied = self.mirror.apply_stream(source, waiting, leases=self.leases)
             except Exception:
-                log.exception("stream records of %s could not be applied; retrying", source)
+                log.exception("the inbox of %s could not be read", source)
                 self.stop.wait(1.0)
                 continue
-            for done in applied:
-                log.debug(
-                    "stream: %d records of %s applied (%d written, %d deleted), lag %s s",
-                    done.taken,
-                    done.object,
-                    done.written,
-                    done.deleted,
-                    "?" if done.lag is None else f"{done.lag:.2f}",
-                )
-                self.metrics.stream_applied.labels(source, done.object).inc(done.taken)
-                if done.lag is not None:
-                    self.metrics.stream_lag.labels(source).set(done.lag)
-            if self.applied is not None and any(done.written for done in applied):
-                self.applied(source)
+            applied: list[Applied] = []
+            for name in waiting:
+                try:
+                    applied += self.mirror.apply_stream(source, [name], leases=self.leases)
+                    failures.pop(name, None)
+                except Exception as exc:
+                    failures[name] = failures.get(name, 0) + 1
+                    self._failed(source, name, exc, failures[name])
+            self._note(source, applied)
             if len(applied) < len(waiting):
-                # an object's sync holds it: look again soon rather than in a second
-                self.stop.wait(0.1)
+                # an object's sync holds it, or its apply failed: look again soon
+                self.stop.wait(0.1 if len(applied) + len(failures) < len(waiting) else 1.0)
                 wake.set()
+
+    def _failed(self, source: str, name: str, exc: Exception, count: int) -> None:
+        """An apply of ``name`` failed; the third failure in a row hands its waiting records
+        to a poll (a record the CRM will not fetch must not hold the stream up forever)."""
+        if count < FAILURES_BEFORE_POLL:
+            log.warning("stream records of %s.%s could not be applied: %s", source, name, exc)
+            return
+        log.error(
+            "stream records of %s.%s failed %d times (%s): an incremental poll takes them",
+            source,
+            name,
+            count,
+            exc,
+        )
+        self._quietly(lambda: self.mirror.hand_to_poll(source, name, f"apply failed: {exc}"))
+        self._polls.set()
+
+    def _note(self, source: str, applied: list[Applied]) -> None:
+        for done in applied:
+            log.debug(
+                "stream: %d records of %s applied (%d written, %d deleted), lag %s s",
+                done.taken,
+                done.object,
+                done.written,
+                done.deleted,
+                "?" if done.lag is None else f"{done.lag:.2f}",
+            )
+            self.metrics.stream_applied.labels(source, done.object).inc(done.taken)
+            if done.lag is not None:
+                self.metrics.stream_lag.labels(source).set(done.lag)
+        if self.applied is not None and any(done.written for done in applied):
+            self.applied(source)
 
     # --- gap polls -----------------------------------------------------------------------
 

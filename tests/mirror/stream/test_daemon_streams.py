@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from mirror.daemon import Daemon
+from mirror.errors import TransientError
 from mirror.stream import inbox
 from mirror.stream.inbox import requested_polls
+from mirror.types import StreamEvent
 from tests.mirror.stream.world import World, world
 
 LABELS = {"source": "tiny", "object": "deals"}
@@ -230,3 +232,27 @@ def test_a_second_edit_after_the_echo_goes_out_at_once(db_url: str) -> None:
         assert time.monotonic() - started < 1.0
         eventually(lambda: all(e.confirmed for e in w.outbox()))
         assert w.feed() == []
+
+
+def test_records_the_crm_will_not_fetch_are_handed_to_a_poll(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with world(db_url, "listen") as w:
+        adapter = w.mirror.adapter("tiny")
+        fetch = adapter.fetch
+
+        def refusing(spec: Any, ids: Any) -> Any:
+            if "not-an-id" in ids:
+                raise TransientError("tinycrm: the server refuses that id")
+            return fetch(spec, ids)
+
+        monkeypatch.setattr(adapter, "fetch", refusing)
+        deal = w.deal()
+        w.crm.update("deals", deal, {"name": "behind a bad id"})
+        w.mirror.record_stream("tiny", [StreamEvent("deals", changed=("not-an-id", deal))])
+        with running(w):
+            eventually(lambda: w.row("deals", deal)["name"] == "behind a bad id")
+            eventually(lambda: requested_polls(w.mirror.store) == [])
+            assert w.mirror.stream_waiting() == {}
+            reason = w.mirror.stream_status()[0].last_gap_reason
+            assert reason is not None and reason.startswith("apply failed: ")
