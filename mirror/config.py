@@ -114,7 +114,7 @@ class DaemonConfig(_Strict):
         "portal writes (SQLite; PostgreSQL is told at once); 0: only this process's",
     )
     stream_batch_window: float = Field(
-        default=0.05, ge=0, le=60, description="seconds a stream event waits for more to apply"
+        default=0.5, ge=0, le=60, description="seconds a stream event waits for more to apply"
     )
     stream_retry_max: float = Field(
         default=60.0, gt=0, le=3600, description="longest wait before a listener reconnects"
