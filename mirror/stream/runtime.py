@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("prm_mirror.stream")
 REPOLL_SECONDS = 5.0  # a requested poll not answered yet is asked for again after this
 FAILURES_BEFORE_POLL = 3
+BUSY_RETRY = 0.25  # seconds before an object whose sync held it is tried again
 
 
 class StreamRuntime:
@@ -191,7 +192,8 @@ class StreamRuntime:
             self._note(source, applied)
             if len(applied) < len(waiting):
                 # an object's sync holds it, or its apply failed: look again soon
-                self.stop.wait(0.1 if len(applied) + len(failures) < len(waiting) else 1.0)
+                busy = len(applied) + len(failures) < len(waiting)
+                self.stop.wait(BUSY_RETRY if busy else 1.0)
                 wake.set()
 
     def _failed(self, source: str, name: str, exc: Exception, count: int) -> None:

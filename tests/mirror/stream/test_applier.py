@@ -14,9 +14,11 @@ from mirror import Mirror
 from mirror.config import parse_config
 from mirror.daemon import Daemon
 from mirror.errors import ConfigError
+from mirror.leases import Leases
 from mirror.store.database import utcnow
 from mirror.stream import inbox
 from mirror.stream.inbox import requested_polls
+from mirror.stream.ops import sync_job
 from mirror.types import StreamEvent, StreamGap
 from tests.adapters.fourth.crm import seeded
 from tests.mirror.stream.world import config_for, deliver, registered, world
@@ -311,3 +313,38 @@ def test_deliveries_stored_at_once_are_all_counted(db_url: str) -> None:
         assert (status.received, status.gaps) == (6 * len(deals), 6 * len(deals))
         assert w.mirror.stream_waiting() == {("tiny", "deals"): len(deals)}
         assert [o for _s, o, _r in requested_polls(w.mirror.store)] == ["deals"]
+
+
+def test_an_apply_waits_for_the_objects_sync_here_and_in_another_worker(db_url: str) -> None:
+    """A stream apply never runs beside a poll of the same object: the object's lock in this
+    process, its lease across workers. Its records wait in the inbox meanwhile."""
+    with world(db_url) as w:
+        deal = w.deal()
+        w.crm.update("deals", deal, {"name": "waits"})
+        deliver(w)
+        job = sync_job("tiny", "deals")
+        held = threading.Event()
+        release = threading.Event()
+
+        def polling() -> None:
+            with w.mirror.work_lock(job):
+                held.set()
+                release.wait()
+
+        thread = threading.Thread(target=polling)
+        thread.start()
+        held.wait()
+        try:
+            assert w.mirror.apply_stream("tiny") == []
+        finally:
+            release.set()
+            thread.join()
+        other = Leases(w.mirror.store, "another-worker")
+        mine = Leases(w.mirror.store, "this-worker")
+        assert other.acquire(job)
+        assert w.mirror.apply_stream("tiny", leases=mine) == []
+        assert w.mirror.stream_waiting() == {("tiny", "deals"): 1}
+        other.release(job)
+        [applied] = w.mirror.apply_stream("tiny", leases=mine)
+        assert applied.written == 1 and w.row("deals", deal)["name"] == "waits"
+        assert other.acquire(job)
