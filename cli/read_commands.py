@@ -20,7 +20,7 @@ from mirror import MAX_PAGE, FieldType, Mirror, ObjectSpec
 @json_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Per object: phase, cursor, rows, rejects and the last run."""
+    """Per object: phase, cursor, rows, rejects and the last run; each change stream's state."""
     with open_mirror(ctx) as mirror:
         if as_json:
             emit_json(_status_document(mirror))
@@ -49,6 +49,34 @@ def status(ctx: click.Context, as_json: bool) -> None:
             f"{queue.get('failed', 0)} failed, {queue.get('done', 0)} done; "
             f"open conflicts: {queue['conflicts']}"
         )
+        streams = mirror.stream_status()
+        if streams:
+            output.console.print(_stream_table(streams))
+
+
+def _stream_table(streams: list[Any]) -> Table:
+    """Each change stream: state, replay position, last event, lag, inbox and counters."""
+    table = Table(
+        "stream", "state", "position", "last event", "lag", "waiting", "received/applied", "gaps"
+    )
+    for s in streams:
+        state = s.state + (f" ({s.detail[:60]})" if s.detail else "")
+        last = f"{s.last_event_at:%Y-%m-%d %H:%M:%S}" if s.last_event_at else "-"
+        lag = f"{s.lag_seconds:.1f} s" if s.lag_seconds is not None else "-"
+        gaps = str(s.gaps) + (f" (last: {s.last_gap_reason[:60]})" if s.last_gap_reason else "")
+        if s.polls_requested:
+            gaps += f"; polling {', '.join(s.polls_requested)}"
+        table.add_row(
+            s.source,
+            state,
+            s.position or "-",
+            last,
+            lag,
+            str(s.waiting),
+            f"{s.received}/{s.applied}",
+            gaps,
+        )
+    return table
 
 
 def _status_document(mirror: Mirror) -> dict[str, Any]:
@@ -60,6 +88,7 @@ def _status_document(mirror: Mirror) -> dict[str, Any]:
             for k in ("pending", "sending", "blocked", "failed", "done", "superseded")
         },
         "open_conflicts": queue["conflicts"],
+        "streams": [asdict(s) for s in mirror.stream_status()],
     }
 
 

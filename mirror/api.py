@@ -9,14 +9,14 @@ status reads (``mirror.status``), over the store, adapters and rules of its conf
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any
 
-from mirror.configured import Configured, build_adapter, process_holder
+from mirror.configured import _path_indexes as _path_indexes  # for the benches and tests
+from mirror.configured import build_adapter, process_holder
 from mirror.errors import AccessDenied
 from mirror.leases import Leases
-from mirror.portal.registrations import Registrations, RegistrationSettings
 from mirror.portal.users import PartnerUser, find_partner_user
 from mirror.portal.view import Explanation, PartnerView, vendor_explanation
 from mirror.pull.ranges import plan_of
@@ -27,20 +27,21 @@ from mirror.push.diff import field_changes
 from mirror.push.outbox import latest_entries, open_entries
 from mirror.push.writeback import Pusher, PushResult
 from mirror.status import ObjectStatus, object_statuses, queue_summary
+from mirror.store.database import utcnow
 from mirror.store.reads import live_rows, stored_record
+from mirror.stream import inbox
+from mirror.stream.ops import Streams, push_job, sync_job
 from mirror.types import ObjectSpec
 from mirror.visibility import postgres_rls as rls
 from mirror.visibility import sizes as slice_sizes
 from mirror.visibility.grants import granted, is_inherited, stored_grants
 from mirror.visibility.postgres_rls import SecurityReport
-from mirror.visibility.rule_check import validate_rules
-from mirror.visibility.rules import VisibilityRules, merge_settings
-from mirror.visibility.upkeep import GrantPageHook
+from mirror.visibility.rules import VisibilityRules
 
 __all__ = ["Mirror", "ObjectStatus", "build_adapter"]
 
 
-class Mirror(Configured):
+class Mirror(Streams):
     """A configured mirror: its store, its CRM sources and the operations on them."""
 
     def check(self) -> dict[str, str | None]:
@@ -84,9 +85,13 @@ class Mirror(Configured):
                 for name in names:
                     if stop is not None and stop.is_set():
                         break
-                    result = puller.sync_object(
-                        specs[name], restart=restart, progress=progress, stop=stop
-                    )
+                    began = utcnow()
+                    with self.work_lock(sync_job(source, name)):
+                        result = puller.sync_object(
+                            specs[name], restart=restart, progress=progress, stop=stop
+                        )
+                    if not result.stopped:
+                        inbox.polled(self.store, source, name, began)
                     if result.kind == "backfill" and self.config.sync.sweep_after_backfill:
                         mirrored = self.store.mirrored(source, name)
                         result.swept += puller.sweep(mirrored, result.run_id)
@@ -126,31 +131,6 @@ class Mirror(Configured):
     def _split_backfill(self, source: str, name: str) -> bool:
         return plan_of(self.store.load_checkpoint(source, name)) is not None
 
-    def _puller(
-        self,
-        source: str,
-        specs: Mapping[str, ObjectSpec],
-        leases: Leases | None,
-        access: GrantPageHook,
-    ) -> Puller:
-        rules = access.rules
-        described = {name: spec.field_names for name, spec in specs.items()}
-        validate_rules(rules, described, self._known_objects(source))
-        registrations = self.registrations(source)
-        extra = [registrations.on_page] if registrations else []
-        return Puller(
-            self.store,
-            self.adapter(source),
-            prefetch_pages=self.config.sync.prefetch_pages,
-            hooks=[*self.hooks, access, *extra],
-            indexes=_path_indexes(rules),
-            policy_of=self.policy_of(source),
-            backfill_ranges=self.config.sync.backfill_ranges,
-            range_min_records=self.config.sync.backfill_range_min_records,
-            leases=leases,
-            access=access.upkeep,
-        )
-
     def push(self, sources: Iterable[str] | None = None) -> dict[str, PushResult]:
         """Send pending portal edits to their CRMs; returns what each source's push did."""
         results = {}
@@ -167,7 +147,20 @@ class Mirror(Configured):
                 on_change=access.refresh,
                 access=access,
             )
-            results[source] = pusher.push()
+            with self.work_lock(push_job(source)):
+                results[source] = pusher.push()
+        return results
+
+    def poll_gaps(
+        self, sources: Iterable[str] | None = None, *, stop: threading.Event | None = None
+    ) -> list[RunResult]:
+        """The incremental polls the streams' gaps asked for (``mirror.stream``), now."""
+        results = []
+        for source in sources or self.config.sources:
+            wanted = {o for _s, o, _r in inbox.requested_polls(self.store, source)}
+            names = [name for name in self.object_names(source) if name in wanted]
+            if names:
+                results += self.sync(names, sources=[source], stop=stop)
         return results
 
     def _stored_spec(self, source: str) -> Callable[[str], ObjectSpec]:
@@ -268,16 +261,6 @@ class Mirror(Configured):
             self.as_partner(partner_id, user, source=source), object_name, record_id
         )
 
-    def registrations(self, source: str | None = None) -> Registrations | None:
-        """Deal registration for ``source`` (``None`` when its schema configures none)."""
-        source = source or self.default_source
-        raw = self._schema_settings(source, "registrations")
-        if not raw:
-            return None
-        merged = merge_settings(raw, self._source(source).registrations)
-        upkeep = self.grant_upkeep(source)
-        return Registrations(self.store, source, RegistrationSettings.from_raw(merged), upkeep)
-
     def _user_role(self, rules: VisibilityRules, partner_id: str, user: str) -> str:
         """The role the CRM gives ``user``, once it is known to be a user of ``partner_id``."""
         if not (rules.user_object and rules.user_partner_field):
@@ -373,17 +356,3 @@ class Mirror(Configured):
         """Outbox entries per status, plus ``conflicts``: the open conflicts."""
         with self.store.engine.connect() as conn:
             return queue_summary(conn)
-
-
-def _path_indexes(rules: VisibilityRules) -> dict[str, tuple[str, ...]]:
-    """The reference fields slice paths follow, per object, so upkeep and queries use indexes."""
-    wanted: dict[str, set[str]] = {}
-    for rule in rules.slices.values():
-        if rule.owner_field:
-            wanted.setdefault(rule.object, set()).add(rule.owner_field)
-        for path in rule.paths:
-            if path.kind in ("direct", "parent") and path.field:
-                wanted.setdefault(rule.object, set()).add(path.field)
-            elif path.kind == "child" and path.other and path.field:
-                wanted.setdefault(path.other, set()).add(path.field)
-    return {name: tuple(sorted(fields)) for name, fields in wanted.items()}

@@ -90,6 +90,35 @@ class DaemonConfig(_Strict):
     )
     audit_sample: int = Field(default=200, ge=0, le=100_000)
     log_format: Literal["json", "text"] = "json"
+    webhook_host: str = Field(
+        default_factory=lambda: os.environ.get("PRM_MIRROR_WEBHOOK_HOST", "127.0.0.1"),
+        description="where CRM webhooks are received: default 127.0.0.1, or "
+        "$PRM_MIRROR_WEBHOOK_HOST",
+    )
+    webhook_port: int = Field(
+        default=9465, ge=0, le=65535, description="POST /hooks/<source>; 0: no endpoint"
+    )
+    webhook_public_url: str | None = Field(
+        default=None,
+        description="the address the CRM posts to, when a proxy stands in front (the "
+        "delivery's URL is rebuilt on it, as signatures cover it)",
+    )
+    push_wake_window: float = Field(
+        default=0.2, ge=0, le=60, description="seconds a portal write waits for more to push"
+    )
+    push_wake_poll: float = Field(
+        default=0.25,
+        ge=0,
+        le=60,
+        description="seconds between looks for other processes' "
+        "portal writes (SQLite; PostgreSQL is told at once); 0: only this process's",
+    )
+    stream_batch_window: float = Field(
+        default=0.5, ge=0, le=60, description="seconds a stream event waits for more to apply"
+    )
+    stream_retry_max: float = Field(
+        default=60.0, gt=0, le=3600, description="longest wait before a listener reconnects"
+    )
 
 
 class SourceConfig(_Strict):
@@ -108,6 +137,10 @@ class SourceConfig(_Strict):
     conflicts: dict[str, Literal["crm_wins", "portal_wins", "latest_wins", "manual"]] = Field(
         default_factory=dict,
         description='policy per "default", "<Object>" or "<Object>.<Field>"',
+    )
+    stream: bool = Field(
+        default=False,
+        description="also take changes from the CRM's change stream (polling stays the backstop)",
     )
 
     def adapter_settings(self) -> dict[str, Any]:

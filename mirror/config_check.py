@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from apscheduler.triggers.cron import CronTrigger
 
-from mirror.adapter import CrmAdapter
+from mirror.adapter import CrmAdapter, StreamListener, WebhookReceiver
 from mirror.config import MirrorConfig, SourceConfig
 from mirror.errors import ConfigError, MirrorError
 from mirror.registry import find_plugin, unknown_crm
@@ -99,6 +99,7 @@ def _check_source(
         report.logins[name] = str(exc)
         return
     report.logins[name] = None
+    report.problems += stream_problems(config, name, settings, adapter)
     objects = list(settings.objects or schema.objects)
     named = sorted(rules.named_objects()) if rules else []
     fields_of: dict[str, frozenset[str]] = {}
@@ -117,3 +118,25 @@ def _check_source(
             validate_rules(rules, fields_of, known)
         except ConfigError as exc:
             report.problems += [f"{where}.visibility: {p}" for p in exc.problems]
+
+
+def stream_problems(
+    config: MirrorConfig, name: str, settings: SourceConfig, adapter: CrmAdapter
+) -> list[str]:
+    """What keeps ``name``'s change stream (``stream = true``) from running: an adapter with
+    no stream, a webhook stream with no endpoint to post to."""
+    if not settings.stream:
+        return []
+    if isinstance(adapter, WebhookReceiver):
+        if config.daemon.webhook_port:
+            return []
+        return [
+            f"daemon.webhook_port: 0, but sources.{name} receives its stream by webhook "
+            "(set a port, or stream = false)"
+        ]
+    if isinstance(adapter, StreamListener):
+        return []
+    return [
+        f"sources.{name}.stream: the {settings.crm} adapter has no change stream "
+        "(set stream = false)"
+    ]

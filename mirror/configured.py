@@ -19,16 +19,19 @@ from mirror import redaction
 from mirror.adapter import CrmAdapter
 from mirror.config import MirrorConfig, load_config, secret_values
 from mirror.errors import ConfigError
+from mirror.leases import Leases
+from mirror.portal.registrations import Registrations, RegistrationSettings
 from mirror.pull.pages import PageHook
+from mirror.pull.sync import Puller
 from mirror.push.diff import Policy
 from mirror.registry import adapter_plugin
 from mirror.schema import apply_schema, load_crm_schema
 from mirror.store.database import Store
 from mirror.types import ObjectSpec
 from mirror.visibility import column_grants
-from mirror.visibility.rule_check import served_rules
+from mirror.visibility.rule_check import served_rules, validate_rules
 from mirror.visibility.rules import VisibilityRules, merge_settings, parse_rules
-from mirror.visibility.upkeep import GrantUpkeep
+from mirror.visibility.upkeep import GrantPageHook, GrantUpkeep
 
 
 class Configured:
@@ -160,6 +163,41 @@ class Configured:
         raw = load_crm_schema(self._source(source).crm, self.config.schemas_dir).raw
         return dict(raw.get(section) or {})
 
+    def registrations(self, source: str | None = None) -> Registrations | None:
+        """Deal registration for ``source`` (``None`` when its schema configures none)."""
+        source = source or self.default_source
+        raw = self._schema_settings(source, "registrations")
+        if not raw:
+            return None
+        merged = merge_settings(raw, self._source(source).registrations)
+        upkeep = self.grant_upkeep(source)
+        return Registrations(self.store, source, RegistrationSettings.from_raw(merged), upkeep)
+
+    def _puller(
+        self,
+        source: str,
+        specs: Mapping[str, ObjectSpec],
+        leases: Leases | None,
+        access: GrantPageHook,
+    ) -> Puller:
+        rules = access.rules
+        described = {name: spec.field_names for name, spec in specs.items()}
+        validate_rules(rules, described, self._known_objects(source))
+        registrations = self.registrations(source)
+        extra = [registrations.on_page] if registrations else []
+        return Puller(
+            self.store,
+            self.adapter(source),
+            prefetch_pages=self.config.sync.prefetch_pages,
+            hooks=[*self.hooks, access, *extra],
+            indexes=_path_indexes(rules),
+            policy_of=self.policy_of(source),
+            backfill_ranges=self.config.sync.backfill_ranges,
+            range_min_records=self.config.sync.backfill_range_min_records,
+            leases=leases,
+            access=access.upkeep,
+        )
+
     @property
     def default_source(self) -> str:
         """The only source, when there is one (else name it explicitly)."""
@@ -173,6 +211,20 @@ class Configured:
         except KeyError:
             known = ", ".join(self.config.sources) or "none"
             raise ConfigError(f"no source named {source!r} (configured: {known})") from None
+
+
+def _path_indexes(rules: VisibilityRules) -> dict[str, tuple[str, ...]]:
+    """The reference fields slice paths follow, per object, so upkeep and queries use indexes."""
+    wanted: dict[str, set[str]] = {}
+    for rule in rules.slices.values():
+        if rule.owner_field:
+            wanted.setdefault(rule.object, set()).add(rule.owner_field)
+        for path in rule.paths:
+            if path.kind in ("direct", "parent") and path.field:
+                wanted.setdefault(rule.object, set()).add(path.field)
+            elif path.kind == "child" and path.other and path.field:
+                wanted.setdefault(path.other, set()).add(path.field)
+    return {name: tuple(sorted(fields)) for name, fields in wanted.items()}
 
 
 def build_adapter(crm: str, source: str, settings: Mapping[str, Any]) -> CrmAdapter:

@@ -17,7 +17,6 @@ closed as ``interrupted`` (``mirror.pull.runs``). On SQLite the jobs' write tran
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -35,13 +34,16 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import text
 
 from mirror.api import Mirror
-from mirror.errors import MirrorError, QuotaExceeded
+from mirror.errors import ConfigError, MirrorError, QuotaExceeded
+from mirror.heap import settle_heap as settle_heap
 from mirror.leases import Leases
 from mirror.logs import log_context
 from mirror.observability import Health, Metrics, ObservabilityServer
 from mirror.pull.audit import audit_object
 from mirror.pull.sync import Puller, RunResult
+from mirror.push.wakeup import PushWaker, has_pending
 from mirror.store.database import utcnow
+from mirror.stream.runtime import StreamRuntime
 
 log = logging.getLogger("prm_mirror.daemon")
 
@@ -59,12 +61,17 @@ class Daemon:
         self.health = Health()
         self.server: ObservabilityServer | None = None
         self.scheduler: BaseScheduler | None = None
+        self.streams: StreamRuntime | None = None
+        self.waker: PushWaker | None = None
 
     # --- running ------------------------------------------------------------------------
 
     def run(self) -> None:
         """Run in the foreground until SIGTERM/SIGINT; then finish the current page and exit."""
         self.mirror.close_orphaned_runs()
+        problems = self.mirror.stream_problems()
+        if problems:
+            raise ConfigError(problems)
         scheduler = BlockingScheduler(timezone="UTC", executors=_executors())
         self._install(scheduler)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -75,10 +82,12 @@ class Daemon:
             "daemon %s starting (%d objects kept out of garbage collection)", self.worker_id, frozen
         )
         self.health.running = True
+        self.start_streams()
         try:
             scheduler.start()
         finally:
             self.health.running = False
+            self.close_streams()
             if self.server is not None:
                 self.server.stop()
             log.info("daemon %s stopped", self.worker_id)
@@ -159,6 +168,39 @@ class Daemon:
             **common,
         )
 
+    def start_streams(self) -> None:
+        """Start the change streams' threads and the pusher's wake-up on portal writes (``run``
+        does; they end when the daemon stops)."""
+        s, mirror = self.settings, self.mirror
+        if mirror.stream_sources():
+            self.streams = StreamRuntime(
+                mirror, self.leases, self.metrics, self.stopping, self.sync_job, self._applied
+            )
+            self.streams.start()
+        self.waker = PushWaker(
+            mirror.store,
+            self._woken_push,
+            mirror.config.sources,
+            self.stopping,
+            window=s.push_wake_window,
+            poll=s.push_wake_poll,
+        ).start()
+
+    def close_streams(self) -> None:
+        """Stop the streams and the wake-up, and wait for their threads."""
+        self.stopping.set()
+        for part in (self.streams, self.waker):
+            if part is not None:
+                part.close()
+
+    def _applied(self, source: str) -> None:
+        if self.waker is not None and has_pending(self.mirror.store, source):
+            self.waker.tell(source)
+
+    def _woken_push(self, source: str) -> None:
+        self.metrics.push_wakeups.labels(source).inc()
+        self.push_job(source)
+
     def _start_server(self) -> None:
         if self.settings.metrics_port and self.server is None:
             self.server = ObservabilityServer(
@@ -216,7 +258,9 @@ class Daemon:
         worker holds the job's lease."""
         if self.stopping.is_set() or self._over_budget(source, job):
             return
-        with self.leases.held(job) as ours:
+        # this process's other threads (a stream apply, a woken push) do the same work under
+        # this lock: the lease alone is shared by every thread of one worker
+        with self.mirror.work_lock(job), self.leases.held(job) as ours:
             if ours:
                 self._guard(job, work)
 
@@ -254,6 +298,8 @@ class Daemon:
         for status in self.mirror.status(unsynced=True):
             name = f"{status.source}.{status.object}"
             self.metrics.failing.labels(status.source, status.object).set(int(name in not_ready))
+        for stream in self.mirror.stream_status():
+            self.metrics.stream_waiting.labels(stream.source).set(stream.waiting)
         for state, count in self.mirror.queue_summary().items():
             if state == "conflicts":
                 self.metrics.conflicts.set(count)
@@ -326,29 +372,6 @@ class Daemon:
             return True
         except Exception:
             return False
-
-
-def settle_heap(mirror: Mirror) -> int:
-    """Load what every sync of ``mirror`` uses (each mirrored object's table, the partner-slice
-    rules), collect the garbage, then freeze what the process holds; returns how many objects
-    were frozen.
-
-    A full collection of Python's garbage collector scans every object the process holds: the
-    libraries' own, some hundred thousand, take about 100 ms on a slow core, and the objects
-    an incremental sync allocates set one off every few syncs. Frozen (``gc.freeze``), the
-    objects loaded at start are left out of every later collection; they live as long as the
-    process anyway.
-    """
-    for source in mirror.config.sources:
-        for name in mirror.object_names(source):
-            try:
-                mirror.store.mirrored(source, name)
-            except KeyError:
-                continue  # not backfilled yet: its first sync prepares the table
-        mirror.visibility(source)
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
 
 
 def _executors() -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 - Prometheus metrics on ``/metrics`` (records synced, time since the last good sync and data
   age per object, job durations, build info, API calls and remaining
-  budget, outbox depth, open conflicts, rejects, job errors) from a registry of our own, so
+  budget, outbox depth, open conflicts, rejects, job errors, the change streams' events,
+  applied records, fallback polls, lag and inbox, pushes woken by portal writes) from a
+  registry of our own, so
   several daemons in one process (tests) do not collide;
 - ``/healthz`` (liveness): 200 with the jobs' last outcomes while the scheduler runs and the
   store answers, 503 otherwise;
@@ -78,6 +80,39 @@ class Metrics:
         self.errors = Counter("prm_job_errors", "Failed job runs", ["job"], registry=r)
         self.last_success = Gauge(
             "prm_job_last_success_timestamp", "Unix time of the last good run", ["job"], registry=r
+        )
+        self.stream_received = Counter(
+            "prm_stream_events_received", "Change-stream events stored", ["source"], registry=r
+        )
+        self.stream_applied = Counter(
+            "prm_stream_records_applied",
+            "Records the change stream named, fetched and applied",
+            ["source", "object"],
+            registry=r,
+        )
+        self.stream_fallbacks = Counter(
+            "prm_stream_fallbacks",
+            "Incremental polls made because a stream could not vouch for its changes",
+            ["source"],
+            registry=r,
+        )
+        self.stream_lag = Gauge(
+            "prm_stream_lag_seconds",
+            "CRM commit to mirror, for the newest change the stream applied",
+            ["source"],
+            registry=r,
+        )
+        self.stream_waiting = Gauge(
+            "prm_stream_inbox_records",
+            "Records waiting in the stream's inbox",
+            ["source"],
+            registry=r,
+        )
+        self.stream_up = Gauge(
+            "prm_stream_up", "1 while the source's stream is connected", ["source"], registry=r
+        )
+        self.push_wakeups = Counter(
+            "prm_push_wakeups", "Pushes started by a portal write", ["source"], registry=r
         )
 
     def render(self) -> bytes:

@@ -1,6 +1,7 @@
 """Where the mirror stands: each mirrored object's phase, cursor, row counts and last run, and
-the outbox's entries per status. ``Mirror.status`` and ``Mirror.queue_summary`` answer with
-these; every figure is read from the module that keeps it."""
+the outbox's entries per status, and each change stream's state. ``Mirror.status``,
+``Mirror.queue_summary`` and ``Mirror.stream_status`` answer with these; every figure is read
+from the module that keeps it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mirror.pull.runs import last_run, last_success
 from mirror.push.conflicts import open_conflicts
 from mirror.push.outbox import status_counts
 from mirror.store.database import Store
+from mirror.stream import inbox
 from mirror.visibility.derivation import GrantDerivation
 
 
@@ -113,3 +115,58 @@ def _last_run_fields(last: Mapping[str, Any]) -> dict[str, Any]:
 def queue_summary(conn: Connection) -> dict[str, int]:
     """Outbox entries per status, plus ``conflicts``: the open conflicts."""
     return {**status_counts(conn), "conflicts": open_conflicts(conn)}
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """Where one source's change stream stands: its state (``live``, ``connecting``, ``gap``,
+    ``down``, ``stopped``; ``not started`` before its first event) and why, its replay
+    position, when the CRM committed the newest change it told of and when it was received,
+    the lag of the last change applied (commit to mirror), the records waiting in the inbox,
+    its counters, its last gap, and the objects whose requested poll has not run yet."""
+
+    source: str
+    state: str
+    detail: str | None
+    position: str | None
+    last_event_at: datetime | None
+    last_received_at: datetime | None
+    last_applied_at: datetime | None
+    lag_seconds: float | None
+    waiting: int
+    received: int
+    applied: int
+    gaps: int
+    last_gap_reason: str | None
+    last_gap_at: datetime | None
+    polls_requested: tuple[str, ...]
+
+
+def stream_statuses(store: Store, sources: Sequence[str]) -> list[StreamStatus]:
+    """The status of each of ``sources``' streams."""
+    rows = {row["source"]: row for row in inbox.positions(store)}
+    waiting = inbox.waiting(store)
+    polls = inbox.requested_polls(store)
+    found = []
+    for source in sources:
+        row = rows.get(source, {})
+        found.append(
+            StreamStatus(
+                source=source,
+                state=row.get("state", "not started"),
+                detail=row.get("detail"),
+                position=row.get("position"),
+                last_event_at=row.get("last_event_at"),
+                last_received_at=row.get("last_received_at"),
+                last_applied_at=row.get("last_applied_at"),
+                lag_seconds=row.get("lag_seconds"),
+                waiting=sum(n for (s, _o), n in waiting.items() if s == source),
+                received=row.get("received", 0),
+                applied=row.get("applied", 0),
+                gaps=row.get("gaps", 0),
+                last_gap_reason=row.get("last_gap_reason"),
+                last_gap_at=row.get("last_gap_at"),
+                polls_requested=tuple(o for s, o, _r in polls if s == source),
+            )
+        )
+    return found

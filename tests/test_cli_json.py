@@ -80,7 +80,8 @@ def _json(world: World, *args: str) -> Any:
 
 def test_status_json(world: World) -> None:
     doc = _json(world, "status")
-    assert set(doc) == {"objects", "outbox", "open_conflicts"}
+    assert set(doc) == {"objects", "outbox", "open_conflicts", "streams"}
+    assert doc["streams"] == []
     assert doc["open_conflicts"] == 1 and doc["outbox"]["done"] >= 1
     opp = next(o for o in doc["objects"] if o["object"] == "Opportunity")
     assert {"source", "phase", "cursor", "rows", "deleted", "rejects", "last_run_status",

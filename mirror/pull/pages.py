@@ -7,15 +7,22 @@
 2. changed records are diffed field by field against their mirror row;
 3. upserts and tombstones are written, and the field-level changes appended to ``mirror_changes``;
 4. page hooks run (the partner access table keeps itself current here);
-5. the checkpoint is saved.
+5. the checkpoint is saved (not by the change stream's applier nor the echo check: they read
+   records by id, outside the cursor's order, and leave the object's checkpoint to its polls).
 The caller commits all of it at once, so a crash re-reads the page and the upsert makes the
 second application a no-op.
+
+The newer version wins: a record whose change-cursor value is older than the stored row's
+(a page read before a change-stream fetch of the same record, applied after it) is counted
+unchanged and not written, and neither is a tombstone dated before the stored version; equal
+values are applied (stamps of one-second resolution cannot order two versions of one second).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -72,7 +79,10 @@ class PageContext:
     conflict policy for records with open portal edits, the outbox entries whose writes had
     landed before the page was read (``fresh``, see ``mirror.pull.reconcile``), the id the CRM
     gives a create with a given key (when it derives ids from keys) and the access upkeep of
-    a create's merge."""
+    a create's merge. ``save_checkpoint`` is off for records read by id (the change stream,
+    the echo check): the page's checkpoint is then ignored and the object's left as it is.
+    ``stamp_deletes`` dates a tombstoned row at its tombstone's ``deleted_at`` (the change
+    stream's deletes), so a page read before the delete cannot bring the record back."""
 
     run_id: int | None
     log_inserts: bool
@@ -81,12 +91,15 @@ class PageContext:
     fresh: frozenset[int] = frozenset()
     created_id: CreatedId | None = None
     access: AccessChanges | None = None
+    save_checkpoint: bool = True
+    stamp_deletes: bool = False
 
 
 def apply_page(
     store: Store, conn: Connection, mirrored: MirrorTable, page: Page, ctx: PageContext
 ) -> PageOutcome:
-    """Apply ``page`` to ``mirrored`` within ``conn``'s transaction and save its checkpoint."""
+    """Apply ``page`` to ``mirrored`` within ``conn``'s transaction and save its checkpoint
+    (unless ``ctx.save_checkpoint`` is off)."""
     outcome = PageOutcome(initial=not ctx.log_inserts)
     outcome.backfill_done = outcome.initial and page.checkpoint.phase == "incremental"
     adapter_rejects: Sequence[Any] = page.rejects
@@ -101,8 +114,9 @@ def apply_page(
         store.build_indexes(conn, mirrored)
     for hook in ctx.hooks:
         hook(conn, mirrored, outcome)
-    spec = mirrored.spec
-    store.save_checkpoint(conn, spec.source, spec.name, page.checkpoint)
+    if ctx.save_checkpoint:
+        spec = mirrored.spec
+        store.save_checkpoint(conn, spec.source, spec.name, page.checkpoint)
     return outcome
 
 
@@ -186,7 +200,7 @@ def _write_records(
     if not records:
         return
     spec, table, checker = mirrored.spec, mirrored.table, mirrored.checker
-    state = ["_hash", "_deleted", "_pending"]
+    state = ["_hash", "_deleted", "_pending", "_modstamp"]
     existing = store.rows_by_id(conn, table, spec.key, records, state)
     # a portal create whose answer was lost is a record the mirror has not seen under its id
     arrived = {i: r for i, r in records.items() if i not in existing}
@@ -197,7 +211,12 @@ def _write_records(
     if arrived:
         existing.update(store.rows_by_id(conn, table, spec.key, arrived, state))
     hashes = {record_id: checker.content_hash(r) for record_id, r in records.items()}
-    changed = [i for i, row in existing.items() if row._hash != hashes[i] or row._deleted]
+    changed = [
+        i
+        for i, row in existing.items()
+        if (row._hash != hashes[i] or row._deleted)
+        and not older(records[i].get(spec.cursor_field), row._modstamp)
+    ]
     names = spec.field_names
     before = store.rows_by_id(conn, table, spec.key, changed, names) if changed else {}
     pending = {i: records[i] for i in changed if existing[i]._pending}
@@ -255,13 +274,16 @@ def _write_tombstones(
         return
     spec, table = mirrored.spec, mirrored.table
     by_id = {t.id: t for t in tombstones}
+    stored = store.rows_by_id(conn, table, spec.key, by_id, ["_deleted", "_modstamp"])
     live = [
         i
-        for i, row in store.rows_by_id(conn, table, spec.key, by_id, ["_deleted"]).items()
-        if not row._deleted
+        for i, row in stored.items()
+        if not row._deleted and not older(by_id[i].deleted_at, row._modstamp)
     ]
     now = utcnow()
     key = table.c[spec.key]
+    if ctx.stamp_deletes:
+        _stamp_deletes(conn, mirrored, [by_id[i] for i in live])
     for batch in batches(live):
         conn.execute(
             update(table)
@@ -298,6 +320,30 @@ def _write_tombstones(
     store.upsert(conn, mirror_idmap, merges)
     outcome.deleted += len(live)
     outcome.deleted_ids.extend(live)
+
+
+def older(version: Any, stored: Any) -> bool:
+    """Whether ``version`` (a change-cursor value) is strictly older than ``stored`` (a row's
+    ``_modstamp``); ``False`` when either is unknown."""
+    if not isinstance(version, datetime) or not isinstance(stored, datetime):
+        return False
+    return _utc(version) < _utc(stored)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _stamp_deletes(
+    conn: Connection, mirrored: MirrorTable, tombstones: Sequence[Tombstone]
+) -> None:
+    """Date each row at its tombstone's ``deleted_at`` (rows are live and not newer: checked)."""
+    table, key = mirrored.table, mirrored.table.c[mirrored.spec.key]
+    for tombstone in tombstones:
+        if tombstone.deleted_at is not None:
+            conn.execute(
+                update(table).where(key == tombstone.id).values(_modstamp=tombstone.deleted_at)
+            )
 
 
 def _merge_note(tombstone: Tombstone) -> dict[str, Any] | None:

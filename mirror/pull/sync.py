@@ -119,7 +119,7 @@ class Puller:
         kind = "incremental" if since is not None and since.phase == "incremental" else "backfill"
         first_backfill = since is None or kind == "backfill"
         result = RunResult(spec.source, spec.name, kind, self._start_run(spec, kind))
-        ctx = self._context(result.run_id, log_inserts=not first_backfill)
+        ctx = self.context(result.run_id, log_inserts=not first_backfill)
         started = utcnow()
         pages = self.adapter.read(mirrored.spec, since)
 
@@ -178,7 +178,7 @@ class Puller:
     ) -> RunResult:
         spec = mirrored.spec
         result = RunResult(spec.source, spec.name, "backfill", self._start_run(spec, "backfill"))
-        ctx = self._context(result.run_id, log_inserts=False)
+        ctx = self.context(result.run_id, log_inserts=False)
 
         def settle(conn: Connection) -> None:
             self.store.build_indexes(conn, mirrored)
@@ -268,7 +268,8 @@ class Puller:
         except RangeTaken as taken:
             log.info("%s", taken)
 
-    def _context(self, run_id: int, *, log_inserts: bool) -> PageContext:
+    def context(self, run_id: int | None, *, log_inserts: bool) -> PageContext:
+        """The page context of this puller's run ``run_id`` (its hooks, policies, key lookups)."""
         created_id = self.adapter.created_id if isinstance(self.adapter, KeyedIds) else None
         ctx = PageContext(
             run_id,

@@ -59,7 +59,6 @@ def verify_echoes(
     if not live:
         return 0
     fresh = frozenset(seq for record_id in live for seq in entries[record_id])
-    checkpoint = store.load_checkpoint(spec.source, spec.name) or Checkpoint()
     table, key = mirrored.table, mirrored.table.c[spec.key]
     with store.transaction() as conn:
         # the content hash would call an unchanged record "seen" and skip its merge, and a row
@@ -71,8 +70,11 @@ def verify_echoes(
                 .where(id_in(store.dialect, key, batch))
                 .values(_hash=None, _pending=True)
             )
-        page = Page(list(live.values()), checkpoint)
-        apply_page(store, conn, mirrored, page, dataclasses.replace(ctx, fresh=fresh))
+        # records read by id leave the object's checkpoint to its polls: one loaded before
+        # this transaction and saved in it would undo a poll's checkpoint committed between
+        page = Page(list(live.values()), Checkpoint())
+        by_id = dataclasses.replace(ctx, fresh=fresh, save_checkpoint=False)
+        apply_page(store, conn, mirrored, page, by_id)
     return len(live)
 
 

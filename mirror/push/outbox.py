@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from mirror.feed import append as append_to_feed
+from mirror.push import wakeup
 from mirror.store.database import utcnow
 from mirror.store.records import field_value, json_safe
 from mirror.store.tables import mirror_outbox, mirror_runs
@@ -154,6 +155,7 @@ def enqueue(
     )
     seq = result.inserted_primary_key
     assert seq is not None
+    wakeup.written(conn, spec.source)
     if not feed:
         return int(seq[0])
     fields = {f: (before.get(f), values.get(f)) for f in values} if op != "delete" else None

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
@@ -57,6 +57,10 @@ class TinySettings(AdapterSettings):
     api_key: SecretStr | None = None
     page_size: int = Field(default=100, ge=1, le=1000)
     max_retries: int = Field(default=3, ge=0, le=10)
+    # which change stream the adapter offers (tests/adapters/fourth/stream.py): none, a
+    # connection it listens on, or webhook deliveries signed with ``webhook_secret``
+    stream_kind: Literal["", "listen", "webhook"] = ""
+    webhook_secret: SecretStr | None = None
 
     def problems(self) -> list[str]:
         """The address and the key are required; the address is a ``memory://`` one."""
@@ -234,7 +238,10 @@ def _mirror_error(error: ApiError) -> Exception:
 
 
 def _build(source: str, settings: TinySettings) -> CrmAdapter:
-    adapter: CrmAdapter = TinyAdapter(settings, source=source)
+    from tests.adapters.fourth.stream import TinyListener, TinyWebhooks
+
+    kinds = {"": TinyAdapter, "listen": TinyListener, "webhook": TinyWebhooks}
+    adapter: CrmAdapter = kinds[settings.stream_kind](settings, source=source)
     return adapter
 
 

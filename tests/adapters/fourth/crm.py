@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,7 +73,14 @@ class TinyCrm:
     failures: list[int] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     address: str = field(default_factory=lambda: f"memory://{uuid.uuid4().hex[:8]}")
+    # called under the lock with (object, id, "change" or "delete", stamp) after each change:
+    # how the change stream of tests/adapters/fourth/stream.py hears of them
+    watchers: list[Callable[[str, str, str, datetime], None]] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=itertools.count)
+
+    def _tell(self, object_name: str, record_id: str, kind: str, when: datetime) -> None:
+        for watcher in self.watchers:
+            watcher(object_name, record_id, kind, when)
 
     def start(self) -> TinyCrm:
         """Make the server reachable at its address."""
@@ -174,19 +181,23 @@ class TinyCrm:
             record_id = f"{object_name[0]}{next(self._ids):06d}"
             blank = {name: None for name in FIELDS[object_name]}
             self.records[object_name][record_id] = {**blank, **values, "id": record_id}
-            self.records[object_name][record_id]["updated_at"] = self.stamp()
+            when = self.records[object_name][record_id]["updated_at"] = self.stamp()
+            self._tell(object_name, record_id, "change", when)
             return record_id
 
     def update(self, object_name: str, record_id: str, values: Mapping[str, Any]) -> None:
         """Change a record as a CRM user would."""
         with self.lock:
-            self.records[object_name][record_id].update(values, updated_at=self.stamp())
+            when = self.stamp()
+            self.records[object_name][record_id].update(values, updated_at=when)
+            self._tell(object_name, record_id, "change", when)
 
     def delete(self, object_name: str, record_id: str) -> None:
         """Delete a record; a tombstone stays."""
         with self.lock:
             del self.records[object_name][record_id]
-            self.tombstones[object_name][record_id] = self.stamp()
+            when = self.tombstones[object_name][record_id] = self.stamp()
+            self._tell(object_name, record_id, "delete", when)
 
     def purge(self, object_name: str, record_id: str) -> None:
         """Delete a record leaving no trace."""
@@ -200,6 +211,7 @@ class TinyCrm:
             when = self.stamp()
             for record_id in ids:
                 self.records[object_name][record_id]["updated_at"] = when
+                self._tell(object_name, record_id, "change", when)
 
 
 def server_at(address: str) -> TinyCrm:

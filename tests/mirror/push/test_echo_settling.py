@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,39 @@ def test_the_page_keeps_the_saved_checkpoint(bench: Bench) -> None:
     assert bench.store.load_checkpoint("fake", "Deal") == saved
 
 
-def test_without_a_saved_checkpoint_the_page_saves_the_start(bench: Bench) -> None:
+def test_without_a_saved_checkpoint_none_is_saved(bench: Bench) -> None:
     pushed_unsettled(bench, "d1")
     bench.store.reset_checkpoint("fake", "Deal")
     assert settle(bench, Fetcher({"d1": deal("d1", 20, Name="other")})) == 1
-    assert bench.store.load_checkpoint("fake", "Deal") == Checkpoint()
+    assert bench.store.load_checkpoint("fake", "Deal") is None
+
+
+def test_a_polls_checkpoint_committed_while_the_echoes_are_settled_is_kept(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll of the object that commits its page between the echo check's fetch and its
+    transaction: the check must not put the checkpoint it saw before back."""
+    pushed_unsettled(bench, "d1")
+    before = Checkpoint("2026-01-01T00:00:20+00:00", ("d1",), "incremental", {})
+    polled = Checkpoint("2026-01-01T00:00:30+00:00", ("d7",), "incremental", {})
+    store = bench.store
+    with store.transaction() as conn:
+        store.save_checkpoint(conn, "fake", "Deal", before)
+    transaction = store.transaction
+    polls = [polled]
+
+    @contextmanager
+    def racing() -> Iterator[Any]:
+        while polls:
+            with transaction() as conn:
+                store.save_checkpoint(conn, "fake", "Deal", polls.pop())
+        with transaction() as conn:
+            yield conn
+
+    monkeypatch.setattr(store, "transaction", racing)
+    assert settle(bench, Fetcher({"d1": deal("d1", 20, Name="other")})) == 1
+    assert polls == []
+    assert store.load_checkpoint("fake", "Deal") == polled
 
 
 def test_a_record_not_returned_or_deleted_stays_as_it_is(bench: Bench) -> None:

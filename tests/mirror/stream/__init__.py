@@ -1,0 +1,1 @@
+"""The change-stream engine's tests, on TinyCRM's stream (tests/adapters/fourth/stream.py)."""
