@@ -250,6 +250,16 @@ class StreamRig:
         [status] = [s for s in self.mirror.stream_status() if s.source == self.crm]
         return status
 
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the CRM has nothing left to deliver (webhooks queued, retried or in
+        flight; for Salesforce, a moment for the bus to hand its events out)."""
+        if self.crm == "hubspot":
+            self.box.admin("webhook_wait", timeout=timeout)
+        elif self.crm == "dynamics":
+            self.box.admin("wait_for_webhooks", timeout=timeout)
+        else:
+            time.sleep(0.5)
+
     def calls(self) -> int:
         """The CRM-facing requests the sandbox has served so far."""
         return int(self.box.admin("call_count"))
