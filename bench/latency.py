@@ -98,9 +98,15 @@ def crm_to_mirror(rig: StreamRig, count: int, rate: float) -> dict[str, Any]:
         t = mirrored.table
         if waiting:
             with rig.mirror.store.engine.connect() as conn:  # type: ignore[union-attr]
-                found = conn.execute(t.select().with_only_columns(t.c[field]).where(
-                    t.c[field].in_(list(waiting))
-                )).scalars().all()
+                found = (
+                    conn.execute(
+                        t.select()
+                        .with_only_columns(t.c[field])
+                        .where(t.c[field].in_(list(waiting)))
+                    )
+                    .scalars()
+                    .all()
+                )
             now = time.monotonic()
             for token in found:
                 row_at.setdefault(token, now)
@@ -206,14 +212,16 @@ def _log_head(rig: StreamRig) -> int:
 def run_crm(crm: str, rate: float, seconds: float, size: int, sync_interval: float) -> dict:
     """Every figure of one CRM."""
     count = max(1, round(rate * seconds))
-    with tempfile.TemporaryDirectory(prefix=f"prm-bench-latency-{crm}-") as folder:
-        with StreamRig(crm, Path(folder), size=size, sync_interval=sync_interval) as rig:
-            started = time.monotonic()
-            inbound = crm_to_mirror(rig, count, rate)
-            window = time.monotonic() - started
-            polling = polling_cost(rig, count, max(window, seconds))
-            outbound = portal_to_crm(rig, count, rate)
-            status = rig.stream()
+    with (
+        tempfile.TemporaryDirectory(prefix=f"prm-bench-latency-{crm}-") as folder,
+        StreamRig(crm, Path(folder), size=size, sync_interval=sync_interval) as rig,
+    ):
+        started = time.monotonic()
+        inbound = crm_to_mirror(rig, count, rate)
+        window = time.monotonic() - started
+        polling = polling_cost(rig, count, max(window, seconds))
+        outbound = portal_to_crm(rig, count, rate)
+        status = rig.stream()
     per = 1000 / count
     return {
         "crm": crm,
@@ -247,8 +255,17 @@ def main(argv: list[str] | None = None) -> None:
     rows = [run_crm(crm, args.rate, args.seconds, args.size, args.sync_interval) for crm in crms]
     print_table(
         f"Change streams: {args.rate:g} changes/s for {args.seconds:g} s (ms; calls per 1,000)",
-        ["crm", "->mirror p50", "p99", "->feed p50", "p99", "portal->CRM p50", "p99",
-         "stream calls", "polling calls"],
+        [
+            "crm",
+            "->mirror p50",
+            "p99",
+            "->feed p50",
+            "p99",
+            "portal->CRM p50",
+            "p99",
+            "stream calls",
+            "polling calls",
+        ],
         [
             [
                 r["crm"],

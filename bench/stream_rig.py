@@ -12,6 +12,7 @@ and waits until a change made in the CRM comes through the stream.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import select
 
@@ -94,7 +95,7 @@ class StreamRig:
         self.process: subprocess.Popen[bytes] | None = None
         self.mirror: Mirror | None = None
         self.config_path = folder / "prm-mirror.toml"
-        self._log = None
+        self._log: IO[bytes] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -203,12 +204,18 @@ class StreamRig:
             value = f"warm-up {secrets.token_hex(4)}"
             self.crm_update(record_id, value)
             try:
-                wait_for(lambda v=value: self.row(record_id).get(self.target.field) == v, 3, "")
-                wait_for(lambda a=applied: self.stream().applied > a, 3, "")
+                check = functools.partial(self._arrived, record_id, value, applied)
+                wait_for(check, 3, "the warm-up")
                 return
             except TimeoutError:
                 continue
         raise TimeoutError(f"the stream never carried a change:\n{self.daemon_log()[-4000:]}")
+
+    def _arrived(self, record_id: str, value: str, applied: int) -> bool:
+        """The mirror holds ``value`` and the stream has applied more than ``applied``."""
+        return self.row(record_id).get(self.target.field) == value and (
+            self.stream().applied > applied
+        )
 
     # --- the CRM, the mirror and the portal ---------------------------------------------
 

@@ -49,7 +49,11 @@ def _dynamics_faults(rig: StreamRig) -> tuple[Callable[[], None], Callable[[str]
     return lambda: admin("lose_webhooks", count=1), gap
 
 
-FAULTS = {"salesforce": _salesforce_faults, "hubspot": _hubspot_faults, "dynamics": _dynamics_faults}
+FAULTS = {
+    "salesforce": _salesforce_faults,
+    "hubspot": _hubspot_faults,
+    "dynamics": _dynamics_faults,
+}
 
 
 @pytest.mark.parametrize("crm", ["salesforce", "hubspot", "dynamics"])
@@ -73,7 +77,8 @@ def test_a_crm_change_streams_in_and_a_portal_edit_goes_out_at_once(
         assert ours and ours[-1]["fields"][field][1] == "changed in the CRM"
 
         view.update(rig.target.object, record_id, {field: "edited in the portal"})
-        took = wait_for(lambda: rig.crm_value(record_id) == "edited in the portal", 30, "push", 0.02)
+        pushed = "edited in the portal"
+        took = wait_for(lambda: rig.crm_value(record_id) == pushed, 30, "push", 0.02)
         assert took < 3.0, f"{took:.2f} s"
 
         lose, gap = FAULTS[crm](rig)
