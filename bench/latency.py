@@ -16,7 +16,8 @@ measured came through the stream) in another, with this process as the portal
   served meanwhile: the fetches of the changed records, Salesforce's Pub/Sub calls), against
   what polling at the default schedule spends for the same changes: one incremental sync of
   every object, measured, times the rounds ``sync_interval`` (60 s) makes over the window
-  (at least one). Both per 1,000 changes. Polling goes on beside the stream (the backstop), so
+  (at least one); and, for changes coming steadily at ``--rate``, one round per
+  ``rate * sync_interval`` changes. All per 1,000 changes. Polling goes on beside the stream (the backstop), so
   the stream's calls come on top of polling's.
 """
 
@@ -232,6 +233,10 @@ def run_crm(crm: str, rate: float, seconds: float, size: int, sync_interval: flo
         **outbound,
         "stream_calls_per_1000": inbound["stream_calls"] * per,
         "polling_calls_per_1000": polling["polling_calls"] * per,
+        # steady changes at ``rate``: each round reads ``rate * sync_interval`` of them
+        "polling_steady_calls_per_1000": polling["poll_round_calls"]
+        * 1000
+        / (rate * polling["default_sync_interval_s"]),
         "stream_gaps": status.gaps,
         "stream_received": status.received,
     }
@@ -277,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
                 _ms(r["portal_to_crm_s"]["p99"]),
                 round(r["stream_calls_per_1000"]),
                 round(r["polling_calls_per_1000"]),
+                round(r["polling_steady_calls_per_1000"]),
             ]
             for r in rows
         ],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import backfill, common, visibility
+from bench import backfill, common, latency, visibility
 from sandboxes.dataset.generate import Counts
 
 SIZE = 300
@@ -102,3 +102,17 @@ def test_visibility_benchmark_measures_queries_and_upkeep() -> None:
     assert summary["changes"] == 10 and summary["sync_with_access_s"] > 0
     assert summary["sync_with_access_s_one_process"] > 0
     assert {t["target"] for t in payload["targets"]} >= {f"first page p50 < 5 ms ({SIZE})"}
+
+
+def test_latency_benchmark_reports_both_directions_and_calls(bench_dirs: Path) -> None:
+    latency.main(["--crm", "hubspot", "--rate", "5", "--seconds", "2", "--size", "40"])
+    [path] = (bench_dirs / "results").glob("latency-*.json")
+    result = json.loads(path.read_text())
+    assert len(result["load_average"]["start"]) == 3
+    [run] = result["runs"]
+    assert run["crm"] == "hubspot" and run["changes"] == run["edits"] == 10
+    for key in ("crm_to_mirror_s", "crm_to_feed_s", "portal_to_crm_s"):
+        assert 0 < run[key]["p50"] <= run[key]["p99"] <= run[key]["max"]
+    assert run["stream_calls"] > 0 and run["poll_round_calls"] > 0
+    assert run["polling_calls"] == run["poll_round_calls"] * run["poll_rounds"]
+    assert run["stream_calls_per_1000"] == run["stream_calls"] * 100

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=20, help="engine processes killed")
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--keep", type=Path, default=None, help="keep each run's files here")
+    parser.add_argument(
+        "--streams", action="store_true", help="Salesforce's change stream on, and its faults"
+    )
     args = parser.parse_args(argv)
     if args.store == "postgresql" and not pg_available(args.pg_url):
         parser.error(f"PostgreSQL does not answer at {args.pg_url}")
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for crm in CRMS if args.crm == "all" else (args.crm,):
             options = Options(crm, args.store, args.seed, args.duration, args.size, args.kills,
-                              args.pg_url, args.keep)  # fmt: skip
+                              args.pg_url, args.keep, args.streams)  # fmt: skip
             runs.append(run(options))
             report(runs[-1])
     finally:

@@ -99,6 +99,7 @@ class Nemesis:
         self.rng = rng
         self.tokens = tokens
         self.partners: set[str] = set()
+        self.streams = False
         self.deleted: list[tuple[str, str]] = []
         self.locked = False
         self.seen = 0
@@ -120,7 +121,11 @@ class Nemesis:
         crm, rng = self.crm, self.rng
         where = rng.choice([None, _READ_PATH[crm.crm], _WRITE_PATH[crm.crm]])
         kinds = ["fail", "fail", "drop", "drop", "slow", "lock"]
+        kinds += ["stream", "stream"] if self.streams else []
         kind = rng.choice(kinds + (["expire"] if crm.crm != "hubspot" else []))
+        if kind == "stream":
+            self._stream_fault()
+            return
         if kind == "fail":
             status = rng.choice([503, 503, 500, 429] if crm.crm != "salesforce" else [503, 500])
             count = rng.choice([1, 1, 2, 2, 3, 5, 8])
@@ -141,6 +146,20 @@ class Nemesis:
             crm.admin("fail_next", count=rng.randint(1, 3), status=429, path_contains=where)
             kind = "throttle"
         self.log.append({"fault": kind, "path": where})
+
+    def _stream_fault(self) -> None:
+        """Break the Salesforce change stream: a lost, duplicated or reordered event, a gap
+        event, or every subscription dropped."""
+        rng = self.rng
+        kind = rng.choice(["lose", "duplicate", "reorder", "gap", "drop"])
+        if kind == "gap":
+            name = rng.choice(self.scenario.objects)
+            self.crm.admin("cdc_inject_gap", sobject=name)
+        elif kind == "drop":
+            self.crm.admin("cdc_drop_subscriptions")
+        else:
+            self.crm.admin(f"cdc_{kind}_next", count=rng.randint(1, 3))
+        self.log.append({"fault": f"stream_{kind}", "path": None})
 
     def react(self) -> None:
         """Watch the CRM's write log: right after the engine wrote a field the portal edits,

@@ -47,6 +47,7 @@ class Options:
     kills: int = 20
     pg_url: str = PG_URL
     keep: Path | None = None
+    streams: bool = False
 
 
 def run(options: Options) -> dict[str, Any]:
@@ -64,13 +65,15 @@ def _run(options: Options, folder: Path, box: SandboxProcess, database: str) -> 
     scenario = SCENARIOS[options.crm]
     if options.crm == "hubspot":
         box.admin("set_rate_limits", burst=100_000, daily=100_000_000, search_per_second=50)
-    config = write_config(
-        folder / "chaos.toml", database, scenario.source(box.base_url, box.admin), scenario.objects
-    )
+    source = scenario.source(box.base_url, box.admin)
+    if options.streams:
+        source |= stream_source(box, scenario.objects)
+    config = write_config(folder / "chaos.toml", database, source, scenario.objects)
     master = random.Random(options.seed)
     tokens = Tokens()
     crm = Crm(options.crm, box.admin)
     nemesis = Nemesis(crm, scenario, random.Random(master.random()), tokens)
+    nemesis.streams = options.streams
     nemesis.partners = crm.partners(scenario.partner_object)
     portal = Portal(config, scenario, random.Random(master.random()), tokens, crm.log_head)
     processes = Processes(config, folder)
@@ -116,6 +119,16 @@ def _run(options: Options, folder: Path, box: SandboxProcess, database: str) -> 
         "clean": findings.clean,
         "options": {k: str(v) for k, v in asdict(options).items() if k != "pg_url"},
     }
+
+
+def stream_source(box: SandboxProcess, objects: tuple[str, ...]) -> dict[str, Any]:
+    """The objects selected for Change Data Capture in the Salesforce sandbox, and the source
+    settings of its stream (every daemon process listens; webhook streams would need a port
+    per process, so only Salesforce's listener is run under chaos)."""
+    if box.crm != "salesforce":
+        raise ValueError("chaos with streams runs on Salesforce only")
+    box.admin("cdc_select", entities=list(objects))
+    return {"stream": True, "pubsub_endpoint": box.admin("pubsub_endpoint")}
 
 
 def _chaos(
