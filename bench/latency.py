@@ -17,8 +17,8 @@ measured came through the stream) in another, with this process as the portal
   what polling at the default schedule spends for the same changes: one incremental sync of
   every object, measured, times the rounds ``sync_interval`` (60 s) makes over the window
   (at least one); and, for changes coming steadily at ``--rate``, one round per
-  ``rate * sync_interval`` changes. All per 1,000 changes. Polling goes on beside the stream (the backstop), so
-  the stream's calls come on top of polling's.
+  ``rate * sync_interval`` changes. All per 1,000 changes. Polling goes on beside the stream
+  (the backstop), so the stream's calls come on top of polling's.
 """
 
 from __future__ import annotations
@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
             "p99",
             "stream calls",
             "polling calls",
+            "steady polling",
         ],
         [
             [
