@@ -68,6 +68,8 @@ def report(result: dict[str, Any]) -> None:
         ],
         ["left after quiescence", _pairs(result["leftovers"])],
     ]
+    for source, counts in result.get("streams", {}).items():
+        did.append([f"stream of {source}", _pairs(counts)])
     for error, count in result["process_errors"].items():
         did.append(["engine error", f"{count} x {error}"])
     if result["quiesce_exits"]:

@@ -93,6 +93,10 @@ def _run(options: Options, folder: Path, box: SandboxProcess, database: str) -> 
     with Mirror.open(config) as mirror:
         findings = check(mirror, crm, scenario, portal.edits)
         leftovers = _leftovers(mirror)
+        streams = {
+            s.source: {"received": s.received, "applied": s.applied, "gaps": s.gaps}
+            for s in mirror.stream_status()
+        }
     return {
         "crm": options.crm,
         "store": options.store,
@@ -115,6 +119,7 @@ def _run(options: Options, folder: Path, box: SandboxProcess, database: str) -> 
         "compared": dict(findings.compared),
         "examples": dict(findings.examples),
         "leftovers": leftovers,
+        "streams": streams,
         "process_errors": dict(processes.errors().most_common(8)),
         "clean": findings.clean,
         "options": {k: str(v) for k, v in asdict(options).items() if k != "pg_url"},
