@@ -39,6 +39,7 @@ log = logging.getLogger("prm_mirror.stream")
 REPOLL_SECONDS = 5.0  # a requested poll not answered yet is asked for again after this
 FAILURES_BEFORE_POLL = 3
 BUSY_RETRY = 0.25  # seconds before an object whose sync held it is tried again
+BIND_RETRY = 5.0  # seconds between tries for a webhook port another process holds
 
 
 class StreamRuntime:
@@ -84,12 +85,33 @@ class StreamRuntime:
             self._spawn(functools.partial(self._apply, source), f"stream-apply:{source}", source)
         if self.sources:
             self._spawn(self._poll_gaps, "stream-gaps")
-        if hooks and self.settings.webhook_port:
-            s = self.settings
-            self.server = WebhookServer(
-                self._receive, s.webhook_host, s.webhook_port, self.wake, s.webhook_public_url
-            ).start()
+        if hooks and self.settings.webhook_port and not self._serve_hooks():
+            self._spawn(self._bind_later, "webhooks")
         return self
+
+    def _serve_hooks(self, warn: bool = True) -> bool:
+        """Start the webhook endpoint; false when its port is taken."""
+        s = self.settings
+        try:
+            server = WebhookServer(
+                self._receive, s.webhook_host, s.webhook_port, self.wake, s.webhook_public_url
+            )
+        except OSError as exc:
+            if warn:
+                log.warning("webhook deliveries not received here for now: %s", exc)
+            return False
+        self.server = server.start()
+        return True
+
+    def _bind_later(self) -> None:
+        """Another daemon on this host holds the webhook port and receives the deliveries
+        (this one applies what it stores); take the port over when that daemon stops."""
+        while not self.stop.wait(BIND_RETRY):
+            if self._serve_hooks(warn=False):
+                log.info("webhook port taken over: deliveries received here")
+                if self.stop.is_set() and self.server is not None:
+                    self.server.stop()
+                return
 
     def close(self) -> None:
         """Stop the endpoint and wait for the threads (``stop`` must be set)."""

@@ -67,9 +67,12 @@ class WebhookServer:
         public_url: str | None = None,
     ) -> None:
         app = hook_app(receive, stored, public_url)
-        self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=PlainRequestLog
-        )
+        try:
+            self._server: BaseWSGIServer = make_server(
+                host, port, app, threaded=True, request_handler=PlainRequestLog
+            )
+        except SystemExit as exc:  # werkzeug exits the process when it cannot bind
+            raise OSError(f"cannot listen on {host}:{port} (in use?)") from exc
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="webhooks", daemon=True
         )
