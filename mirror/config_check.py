@@ -124,15 +124,20 @@ def stream_problems(
     config: MirrorConfig, name: str, settings: SourceConfig, adapter: CrmAdapter
 ) -> list[str]:
     """What keeps ``name``'s change stream (``stream = true``) from running: an adapter with
-    no stream, a webhook stream with no endpoint to post to."""
+    no stream, a webhook stream with no endpoint to post to, and what the adapter's own
+    ``stream_problems()`` names, when it has one (a webhook secret not set, with which every
+    delivery would be refused and polled for)."""
     if not settings.stream:
         return []
+    own = getattr(adapter, "stream_problems", None)
+    found = [f"sources.{name}.{problem}" for problem in own()] if callable(own) else []
     if isinstance(adapter, WebhookReceiver):
         if config.daemon.webhook_port:
-            return []
+            return found
         return [
             f"daemon.webhook_port: 0, but sources.{name} receives its stream by webhook "
-            "(set a port, or stream = false)"
+            "(set a port, or stream = false)",
+            *found,
         ]
     if isinstance(adapter, StreamListener):
         return []

@@ -141,6 +141,12 @@ class DynamicsAdapter:
         ``KeyedIds``): a pulled row with it is that create, even when its answer was lost."""
         return create_id(spec.name, idempotency_key)
 
+    def stream_problems(self) -> list[str]:
+        """What keeps the webhook stream from working: no ``webhook_key`` to check."""
+        if self.settings.webhook_key is None:
+            return ["webhook_key: not set, so every webhook delivery would be refused"]
+        return []
+
     def receive(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes
     ) -> list[StreamItem]:

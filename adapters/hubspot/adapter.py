@@ -94,6 +94,12 @@ class HubSpotAdapter:
             return read_only(writes)
         return BatchWriter(self.connection, self.catalog, spec).write(writes)
 
+    def stream_problems(self) -> list[str]:
+        """What keeps the webhook stream from working: no ``client_secret`` to verify with."""
+        if self.settings.client_secret is None:
+            return ["client_secret: not set, so every webhook delivery would be refused"]
+        return []
+
     def receive(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes
     ) -> list[StreamEvent | StreamGap]:
