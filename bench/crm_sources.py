@@ -34,7 +34,7 @@ def source_settings(crm: str, base_url: str, admin: Callable[..., Any]) -> dict[
             "crm": "hubspot",
             "host": base_url,
             "access_token": admin("access_token"),
-            "page_size": HUBSPOT_LIST_MAX,
+            "page_size": HUBSPOT_ASSOCIATION_BATCH_MAX,
             "search_per_second": 10_000.0,
         }
     if crm == "dynamics":
