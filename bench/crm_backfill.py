@@ -72,7 +72,7 @@ def run_size(crm: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
         deals = records.get(DEALS[crm], 0)
         for name, linked in targets.items():
             if linked < 0:  # read through the deals' listing: that listing is its minimum
-                records[name], targets[name] = deals, 1
+                records[name] = deals
         result["minimum_calls"] = minimum_calls(crm, records, targets)
         if args.changes:
             ids = sandbox.admin("ids", **{OBJECT_ARGUMENT[crm]: DEALS[crm]})
@@ -105,6 +105,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "bound_peak_rss_mb": max(b["peak_rss_mb"] for b in result["bounds"]),
         "sandbox_cpu_s": engine["sandbox_cpu_s"],
         "engine_cpu_s": engine["cpu_s"],
+        "bound_sandbox_cpu_s": bound["sandbox_cpu_s"],
+        "bound_cpu_s": bound["cpu_s"],
         "load_average": result["load_average"][0],
     }
     summary["sqlite_pct_of_bound"] = 100.0 * summary["sqlite_rps"] / summary["bound_rps"]
@@ -163,10 +165,13 @@ def print_size(result: dict[str, Any]) -> None:
 def print_summary(summaries: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
     """The cross-size table and the targets."""
     headers = ["size", "records", "bound rec/s", "SQLite rec/s", "% bound", "calls", "minimum",
-               "peak RSS MB", "incr. 1k s", "load avg"]  # fmt: skip
+               "peak RSS MB", "incr. 1k s", "CPU s: bound / CRM", "CPU s: backfill / CRM",
+               "load avg"]  # fmt: skip
     rows = [[s["size"], s["records"], s["bound_rps"], s["sqlite_rps"], s["sqlite_pct_of_bound"],
              s["sqlite_calls"], s["minimum_calls"], s["sqlite_peak_rss_mb"],
-             s.get("incremental_s"), s["load_average"]] for s in summaries]  # fmt: skip
+             s.get("incremental_s"), f"{s['bound_cpu_s']} / {s['bound_sandbox_cpu_s']}",
+             f"{s['engine_cpu_s']} / {s['sandbox_cpu_s']}", s["load_average"]]
+            for s in summaries]  # fmt: skip
     print_table("backfill summary", headers, rows)
     print_table(
         "targets",

@@ -6,8 +6,9 @@ Minimum read calls of one object's backfill, at the CRM's maxima (``docs/benchma
 
 - HubSpot: list pages of 100 (``GET /crm/v3/objects/{type}``, HubSpot's maximum), one listing
   of the recycle bin, and per association target type one v4 ``batch/read`` per 1,000 records
-  (its maximum). Objects read through another object's listing (the deal-company association
-  rows) need no call of their own.
+  (its maximum). An edge object (the deal-company association rows) is read through its
+  owners: their listing and one ``batch/read`` per 1,000 of them (``targets`` -1, ``records``
+  the owners' count).
 - Dataverse: one page per 5,000 rows (the Web API's largest ``odata.maxpagesize``).
 """
 
@@ -61,19 +62,18 @@ def minimum_calls(
     crm: str, records: Mapping[str, int], targets: Mapping[str, int]
 ) -> dict[str, int]:
     """The fewest read calls of each object's backfill (module docstring); ``targets`` is the
-    number of association target types each HubSpot object reads, ``-1`` for an object read
-    through another's listing."""
+    number of association target types each HubSpot object reads, ``-1`` for an edge object."""
     minimum = {}
     for name, count in records.items():
         if crm == "dynamics":
             minimum[name] = max(1, math.ceil(count / DATAVERSE_PAGE_MAX))
             continue
         linked = targets.get(name, 0)
-        if linked < 0:
-            minimum[name] = 0
-            continue
         pages = max(1, math.ceil(count / HUBSPOT_LIST_MAX))
         batches = math.ceil(count / HUBSPOT_ASSOCIATION_BATCH_MAX)
+        if linked < 0:  # edges: the owners' listing and their associations, no recycle bin
+            minimum[name] = pages + batches
+            continue
         minimum[name] = pages + 1 + linked * batches
     return minimum
 
