@@ -194,14 +194,22 @@ def print_summary(summaries: list[dict[str, Any]], checks: list[dict[str, Any]])
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark of ``args.crm``, print its tables, write its JSON."""
-    sizes = []
+    sizes: list[dict[str, Any]] = []
+    path = None
     for size in args.sizes:
         sizes.append(run_size(args.crm, size, args))
         print_size(sizes[-1])
-    summaries = [summarize(s) for s in sizes]
-    checks = targets(summaries)
-    print_summary(summaries, checks)
-    payload: dict[str, Any] = {"crm": args.crm, "sizes": sizes, "summary": summaries,
-                               "targets": checks}  # fmt: skip
-    payload["path"] = str(write_results(f"backfill-{args.crm}", payload))
+        # written after every size, so a long run stopped early keeps what it measured
+        payload = _payload(args.crm, sizes)
+        if path is not None:
+            path.unlink(missing_ok=True)
+        path = write_results(f"backfill-{args.crm}", payload)
+    payload = _payload(args.crm, sizes)
+    print_summary(payload["summary"], payload["targets"])
+    payload["path"] = str(path)
     return payload
+
+
+def _payload(crm: str, sizes: list[dict[str, Any]]) -> dict[str, Any]:
+    summaries = [summarize(s) for s in sizes]
+    return {"crm": crm, "sizes": sizes, "summary": summaries, "targets": targets(summaries)}
