@@ -59,10 +59,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "size": args.size, "objects": objects, "rounds": [], "api": args.api,
         "settings": {"prm_mirror": adapter_settings(), "dlt": {
-            **dlt_settings(), "requirements": list(DLT_REQUIREMENTS), "api": args.api,
-            "bulk_page_size": 50_000, "destination": "sqlalchemy (SQLite)"}},
+            **dlt_settings(args.dlt_workers), "requirements": list(DLT_REQUIREMENTS),
+            "api": args.api, "bulk_page_size": 50_000, "destination": "sqlalchemy (SQLite)"}},
     }  # fmt: skip
-    env = dlt_env()
+    env = dlt_env(args.dlt_workers)
     with SandboxProcess(sandbox_db, args.size, args.seed) as sandbox:
         url = sandbox.base_url
         payload["counts"] = {name: sandbox.admin("count", sobject=name) for name in objects}
@@ -277,8 +277,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--dlt-python",
         help="An interpreter with dlt and simple-salesforce "
-        "(default: a virtual environment made under bench/.cache).",
+        "(default: a virtual environment made under ~/.cache/prm-mirror).",
     )
+    parser.add_argument("--dlt-workers", type=int, default=2, help="dlt's normalize workers.")
     parser.add_argument("--workdir", help="Where the databases go (default bench/.cache).")
     parser.add_argument("--keep-work", action="store_true")
     args = parser.parse_args(argv)

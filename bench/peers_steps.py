@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench.common import BENCH_DIR, ROOT, cache_dir
+from bench.common import BENCH_DIR, ROOT
 from bench.isolation import peak_rss_mb
 from sandboxes.salesforce.org import Credentials
 
@@ -35,11 +35,18 @@ class PeerUnavailable(RuntimeError):
     """dlt's virtual environment could not be made (no network, no matching wheels)."""
 
 
+def venvs_dir() -> Path:
+    """Where dlt's virtual environment is kept: ``$XDG_CACHE_HOME/prm-mirror`` (by default
+    ``~/.cache/prm-mirror``), outside the source tree so no tool of the project reads it."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "prm-mirror"
+
+
 def dlt_python(requirements: tuple[str, ...] = DLT_REQUIREMENTS) -> Path:
-    """The interpreter of dlt's own virtual environment under ``bench/.cache``, created (and its
+    """The interpreter of dlt's own virtual environment (``venvs_dir``), created (and its
     packages installed) on first use, so dlt's pins never touch the project's environment."""
     digest = hashlib.sha1("\n".join(requirements).encode()).hexdigest()[:10]
-    venv = cache_dir() / f"peers-venv-{digest}"
+    venv = venvs_dir() / f"peers-venv-{digest}"
     python = venv / "bin" / "python"
     if (venv / "ready").exists():
         return python
@@ -56,7 +63,7 @@ def dlt_python(requirements: tuple[str, ...] = DLT_REQUIREMENTS) -> Path:
     return python
 
 
-def dlt_env() -> dict[str, str]:
+def dlt_env(workers: int = 2) -> dict[str, str]:
     """The dlt process's environment: the sandbox's credentials, no telemetry, quiet logs and
     the pipeline settings the peer runs with (``dlt_settings``)."""
     credentials = Credentials()
@@ -67,17 +74,19 @@ def dlt_env() -> dict[str, str]:
         "PEERS_SF_TOKEN": credentials.security_token,
         "RUNTIME__DLTHUB_TELEMETRY": "false",
         "RUNTIME__LOG_LEVEL": "ERROR",
-        **dlt_settings(),
+        **dlt_settings(workers),
     }
 
 
 def dlt_settings(workers: int = 2) -> dict[str, str]:
-    """dlt's documented performance settings: normalize workers (one per core), extract and
-    load workers, and files small enough that the normalize workers share the work."""
+    """dlt's documented performance settings: ``workers`` normalize processes (one per core),
+    its default extract workers, intermediate files of at most 100,000 items so the normalize
+    workers have several files to share, and one load worker: SQLite takes one writer at a
+    time, and dlt's default of 20 load workers fails on it with "database is locked"."""
     return {
         "NORMALIZE__WORKERS": str(workers),
         "EXTRACT__WORKERS": "5",
-        "LOAD__WORKERS": "20",
+        "LOAD__WORKERS": "1",
         "DATA_WRITER__FILE_MAX_ITEMS": "100000",
         "DATA_WRITER__BUFFER_MAX_ITEMS": "5000",
     }
