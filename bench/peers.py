@@ -220,6 +220,7 @@ def summarize(payload: dict[str, Any]) -> dict[str, Any]:
             "at most half dlt's peak RSS": rss_ratio <= 0.5,
             "prm-mirror exact": mirror_exact,
             "dlt's tables hold deleted records": correct["dlt"]["total"]["stale_rows"] > 0,
+            "dlt exact when filtered on is_deleted": correct["dlt"]["exact_when_filtered"],
         },
     }
 
