@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 from bench.common import PG_URL, copy_sqlite, print_table, write_results
@@ -58,8 +59,11 @@ def percentile(values: list[float], share: float) -> float:
 
 
 @contextmanager
-def portal_process(config: Path, port: int, interval: float, threads: int) -> Iterator[str]:
-    """``prm-mirror portal`` on ``config`` in another process; yields its URL once it serves."""
+def portal_process(
+    config: Path, port: int, interval: float, threads: int
+) -> Iterator[tuple[str, psutil.Process]]:
+    """``prm-mirror portal`` on ``config`` in another process; yields its URL and process once
+    it serves."""
     env = {
         **os.environ,
         "PRM_PORTAL_PARTNER_PASSWORD": PASSWORD,
@@ -81,7 +85,7 @@ def portal_process(config: Path, port: int, interval: float, threads: int) -> It
                 time.sleep(0.2)
         else:
             raise RuntimeError("the portal did not start")
-        yield url
+        yield url, psutil.Process(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -173,7 +177,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             mirror.sync()  # the copy is current: this adds the indexes of newer code, if any
             users = partner_users(mirror, args.sessions)
         port = args.port or free_port()
-        with portal_process(config, port, args.interval, args.threads) as url:
+        with portal_process(config, port, args.interval, args.threads) as (url, served):
+            cpu_before = served.cpu_times()
             timings = Timings()
             load = Load(time.monotonic() + args.seconds, args.think, args.edit_every)
             sessions = [
@@ -187,7 +192,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             portal_crm = portal_to_crm(url, probe["email"], sandbox, probe["deals"][1], args.probes)
             for thread in sessions:
                 thread.join()
-    return report(args, timings, crm_page, portal_crm)
+            cpu_after = served.cpu_times()
+    cpu = cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
+    return report(args, timings, crm_page, portal_crm, cpu)
 
 
 def partner_users(mirror: Mirror, sessions: int) -> list[dict[str, Any]]:
@@ -209,7 +216,11 @@ def partner_users(mirror: Mirror, sessions: int) -> list[dict[str, Any]]:
 
 
 def report(
-    args: argparse.Namespace, timings: Timings, crm_page: list[float], portal_crm: list[float]
+    args: argparse.Namespace,
+    timings: Timings,
+    crm_page: list[float],
+    portal_crm: list[float],
+    portal_cpu: float,
 ) -> dict[str, Any]:
     """Print and write the results."""
     every = [s for values in timings.pages.values() for s in values]
@@ -236,6 +247,9 @@ def report(
         "requests_per_second": len(every) / args.seconds,
         "p50_ms": percentile(every, 0.5) * 1000,
         "p99_ms": percentile(every, 0.99) * 1000,
+        # the portal process's CPU over the run: pages, streams and the schedule's rounds
+        "portal_cpu_seconds": portal_cpu,
+        "portal_cpu_ms_per_request": portal_cpu * 1000 / max(1, len(every)),
         "errors": len(timings.errors),
         "first_errors": timings.errors[:10],
         "kinds": kinds,
@@ -253,6 +267,9 @@ def report(
     )
     median = statistics.median
     print(f"errors: {len(timings.errors)}; schedule every {args.interval}s; {args.store}")
+    print(
+        f"portal CPU: {portal_cpu:.1f} s, {payload['portal_cpu_ms_per_request']:.1f} ms a request"
+    )
     print("load average at the end: " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
     if crm_page:
         print(f"CRM change to open page: median {median(crm_page):.2f}s over {len(crm_page)}")
