@@ -181,23 +181,35 @@ class PartnerView:
             rows = conn.execute(query).all()
         return [dict(row._mapping) for row in rows]
 
-    def count(self, object_name: str, *, where: Mapping[str, Any] | None = None) -> int:
-        """How many records of the slice match ``where``."""
+    def count(
+        self,
+        object_name: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        at_most: int | None = None,
+    ) -> int:
+        """How many records of the slice match ``where``; with ``at_most``, counting stops
+        there (a filtered count reads its matches, so a page over a huge slice bounds it)."""
+        if at_most is not None:
+            query_args.bounded("at_most", at_most, 1, 2**31)
         mirrored, rule = self.slice.shared_object(object_name)
         conditions = current_conditions(self.store, self.source, query_args.conditions(where))
         if not conditions and not rule.public:
             with self.store.engine.connect() as conn:
                 if self.role != "rep":
-                    return slice_sizes.size(conn, self.source, self.partner_id, mirrored.spec.name)
+                    size = slice_sizes.size(conn, self.source, self.partner_id, mirrored.spec.name)
+                    return size if at_most is None else min(size, at_most)
                 # a grant exists only for a live record: a rep's stored grants are counted
                 # off the index alone, without a row lookup per record
-                rows = self.slice.grants(mirrored.spec.name).subquery()
-                counted = select(func.count(rows.c.record_id.distinct()))
-                return int(conn.execute(counted).scalar_one())
+                grants = self.slice.grants(mirrored.spec.name)
+                ids = grants.with_only_columns(grants.selected_columns.record_id).distinct()
+                rows = ids.limit(at_most).subquery()
+                return int(conn.execute(select(func.count()).select_from(rows)).scalar_one())
         key = mirrored.table.c[mirrored.spec.key]
         query = self.slice.records(mirrored, rule, [mirrored.spec.key])
         query = query.where(*self.slice.filters(mirrored, rule, conditions))
-        counted = select(func.count()).select_from(query.with_only_columns(key).subquery())
+        matches = query.with_only_columns(key).limit(at_most).subquery()
+        counted = select(func.count()).select_from(matches)
         with self.store.engine.connect() as conn:
             return int(conn.execute(counted).scalar_one())
 

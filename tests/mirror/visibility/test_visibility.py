@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mirror.errors import AccessDenied, ConfigError
+from mirror.errors import AccessDenied, ConfigError, QueryError
 from mirror.portal.view import PartnerView, vendor_explanation
 from mirror.store.tables import mirror_access
 from mirror.visibility.rules import parse_path, parse_rules
@@ -474,3 +474,15 @@ def test_paths_through_records_seen_through_their_parent(db_url: str) -> None:
         assert org.access_rows() == incremental
     finally:
         org.close()
+
+
+def test_a_count_stops_at_its_bound_inside_the_slice(org: Org) -> None:
+    view = org.view("P2")
+    deals = {"Name": ("like", "deal%")}
+    assert view.count("Opportunity", where=deals, at_most=1) == 1
+    assert view.count("Opportunity", where=deals, at_most=5) == 2
+    assert view.count("Account", at_most=2) == 2 and view.count("Account", at_most=9) == 3
+    rep = org.view("P2", user_id="UP2", role="rep")
+    assert rep.count("Account", at_most=1) == rep.count("Account") == 1
+    with pytest.raises(QueryError):
+        view.count("Account", at_most=0)
