@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Select, bindparam, func, select
 
 from mirror.errors import AccessDenied
 from mirror.portal import feed as partner_feed
@@ -82,6 +82,7 @@ class PartnerView:
         self.registrations = registrations
         self.slice = PartnerSlice(store, self.rules, partner_id, user_id, role)
         self._writes = PortalWrites(self.slice, upkeep)
+        self._feed: Select[Any] | None = None
 
     def register_deal(self, request: Mapping[str, Any]) -> Receipt:
         """Register a deal (company, domain, country, contact, amount, currency, close date,
@@ -223,8 +224,15 @@ class PartnerView:
         own slice the same way. ``limit`` is at most ``query_args.MAX_FEED_PAGE``."""
         query_args.bounded("since", since, 0, 2**63 - 1)
         query_args.bounded("limit", limit, 1, query_args.MAX_FEED_PAGE)
+        if self._feed is None:
+            # built once per view (a poll asks it every second): the bounds are parameters
+            since_at, limit_at = (
+                bindparam("since", type_=Integer),
+                bindparam("limit", type_=Integer),
+            )
+            self._feed = partner_feed.feed_query(self.slice, since_at, limit_at)
         with self.store.engine.connect() as conn:
-            rows = conn.execute(partner_feed.feed_query(self.slice, since, limit)).all()
+            rows = conn.execute(self._feed, {"since": since, "limit": limit}).all()
         return ChangeBatch([self._change(r) for r in rows], rows[-1].seq if rows else since)
 
     def explain(self, object_name: str, record_id: str) -> Explanation:
