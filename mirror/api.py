@@ -34,7 +34,7 @@ from mirror.visibility import sizes as slice_sizes
 from mirror.visibility.grants import granted, is_inherited, stored_grants
 from mirror.visibility.postgres_rls import SecurityReport
 from mirror.visibility.rule_check import validate_rules
-from mirror.visibility.rules import VisibilityRules, merge_settings
+from mirror.visibility.rules import VisibilityRules, merge_settings, path_index_fields
 from mirror.visibility.upkeep import GrantPageHook
 
 __all__ = ["Mirror", "ObjectStatus", "build_adapter"]
@@ -143,7 +143,7 @@ class Mirror(Configured):
             self.adapter(source),
             prefetch_pages=self.config.sync.prefetch_pages,
             hooks=[*self.hooks, access, *extra],
-            indexes=_path_indexes(rules),
+            indexes=path_index_fields(rules),
             policy_of=self.policy_of(source),
             backfill_ranges=self.config.sync.backfill_ranges,
             range_min_records=self.config.sync.backfill_range_min_records,
@@ -373,17 +373,3 @@ class Mirror(Configured):
         """Outbox entries per status, plus ``conflicts``: the open conflicts."""
         with self.store.engine.connect() as conn:
             return queue_summary(conn)
-
-
-def _path_indexes(rules: VisibilityRules) -> dict[str, tuple[str, ...]]:
-    """The reference fields slice paths follow, per object, so upkeep and queries use indexes."""
-    wanted: dict[str, set[str]] = {}
-    for rule in rules.slices.values():
-        if rule.owner_field:
-            wanted.setdefault(rule.object, set()).add(rule.owner_field)
-        for path in rule.paths:
-            if path.kind in ("direct", "parent") and path.field:
-                wanted.setdefault(rule.object, set()).add(path.field)
-            elif path.kind == "child" and path.other and path.field:
-                wanted.setdefault(path.other, set()).add(path.field)
-    return {name: tuple(sorted(fields)) for name, fields in wanted.items()}

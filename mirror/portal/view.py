@@ -174,7 +174,8 @@ class PartnerView:
             query = self.slice.records(mirrored, rule, fields, page=(limit, offset))
             query = query.order_by(mirrored.table.c[mirrored.spec.key])
         else:
-            query = self.slice.records(mirrored, rule, fields)
+            probe = self.slice.narrows(mirrored, conditions)
+            query = self.slice.records(mirrored, rule, fields, probe=probe)
             query = query.where(*self.slice.filters(mirrored, rule, conditions))
             query = query.order_by(*self.slice.ordering(mirrored, rule, order))
             query = query.limit(limit).offset(offset)
@@ -207,7 +208,8 @@ class PartnerView:
                 rows = ids.limit(at_most).subquery()
                 return int(conn.execute(select(func.count()).select_from(rows)).scalar_one())
         key = mirrored.table.c[mirrored.spec.key]
-        query = self.slice.records(mirrored, rule, [mirrored.spec.key])
+        probe = self.slice.narrows(mirrored, conditions)
+        query = self.slice.records(mirrored, rule, [mirrored.spec.key], probe=probe)
         query = query.where(*self.slice.filters(mirrored, rule, conditions))
         matches = query.with_only_columns(key).limit(at_most).subquery()
         counted = select(func.count()).select_from(matches)

@@ -486,3 +486,25 @@ def test_a_count_stops_at_its_bound_inside_the_slice(org: Org) -> None:
     assert rep.count("Account", at_most=1) == rep.count("Account") == 1
     with pytest.raises(QueryError):
         view.count("Account", at_most=0)
+
+
+def test_a_query_narrowed_by_an_indexed_field_stays_inside_the_slice(org: Org) -> None:
+    p1, p2 = org.view("P1"), org.view("P2")
+    rep = org.view("P2", user_id="UP2", role="rep")
+
+    def ids(view: PartnerView, name: str, **where: object) -> list[str]:
+        found = [r["Id"] for r in view.select(name, where=where, fields=["Id"])]
+        assert view.count(name, where=where) == len(found)
+        return found
+
+    # each record found through the index is checked against this slice's grants
+    assert ids(p1, "LineItem", OpportunityId="o1") == ["l1"]
+    assert ids(p1, "LineItem", OpportunityId="o3") == []
+    assert ids(p2, "LineItem", OpportunityId="o3") == ["l3"]
+    assert ids(p1, "Contact", AccountId="C2") == []
+    assert ids(p1, "Contact", AccountId="C1") == ["KC1"]
+    assert ids(p1, "Opportunity", Id=("in", ["o1", "o2", "o3"])) == ["o1"]
+    assert ids(p1, "Account", Id=("in", ["P1", "P2", "C1", "C2"])) == ["C1", "P1"]
+    assert ids(rep, "Opportunity", Id=("in", ["o1", "o2", "o3"])) == ["o2"]
+    assert ids(rep, "LineItem", OpportunityId="o3") == []
+    assert ids(p2, "Opportunity", PartnerAccountId="P2") == ["o2", "o3"]
