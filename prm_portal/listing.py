@@ -42,6 +42,7 @@ class ListSpec:
     sortable: tuple[str, ...] = ()
     default_sort: str = "Name"
     labels: Mapping[str, str] = field(default_factory=dict)
+    key: str = "Id"
 
 
 LISTS = {
@@ -130,9 +131,13 @@ def fetch(
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of the list and how many records match in all (at most ``COUNT_CAP``)."""
     where = query.where(spec)
+    # only the columns shown (those the partner sees): a sort carries every selected field
+    shown = set(view.fields(spec.object))
+    fields = [name for name in dict.fromkeys((spec.key, *spec.columns)) if name in shown]
     rows = view.select(
         spec.object,
         where=where,
+        fields=fields,
         order_by=query.sort,
         limit=page_size,
         offset=(query.page - 1) * page_size,

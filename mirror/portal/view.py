@@ -28,7 +28,7 @@ from mirror.store.database import Store
 from mirror.store.tables import mirror_changes
 from mirror.visibility import sizes as slice_sizes
 from mirror.visibility.rule_check import served_rules
-from mirror.visibility.rules import VisibilityRules, visible_values
+from mirror.visibility.rules import VisibilityRules, visible_fields, visible_values
 from mirror.visibility.upkeep import GrantUpkeep
 
 __all__ = ["ChangeBatch", "Explanation", "PartnerView", "vendor_explanation"]
@@ -131,6 +131,12 @@ class PartnerView:
         engine's change sequence, shared by every partner (it tells nothing of what changed)."""
         with self.store.engine.connect() as conn:
             return int(conn.execute(select(func.max(mirror_changes.c.seq))).scalar() or 0)
+
+    def fields(self, object_name: str) -> list[str]:
+        """The fields of ``object_name`` this view reads (what ``select`` returns by default);
+        a page that shows a few of them selects only those."""
+        mirrored, rule = self.slice.shared_object(object_name)
+        return visible_fields(rule, mirrored.spec.field_names)
 
     def get(self, object_name: str, record_id: str, fields: Sequence[str] | None = None) -> dict:
         """One record of the slice (also by the local id ``create`` returned, once the CRM

@@ -508,3 +508,12 @@ def test_a_query_narrowed_by_an_indexed_field_stays_inside_the_slice(org: Org) -
     assert ids(rep, "Opportunity", Id=("in", ["o1", "o2", "o3"])) == ["o2"]
     assert ids(rep, "LineItem", OpportunityId="o3") == []
     assert ids(p2, "Opportunity", PartnerAccountId="P2") == ["o2", "o3"]
+
+
+def test_a_view_names_the_fields_it_reads(org: Org) -> None:
+    view = org.view("P1")
+    fields = view.fields("Opportunity")
+    assert "Amount" in fields and "Secret" not in fields
+    assert set(view.select("Opportunity", limit=1)[0]) == set(fields)
+    with pytest.raises(AccessDenied):
+        view.fields("Lead")
