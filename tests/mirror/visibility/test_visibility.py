@@ -517,3 +517,36 @@ def test_a_view_names_the_fields_it_reads(org: Org) -> None:
     assert set(view.select("Opportunity", limit=1)[0]) == set(fields)
     with pytest.raises(AccessDenied):
         view.fields("Lead")
+
+
+def test_narrowed_queries_and_a_partners_writes_are_read_off_indexes(org: Org) -> None:
+    from sqlalchemy import event
+
+    from mirror.portal.write_log import writes_query
+
+    view = org.view("P1")
+    with org.store.engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            return
+        writes = writes_query(view.slice, None, None, 20)
+        sql = str(writes.compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = " ".join(str(r) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+        assert "ix_mirror_outbox_partner" in plan
+    ran: list[tuple[str, object]] = []
+
+    def record(_c: object, _k: object, sql: str, params: object, *_rest: object) -> None:
+        ran.append((sql, params))
+
+    event.listen(org.store.engine, "before_cursor_execute", record)
+    try:
+        assert [r["Id"] for r in view.select("LineItem", where={"OpportunityId": "o1"})] == ["l1"]
+    finally:
+        event.remove(org.store.engine, "before_cursor_execute", record)
+    with org.store.engine.connect() as conn:
+        sql, params = ran[-1]
+        plan = " ".join(
+            str(r)
+            for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)  # type: ignore[arg-type]
+        )
+    # the deal's items found by their index, each one's grant probed: the slice is not read
+    assert "MATERIALIZE" not in plan and "record_id=?" in plan
