@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, select
+from sqlalchemy import ColumnElement, Connection, Select, false, select
 
 from mirror.errors import AccessDenied
 from mirror.portal import query_args
@@ -174,8 +174,23 @@ class PartnerSlice:
     def sees(self, name: str, record_id: Any) -> ColumnElement[bool]:
         """Whether the record ``record_id`` (a value or a column) of ``name`` is in the
         slice now."""
-        rows = self.grants(name)
-        return rows.where(rows.selected_columns.record_id == record_id).exists()
+        path = self.rules.inherited_path(name)
+        if path is None:
+            rows = self.grants(name)
+            return rows.where(rows.selected_columns.record_id == record_id).exists()
+        # a record that sees through its parent: found by its key, then its parent probed
+        # (not every one of the slice's parents read to find it)
+        try:
+            child = self.store.mirrored(self.source, name)
+        except KeyError:
+            return false()
+        t = child.table
+        found = select(t.c[child.spec.key]).where(
+            t.c[child.spec.key] == record_id,
+            t.c._deleted.is_(False),
+            self.sees(path.other, t.c[path.field]),
+        )
+        return found.exists()
 
     def holds(self, mirrored: MirrorTable) -> ColumnElement[bool]:
         """Whether the row of ``mirrored`` that the enclosing query reads is in the slice: a
