@@ -33,6 +33,8 @@ from sandboxes.kit.configs import config_toml
 from sandboxes.salesforce.org import Credentials
 
 STORES = ("sqlite", "postgres")
+# the portal's pages and open streams query the store at once: connections kept open for them
+POOL = "pool_size = 32\nmax_overflow = 32\n"
 # partner users are their partner's admins; the same rule as the portal's demo
 ROLES = """
 [sources.salesforce.visibility.partner_users]
@@ -50,7 +52,8 @@ def config_text(sandbox_url: str, database: str) -> str:
         password=credentials.password,
         security_token=credentials.security_token,
     )
-    return config_toml("salesforce", box, database) + ROLES
+    text = config_toml("salesforce", box, database)
+    return text.replace("[store]\n", f"[store]\n{POOL}", 1) + ROLES
 
 
 def _pg_admin(base_url: str):  # type: ignore[no-untyped-def]

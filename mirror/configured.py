@@ -45,7 +45,11 @@ class Configured:
         ``hooks`` run on every page a sync applies."""
         self.config = config
         redaction.register([*secret_values(config), *redaction.environment_secrets()])
-        self.store = Store(config.store.database, run_lease_seconds=config.daemon.lease_seconds)
+        self.store = Store(
+            config.store.database,
+            run_lease_seconds=config.daemon.lease_seconds,
+            pool=(config.store.pool_size, config.store.max_overflow),
+        )
         self._adapters: dict[str, CrmAdapter] = dict(adapters or {})
         self._specs: dict[tuple[str, str], ObjectSpec] = {}
         self._rules: dict[str, VisibilityRules] = {}

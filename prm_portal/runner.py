@@ -93,8 +93,12 @@ class Demo:
 
 
 def demo_config(box: Any, database: str) -> str:
-    """The config (TOML) mirroring the demo sandbox, partner users signed in as admins."""
-    return config_toml("salesforce", box, database) + DEMO_SETTINGS
+    """The config (TOML) mirroring the demo sandbox, partner users signed in as admins, with
+    the store's connections kept open for the pages and live streams served at once."""
+    text = config_toml("salesforce", box, database)
+    return (
+        text.replace("[store]\n", "[store]\npool_size = 32\nmax_overflow = 32\n", 1) + DEMO_SETTINGS
+    )
 
 
 @contextmanager

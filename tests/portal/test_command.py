@@ -39,6 +39,7 @@ def test_the_demo_starts_a_mirror_and_serves_it(
     assert result.exit_code == 0, result.output
     assert served["port"] == 8123 and served["threads"] == 40 and served["login"] == 200
     assert "sign in as" in result.output and (tmp_path / "mirror.db").exists()
+    assert "pool_size = 32" in (tmp_path / "prm-mirror.toml").read_text()
 
 
 def test_a_real_config_is_served_the_same_way(
