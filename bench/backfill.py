@@ -1,4 +1,5 @@
-"""Backfill of opportunities and their graph from the Salesforce sandbox, at several sizes.
+"""Backfill of opportunities and their graph from the Salesforce sandbox, at several sizes
+(``--crm hubspot|dynamics``: the same measurements of those CRMs, ``bench.crm_backfill``).
 
 ``python -m bench.backfill --sizes 10000,100000,1000000`` runs, per size (a number of
 opportunities; the other objects scale with it):
@@ -309,7 +310,17 @@ def _pg_cell(summary: dict[str, Any]) -> str | float | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m bench.backfill", description=__doc__)
+    parser.add_argument(
+        "--crm",
+        choices=("salesforce", "hubspot", "dynamics"),
+        default="salesforce",
+        help="HubSpot and Dynamics: bench.crm_backfill (bound, backfill, incremental).",
+    )
     parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("10k,100k,1M"))
+    parser.add_argument("--size", type=parse_sizes, dest="sizes", help="Same as --sizes.")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="HubSpot/Dynamics: interleaved bound+backfill."
+    )
     parser.add_argument("--pg-sizes", type=parse_sizes, default=parse_sizes("100k"))
     parser.add_argument("--pg-url", default=PG_URL, help="PostgreSQL server for --pg-sizes.")
     parser.add_argument(
@@ -335,6 +346,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print its tables, write its JSON; returns what was written."""
     args = parse_args(argv)
+    if args.crm != "salesforce":
+        from bench import crm_backfill
+
+        return crm_backfill.run(args)
     settings = adapter_settings(
         page_size=args.page_size,
         bulk_threshold=args.bulk_threshold,

@@ -4,7 +4,9 @@
 thread of this process, so the figures include the sandbox's own work and understate the
 engine alone): a backfill of the whole object graph into SQLite (records/s, API calls), an
 incremental sync after ``--changes`` edits made in the CRM, and a push of ``--edits`` portal
-edits (records/s and API calls against the minimum for the CRM's batch size).
+edits (records/s and API calls against the minimum for the CRM's batch size). The backfill at
+scale, with the sandbox in its own process and a fetch-only bound beside it, is
+``python -m bench.backfill --crm hubspot|dynamics`` (``bench.crm_backfill``).
 """
 
 from __future__ import annotations

@@ -138,8 +138,8 @@ class OpportunityPulls:
     without it; the pullers are made once and reused."""
 
     def __init__(self, mirror: Any) -> None:
-        from mirror.api import _path_indexes
         from mirror.pull.sync import Puller
+        from mirror.visibility.rules import path_index_fields
 
         self.mirror = mirror
         self.spec = mirror.spec(SOURCE, "Opportunity", refresh=True)
@@ -152,7 +152,7 @@ class OpportunityPulls:
                 mirror.adapter(SOURCE),
                 prefetch_pages=mirror.config.sync.prefetch_pages,
                 hooks=[self._timed_hook] if with_access else [],
-                indexes=_path_indexes(rules),
+                indexes=path_index_fields(rules),
             )
             for with_access in (False, True)
         }

@@ -1,18 +1,26 @@
 """The reference portal under load: concurrent partner sessions over HTTP.
 
-``python -m bench.portal --size 10000 --sessions 50 --seconds 60`` serves a seeded sandbox CRM
-(``bench.sandbox_proc``), backfills its mirror into SQLite, starts ``prm-mirror portal`` on it
-in another process (its schedule pushes and syncs every ``--interval`` seconds), then:
+``python -m bench.portal --size 1000000 --sessions 50 --seconds 120 --store postgres`` serves a
+copy of the seeded sandbox CRM (``bench.sandbox_proc``) and a copy of its prepared mirror
+(``bench.portal_data``: backfilled once per store, size and seed, then reused), starts
+``prm-mirror portal`` on it in another process (waitress, ``--threads``; its schedule pushes
+and syncs every ``--interval`` seconds), then:
 
-1. ``--sessions`` partner users sign in and browse for ``--seconds``: their deals (a page, a
-   search, a sort), a deal's page, accounts and contacts, and one edit of a deal's next step in
-   ``--edit-every`` requests; p50 / p99 page time per kind and the errors (any answer but the
-   expected one) are reported;
+1. ``--sessions`` partner users (of as many partners) sign in and browse for ``--seconds``.
+   The load is a closed loop with a human's think time: each session views a page, reads it
+   for a random time (exponential, mean ``--think`` seconds), then views the next, and keeps
+   its page's live event stream open throughout, as a browser does. A partner portal's load
+   is a known population of people, each waiting for a page before asking the next, so the
+   sessions bound the concurrency; 50 sessions at 5 s are about 10 pages a second.
+   ``--think 0`` turns the sessions into a saturating load (a throughput test, not a page
+   time a user sees). Pages: their deals (a page, a search with a sort), a deal's page,
+   accounts and contacts, and one edit of a deal's next step in ``--edit-every`` requests;
+   p50 / p99 page time per kind and the errors (any answer but the expected one) are reported;
 2. while they do, CRM edits made through the sandbox's controls are timed until they arrive on
    an open page's event stream (CRM to page), and portal edits until the CRM has them (portal
    to CRM), both with the schedule's interval beside them.
 
-Results go to ``bench/results/portal-<timestamp>.json``.
+Results go to ``bench/results/portal-<timestamp>.json``, with the load average.
 """
 
 from __future__ import annotations
@@ -29,44 +37,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
+import psutil
 import requests
 
-from bench.common import print_table, write_results
-from bench.sandbox_process import SandboxProcess
+from bench.common import PG_URL, copy_sqlite, print_table, write_results
+from bench.portal_data import STORES, config_text, working_copy
+from bench.portal_sessions import PASSWORD, Load, Timings, browse, edit, sign_in
+from bench.sandbox_process import SandboxProcess, cached_sandbox
 from mirror import Mirror
-from sandboxes.kit.configs import config_toml
-from sandboxes.salesforce.org import Credentials
-
-PASSWORD = "bench-partner"
-TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-DEAL_LINK = re.compile(r'href="/deals/(\w+)"')
-# partner users are their partner's admins; the same rule as the portal's demo
-ROLES = """
-[sources.salesforce.visibility.partner_users]
-role_field = "UserType"
-admin_roles = ["PowerPartner"]
-"""
-
-
-@dataclass
-class Timings:
-    """Page times in seconds per kind of request, and the errors, shared by the sessions."""
-
-    pages: dict[str, list[float]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, kind: str, seconds: float, error: str | None = None) -> None:
-        """Record one request."""
-        with self.lock:
-            self.pages.setdefault(kind, []).append(seconds)
-            if error:
-                self.errors.append(f"{kind}: {error}")
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -77,28 +58,19 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def config_text(sandbox_url: str, database: str) -> str:
-    """The config that mirrors the sandbox process, partner users as admins."""
-    credentials = Credentials()
-    box = SimpleNamespace(
-        base_url=sandbox_url,
-        username=credentials.username,
-        password=credentials.password,
-        security_token=credentials.security_token,
-    )
-    return config_toml("salesforce", box, database) + ROLES
-
-
 @contextmanager
-def portal_process(config: Path, port: int, interval: float) -> Iterator[str]:
-    """``prm-mirror portal`` on ``config`` in another process; yields its URL once it serves."""
+def portal_process(
+    config: Path, port: int, interval: float, threads: int
+) -> Iterator[tuple[str, psutil.Process]]:
+    """``prm-mirror portal`` on ``config`` in another process; yields its URL and process once
+    it serves."""
     env = {
         **os.environ,
         "PRM_PORTAL_PARTNER_PASSWORD": PASSWORD,
         "PRM_PORTAL_MANAGER_PASSWORD": PASSWORD,
     }
     command = [sys.executable, "-m", "cli", "-c", str(config), "portal"]
-    command += ["--port", str(port), "--interval", str(interval)]
+    command += ["--port", str(port), "--interval", str(interval), "--threads", str(threads)]
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -113,7 +85,7 @@ def portal_process(config: Path, port: int, interval: float) -> Iterator[str]:
                 time.sleep(0.2)
         else:
             raise RuntimeError("the portal did not start")
-        yield url
+        yield url, psutil.Process(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -125,93 +97,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def sign_in(url: str, email: str) -> requests.Session:
-    """A signed-in HTTP session of the partner user with this e-mail."""
-    http = requests.Session()
-    http.trust_env = False
-    token = TOKEN.search(http.get(f"{url}/login", timeout=30).text)
-    assert token, "no sign-in form"
-    answer = http.post(
-        f"{url}/login",
-        data={"csrf_token": token.group(1), "login": email, "password": PASSWORD},
-        allow_redirects=False,
-        timeout=30,
-    )
-    if answer.status_code != 302:
-        raise RuntimeError(f"{email} could not sign in")
-    return http
-
-
-def browse(url: str, email: str, until: float, edit_every: int, timings: Timings) -> None:
-    """One partner session's loop of page views and edits until ``until``."""
-    started = time.perf_counter()
-    try:
-        http = sign_in(url, email)
-    except (RuntimeError, AssertionError, requests.RequestException) as exc:
-        timings.add("sign-in", time.perf_counter() - started, str(exc))
-        return
-    rng = random.Random(email)
-    deals: list[str] = []
-    count = 0
-    while time.monotonic() < until:
-        count += 1
-        if deals and count % edit_every == 0:
-            edit(http, url, rng.choice(deals), timings)
-            continue
-        kind, path = rng.choice(
-            [
-                ("deals", f"/deals?page={rng.randint(1, 3)}"),
-                ("deal search", "/deals?q=a&sort=-Amount"),
-                ("accounts", "/accounts"),
-                ("contacts", f"/contacts?page={rng.randint(1, 2)}"),
-                ("deal", f"/deals/{rng.choice(deals)}" if deals else "/deals"),
-            ]
-        )
-        page = timed(http, "GET", f"{url}{path}", kind, timings)
-        if page is not None and not deals:
-            deals = DEAL_LINK.findall(page)
-
-
-def edit(http: requests.Session, url: str, deal: str, timings: Timings) -> None:
-    """Change a deal's next step from its page's form."""
-    page = timed(http, "GET", f"{url}/deals/{deal}", "deal", timings)
-    token = TOKEN.search(page or "")
-    fields = dict(re.findall(r'name="(\w+)"[^>]*value="([^"]*)"', page or ""))
-    stage = re.search(r'<option selected value="([^"]+)"', page or "")
-    if not token or not stage:
-        return
-    data = {
-        "csrf_token": token.group(1),
-        "StageName": stage.group(1),
-        "Amount": fields.get("Amount", ""),
-        "CloseDate": fields.get("CloseDate", ""),
-        "NextStep": f"bench {time.time():.3f}",
-    }
-    timed(http, "POST", f"{url}/deals/{deal}", "edit", timings, data=data, expect=302)
-
-
-def timed(
-    http: requests.Session,
-    method: str,
-    address: str,
-    kind: str,
-    timings: Timings,
-    data: dict[str, str] | None = None,
-    expect: int = 200,
-) -> str | None:
-    """One request, timed; its body when it answered as expected."""
-    started = time.perf_counter()
-    try:
-        answer = http.request(method, address, data=data, allow_redirects=False, timeout=60)
-    except requests.RequestException as exc:
-        timings.add(kind, time.perf_counter() - started, type(exc).__name__)
-        return None
-    seconds = time.perf_counter() - started
-    error = None if answer.status_code == expect else f"HTTP {answer.status_code}"
-    timings.add(kind, seconds, error)
-    return answer.text if error is None else None
 
 
 def crm_to_page(
@@ -281,19 +166,23 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser().parse_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    with SandboxProcess(work / "sandbox.db", args.size, args.seed) as sandbox:
+    database = working_copy(
+        args.store, args.size, args.seed, work, pg_url=args.pg_url, rebuild=args.rebuild
+    )
+    crm = copy_sqlite(cached_sandbox(args.size, args.seed), work / "sandbox.db")
+    with SandboxProcess(crm, args.size, args.seed) as sandbox:
         config = work / "prm-mirror.toml"
-        config.write_text(config_text(sandbox.base_url, f"sqlite:///{work / 'mirror.db'}"))
+        config.write_text(config_text(sandbox.base_url, database))
         with Mirror.open(config) as mirror:
-            mirror.sync()
+            mirror.sync()  # the copy is current: this adds the indexes of newer code, if any
             users = partner_users(mirror, args.sessions)
-        with portal_process(config, args.port or free_port(), args.interval) as url:
+        port = args.port or free_port()
+        with portal_process(config, port, args.interval, args.threads) as (url, served):
+            cpu_before = served.cpu_times()
             timings = Timings()
-            until = time.monotonic() + args.seconds
+            load = Load(time.monotonic() + args.seconds, args.think, args.edit_every)
             sessions = [
-                threading.Thread(
-                    target=browse, args=(url, u["email"], until, args.edit_every, timings)
-                )
+                threading.Thread(target=browse, args=(url, u["email"], load, timings))
                 for u in users
             ]
             for thread in sessions:
@@ -303,25 +192,35 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             portal_crm = portal_to_crm(url, probe["email"], sandbox, probe["deals"][1], args.probes)
             for thread in sessions:
                 thread.join()
-    return report(args, timings, crm_page, portal_crm)
+            cpu_after = served.cpu_times()
+    cpu = cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
+    return report(args, timings, crm_page, portal_crm, cpu)
 
 
 def partner_users(mirror: Mirror, sessions: int) -> list[dict[str, Any]]:
-    """``sessions`` partner users (partners reused round robin), each with two of its deals."""
-    found = []
+    """``sessions`` partner users, one per partner while there are enough (then reused round
+    robin), each with two of its deals."""
+    found: list[dict[str, Any]] = []
     for partner in mirror.partners():
+        if len(found) >= sessions:
+            break
         view = mirror.as_partner(partner["id"])
         deals = [d["Id"] for d in view.select("Opportunity", where={"IsClosed": False}, limit=2)]
         for user in view.select("User", fields=["Email", "IsActive"], limit=5):
             if user["Email"] and user["IsActive"] and len(deals) == 2:
                 found.append({"email": user["Email"], "deals": deals})
+                break
     if not found:
         raise RuntimeError("no partner user has two open deals")
     return [found[i % len(found)] for i in range(sessions)]
 
 
 def report(
-    args: argparse.Namespace, timings: Timings, crm_page: list[float], portal_crm: list[float]
+    args: argparse.Namespace,
+    timings: Timings,
+    crm_page: list[float],
+    portal_crm: list[float],
+    portal_cpu: float,
 ) -> dict[str, Any]:
     """Print and write the results."""
     every = [s for values in timings.pages.values() for s in values]
@@ -335,6 +234,12 @@ def report(
     }
     payload = {
         "size": args.size,
+        "store": args.store,
+        "load_model": f"closed loop, {args.sessions} sessions, think time exponential mean "
+        f"{args.think} s, one live event stream per session",
+        "think_seconds": args.think,
+        "server_threads": args.threads,
+        "load_average": os.getloadavg(),
         "sessions": args.sessions,
         "seconds": args.seconds,
         "interval_seconds": args.interval,
@@ -342,6 +247,9 @@ def report(
         "requests_per_second": len(every) / args.seconds,
         "p50_ms": percentile(every, 0.5) * 1000,
         "p99_ms": percentile(every, 0.99) * 1000,
+        # the portal process's CPU over the run: pages, streams and the schedule's rounds
+        "portal_cpu_seconds": portal_cpu,
+        "portal_cpu_ms_per_request": portal_cpu * 1000 / max(1, len(every)),
         "errors": len(timings.errors),
         "first_errors": timings.errors[:10],
         "kinds": kinds,
@@ -353,12 +261,16 @@ def report(
     ]
     rows.append(["all", len(every), f"{payload['p50_ms']:.1f}", f"{payload['p99_ms']:.1f}"])
     print_table(
-        f"portal, {args.sessions} sessions, {args.size} opportunities",
+        f"portal, {args.sessions} sessions, think {args.think} s, {args.size} opportunities",
         ["page", "requests", "p50 ms", "p99 ms"],
         rows,
     )
     median = statistics.median
-    print(f"errors: {len(timings.errors)}; schedule every {args.interval}s")
+    print(f"errors: {len(timings.errors)}; schedule every {args.interval}s; {args.store}")
+    print(
+        f"portal CPU: {portal_cpu:.1f} s, {payload['portal_cpu_ms_per_request']:.1f} ms a request"
+    )
+    print("load average at the end: " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
     if crm_page:
         print(f"CRM change to open page: median {median(crm_page):.2f}s over {len(crm_page)}")
     if portal_crm:
@@ -379,6 +291,11 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--probes", type=int, default=5, help="timed CRM-to-page and edit rounds")
     cli.add_argument("--port", type=int, default=0, help="the portal's port (0: a free one)")
     cli.add_argument("--workdir", default="bench/.cache/portal")
+    cli.add_argument("--store", choices=STORES, default="sqlite")
+    cli.add_argument("--pg-url", default=PG_URL, help="the PostgreSQL server (--store postgres)")
+    cli.add_argument("--rebuild", action="store_true", help="backfill the prepared mirror again")
+    cli.add_argument("--think", type=float, default=5.0, help="mean think time, seconds")
+    cli.add_argument("--threads", type=int, default=128, help="the portal's server threads")
     return cli
 
 

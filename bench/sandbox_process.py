@@ -11,6 +11,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,17 @@ from bench.sandbox_proc import ADMIN_TOKEN_ENV
 from sandboxes.testing.admin import AdminClient
 
 
-def cached_sandbox(size: int, seed: int = 7) -> Path:
-    """The pristine sandbox database of ``size`` opportunities, generated on first use (and
-    again whenever the sandbox's code has changed)."""
-    path = cached_file(f"sandbox-salesforce-{size}-seed{seed}", SANDBOX_CODE)
+def cached_sandbox(
+    size: int, seed: int = 7, crm: str = SOURCE, code: Sequence[str] = SANDBOX_CODE
+) -> Path:
+    """The pristine sandbox database of ``crm`` with ``size`` opportunities, generated on
+    first use (and again whenever the sandbox's ``code`` has changed)."""
+    path = cached_file(f"sandbox-{crm}-{size}-seed{seed}", code)
     if not path.exists():
         partial = path.with_suffix(".partial")
         remove_sqlite(partial)
         started = time.perf_counter()
-        with SandboxProcess(partial, size, seed):
+        with SandboxProcess(partial, size, seed, crm):
             pass
         for origin, final in zip(sqlite_files(partial), sqlite_files(path), strict=True):
             if origin.exists():

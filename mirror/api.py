@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any
 
-from mirror.configured import _path_indexes as _path_indexes  # for the benches and tests
 from mirror.configured import build_adapter, process_holder
 from mirror.errors import AccessDenied
 from mirror.leases import Leases

@@ -42,6 +42,12 @@ class StoreConfig(_Strict):
         default="sqlite:///prm-mirror.db",
         description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db",
     )
+    pool_size: int = Field(
+        default=5, ge=1, le=1000, description="connections kept open for this process"
+    )
+    max_overflow: int = Field(
+        default=10, ge=0, le=1000, description="connections opened beyond them, closed after use"
+    )
 
     @field_validator("database")
     @classmethod

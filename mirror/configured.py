@@ -30,7 +30,12 @@ from mirror.store.database import Store
 from mirror.types import ObjectSpec
 from mirror.visibility import column_grants
 from mirror.visibility.rule_check import served_rules, validate_rules
-from mirror.visibility.rules import VisibilityRules, merge_settings, parse_rules
+from mirror.visibility.rules import (
+    VisibilityRules,
+    merge_settings,
+    parse_rules,
+    path_index_fields,
+)
 from mirror.visibility.upkeep import GrantPageHook, GrantUpkeep
 
 
@@ -48,7 +53,11 @@ class Configured:
         ``hooks`` run on every page a sync applies."""
         self.config = config
         redaction.register([*secret_values(config), *redaction.environment_secrets()])
-        self.store = Store(config.store.database, run_lease_seconds=config.daemon.lease_seconds)
+        self.store = Store(
+            config.store.database,
+            run_lease_seconds=config.daemon.lease_seconds,
+            pool=(config.store.pool_size, config.store.max_overflow),
+        )
         self._adapters: dict[str, CrmAdapter] = dict(adapters or {})
         self._specs: dict[tuple[str, str], ObjectSpec] = {}
         self._rules: dict[str, VisibilityRules] = {}
@@ -190,7 +199,7 @@ class Configured:
             self.adapter(source),
             prefetch_pages=self.config.sync.prefetch_pages,
             hooks=[*self.hooks, access, *extra],
-            indexes=_path_indexes(rules),
+            indexes=path_index_fields(rules),
             policy_of=self.policy_of(source),
             backfill_ranges=self.config.sync.backfill_ranges,
             range_min_records=self.config.sync.backfill_range_min_records,
@@ -211,20 +220,6 @@ class Configured:
         except KeyError:
             known = ", ".join(self.config.sources) or "none"
             raise ConfigError(f"no source named {source!r} (configured: {known})") from None
-
-
-def _path_indexes(rules: VisibilityRules) -> dict[str, tuple[str, ...]]:
-    """The reference fields slice paths follow, per object, so upkeep and queries use indexes."""
-    wanted: dict[str, set[str]] = {}
-    for rule in rules.slices.values():
-        if rule.owner_field:
-            wanted.setdefault(rule.object, set()).add(rule.owner_field)
-        for path in rule.paths:
-            if path.kind in ("direct", "parent") and path.field:
-                wanted.setdefault(rule.object, set()).add(path.field)
-            elif path.kind == "child" and path.other and path.field:
-                wanted.setdefault(path.other, set()).add(path.field)
-    return {name: tuple(sorted(fields)) for name, fields in wanted.items()}
 
 
 def build_adapter(crm: str, source: str, settings: Mapping[str, Any]) -> CrmAdapter:

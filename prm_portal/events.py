@@ -19,7 +19,7 @@ from flask import Blueprint, Response, request
 
 from mirror import MirrorError, PartnerView
 from prm_portal.auth import current_view, partner_required
-from prm_portal.state import portal_state
+from prm_portal.state import FeedClock, portal_state
 from prm_portal.write_status import partner_writes
 
 blueprint = Blueprint("events", __name__)
@@ -43,6 +43,7 @@ def events() -> Response:
         since,
         state.settings.feed_poll_seconds,
         state.settings.feed_stream_seconds,
+        state.clock,
     )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return Response(stream, mimetype="text/event-stream", headers=headers)
@@ -56,8 +57,11 @@ def _since(raw: str | None) -> int:
     return value if 0 <= value < 2**62 else 0
 
 
-def _stream(view: PartnerView, since: int, poll: float, duration: float) -> Iterator[str]:
-    """The events of one connection, until ``duration`` is up (the browser reconnects)."""
+def _stream(
+    view: PartnerView, since: int, poll: float, duration: float, clock: FeedClock
+) -> Iterator[str]:
+    """The events of one connection, until ``duration`` is up (the browser reconnects); the
+    slice's feed is read only when the mirror has changes after the cursor."""
     cursor = since
     told: dict[int, str] = {}
     deadline = time.monotonic() + duration
@@ -65,15 +69,22 @@ def _stream(view: PartnerView, since: int, poll: float, duration: float) -> Iter
     yield "retry: 2000\n\n"
     while time.monotonic() < deadline:
         try:
-            batch = view.changes(cursor, limit=FEED_PAGE)
+            found: list[dict[str, Any]] = []
+            latest = clock.latest(view)
+            if latest > cursor:
+                batch = view.changes(cursor, limit=FEED_PAGE)
+                found = batch.changes
+                # a short page is the whole feed up to ``latest``: other partners' changes
+                # are not asked again
+                done = len(found) < FEED_PAGE
+                cursor = max(batch.cursor, latest) if done else batch.cursor
             writes = partner_writes(view, limit=20)
         except MirrorError:
             return
         sent = False
-        for change in batch.changes:
+        for change in found:
             yield _event("change", _change(change), change["seq"])
             sent = True
-        cursor = batch.cursor
         for write in writes:
             if told.get(write["seq"]) != write["state"]:
                 told[write["seq"]] = write["state"]
@@ -84,7 +95,7 @@ def _stream(view: PartnerView, since: int, poll: float, duration: float) -> Iter
         elif time.monotonic() - quiet_since > HEARTBEAT_SECONDS:
             yield ": still here\n\n"
             quiet_since = time.monotonic()
-        if len(batch.changes) < FEED_PAGE:
+        if len(found) < FEED_PAGE:
             time.sleep(poll)
 
 

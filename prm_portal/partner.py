@@ -37,6 +37,7 @@ def _list_page(name: str) -> Any:
         query=query,
         rows=rows,
         total=total,
+        more=total >= listing.COUNT_CAP,
         pages=pages,
         account_names=_account_names(rows) if "AccountId" in spec.columns else {},
         stages=STAGES,

@@ -1,5 +1,5 @@
 """Running the portal: the in-process schedule that syncs and pushes, the demo's sandbox CRM
-and mirror, and the threaded HTTP server (also used by the browser tests)."""
+and mirror, and the production WSGI server (waitress; also used by the browser tests)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from mirror import Mirror, MirrorError
 from sandboxes.kit.configs import config_toml
@@ -94,8 +93,12 @@ class Demo:
 
 
 def demo_config(box: Any, database: str) -> str:
-    """The config (TOML) mirroring the demo sandbox, partner users signed in as admins."""
-    return config_toml("salesforce", box, database) + DEMO_SETTINGS
+    """The config (TOML) mirroring the demo sandbox, partner users signed in as admins, with
+    the store's connections kept open for the pages and live streams served at once."""
+    text = config_toml("salesforce", box, database)
+    return (
+        text.replace("[store]\n", "[store]\npool_size = 32\nmax_overflow = 32\n", 1) + DEMO_SETTINGS
+    )
 
 
 @contextmanager
@@ -150,13 +153,48 @@ def sign_in_hint(mirror: Mirror, limit: int = 3) -> list[tuple[str, str]]:
     return hints
 
 
-class Server:
-    """The app on a threaded WSGI server in a background thread (``url`` once started)."""
+# each open page holds a thread for its live stream (``events``), so the threads are the open
+# pages the portal serves at once plus those rendering pages
+DEFAULT_THREADS = 128
 
-    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True)
-        self.url = f"http://{host}:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+def wsgi_server(app: Flask, host: str, port: int, threads: int = DEFAULT_THREADS) -> Any:
+    """The production WSGI server (waitress) for ``app``, bound and not yet serving.
+
+    Waitress 3 sends what the app yields at once (its ``send_bytes`` is 1; older releases held
+    18 kB back, which kept a live stream's events from the browser). The connection limit
+    leaves room for a page and a stream per session."""
+    from waitress import create_server
+
+    return create_server(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        connection_limit=max(100, 4 * threads),
+        channel_timeout=120,
+        ident="prm-portal",
+    )
+
+
+def serve(app: Flask, host: str, port: int, threads: int = DEFAULT_THREADS) -> None:
+    """Serve ``app`` with waitress until interrupted."""
+    server = wsgi_server(app, host, port, threads)
+    try:
+        server.run()
+    finally:
+        server.close()
+
+
+class Server:
+    """The app on the production WSGI server in a background thread (``url`` once started)."""
+
+    def __init__(
+        self, app: Flask, host: str = "127.0.0.1", port: int = 0, threads: int = 32
+    ) -> None:
+        self.server = wsgi_server(app, host, port, threads)
+        self.url = f"http://{host}:{self.server.effective_port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> Server:
         """Serve in the background."""
@@ -164,6 +202,10 @@ class Server:
         return self
 
     def stop(self) -> None:
-        """Stop serving."""
-        self.server.shutdown()
+        """Stop serving: the worker threads finish (a live stream ends when its connection
+        closes) and the listening socket and connections close, which ends the loop."""
+        from waitress import wasyncore
+
+        self.server.task_dispatcher.shutdown(timeout=2)
+        wasyncore.close_all(self.server._map, ignore_all=True)
         self.thread.join(timeout=10)

@@ -17,6 +17,30 @@ from prm_portal.settings import PortalSettings
 EXTENSION = "prm_portal"
 
 
+class FeedClock:
+    """The mirror's newest change sequence (``PartnerView.feed_cursor``: the same for every
+    partner), read at most once per ``period`` for all the open streams together, so a
+    stream with nothing new asks its own slice's feed nothing. A value read a moment ago is
+    never ahead of the feed, so a stream that trusts it misses nothing: it asks its feed on
+    its next poll."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self._value = 0
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def latest(self, view: PartnerView) -> int:
+        """The newest sequence, read through ``view`` when the last reading is too old."""
+        with self._lock:
+            if time.monotonic() - self._read_at < self.period:
+                return self._value
+            read_at = time.monotonic()
+            self._value = view.feed_cursor()
+            self._read_at = read_at
+            return self._value
+
+
 @dataclass
 class PortalState:
     """The app's shared state, stored in ``app.extensions["prm_portal"]``."""
@@ -26,6 +50,11 @@ class PortalState:
     identity: IdentityProvider
     _views: dict[tuple[str, str, str], tuple[float, PartnerView]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: FeedClock = field(init=False)
+
+    def __post_init__(self) -> None:
+        # half a poll: a change is seen within one and a half polls at worst
+        self.clock = FeedClock(self.settings.feed_poll_seconds / 2)
 
     def view(self, partner_id: str, user_id: str, role: str) -> PartnerView:
         """The partner view of a session: ``Mirror.as_partner``, which checks that the user

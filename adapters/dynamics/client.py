@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msal
+import orjson
 import requests
 from msal.exceptions import MsalServiceError
 
@@ -275,7 +276,7 @@ class DataverseConnection:
         if url_bytes(url) > DIRECT_URL_BUDGET:
             return self._get_batched(url, action, prefer, kwargs.get("headers"))
         response = self.request("GET", path_or_url, action=action, prefer=prefer, **kwargs)
-        body: dict[str, Any] = response.json()
+        body: dict[str, Any] = orjson.loads(response.content)
         return body
 
     def _get_batched(

@@ -73,6 +73,11 @@ class PageBuilder:
         self.skip_applied = skip_applied
         self.targets = targets
         self.converter = RecordConverter(spec)
+        self._annotated = [
+            (f"{name}{LOOKUP_ANNOTATION}", name)
+            for name in spec.field_names
+            if name.startswith("_") and name.endswith("_value")
+        ]
 
     def build(
         self, rows: Iterable[Mapping[str, Any]], checkpoint_of: Any, needs_sweep: bool = False
@@ -90,12 +95,11 @@ class PageBuilder:
 
     def _take(self, row: Mapping[str, Any], records: list[Record], rejects: list[Reject]) -> None:
         record_id = str(row.get(self.spec.key) or "").lower()
-        payload = {k: v for k, v in row.items() if not k.startswith("@")}
         try:
             stamp = parse_datetime(str(row[CURSOR_FIELD]))
         except (KeyError, TypeError, ValueError):
             reason = unstamped(CURSOR_FIELD, row.get(CURSOR_FIELD))
-            rejects.append(Reject(record_id or None, reason, payload))
+            rejects.append(Reject(record_id or None, reason, _payload(row)))
             return
         if self.skip_applied and self.cursor.already_applied(stamp, record_id):
             return
@@ -104,7 +108,7 @@ class PageBuilder:
         try:
             record = self.converter.from_json(row)
         except ValueError as error:
-            rejects.append(Reject(record_id or None, str(error), payload))
+            rejects.append(Reject(record_id or None, str(error), _payload(row)))
             self.cursor.take(stamp, record_id)
             return
         self.cursor.take(stamp, record_id)
@@ -112,11 +116,16 @@ class PageBuilder:
 
     def _note_targets(self, row: Mapping[str, Any]) -> None:
         assert self.targets is not None
-        for key, value in row.items():
-            if key.endswith(LOOKUP_ANNOTATION) and value:
-                record_id = row.get(key.split("@", 1)[0])
+        for key, name in self._annotated:
+            value = row.get(key)
+            if value:
+                record_id = row.get(name)
                 if record_id:
                     self.targets[str(record_id).lower()] = str(value)
+
+
+def _payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("@")}
 
 
 def _select(spec: ObjectSpec) -> str:

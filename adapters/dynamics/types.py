@@ -207,10 +207,19 @@ class RecordConverter:
         """A converter for the fields of ``spec``."""
         self.spec = spec
         self.fields = FieldConverter(spec, _CONVERTERS, _to_str)
+        self._items = list(self.fields.by_name.items())
 
     def from_json(self, row: Mapping[str, Any]) -> Record:
         """A record from a Web API row; raises ``ValueError`` naming the bad field."""
-        return {name: self.fields.convert(name, row.get(name)) for name in self.fields.by_name}
+        record: Record = {}
+        name, value = "", None
+        try:
+            for name, convert in self._items:
+                value = row.get(name)
+                record[name] = None if value is None else convert(value)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"field {name}: {value!r} {error}") from None
+        return record
 
 
 def to_wire(value: Any) -> Any:

@@ -9,8 +9,9 @@ HttpQueryString), compared in constant time; a missing or wrong key raises
 - ``Create``, ``Update`` (and ``Assign``, ``SetState``, ``SetStateDynamicEntity``): the row
   ``PrimaryEntityId`` changed; an Update's ``Target`` names the columns it set.
 - ``Delete``: the row was deleted.
-- ``Merge``: ``PrimaryEntityId`` is the survivor (changed) and ``InputParameters.SubordinateId``
-  the merged row (deleted, merged into the survivor).
+- ``Merge``: ``PrimaryEntityId`` is the survivor and ``InputParameters.SubordinateId`` the
+  merged row; both changed (Dataverse deactivates the merged row, it does not delete it, and
+  the mirror keeps it as the poll reads it: live and inactive).
 
 ``OperationCreatedOn`` (``/Date(<ms>)/``) is when the change was made. A body that cannot be
 read, or a message the adapter does not know, is a ``StreamGap`` of the object (the engine
@@ -109,15 +110,9 @@ def parse_delivery(
                 StreamEvent(table, changed=(primary,), committed_at=committed),
                 StreamGap(table, f"a Dataverse Merge into {primary} with {reason}"),
             ]
-        return [
-            StreamEvent(
-                table,
-                changed=(primary,),
-                deleted=(subordinate,),
-                merged_into={subordinate: primary},
-                committed_at=committed,
-            )
-        ]
+        # Dataverse deactivates the merged row rather than deleting it, and the poll reads it
+        # back as a live, inactive row: told as deleted here, stream and poll would flip it
+        return [StreamEvent(table, changed=(primary, subordinate), committed_at=committed)]
     return [StreamGap(table, f"a Dataverse webhook for message {message!r}, which the "
                              "mirror does not read")]  # fmt: skip
 

@@ -15,9 +15,10 @@ from typing import Any
 
 from adapters.hubspot.catalog import AssociationField, Catalog, pick_targets
 from adapters.hubspot.client import HubSpotConnection
+from adapters.hubspot.settings import ASSOCIATION_BATCH_MAX
 from mirror.types import Record
 
-BATCH_READ_MAX = 1_000
+BATCH_READ_MAX = ASSOCIATION_BATCH_MAX
 BATCH_WRITE_MAX = 100
 
 

@@ -1,6 +1,6 @@
 """Reads of one HubSpot object: backfill by list paging, incremental by keyset search.
 
-- Backfill: the object is listed in id order, 100 a page, resumable at its ``after`` token. The
+- Backfill: listed in id order, 100 a call, ``read_page`` a page, resumable at ``after``. The
   first page's answer fixes the listing's fence (its ``Date`` less the request's time): every
   record changed before it is listed at that version or a newer one, so the last page's
   checkpoint starts the incremental reads at the fence with no id applied at it (the engine's
@@ -141,15 +141,14 @@ class Reader:
         builder = self._builder()
         after = state.get("after")
         while True:
-            reply = self._list(after)
+            replies, after = self._list_pages(after)
             if "backfill_cursor" not in state:
-                fence = list_fence(reply.answered)
+                fence = list_fence(replies[0].answered)
                 state["backfill_cursor"] = format_cursor_ms(fence) if fence is not None else None
-            builder.take(reply.get("results") or [])
+            builder.take([obj for reply in replies for obj in reply.get("results") or ()])
             # a record listed live was restored after the bin was listed: the listing wins
             listed = {str(record.get(self.spec.key)) for record in builder.records}
             extra, binned = [t for t in binned if t.id not in listed], []
-            after = _next_after(reply)
             if after:
                 checkpoint = Checkpoint(None, (), "backfill", {**state, "after": after})
                 yield builder.page(checkpoint, extra)
@@ -164,6 +163,18 @@ class Reader:
             fence = STAMPS.parse(str(cursor)) if cursor else None
             yield builder.page(handover(STAMPS, fence, "incremental", final), extra)
             return
+
+    def _list_pages(self, after: str | None) -> tuple[list[Reply], str | None]:
+        """List replies from ``after`` up to ``settings.read_page`` records; the next ``after``."""
+        replies: list[Reply] = []
+        listed = 0
+        while True:
+            reply = self._list(after)
+            replies.append(reply)
+            listed += len(reply.get("results") or ())
+            after = _next_after(reply)
+            if not after or listed + self.settings.list_limit > self.settings.read_page:
+                return replies, after
 
     def _list(self, after: str | None, archived: bool = False, ids_only: bool = False) -> Reply:
         properties = [KEY] if ids_only else self.properties
@@ -347,9 +358,8 @@ class Reader:
         after = state.get("sweep_after")
         builder = self._builder()
         while True:
-            reply = self._list(after)
-            builder.take(reply.get("results") or [])
-            after = _next_after(reply)
+            replies, after = self._list_pages(after)
+            builder.take([obj for reply in replies for obj in reply.get("results") or ()])
             if after:
                 progress = {**state, "sweep_after": after, "sweep_started": started}
                 yield builder.page(keyset.checkpoint("incremental", progress))

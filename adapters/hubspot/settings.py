@@ -21,13 +21,16 @@ from adapters.salesforce.settings import url_kind
 DEFAULT_HOST = "https://api.hubapi.com"
 LIST_PAGE_MAX = 100
 SEARCH_PAGE_MAX = 200
+ASSOCIATION_BATCH_MAX = 1_000
 
 
 class HubSpotSettings(AdapterSettings):
     """How to reach one HubSpot portal and how hard to push it.
 
     ``access_token`` is a private-app token (``pat-…``) or an OAuth access token. Pages are
-    ``page_size`` records, clamped to HubSpot's maxima (100 for lists, 200 for searches).
+    ``page_size`` records, clamped to HubSpot's maxima (100 for lists, 200 for searches); a
+    backfill page gathers list calls up to ``page_size`` records (at most 1,000: the ids of
+    one association ``batch/read``).
     ``partner_label`` names the deal-to-company association label that attributes a deal to a
     partner; set ``partner_property`` instead when a deal property holds the partner company
     id. Association changes do not move HubSpot's last-modified values, so every
@@ -74,6 +77,12 @@ class HubSpotSettings(AdapterSettings):
     def list_limit(self) -> int:
         """Records per list page."""
         return max(1, min(self.page_size, LIST_PAGE_MAX))
+
+    @property
+    def read_page(self) -> int:
+        """Records per backfill or sweep page: list calls of ``list_limit`` gathered up to
+        ``page_size``, at most the ids of one association ``batch/read``."""
+        return max(self.list_limit, min(self.page_size, ASSOCIATION_BATCH_MAX))
 
     @property
     def search_limit(self) -> int:

@@ -34,10 +34,11 @@ from mirror.store.tables import mirror_access, mirror_changes
 from mirror.visibility.grants import is_inherited
 
 
-def feed_query(slice_: PartnerSlice, since: int, limit: int) -> Select[Any]:
+def feed_query(slice_: PartnerSlice, since: Any, limit: Any) -> Select[Any]:
     """The query of ``changes``: the view's membership events and the data changes it may
     see, each read along its index in the feed's order from ``since`` and stopped at
-    ``limit`` rows (not every change of the source filtered, then sorted)."""
+    ``limit`` rows (not every change of the source filtered, then sorted). ``since`` and
+    ``limit`` are values, or bound parameters of a query built once and run with each."""
     c = mirror_changes.c
     public = [name for name, rule in slice_.rules.slices.items() if rule.public]
     after = (c.seq > since, c.source == slice_.source)

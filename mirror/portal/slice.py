@@ -13,14 +13,19 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, select
+from sqlalchemy import ColumnElement, Connection, Select, false, select
 
 from mirror.errors import AccessDenied
 from mirror.portal import query_args
 from mirror.store.database import MirrorTable, Store
 from mirror.store.tables import mirror_access
 from mirror.visibility.grants import granted
-from mirror.visibility.rules import SliceRule, VisibilityRules, visible_fields
+from mirror.visibility.rules import (
+    SliceRule,
+    VisibilityRules,
+    path_index_fields,
+    visible_fields,
+)
 
 log = logging.getLogger("prm_mirror.access")
 FILTERS = {
@@ -72,15 +77,22 @@ class PartnerSlice:
         rule: SliceRule,
         fields: Sequence[str] | None,
         page: tuple[int, int] | None = None,
+        *,
+        probe: bool = False,
     ) -> Select:
         """The live records of the slice, with ``fields`` (every visible one when ``None``);
-        with ``page`` (limit, offset), only that page of them in id order."""
+        with ``page`` (limit, offset), only that page of them in id order. With ``probe``,
+        each record the rest of the query finds is checked against the slice's grants one by
+        one (``narrows``: for a condition an index answers), instead of the slice's grants
+        being read whole and joined."""
         table = mirrored.table
         columns = self.columns(mirrored, rule, fields)
         live = table.c._deleted.is_(False)
         if rule.public:
             return select(*columns).where(live)
         key = table.c[mirrored.spec.key]
+        if probe:
+            return select(*columns).where(live, self.holds(mirrored))
         rows = self.grants(mirrored.spec.name)
         record = rows.selected_columns.record_id
         granted_ids = rows.with_only_columns(record).distinct()
@@ -88,6 +100,20 @@ class PartnerSlice:
             granted_ids = granted_ids.order_by(record).limit(page[0]).offset(page[1])
         found = granted_ids.subquery("granted")
         return select(*columns).join_from(table, found, found.c.record_id == key).where(live)
+
+    def narrows(self, mirrored: MirrorTable, conditions: list[query_args.Condition]) -> bool:
+        """Whether one of ``conditions`` finds its records through an index of the object's
+        table (``=`` or ``in`` on the key or an indexed field, such as a deal's line items by
+        ``OpportunityId``): then probing each found record's grants costs the records found,
+        where reading the slice's grants whole costs the slice."""
+        spec = mirrored.spec
+        # the fields slice paths follow are indexed (``prepare_object``), as are the key and
+        # the partner field; a table read without preparing it may not list them
+        indexed = {spec.key, *path_index_fields(self.rules).get(spec.name, ())}
+        if spec.partner_field:
+            indexed.add(spec.partner_field)
+        indexed.update(next(iter(index.columns)).name for index in mirrored.table.indexes)
+        return any(operator in ("=", "in") and name in indexed for name, operator, _ in conditions)
 
     def require(
         self, conn: Connection, mirrored: MirrorTable, rule: SliceRule, record_id: str
@@ -148,8 +174,32 @@ class PartnerSlice:
     def sees(self, name: str, record_id: Any) -> ColumnElement[bool]:
         """Whether the record ``record_id`` (a value or a column) of ``name`` is in the
         slice now."""
-        rows = self.grants(name)
-        return rows.where(rows.selected_columns.record_id == record_id).exists()
+        path = self.rules.inherited_path(name)
+        if path is None:
+            rows = self.grants(name)
+            return rows.where(rows.selected_columns.record_id == record_id).exists()
+        # a record that sees through its parent: found by its key, then its parent probed
+        # (not every one of the slice's parents read to find it)
+        try:
+            child = self.store.mirrored(self.source, name)
+        except KeyError:
+            return false()
+        t = child.table
+        found = select(t.c[child.spec.key]).where(
+            t.c[child.spec.key] == record_id,
+            t.c._deleted.is_(False),
+            self.sees(path.other, t.c[path.field]),
+        )
+        return found.exists()
+
+    def holds(self, mirrored: MirrorTable) -> ColumnElement[bool]:
+        """Whether the row of ``mirrored`` that the enclosing query reads is in the slice: a
+        probe of its grant, or of its parent's when its grants are its parent's (the probe
+        must not read ``mirrored``'s table itself, which would not correlate with the row)."""
+        path = self.rules.inherited_path(mirrored.spec.name)
+        if path is None:
+            return self.sees(mirrored.spec.name, mirrored.table.c[mirrored.spec.key])
+        return self.sees(path.other, mirrored.table.c[path.field])
 
     def stored_grant_scope(self) -> list[ColumnElement[bool]]:
         """The conditions on ``mirror_access`` rows that are this slice's stored grants."""

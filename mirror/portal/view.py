@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Select, bindparam, func, select
 
 from mirror.errors import AccessDenied
 from mirror.portal import feed as partner_feed
@@ -28,7 +28,7 @@ from mirror.store.database import Store
 from mirror.store.tables import mirror_changes
 from mirror.visibility import sizes as slice_sizes
 from mirror.visibility.rule_check import served_rules
-from mirror.visibility.rules import VisibilityRules, visible_values
+from mirror.visibility.rules import VisibilityRules, visible_fields, visible_values
 from mirror.visibility.upkeep import GrantUpkeep
 
 __all__ = ["ChangeBatch", "Explanation", "PartnerView", "vendor_explanation"]
@@ -82,6 +82,7 @@ class PartnerView:
         self.registrations = registrations
         self.slice = PartnerSlice(store, self.rules, partner_id, user_id, role)
         self._writes = PortalWrites(self.slice, upkeep)
+        self._feed: Select[Any] | None = None
 
     def register_deal(self, request: Mapping[str, Any]) -> Receipt:
         """Register a deal (company, domain, country, contact, amount, currency, close date,
@@ -131,6 +132,12 @@ class PartnerView:
         with self.store.engine.connect() as conn:
             return int(conn.execute(select(func.max(mirror_changes.c.seq))).scalar() or 0)
 
+    def fields(self, object_name: str) -> list[str]:
+        """The fields of ``object_name`` this view reads (what ``select`` returns by default);
+        a page that shows a few of them selects only those."""
+        mirrored, rule = self.slice.shared_object(object_name)
+        return visible_fields(rule, mirrored.spec.field_names)
+
     def get(self, object_name: str, record_id: str, fields: Sequence[str] | None = None) -> dict:
         """One record of the slice (also by the local id ``create`` returned, once the CRM
         has replaced it); ``AccessDenied`` when it is not in it."""
@@ -173,7 +180,8 @@ class PartnerView:
             query = self.slice.records(mirrored, rule, fields, page=(limit, offset))
             query = query.order_by(mirrored.table.c[mirrored.spec.key])
         else:
-            query = self.slice.records(mirrored, rule, fields)
+            probe = self.slice.narrows(mirrored, conditions)
+            query = self.slice.records(mirrored, rule, fields, probe=probe)
             query = query.where(*self.slice.filters(mirrored, rule, conditions))
             query = query.order_by(*self.slice.ordering(mirrored, rule, order))
             query = query.limit(limit).offset(offset)
@@ -181,23 +189,36 @@ class PartnerView:
             rows = conn.execute(query).all()
         return [dict(row._mapping) for row in rows]
 
-    def count(self, object_name: str, *, where: Mapping[str, Any] | None = None) -> int:
-        """How many records of the slice match ``where``."""
+    def count(
+        self,
+        object_name: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        at_most: int | None = None,
+    ) -> int:
+        """How many records of the slice match ``where``; with ``at_most``, counting stops
+        there (a filtered count reads its matches, so a page over a huge slice bounds it)."""
+        if at_most is not None:
+            query_args.bounded("at_most", at_most, 1, 2**31)
         mirrored, rule = self.slice.shared_object(object_name)
         conditions = current_conditions(self.store, self.source, query_args.conditions(where))
         if not conditions and not rule.public:
             with self.store.engine.connect() as conn:
                 if self.role != "rep":
-                    return slice_sizes.size(conn, self.source, self.partner_id, mirrored.spec.name)
+                    size = slice_sizes.size(conn, self.source, self.partner_id, mirrored.spec.name)
+                    return size if at_most is None else min(size, at_most)
                 # a grant exists only for a live record: a rep's stored grants are counted
                 # off the index alone, without a row lookup per record
-                rows = self.slice.grants(mirrored.spec.name).subquery()
-                counted = select(func.count(rows.c.record_id.distinct()))
-                return int(conn.execute(counted).scalar_one())
+                grants = self.slice.grants(mirrored.spec.name)
+                ids = grants.with_only_columns(grants.selected_columns.record_id).distinct()
+                rows = ids.limit(at_most).subquery()
+                return int(conn.execute(select(func.count()).select_from(rows)).scalar_one())
         key = mirrored.table.c[mirrored.spec.key]
-        query = self.slice.records(mirrored, rule, [mirrored.spec.key])
+        probe = self.slice.narrows(mirrored, conditions)
+        query = self.slice.records(mirrored, rule, [mirrored.spec.key], probe=probe)
         query = query.where(*self.slice.filters(mirrored, rule, conditions))
-        counted = select(func.count()).select_from(query.with_only_columns(key).subquery())
+        matches = query.with_only_columns(key).limit(at_most).subquery()
+        counted = select(func.count()).select_from(matches)
         with self.store.engine.connect() as conn:
             return int(conn.execute(counted).scalar_one())
 
@@ -211,8 +232,15 @@ class PartnerView:
         own slice the same way. ``limit`` is at most ``query_args.MAX_FEED_PAGE``."""
         query_args.bounded("since", since, 0, 2**63 - 1)
         query_args.bounded("limit", limit, 1, query_args.MAX_FEED_PAGE)
+        if self._feed is None:
+            # built once per view (a poll asks it every second): the bounds are parameters
+            since_at, limit_at = (
+                bindparam("since", type_=Integer),
+                bindparam("limit", type_=Integer),
+            )
+            self._feed = partner_feed.feed_query(self.slice, since_at, limit_at)
         with self.store.engine.connect() as conn:
-            rows = conn.execute(partner_feed.feed_query(self.slice, since, limit)).all()
+            rows = conn.execute(self._feed, {"since": since, "limit": limit}).all()
         return ChangeBatch([self._change(r) for r in rows], rows[-1].seq if rows else since)
 
     def explain(self, object_name: str, record_id: str) -> Explanation:

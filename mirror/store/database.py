@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import update as sql_update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateTable
 
@@ -80,9 +81,12 @@ class MirrorTable:
     migration: Migration | None = None
 
 
-def _engine(url: str, echo: bool) -> Engine:
+def _engine(url: str, echo: bool, pool: tuple[int, int]) -> Engine:
+    # an in-memory SQLite database is one connection, without a pool to size
+    memory = url.startswith("sqlite") and make_url(url).database in (None, "", ":memory:")
+    sizes = {} if memory else {"pool_size": pool[0], "max_overflow": pool[1]}
     try:
-        return create_engine(url, echo=echo, future=True)
+        return create_engine(url, echo=echo, **sizes)
     except ModuleNotFoundError as exc:
         extra = " (pip install 'prm-mirror[postgres]')" if url.startswith("postgres") else ""
         raise ConfigError(
@@ -93,12 +97,20 @@ def _engine(url: str, echo: bool) -> Engine:
 class Store:
     """The mirror database: engine tables, object tables and the primitives the sync composes."""
 
-    def __init__(self, url: str, *, echo: bool = False, run_lease_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        run_lease_seconds: float = 300.0,
+        pool: tuple[int, int] = (5, 10),
+    ) -> None:
         """Open (and create or upgrade) the store at ``url``; a run this process records is
         closed as interrupted by other processes once ``run_lease_seconds`` pass without a
-        heartbeat from it (``mirror.pull.runs``)."""
+        heartbeat from it (``mirror.pull.runs``). ``pool``: the connections kept open, and
+        those opened beyond them when busy (closed after use)."""
         self.url = url
-        self.engine: Engine = _engine(url, echo)
+        self.engine: Engine = _engine(url, echo, pool)
         # SQLite: one writer at a time (``mirror.store.sqlite_writes``); PostgreSQL locks rows
         self._writer: WriterLock | None = None
         if self.engine.dialect.name == "sqlite":

@@ -212,6 +212,7 @@ mirror_outbox = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_mirror_outbox_status", "status", "seq"),
     Index("ix_mirror_outbox_record", "source", "object", "record_id"),
+    Index("ix_mirror_outbox_partner", "partner_id", "seq"),
 )
 
 mirror_conflicts = Table(

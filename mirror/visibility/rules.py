@@ -376,3 +376,17 @@ def visible_values(rule: SliceRule | None, values: Mapping[str, Any]) -> dict[st
     if rule is None:
         return {}
     return {k: v for k, v in values.items() if rule.shows(k)}
+
+
+def path_index_fields(rules: VisibilityRules) -> dict[str, tuple[str, ...]]:
+    """The reference fields slice paths follow, per object, so upkeep and queries use indexes."""
+    wanted: dict[str, set[str]] = {}
+    for rule in rules.slices.values():
+        if rule.owner_field:
+            wanted.setdefault(rule.object, set()).add(rule.owner_field)
+        for path in rule.paths:
+            if path.kind in ("direct", "parent") and path.field:
+                wanted.setdefault(rule.object, set()).add(path.field)
+            elif path.kind == "child" and path.other and path.field:
+                wanted.setdefault(path.other, set()).add(path.field)
+    return {name: tuple(sorted(fields)) for name, fields in wanted.items()}

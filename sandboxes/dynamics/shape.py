@@ -16,7 +16,7 @@ from typing import Any
 from sandboxes.dynamics.records import etag
 from sandboxes.dynamics.schema import Attribute, DataverseSchema, Entity
 from sandboxes.dynamics.store import DataverseStore, quote
-from sandboxes.dynamics.values import wire_value
+from sandboxes.dynamics.values import wire_writer
 
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
@@ -57,10 +57,14 @@ class Annotations:
         """From the value of ``odata.include-annotations`` (``None``: none)."""
         patterns = [p.strip() for p in (preference or "").split(",") if p.strip()]
         self.patterns = [p for p in patterns if not p.startswith("-")]
+        self._wanted: dict[str, bool] = {}
 
     def wants(self, name: str) -> bool:
         """Whether annotation ``name`` is included."""
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns)
+        if name not in self._wanted:
+            matches = (fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns)
+            self._wanted[name] = any(matches)
+        return self._wanted[name]
 
     @property
     def any(self) -> bool:
@@ -86,6 +90,8 @@ class RowWriter:
         key = entity.by_name[entity.primary_id]
         self.attributes = [*chosen, key] if key not in chosen else chosen
         self.annotations = annotations
+        # each column's name, wire name and value writer, worked out once per response
+        self._columns = [(a, a.name, a.wire_name, wire_writer(a)) for a in self.attributes]
 
     def render(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The JSON objects of ``rows``."""
@@ -94,12 +100,12 @@ class RowWriter:
 
     def _one(self, row: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
         item: dict[str, Any] = {"@odata.etag": etag(row)}
-        for attribute in self.attributes:
-            value = row.get(attribute.name)
-            wire = attribute.wire_name
-            if self.annotations.any:
+        annotate = self.annotations.any
+        for attribute, name, wire, write in self._columns:
+            value = row.get(name)
+            if annotate:
                 self._annotate(item, attribute, row, value, names)
-            item[wire] = wire_value(attribute, value)
+            item[wire] = None if value is None else write(value)
         return item
 
     def _annotate(
@@ -111,8 +117,9 @@ class RowWriter:
         names: Mapping[str, str],
     ) -> None:
         wire = attribute.wire_name
-        formatted = _formatted(attribute, value, names)
-        if formatted is not None and self.annotations.wants(FORMATTED):
+        wanted = self.annotations.wants(FORMATTED)
+        formatted = _formatted(attribute, value, names) if wanted else None
+        if formatted is not None:
             item[f"{wire}@{FORMATTED}"] = formatted
         if attribute.is_lookup and value is not None:
             target = row.get(f"{attribute.name}type") or attribute.targets[0]

@@ -9,7 +9,9 @@ that does not fit its column is a 400 worded the way Dataverse words it.
 from __future__ import annotations
 
 import math
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -44,15 +46,36 @@ def normalize_guid(value: str) -> str | None:
 
 def wire_value(attribute: Attribute, stored: Any) -> Any:
     """The JSON value of a stored one (values that do not fit their column pass as they are)."""
-    if stored is None:
-        return None
+    return None if stored is None else wire_writer(attribute)(stored)
+
+
+def wire_writer(attribute: Attribute) -> Callable[[Any], Any]:
+    """``wire_value`` of one column's stored (not null) values, chosen once per column."""
     kind = attribute.type
-    if kind == "DateTime" and not attribute.date_only and isinstance(stored, int):
-        return format_datetime(from_epoch(stored))
-    if kind == "Boolean" and isinstance(stored, int):
-        return bool(stored)
-    if kind in ("Money", "Decimal", "Double") and isinstance(stored, int | float):
-        return float(stored)
+    if kind == "DateTime" and not attribute.date_only:
+        return _wire_datetime
+    if kind == "Boolean":
+        return _wire_boolean
+    if kind in ("Money", "Decimal", "Double"):
+        return _wire_number
+    return _as_stored
+
+
+def _wire_datetime(stored: Any) -> Any:
+    if isinstance(stored, int):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stored))
+    return stored
+
+
+def _wire_boolean(stored: Any) -> Any:
+    return bool(stored) if isinstance(stored, int) else stored
+
+
+def _wire_number(stored: Any) -> Any:
+    return float(stored) if isinstance(stored, int | float) else stored
+
+
+def _as_stored(stored: Any) -> Any:
     return stored
 
 

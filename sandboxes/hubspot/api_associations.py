@@ -30,11 +30,25 @@ def _types(portal: Portal, from_name: str, to_name: str) -> tuple[ObjectType, Ob
 def _grouped(
     portal: Portal, source: ObjectType, target: ObjectType, record_id: int
 ) -> list[dict[str, Any]]:
+    pairs = portal.store.associations_of(source.name, record_id, target.name)
+    return _entries(portal, source, target, pairs, {})
+
+
+def _entries(
+    portal: Portal,
+    source: ObjectType,
+    target: ObjectType,
+    pairs: Sequence[tuple[int, int]],
+    types: dict[int, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """``(to_id, type_id)`` pairs as v4 results; ``types`` caches each type's JSON."""
     grouped: dict[int, list[dict[str, Any]]] = {}
-    for to_id, type_id in portal.store.associations_of(source.name, record_id, target.name):
-        assoc = portal.schema.association_type(source.name, target.name, type_id)
-        grouped.setdefault(to_id, []).append(assoc.to_json())
-    return [{"toObjectId": to_id, "associationTypes": types} for to_id, types in grouped.items()]
+    for to_id, type_id in pairs:
+        if type_id not in types:
+            assoc = portal.schema.association_type(source.name, target.name, type_id)
+            types[type_id] = assoc.to_json()
+        grouped.setdefault(to_id, []).append(types[type_id])
+    return [{"toObjectId": to_id, "associationTypes": kinds} for to_id, kinds in grouped.items()]
 
 
 def _page(entries: list[dict[str, Any]], after: str | None, limit: int) -> tuple[list[Any], Any]:
@@ -175,14 +189,19 @@ def batch_read(
     """``POST /crm/v4/associations/{from}/{to}/batch/read``."""
     source, target = _types(portal, from_object_type, to_object_type)
     results, missing = [], []
-    for entry in _inputs(read_json(request), MAX_BATCH_READ):
+    inputs = _inputs(read_json(request), MAX_BATCH_READ)
+    # the inputs' records and associations in one query each, not one per input
+    ids = sorted({int(k) for k in (str(e.get("id")) for e in inputs) if k.isdigit()})
+    live = portal.store.live_ids(source.name, ids)
+    pairs = portal.store.associations_of_many(source.name, sorted(live), target.name)
+    types: dict[int, dict[str, Any]] = {}
+    for entry in inputs:
         key = str(entry.get("id"))
-        row = portal.records.live(source, key) if key.isdigit() else None
-        if row is None:
+        if not key.isdigit() or int(key) not in live:
             missing.append(key)
             continue
-        to, paging = _page(_grouped(portal, source, target, row["id"]), entry.get("after"),
-                           MAX_PAGE)  # fmt: skip
+        entries = _entries(portal, source, target, pairs.get(int(key), ()), types)
+        to, paging = _page(entries, entry.get("after"), MAX_PAGE)
         result: dict[str, Any] = {"from": {"id": key}, "to": to}
         if paging:
             result["paging"] = paging

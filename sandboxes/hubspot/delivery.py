@@ -126,8 +126,8 @@ class Delivery:
         self._numbers = 0
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="hs-webhook")
-        self._http = urllib3.PoolManager(maxsize=64, retries=False)
+        self._pool = ThreadPoolExecutor(max_workers=128, thread_name_prefix="hs-webhook")
+        self._http = urllib3.PoolManager(maxsize=128, retries=False)
 
     # -- the queue --------------------------------------------------------------------------
 

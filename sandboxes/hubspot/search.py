@@ -31,6 +31,7 @@ OPERATORS = frozenset({
     "EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
     "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN",
 })  # fmt: skip
+_LOWER_BOUNDS = frozenset({"GT", "GTE", "EQ", "BETWEEN"})
 _COMPARISONS = {"EQ": "=", "NEQ": "!=", "LT": "<", "LTE": "<=", "GT": ">", "GTE": ">="}
 _TOKEN_SPLIT = re.compile(r"[^0-9a-z*]+")
 
@@ -167,6 +168,12 @@ class Compiler:
         """The SQL of ``request``: live records of the type matching its filters and query."""
         params: list[Any] = [self.object_type.name]
         clauses = [f"type = ? AND {LIVE}"]
+        floor = self._floor(request.groups)
+        if floor is not None:
+            # implied by every group; bound parameters hide it from SQLite's planner, which
+            # then scans the whole type instead of the (type, archived, stamp) index range
+            clauses.append(f"{floor[0]} >= ?")
+            params.append(floor[1])
         if request.groups:
             ored = []
             for group in request.groups:
@@ -176,6 +183,29 @@ class Compiler:
         if request.query:
             clauses.append(self._text_query(request.query, params))
         return Compiled(" AND ".join(clauses), params, self._order(request.sort))
+
+    def _floor(self, groups: Sequence[Sequence[Filter]]) -> tuple[str, int] | None:
+        """``(column, value)`` when every group has a lower bound on one indexed column (the
+        lowest of them), else ``None``."""
+        floors: dict[str, list[int]] = {}
+        for group in groups:
+            found: dict[str, int] = {}
+            for flt in group:
+                prop = self.object_type.property(flt.property)
+                column = self.columns.get(flt.property)
+                if prop is None or column is None or flt.operator not in _LOWER_BOUNDS:
+                    continue
+                try:
+                    value = self._operand(prop, flt.value)
+                except HsError:
+                    return None
+                found[column] = max(value, found.get(column, value))
+            for column, value in found.items():
+                floors.setdefault(column, []).append(value)
+        for column, values in floors.items():
+            if groups and len(values) == len(groups):
+                return column, min(values)
+        return None
 
     def _property(self, name: str) -> PropertyDef:
         prop = self.object_type.property(name)

@@ -233,6 +233,36 @@ class Store(SqliteStore):
         )
         return [(row[0], row[1]) for row in rows]
 
+    def live_ids(self, object_type: str, ids: Sequence[int]) -> set[int]:
+        """Which of ``ids`` are live records of ``object_type``."""
+        found: set[int] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.query(
+                f"SELECT id FROM hs_objects WHERE type = ? AND id IN ({marks}) AND {LIVE}",
+                (object_type, *chunk),
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    def associations_of_many(
+        self, from_type: str, from_ids: Sequence[int], to_type: str
+    ) -> dict[int, list[tuple[int, int]]]:
+        """``associations_of`` for many records at once (records with none left out)."""
+        found: dict[int, list[tuple[int, int]]] = {}
+        for start in range(0, len(from_ids), 500):
+            chunk = list(from_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.query(
+                "SELECT from_id, to_id, type_id FROM hs_associations WHERE from_type = ? AND "
+                f"from_id IN ({marks}) AND to_type = ? ORDER BY from_id, to_id, type_id",
+                (from_type, *chunk, to_type),
+            )
+            for from_id, to_id, type_id in rows:
+                found.setdefault(from_id, []).append((to_id, type_id))
+        return found
+
     def associations_touching(self, object_type: str, record_id: int) -> list[tuple[Any, ...]]:
         """Every stored association from or to one record."""
         return [

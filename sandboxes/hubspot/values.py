@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, time
+from time import gmtime, strftime
 from typing import Any
 
 from sandboxes.hubspot.properties import PropertyDef
@@ -37,7 +38,8 @@ def iso_ms(moment: datetime) -> str:
 
 def ms_to_iso(ms: int) -> str:
     """An epoch-millisecond instant as ISO-8601 with milliseconds."""
-    return iso_ms(datetime.fromtimestamp(ms / 1000, UTC))
+    seconds, millis = divmod(int(ms), 1000)
+    return strftime("%Y-%m-%dT%H:%M:%S.", gmtime(seconds)) + f"{millis:03d}Z"
 
 
 def to_ms(moment: datetime) -> int:

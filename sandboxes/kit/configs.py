@@ -6,6 +6,7 @@ so ``prm-mirror -c <file> check`` logs in to the sandbox as served.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -16,15 +17,19 @@ def source_settings(crm: str, box: Any) -> dict[str, Any]:
         return {"crm": "hubspot", "host": box.base_url, "access_token": box.access_token}
     if crm == "dynamics":
         return dict(box.source_settings())
-    return {
+    settings = {
         "crm": "salesforce",
         "auth": "password",
         "login_url": box.base_url,
         "username": box.username,
         "password": box.password,
         "security_token": box.security_token,
-        "pubsub_endpoint": box.pubsub_endpoint(),
     }
+    endpoint = getattr(box, "pubsub_endpoint", None)
+    with contextlib.suppress(RuntimeError):  # a sandbox not serving yet has no endpoint
+        if endpoint is not None:
+            settings["pubsub_endpoint"] = endpoint()
+    return settings
 
 
 def config_toml(crm: str, box: Any, database: str) -> str:

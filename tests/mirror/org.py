@@ -9,13 +9,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mirror.api import _path_indexes
 from mirror.portal.view import PartnerView
 from mirror.pull.sync import Puller
 from mirror.store.database import Store
 from mirror.store.tables import mirror_access
 from mirror.types import FieldSpec, FieldType
-from mirror.visibility.rules import VisibilityRules, parse_rules
+from mirror.visibility.rules import VisibilityRules, parse_rules, path_index_fields
 from mirror.visibility.upkeep import GrantUpkeep
 from tests.mirror.fakes import FakeCrm
 
@@ -94,7 +93,7 @@ class Org:
             self.store,
             self.crm,
             hooks=[self.pages],
-            indexes=_path_indexes(self.rules),
+            indexes=path_index_fields(self.rules),
         )
         for name in ORDER:
             with around(name) if around else nullcontext():

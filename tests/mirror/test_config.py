@@ -143,3 +143,20 @@ def test_check_asks_the_adapter_plugin_for_the_settings_problems() -> None:
     assert "sources.sf: salesforce.pasword: unknown option" in problems
     assert "sources.sf: salesforce.username: required" in problems
     assert "sources.z.crm: no adapter for CRM 'zoho'" in problems
+
+
+def test_the_store_keeps_as_many_connections_open_as_configured(tmp_path: Path) -> None:
+    def factory(source: str, settings: Mapping[str, Any]) -> Any:
+        return source
+
+    register_adapter("pooled", factory)
+    try:
+        store = {"database": f"sqlite:///{tmp_path}/m.db", "pool_size": 24, "max_overflow": 3}
+        config = parse_config({"store": store, "sources": {"p": {"crm": "pooled"}}})
+        with Mirror(config) as mirror:
+            pool: Any = mirror.store.engine.pool
+            assert (pool.size(), pool._max_overflow) == (24, 3)
+    finally:
+        unregister_adapter("pooled")
+    with pytest.raises(ConfigError, match="pool_size"):
+        parse_config({"store": {"pool_size": 0}, "sources": {}})

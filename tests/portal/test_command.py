@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from flask import Flask
 
 from cli import main
+from prm_portal import command
 from prm_portal.runner import Schedule
 from sandboxes.kit.configs import config_toml
 from sandboxes.salesforce.sandbox import SalesforceSandbox
@@ -28,24 +29,24 @@ def test_the_demo_starts_a_mirror_and_serves_it(
 ) -> None:
     served: dict[str, Any] = {}
 
-    def run(app: Flask, **options: Any) -> None:
+    def run(app: Flask, host: str, port: int, threads: int) -> None:
         client = app.test_client()
-        served.update(options, login=client.get("/login").status_code)
+        served.update(port=port, threads=threads, login=client.get("/login").status_code)
 
-    monkeypatch.setattr(Flask, "run", run)
-    result = CliRunner().invoke(
-        main, ["portal", "--demo", "--port", "8123", "--workdir", str(tmp_path), "--interval", "60"]
-    )
+    monkeypatch.setattr(command, "serve", run)
+    options = ["--port", "8123", "--workdir", str(tmp_path), "--interval", "60", "--threads", "40"]
+    result = CliRunner().invoke(main, ["portal", "--demo", *options])
     assert result.exit_code == 0, result.output
-    assert served["port"] == 8123 and served["threaded"] and served["login"] == 200
+    assert served["port"] == 8123 and served["threads"] == 40 and served["login"] == 200
     assert "sign in as" in result.output and (tmp_path / "mirror.db").exists()
+    assert "pool_size = 32" in (tmp_path / "prm-mirror.toml").read_text()
 
 
 def test_a_real_config_is_served_the_same_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     served: dict[str, Any] = {}
-    monkeypatch.setattr(Flask, "run", lambda app, **options: served.update(app=app))
+    monkeypatch.setattr(command, "serve", lambda app, *where: served.update(app=app))
     monkeypatch.setenv("PRM_PORTAL_MANAGER_PASSWORD", "from-the-environment")
     monkeypatch.delenv("PRM_PORTAL_PARTNER_PASSWORD", raising=False)
     with SalesforceSandbox(tmp_path / "sf.db", seed=7, size="small") as box:
@@ -85,7 +86,7 @@ def test_a_failing_round_is_logged_and_the_next_one_runs(caplog: pytest.LogCaptu
 def test_the_command_line_loads_without_the_portal_extra() -> None:
     code = (
         "import sys\n"
-        "for name in ('flask', 'flask_wtf', 'wtforms'):\n"
+        "for name in ('flask', 'flask_wtf', 'wtforms', 'waitress'):\n"
         "    sys.modules[name] = None\n"
         "from click.testing import CliRunner\n"
         "from cli import main\n"

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
+from mirror import PartnerView
 from tests.portal.conftest import (
     DEAL_B,
     PARTNER_B,
@@ -111,3 +112,30 @@ def test_a_bad_cursor_starts_from_the_beginning_of_the_partners_own_feed(portal:
     for since in ("-5", "abc", str(2**70)):
         answer = client.get("/events", query_string={"since": since})
         assert answer.status_code == 200 and DEAL_B not in text(answer)
+
+
+def test_a_quiet_stream_reads_its_feed_only_when_the_mirror_changed(
+    portal: Portal, monkeypatch: Any
+) -> None:
+    client = partner_client(portal)
+    since = cursor_of(client)
+    asked: list[int] = []
+    real = PartnerView.changes
+
+    def counted(view: PartnerView, since: int = 0, limit: int = 500) -> Any:
+        asked.append(since)
+        return real(view, since, limit)
+
+    monkeypatch.setattr(PartnerView, "changes", counted)
+    stream(client, since)  # about a dozen polls, nothing changed anywhere
+    assert asked == []
+    portal.box.update("Opportunity", DEAL_B, {"NextStep": "another partner's change"})
+    portal.mirror.sync()
+    raw, _ = stream(client, since)
+    # the feed is read once, then the stream knows nothing of its own changed
+    assert len(asked) == 1 and DEAL_B not in raw
+    deal = open_deals(portal)[7]
+    portal.box.update("Opportunity", deal["Id"], {"NextStep": "Seen after quiet polls"})
+    portal.mirror.sync()
+    _, events = stream(client, since)
+    assert [c for c in changes(events) if c["record_id"] == deal["Id"]]

@@ -4,7 +4,9 @@ sort and pages, the deal page with its line items and contacts, hidden fields ne
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from prm_portal import listing
 from tests.portal.conftest import (
     EMAIL_A,
     MANAGER_PASSWORD,
@@ -89,6 +91,18 @@ def test_search_filter_sort_and_pages(portal: Portal) -> None:
     )
     assert first and second and not set(first) & set(second)
     assert "Page 2 of" in text(client.get("/contacts", query_string={"page": 2}))
+
+
+def test_a_list_counts_its_matches_up_to_the_cap(portal: Portal, monkeypatch: Any) -> None:
+    client = partner_client(portal)
+    view = portal.mirror.as_partner(PARTNER_A)
+    matches = view.count("Contact", where={"Name": ("like", "%a%")})
+    assert matches > 3
+    monkeypatch.setattr(listing, "COUNT_CAP", 3)
+    page = text(client.get("/contacts", query_string={"q": "a"}))
+    assert "<small>3+</small>" in page and "Page 1 of 1+" in page
+    monkeypatch.setattr(listing, "COUNT_CAP", matches + 1)
+    assert f"<small>{matches}</small>" in text(client.get("/contacts", query_string={"q": "a"}))
 
 
 def test_unknown_sorts_and_filters_are_ignored_and_bad_values_told(portal: Portal) -> None:

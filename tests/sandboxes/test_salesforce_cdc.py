@@ -403,3 +403,11 @@ def test_a_quiet_subscription_gets_keepalives_with_the_latest_replay_id(
     assert list(response.events) == []
     assert int.from_bytes(response.latest_replay_id, "big") == latest
     assert response.pending_num_requested == 100
+
+
+def test_a_serving_sandbox_prints_its_pubsub_endpoint_in_its_config(
+    box: SalesforceSandbox,
+) -> None:
+    from sandboxes.kit.configs import source_settings
+
+    assert source_settings("salesforce", box)["pubsub_endpoint"] == box.pubsub_endpoint()

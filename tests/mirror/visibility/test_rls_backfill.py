@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Connection, func, select, text
 
-from mirror.api import _path_indexes
 from mirror.pull.sync import Puller
 from mirror.store.database import Store
 from mirror.store.tables import mirror_access
 from mirror.types import FieldSpec, FieldType
+from mirror.visibility.rules import path_index_fields
 from tests.mirror.org import ORDER, RULES, SCHEMAS, Org, build_small_org
 
 SLICED_SMALL = ("Opportunity", "Account", "Contact", "LineItem", "User")
@@ -46,7 +46,7 @@ def first_backfill(org: Org) -> None:
     """Every object backfilled into the empty store, its slices derived once at the end, as
     ``Mirror.sync`` does it."""
     access = org.access.page_hook(deferred=True)
-    puller = Puller(org.store, org.crm, hooks=[access], indexes=_path_indexes(org.rules))
+    puller = Puller(org.store, org.crm, hooks=[access], indexes=path_index_fields(org.rules))
     for name in (*ORDER, "Note"):
         puller.sync_object(org.crm.describe(name))
     assert access.settle_pending()
@@ -144,7 +144,7 @@ def test_deriving_slices_reads_each_grant_a_bounded_number_of_times(pg_url: str)
     try:
         put_bulk(org, deals)
         access = org.access.page_hook(deferred=True)
-        puller = Puller(org.store, org.crm, hooks=[access], indexes=_path_indexes(org.rules))
+        puller = Puller(org.store, org.crm, hooks=[access], indexes=path_index_fields(org.rules))
         for name in ORDER:
             puller.sync_object(org.crm.describe(name))
         with org.store.transaction() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mirror.errors import AccessDenied, ConfigError
+from mirror.errors import AccessDenied, ConfigError, QueryError
 from mirror.portal.view import PartnerView, vendor_explanation
 from mirror.store.tables import mirror_access
 from mirror.visibility.rules import parse_path, parse_rules
@@ -474,3 +474,79 @@ def test_paths_through_records_seen_through_their_parent(db_url: str) -> None:
         assert org.access_rows() == incremental
     finally:
         org.close()
+
+
+def test_a_count_stops_at_its_bound_inside_the_slice(org: Org) -> None:
+    view = org.view("P2")
+    deals = {"Name": ("like", "deal%")}
+    assert view.count("Opportunity", where=deals, at_most=1) == 1
+    assert view.count("Opportunity", where=deals, at_most=5) == 2
+    assert view.count("Account", at_most=2) == 2 and view.count("Account", at_most=9) == 3
+    rep = org.view("P2", user_id="UP2", role="rep")
+    assert rep.count("Account", at_most=1) == rep.count("Account") == 1
+    with pytest.raises(QueryError):
+        view.count("Account", at_most=0)
+
+
+def test_a_query_narrowed_by_an_indexed_field_stays_inside_the_slice(org: Org) -> None:
+    p1, p2 = org.view("P1"), org.view("P2")
+    rep = org.view("P2", user_id="UP2", role="rep")
+
+    def ids(view: PartnerView, name: str, **where: object) -> list[str]:
+        found = [r["Id"] for r in view.select(name, where=where, fields=["Id"])]
+        assert view.count(name, where=where) == len(found)
+        return found
+
+    # each record found through the index is checked against this slice's grants
+    assert ids(p1, "LineItem", OpportunityId="o1") == ["l1"]
+    assert ids(p1, "LineItem", OpportunityId="o3") == []
+    assert ids(p2, "LineItem", OpportunityId="o3") == ["l3"]
+    assert ids(p1, "Contact", AccountId="C2") == []
+    assert ids(p1, "Contact", AccountId="C1") == ["KC1"]
+    assert ids(p1, "Opportunity", Id=("in", ["o1", "o2", "o3"])) == ["o1"]
+    assert ids(p1, "Account", Id=("in", ["P1", "P2", "C1", "C2"])) == ["C1", "P1"]
+    assert ids(rep, "Opportunity", Id=("in", ["o1", "o2", "o3"])) == ["o2"]
+    assert ids(rep, "LineItem", OpportunityId="o3") == []
+    assert ids(p2, "Opportunity", PartnerAccountId="P2") == ["o2", "o3"]
+
+
+def test_a_view_names_the_fields_it_reads(org: Org) -> None:
+    view = org.view("P1")
+    fields = view.fields("Opportunity")
+    assert "Amount" in fields and "Secret" not in fields
+    assert set(view.select("Opportunity", limit=1)[0]) == set(fields)
+    with pytest.raises(AccessDenied):
+        view.fields("Lead")
+
+
+def test_narrowed_queries_and_a_partners_writes_are_read_off_indexes(org: Org) -> None:
+    from sqlalchemy import event
+
+    from mirror.portal.write_log import writes_query
+
+    view = org.view("P1")
+    with org.store.engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            return
+        writes = writes_query(view.slice, None, None, 20)
+        sql = str(writes.compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = " ".join(str(r) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+        assert "ix_mirror_outbox_partner" in plan
+    ran: list[tuple[str, object]] = []
+
+    def record(_c: object, _k: object, sql: str, params: object, *_rest: object) -> None:
+        ran.append((sql, params))
+
+    event.listen(org.store.engine, "before_cursor_execute", record)
+    try:
+        assert [r["Id"] for r in view.select("LineItem", where={"OpportunityId": "o1"})] == ["l1"]
+    finally:
+        event.remove(org.store.engine, "before_cursor_execute", record)
+    with org.store.engine.connect() as conn:
+        sql, params = ran[-1]
+        plan = " ".join(
+            str(r)
+            for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)  # type: ignore[arg-type]
+        )
+    # the deal's items found by their index, each one's grant probed: the slice is not read
+    assert "MATERIALIZE" not in plan and "record_id=?" in plan
