@@ -133,7 +133,7 @@ def test_a_short_chaos_run_ends_with_nothing_lost(crm: str, store: str, size: in
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_short_chaos_run_with_the_salesforce_stream_ends_with_nothing_lost() -> None:
-    options = Options("salesforce", seed=5, duration=15.0, size=200, kills=3, streams=True)
+    options = Options("salesforce", seed=5, duration=30.0, size=200, kills=3, streams=True)
     result: dict[str, Any] = run(options)
     assert result["streams"]["salesforce"]["received"] >= 1
     failures = {
