@@ -71,9 +71,9 @@ def portal_process(
     }
     command = [sys.executable, "-m", "cli", "-c", str(config), "portal"]
     command += ["--port", str(port), "--interval", str(interval), "--threads", str(threads)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    # the portal's own log (a failed request's traceback) beside the config
+    log = (config.parent / "portal.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -89,6 +89,7 @@ def portal_process(
     finally:
         process.terminate()
         process.wait(timeout=60)
+        log.close()
 
 
 def free_port() -> int:

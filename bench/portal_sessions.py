@@ -45,7 +45,7 @@ def sign_in(url: str, email: str) -> requests.Session:
         timeout=30,
     )
     if answer.status_code != 302:
-        raise RuntimeError(f"{email} could not sign in")
+        raise RuntimeError(f"{email} could not sign in (HTTP {answer.status_code})")
     return http
 
 
