@@ -45,7 +45,6 @@ TABLE_PROPERTIES = (
 RELATIONSHIP_PROPERTIES = (
     "ReferencingAttribute,ReferencedEntity,ReferencingEntityNavigationPropertyName"
 )
-MAX_REMEMBERED_TARGETS = 200_000
 
 
 class DynamicsAdapter:
@@ -214,6 +213,4 @@ class DynamicsAdapter:
         """Where reads note the target table of polymorphic lookup values (or ``None``)."""
         if not any(len(f.references) > 1 for f in spec.fields):
             return None
-        if len(self.lookup_targets) > MAX_REMEMBERED_TARGETS:
-            self.lookup_targets.clear()
         return self.lookup_targets

@@ -50,6 +50,7 @@ from mirror.types import Checkpoint, ObjectSpec, Page, Record, Reject, Tombstone
 DELETED_CONTEXT = "$deletedEntity"
 LOOKUP_ANNOTATION = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 ID_PAGE_SIZE = 5000
+MAX_REMEMBERED_TARGETS = 200_000  # lookup targets kept; the writer asks Dataverse for the rest
 
 
 STAMPS: StampCodec[datetime] = datetime_stamps(parse_datetime)
@@ -121,6 +122,8 @@ class PageBuilder:
             if value:
                 record_id = row.get(name)
                 if record_id:
+                    if len(self.targets) >= MAX_REMEMBERED_TARGETS:
+                        self.targets.clear()
                     self.targets[str(record_id).lower()] = str(value)
 
 

@@ -292,3 +292,15 @@ def test_the_factory_builds_an_adapter_from_source_settings(box) -> None:
     assert isinstance(adapter, DynamicsAdapter) and adapter.source == "crm"
     adapter.check()
     assert sandbox_settings(box).scope == f"https://127.0.0.1:{box.port}/.default"
+
+
+def test_remembered_lookup_targets_stay_under_their_cap_within_one_read(
+    box, opportunity, monkeypatch
+) -> None:
+    from adapters.dynamics import read
+
+    monkeypatch.setattr(read, "MAX_REMEMBERED_TARGETS", 5)
+    adapter = sandbox_adapter(box, page_size=5000)
+    replica, pages = read_all(adapter, opportunity, None)
+    assert len(pages) == 1 and len(replica.rows) > 5
+    assert 0 < len(adapter.lookup_targets) <= 5
