@@ -34,9 +34,7 @@ from sqlalchemy.schema import CreateTable
 from mirror.errors import ConfigError
 from mirror.pull.runs import RunHeartbeat
 from mirror.schema import Migration, field_from_json, plan_migration, spec_from_json, spec_to_json
-
-# the stream's tables join the engine's metadata, so every store is created with them
-from mirror.store import stream_tables  # noqa: F401
+from mirror.store import stream_tables  # noqa: F401  (its tables join every store's metadata)
 from mirror.store.bulk import upsert
 from mirror.store.idsets import batches, id_in
 from mirror.store.records import RecordChecker
