@@ -24,6 +24,7 @@ from mirror.pull.sync import ProgressCallback, Puller, RunResult
 from mirror.push.conflicts import list_conflicts, resolve_conflict
 from mirror.push.diff import field_changes
 from mirror.push.outbox import latest_entries, open_entries
+from mirror.push.wakeup import PushWaker
 from mirror.push.writeback import Pusher, PushResult
 from mirror.status import ObjectStatus, object_statuses, queue_summary
 from mirror.store.database import utcnow
@@ -129,6 +130,32 @@ class Mirror(Streams):
 
     def _split_backfill(self, source: str, name: str) -> bool:
         return plan_of(self.store.load_checkpoint(source, name)) is not None
+
+    def push_on_write(self) -> Callable[[], None]:
+        """Push each source soon after a portal write to it, on threads of this process, as
+        the daemon's wake-up does (``[daemon] push_wake_window``, ``push_wake_poll``): what an
+        application that embeds the mirror and pushes on a schedule of its own runs beside it.
+        Returns the function that stops it (and waits for its threads)."""
+        stop = threading.Event()
+        daemon = self.config.daemon
+
+        def push_one(source: str) -> None:
+            self.push([source])
+
+        waker = PushWaker(
+            self.store,
+            push_one,
+            self.config.sources,
+            stop,
+            window=daemon.push_wake_window,
+            poll=daemon.push_wake_poll,
+        ).start()
+
+        def close() -> None:
+            stop.set()
+            waker.close()
+
+        return close
 
     def push(self, sources: Iterable[str] | None = None) -> dict[str, PushResult]:
         """Send pending portal edits to their CRMs; returns what each source's push did."""

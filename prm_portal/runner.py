@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +53,7 @@ class Schedule:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.rounds = 0
         self.lock = threading.Lock()
+        self.stop_waking: Callable[[], None] | None = None
 
     def start(self) -> Schedule:
         """Start the rounds (the first one at once)."""
@@ -65,6 +66,8 @@ class Schedule:
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.start()
+        # an edit leaves for the CRM within the wake-up window, not at the next round
+        self.stop_waking = self.mirror.push_on_write()
         return self
 
     def round(self) -> None:
@@ -79,6 +82,9 @@ class Schedule:
 
     def stop(self) -> None:
         """Stop after the round under way."""
+        if self.stop_waking is not None:
+            self.stop_waking()
+            self.stop_waking = None
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
 

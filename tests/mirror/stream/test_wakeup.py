@@ -83,3 +83,22 @@ def test_another_processs_write_wakes_the_pusher_once(
         finally:
             stop.set()
             waker.close()
+
+
+def test_an_embedding_application_pushes_on_write_without_the_daemon(db_url: str) -> None:
+    """``Mirror.push_on_write``: a portal edit reaches the CRM within the wake-up window with
+    no push scheduled, and nothing is pushed once it is stopped."""
+    with world(db_url, "") as w:
+        stop = w.mirror.push_on_write()
+        try:
+            edit(w, 21.0)
+            deadline = time.monotonic() + 10
+            while w.outbox()[-1].status != "done" and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert w.outbox()[-1].status == "done"
+            assert 21.0 in {r.get("amount") for r in w.crm.records["deals"].values()}
+        finally:
+            stop()
+        edit(w, 22.0)
+        time.sleep(1.0)
+        assert w.outbox()[-1].status == "pending"
