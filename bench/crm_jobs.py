@@ -9,6 +9,8 @@ import logging
 import time
 from typing import Any
 
+from bench.jobs import sync_report
+
 
 def _config(database: str, source: dict[str, Any]) -> Any:
     from mirror.config import parse_config
@@ -77,20 +79,4 @@ def sync_all(database: str, source: dict[str, Any]) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         total_calls = mirror.adapter(source["crm"]).api_calls()
         runs = {run["id"]: run for run in mirror.store.recent_runs(len(results))}
-    per_object = {}
-    for result in results:
-        run = runs[result.run_id]
-        totals = result.totals
-        per_object[result.object] = {
-            "kind": result.kind,
-            "records": totals.inserted + totals.updated + totals.unchanged + totals.deleted,
-            "inserted": totals.inserted,
-            "updated": totals.updated,
-            "unchanged": totals.unchanged,
-            "deleted": totals.deleted,
-            "rejected": totals.rejected,
-            "pages": result.pages,
-            "api_calls": result.api_calls,
-            "seconds": round((run["finished_at"] - run["started_at"]).total_seconds(), 3),
-        }
-    return {"seconds": round(seconds, 3), "api_calls_total": total_calls, "objects": per_object}
+    return sync_report(runs, results, seconds, total_calls)

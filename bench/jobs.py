@@ -62,23 +62,7 @@ def sync_all(
         seconds = time.perf_counter() - started
         total_calls = mirror.adapter(SOURCE).api_calls()
         runs = {run["id"]: run for run in mirror.store.recent_runs(len(results))}
-    per_object = {}
-    for result in results:
-        run = runs[result.run_id]
-        totals = result.totals
-        per_object[result.object] = {
-            "kind": result.kind,
-            "records": totals.inserted + totals.updated + totals.unchanged + totals.deleted,
-            "inserted": totals.inserted,
-            "updated": totals.updated,
-            "unchanged": totals.unchanged,
-            "deleted": totals.deleted,
-            "rejected": totals.rejected,
-            "pages": result.pages,
-            "api_calls": result.api_calls,
-            "seconds": round((run["finished_at"] - run["started_at"]).total_seconds(), 3),
-        }
-    return {"seconds": round(seconds, 3), "api_calls_total": total_calls, "objects": per_object}
+    return sync_report(runs, results, seconds, total_calls)
 
 
 def pull_opportunities(
@@ -315,3 +299,26 @@ def explain(store: Any, statement: str, parameters: Any) -> list[str]:
         return [" ".join(str(part) for part in row) for row in cursor.fetchall()]
     finally:
         raw.close()
+
+
+def sync_report(
+    runs: dict[Any, Any], results: list[Any], seconds: float, total_calls: int
+) -> dict[str, Any]:
+    """One ``Mirror.sync()``'s figures per object, from its results and their ``runs`` rows."""
+    per_object = {}
+    for result in results:
+        run = runs[result.run_id]
+        totals = result.totals
+        per_object[result.object] = {
+            "kind": result.kind,
+            "records": totals.inserted + totals.updated + totals.unchanged + totals.deleted,
+            "inserted": totals.inserted,
+            "updated": totals.updated,
+            "unchanged": totals.unchanged,
+            "deleted": totals.deleted,
+            "rejected": totals.rejected,
+            "pages": result.pages,
+            "api_calls": result.api_calls,
+            "seconds": round((run["finished_at"] - run["started_at"]).total_seconds(), 3),
+        }
+    return {"seconds": round(seconds, 3), "api_calls_total": total_calls, "objects": per_object}
